@@ -1,0 +1,651 @@
+//! Configuration: every setting robeing reads, loaded once and validated once.
+//!
+//! The names are the operator contract (`shared/design/CONTRACT.md`): they are
+//! what `.env` files, systemd units and cron jobs use, so they are never
+//! renamed, only added to. Values come from the process environment, and from
+//! a `.env` file in the working directory when one exists (the environment
+//! wins). [`Config::from_lookup`] takes any lookup function so tests can load a
+//! configuration without touching the process environment.
+//!
+//! Validation happens here and only here: a malformed value or an invalid
+//! combination is a [`ConfigError`] naming the variable and the fix, and the
+//! binary exits with code 2. Secrets are [`SecretString`] from the moment they
+//! are read; nothing in this module prints one (see [`Config::summary`]).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use base64::Engine as _;
+use chrono::NaiveTime;
+use chrono_tz::Tz;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use url::Url;
+
+/// Every variable robeing reads, with its default and meaning. The README's
+/// configuration table is checked against this list by a test.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    ("DATABASE_URL", "unset → private embedded PostgreSQL in `ROBEING_DATA_DIR`", "Postgres connection string"),
+    (
+        "ROBEING_DATA_DIR",
+        "`/var/lib/robeing` as root, else `~/.local/share/robeing`",
+        "where the embedded PostgreSQL keeps its data",
+    ),
+    ("ROBEING_LISTEN", "`127.0.0.1:3000`", "HTTP listen address"),
+    (
+        "ROBEING_PUBLIC_URL",
+        "`http://localhost:3000`",
+        "externally reachable base URL (OAuth redirect, links in buttons)",
+    ),
+    ("SLACK_BOT_TOKEN", "required for `serve`", "`xoxb-…` bot token"),
+    ("SLACK_APP_TOKEN", "unset → no Socket Mode", "`xapp-…` app-level token; its presence turns Socket Mode on"),
+    ("SLACK_SIGNING_SECRET", "unset → HTTP Slack routes answer 503 and say why", "verifies HTTP requests from Slack"),
+    ("SLACK_API_URL", "`https://slack.com/api`", "Slack Web API base"),
+    ("GOOGLE_CLIENT_ID", "unset → Gmail features off, briefings say so", "OAuth client id for Gmail"),
+    ("GOOGLE_CLIENT_SECRET", "required with `GOOGLE_CLIENT_ID`", "OAuth client secret for Gmail"),
+    ("GOOGLE_AUTH_URL", "`https://accounts.google.com/o/oauth2/v2/auth`", "authorization endpoint"),
+    ("GOOGLE_TOKEN_URL", "`https://oauth2.googleapis.com/token`", "token endpoint"),
+    ("GOOGLE_REVOKE_URL", "`https://oauth2.googleapis.com/revoke`", "revocation endpoint"),
+    ("GMAIL_API_URL", "`https://gmail.googleapis.com`", "Gmail API base"),
+    (
+        "TOKEN_ENCRYPTION_KEY",
+        "required when Google is configured",
+        "base64 of 32 random bytes; encrypts OAuth tokens at rest",
+    ),
+    ("TOKEN_ENCRYPTION_KEY_PREVIOUS", "unset", "the key being rotated out: still decrypts, never encrypts"),
+    ("CHROMA_URL", "unset → vector memory off (said at start-up and in `/readyz`)", "ChromaDB server base URL"),
+    ("CHROMA_TENANT", "`default_tenant`", "ChromaDB tenant"),
+    ("CHROMA_DATABASE", "`default_database`", "ChromaDB database"),
+    ("CHROMA_COLLECTION", "`robeing_memory`", "ChromaDB collection"),
+    ("LLM_BASE_URL", "unset → built-in responder", "OpenAI-compatible chat-completions API base"),
+    ("LLM_API_KEY", "unset → no Authorization header", "API key for the LLM"),
+    ("LLM_MODEL", "required with `LLM_BASE_URL`", "model name for the LLM"),
+    ("EMBEDDING_BASE_URL", "unset → built-in local embedder", "OpenAI-compatible embeddings API base"),
+    ("EMBEDDING_API_KEY", "unset → no Authorization header", "API key for embeddings"),
+    ("EMBEDDING_MODEL", "required with `EMBEDDING_BASE_URL`", "embedding model name"),
+    ("NEWS_FEEDS", "a default list (see README)", "comma-separated RSS/Atom URLs"),
+    ("BRIEFING_TIME", "`09:00`", "default local time of the briefing"),
+    ("BRIEFING_CATCH_UP_HOURS", "`3`", "how late a missed briefing is still sent after a restart"),
+    ("DEFAULT_TIMEZONE", "`Asia/Seoul`", "time zone when Slack gives none"),
+    ("CRON_SECRET", "unset → `POST /api/cron/daily-summary` answers 404", "bearer secret for the cron endpoint"),
+    ("RUST_LOG", "`info`", "log filter"),
+    ("LOG_FORMAT", "`pretty` on a TTY, else `json`", "`json` or `pretty`"),
+];
+
+/// The default news feeds: general headlines in Korean and English.
+pub const DEFAULT_NEWS_FEEDS: &[&str] = &[
+    "https://www.yna.co.kr/rss/news.xml",
+    "https://feeds.bbci.co.uk/news/world/rss.xml",
+    "https://hnrss.org/frontpage",
+];
+
+/// A configuration problem: which variable, what is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}. Fix: {fix}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { variable, problem: problem.into(), fix: fix.into() }
+    }
+}
+
+/// Where Postgres is.
+#[derive(Debug, Clone)]
+pub enum DatabaseSetting {
+    /// `DATABASE_URL` was given.
+    Url(SecretString),
+    /// No `DATABASE_URL`: run a private PostgreSQL under `ROBEING_DATA_DIR`.
+    Embedded,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub bot_token: Option<SecretString>,
+    pub app_token: Option<SecretString>,
+    pub signing_secret: Option<SecretString>,
+    pub api_url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct GoogleConfig {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub auth_url: Url,
+    pub token_url: Url,
+    pub revoke_url: Url,
+}
+
+/// A 32-byte AES-256 key, decoded from base64.
+pub type EncryptionKey = SecretBox<[u8; 32]>;
+
+#[derive(Debug, Clone)]
+pub struct ChromaConfig {
+    pub url: Url,
+    pub tenant: String,
+    pub database: String,
+    pub collection: String,
+}
+
+/// An OpenAI-compatible API (chat completions or embeddings).
+#[derive(Debug, Clone)]
+pub struct OpenAiCompatible {
+    pub base_url: Url,
+    pub api_key: Option<SecretString>,
+    pub model: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug)]
+pub struct Config {
+    pub database: DatabaseSetting,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub slack: SlackConfig,
+    pub google: Option<GoogleConfig>,
+    pub gmail_api_url: Url,
+    pub token_encryption_key: Option<EncryptionKey>,
+    pub token_encryption_key_previous: Option<EncryptionKey>,
+    pub chroma: Option<ChromaConfig>,
+    pub llm: Option<OpenAiCompatible>,
+    pub embedding: Option<OpenAiCompatible>,
+    pub news_feeds: Vec<Url>,
+    pub briefing_time: NaiveTime,
+    pub briefing_catch_up: Duration,
+    pub default_timezone: Tz,
+    pub cron_secret: Option<SecretString>,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Loads `.env` (if present) and the environment, then validates.
+    pub fn load() -> Result<Self, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => {
+                return Err(ConfigError::new(
+                    "(.env)",
+                    format!("the .env file could not be read: {e}"),
+                    "fix the line it names or remove the file",
+                ));
+            }
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds a configuration from any variable lookup (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let database = match get("DATABASE_URL") {
+            Some(url) => {
+                let parsed = Url::parse(&url).map_err(|e| {
+                    ConfigError::new(
+                        "DATABASE_URL",
+                        format!("not a URL ({e})"),
+                        "use postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                    )
+                })?;
+                if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+                    return Err(ConfigError::new(
+                        "DATABASE_URL",
+                        format!("scheme `{}` is not Postgres", parsed.scheme()),
+                        "use postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                    ));
+                }
+                DatabaseSetting::Url(SecretString::from(url))
+            }
+            None => DatabaseSetting::Embedded,
+        };
+        let data_dir = get("ROBEING_DATA_DIR").map(PathBuf::from).unwrap_or_else(default_data_dir);
+
+        let listen = match get("ROBEING_LISTEN") {
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new(
+                    "ROBEING_LISTEN",
+                    format!("`{v}` is not an address"),
+                    "use HOST:PORT, e.g. 127.0.0.1:3000",
+                )
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+        };
+        let public_url = url_var(&get, "ROBEING_PUBLIC_URL", "http://localhost:3000")?;
+
+        let slack = SlackConfig {
+            bot_token: prefixed_secret(&get, "SLACK_BOT_TOKEN", "xoxb-")?,
+            app_token: prefixed_secret(&get, "SLACK_APP_TOKEN", "xapp-")?,
+            signing_secret: get("SLACK_SIGNING_SECRET").map(SecretString::from),
+            api_url: api_base_url(&get, "SLACK_API_URL", "https://slack.com/api")?,
+        };
+
+        let google = match (get("GOOGLE_CLIENT_ID"), get("GOOGLE_CLIENT_SECRET")) {
+            (Some(client_id), Some(secret)) => Some(GoogleConfig {
+                client_id,
+                client_secret: SecretString::from(secret),
+                auth_url: url_var(&get, "GOOGLE_AUTH_URL", "https://accounts.google.com/o/oauth2/v2/auth")?,
+                token_url: url_var(&get, "GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token")?,
+                revoke_url: url_var(&get, "GOOGLE_REVOKE_URL", "https://oauth2.googleapis.com/revoke")?,
+            }),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "GOOGLE_CLIENT_SECRET",
+                    "GOOGLE_CLIENT_ID is set but GOOGLE_CLIENT_SECRET is missing",
+                    "set GOOGLE_CLIENT_SECRET from the same OAuth client, or unset GOOGLE_CLIENT_ID",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "GOOGLE_CLIENT_ID",
+                    "GOOGLE_CLIENT_SECRET is set but GOOGLE_CLIENT_ID is missing",
+                    "set GOOGLE_CLIENT_ID from the same OAuth client, or unset GOOGLE_CLIENT_SECRET",
+                ));
+            }
+            (None, None) => None,
+        };
+        let gmail_api_url = api_base_url(&get, "GMAIL_API_URL", "https://gmail.googleapis.com")?;
+
+        let token_encryption_key =
+            get("TOKEN_ENCRYPTION_KEY").map(|v| decode_key("TOKEN_ENCRYPTION_KEY", &v)).transpose()?;
+        let token_encryption_key_previous = get("TOKEN_ENCRYPTION_KEY_PREVIOUS")
+            .map(|v| decode_key("TOKEN_ENCRYPTION_KEY_PREVIOUS", &v))
+            .transpose()?;
+        if google.is_some() && token_encryption_key.is_none() {
+            return Err(ConfigError::new(
+                "TOKEN_ENCRYPTION_KEY",
+                "Google is configured but there is no key to encrypt its tokens at rest",
+                "set TOKEN_ENCRYPTION_KEY to the output of `openssl rand -base64 32`",
+            ));
+        }
+
+        let chroma = match get("CHROMA_URL") {
+            Some(_) => Some(ChromaConfig {
+                url: api_base_url(&get, "CHROMA_URL", "")?,
+                tenant: get("CHROMA_TENANT").unwrap_or_else(|| "default_tenant".into()),
+                database: get("CHROMA_DATABASE").unwrap_or_else(|| "default_database".into()),
+                collection: collection_name(get("CHROMA_COLLECTION"))?,
+            }),
+            None => None,
+        };
+
+        let llm = openai_compatible(&get, "LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL")?;
+        let embedding = openai_compatible(&get, "EMBEDDING_BASE_URL", "EMBEDDING_API_KEY", "EMBEDDING_MODEL")?;
+
+        let news_feeds = match get("NEWS_FEEDS") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    Url::parse(s).ok().filter(|u| matches!(u.scheme(), "http" | "https")).ok_or_else(|| {
+                        ConfigError::new(
+                            "NEWS_FEEDS",
+                            format!("`{s}` is not an http(s) URL"),
+                            "give comma-separated RSS/Atom URLs",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => DEFAULT_NEWS_FEEDS.iter().map(|s| Url::parse(s).expect("default feed URLs are valid")).collect(),
+        };
+
+        let briefing_time = match get("BRIEFING_TIME") {
+            Some(v) => parse_clock_time(&v).ok_or_else(|| {
+                ConfigError::new(
+                    "BRIEFING_TIME",
+                    format!("`{v}` is not a time of day"),
+                    "use HH:MM in 24-hour time, e.g. 09:00",
+                )
+            })?,
+            None => NaiveTime::from_hms_opt(9, 0, 0).expect("09:00 is a time"),
+        };
+        let briefing_catch_up = match get("BRIEFING_CATCH_UP_HOURS") {
+            Some(v) => match v.parse::<u64>() {
+                Ok(h) if h <= 23 => Duration::from_secs(h * 3600),
+                _ => {
+                    return Err(ConfigError::new(
+                        "BRIEFING_CATCH_UP_HOURS",
+                        format!("`{v}` is not a whole number of hours from 0 to 23"),
+                        "use e.g. 3",
+                    ));
+                }
+            },
+            None => Duration::from_secs(3 * 3600),
+        };
+        let default_timezone = match get("DEFAULT_TIMEZONE") {
+            Some(v) => v.parse::<Tz>().map_err(|_| {
+                ConfigError::new(
+                    "DEFAULT_TIMEZONE",
+                    format!("`{v}` is not an IANA time zone"),
+                    "use a name like Asia/Seoul",
+                )
+            })?,
+            None => chrono_tz::Asia::Seoul,
+        };
+
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("`{other}` is not a log format"),
+                    "use json or pretty",
+                ));
+            }
+            None => {
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    LogFormat::Pretty
+                } else {
+                    LogFormat::Json
+                }
+            }
+        };
+
+        Ok(Self {
+            database,
+            data_dir,
+            listen,
+            public_url,
+            slack,
+            google,
+            gmail_api_url,
+            token_encryption_key,
+            token_encryption_key_previous,
+            chroma,
+            llm,
+            embedding,
+            news_feeds,
+            briefing_time,
+            briefing_catch_up,
+            default_timezone,
+            cron_secret: get("CRON_SECRET").map(SecretString::from),
+            log_filter: get("RUST_LOG").unwrap_or_else(|| "info".into()),
+            log_format,
+        })
+    }
+
+    /// What `serve` cannot run without.
+    pub fn require_for_serve(&self) -> Result<(), ConfigError> {
+        if self.slack.bot_token.is_none() {
+            return Err(ConfigError::new(
+                "SLACK_BOT_TOKEN",
+                "is required to run `serve`",
+                "set it to the Bot User OAuth Token (xoxb-…) from your Slack app's OAuth & Permissions page",
+            ));
+        }
+        if self.slack.app_token.is_none() && self.slack.signing_secret.is_none() {
+            return Err(ConfigError::new(
+                "SLACK_APP_TOKEN",
+                "neither SLACK_APP_TOKEN (Socket Mode) nor SLACK_SIGNING_SECRET (HTTP Events API) is set, so no Slack event could reach robeing",
+                "set SLACK_APP_TOKEN (xapp-…, Socket Mode) or SLACK_SIGNING_SECRET (HTTP)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// One line per feature saying whether it is on; never a secret.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        let on_off = |on: bool, detail: String| if on { format!("on ({detail})") } else { format!("off ({detail})") };
+        vec![
+            (
+                "database",
+                match &self.database {
+                    DatabaseSetting::Url(url) => crate::storage::describe_url(url.expose_secret()),
+                    DatabaseSetting::Embedded => format!("embedded PostgreSQL in {}", self.data_dir.display()),
+                },
+            ),
+            ("http", format!("listening on {}, public URL {}", self.listen, self.public_url)),
+            ("socket_mode", on_off(self.slack.app_token.is_some(), "SLACK_APP_TOKEN".into())),
+            ("http_events", on_off(self.slack.signing_secret.is_some(), "SLACK_SIGNING_SECRET".into())),
+            ("slack_api", self.slack.api_url.to_string()),
+            ("gmail", on_off(self.google.is_some(), "GOOGLE_CLIENT_ID".into())),
+            (
+                "llm",
+                match &self.llm {
+                    Some(l) => format!("on ({} at {})", l.model, l.base_url),
+                    None => "off (built-in responder)".into(),
+                },
+            ),
+            (
+                "embedder",
+                match &self.embedding {
+                    Some(e) => format!("{} at {}", e.model, e.base_url),
+                    None => "built-in local embedder".into(),
+                },
+            ),
+            (
+                "chroma",
+                match &self.chroma {
+                    Some(c) => format!("on ({} {}/{}/{})", c.url, c.tenant, c.database, c.collection),
+                    None => "off (CHROMA_URL unset: no vector memory)".into(),
+                },
+            ),
+            (
+                "briefing",
+                format!(
+                    "{} {} by default, catch-up {} h",
+                    self.briefing_time.format("%H:%M"),
+                    self.default_timezone,
+                    self.briefing_catch_up.as_secs() / 3600
+                ),
+            ),
+            ("news_feeds", format!("{} feeds", self.news_feeds.len())),
+            ("cron_endpoint", on_off(self.cron_secret.is_some(), "CRON_SECRET".into())),
+        ]
+    }
+}
+
+/// `/var/lib/robeing` for root (a system service), else the user's data dir.
+fn default_data_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/var/lib/robeing")
+    } else {
+        dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("robeing")
+    }
+}
+
+/// Parses `HH:MM` (or `HH:MM:SS`).
+pub fn parse_clock_time(v: &str) -> Option<NaiveTime> {
+    NaiveTime::parse_from_str(v, "%H:%M").or_else(|_| NaiveTime::parse_from_str(v, "%H:%M:%S")).ok()
+}
+
+fn url_var(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: &str) -> Result<Url, ConfigError> {
+    let raw = get(name).unwrap_or_else(|| default.to_owned());
+    let url = Url::parse(&raw)
+        .map_err(|e| ConfigError::new(name, format!("`{raw}` is not a URL ({e})"), "give an absolute http(s) URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::new(
+            name,
+            format!("scheme `{}` is not http(s)", url.scheme()),
+            "give an absolute http(s) URL",
+        ));
+    }
+    Ok(url)
+}
+
+/// A base URL we append paths to: stored without a trailing slash (a trailing
+/// slash made slack-morphism request `//users.info`).
+fn api_base_url(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: &str) -> Result<Url, ConfigError> {
+    let url = url_var(get, name, default)?;
+    let trimmed = url.as_str().trim_end_matches('/').to_owned();
+    Url::parse(&trimmed).map_err(|e| ConfigError::new(name, format!("not a URL ({e})"), "give an absolute http(s) URL"))
+}
+
+fn prefixed_secret(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    prefix: &str,
+) -> Result<Option<SecretString>, ConfigError> {
+    match get(name) {
+        Some(v) if v.starts_with(prefix) => Ok(Some(SecretString::from(v))),
+        Some(_) => Err(ConfigError::new(
+            name,
+            format!("does not start with `{prefix}`"),
+            format!("copy the `{prefix}…` token from your Slack app's settings"),
+        )),
+        None => Ok(None),
+    }
+}
+
+fn decode_key(name: &'static str, value: &str) -> Result<EncryptionKey, ConfigError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|_| ConfigError::new(name, "is not valid base64", "use the output of `openssl rand -base64 32`"))?;
+    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        ConfigError::new(
+            name,
+            format!("decodes to {} bytes, not 32", b.len()),
+            "use the output of `openssl rand -base64 32`",
+        )
+    })?;
+    Ok(SecretBox::new(Box::new(key)))
+}
+
+fn collection_name(v: Option<String>) -> Result<String, ConfigError> {
+    let name = v.unwrap_or_else(|| "robeing_memory".into());
+    let ok = (3..=512).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(name)
+    } else {
+        Err(ConfigError::new(
+            "CHROMA_COLLECTION",
+            format!("`{name}` is not a valid ChromaDB collection name"),
+            "use 3–512 characters of letters, digits, `.`, `_` and `-`",
+        ))
+    }
+}
+
+fn openai_compatible(
+    get: &impl Fn(&str) -> Option<String>,
+    base: &'static str,
+    key: &'static str,
+    model: &'static str,
+) -> Result<Option<OpenAiCompatible>, ConfigError> {
+    match (get(base), get(model)) {
+        (Some(_), Some(model)) => Ok(Some(OpenAiCompatible {
+            base_url: api_base_url(get, base, "")?,
+            api_key: get(key).map(SecretString::from),
+            model,
+        })),
+        (Some(_), None) => Err(ConfigError::new(
+            model,
+            format!("{base} is set but {model} is missing"),
+            format!("set {model} to the model name, or unset {base}"),
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            base,
+            format!("{model} is set but {base} is missing"),
+            format!("set {base} to the API's base URL (…/v1), or unset {model}"),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.public_url.as_str(), "http://localhost:3000/");
+        assert_eq!(c.slack.api_url.as_str(), "https://slack.com/api");
+        assert_eq!(c.default_timezone, chrono_tz::Asia::Seoul);
+        assert_eq!(c.briefing_time.format("%H:%M").to_string(), "09:00");
+        assert!(matches!(c.database, DatabaseSetting::Embedded));
+        assert!(c.google.is_none() && c.chroma.is_none() && c.llm.is_none());
+        assert_eq!(c.news_feeds.len(), DEFAULT_NEWS_FEEDS.len());
+    }
+
+    #[test]
+    fn each_error_names_its_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("ROBEING_LISTEN", "nope")], "ROBEING_LISTEN"),
+            (&[("DATABASE_URL", "mysql://x/y")], "DATABASE_URL"),
+            (&[("SLACK_BOT_TOKEN", "xapp-1")], "SLACK_BOT_TOKEN"),
+            (&[("GOOGLE_CLIENT_ID", "id")], "GOOGLE_CLIENT_SECRET"),
+            (&[("GOOGLE_CLIENT_ID", "id"), ("GOOGLE_CLIENT_SECRET", "s")], "TOKEN_ENCRYPTION_KEY"),
+            (&[("TOKEN_ENCRYPTION_KEY", "c2hvcnQ=")], "TOKEN_ENCRYPTION_KEY"),
+            (&[("LLM_BASE_URL", "http://127.0.0.1:1/v1")], "LLM_MODEL"),
+            (&[("BRIEFING_TIME", "25:00")], "BRIEFING_TIME"),
+            (&[("DEFAULT_TIMEZONE", "Mars/Olympus")], "DEFAULT_TIMEZONE"),
+            (&[("CHROMA_URL", "http://127.0.0.1:8000"), ("CHROMA_COLLECTION", "a b")], "CHROMA_COLLECTION"),
+            (&[("NEWS_FEEDS", "ftp://x")], "NEWS_FEEDS"),
+            (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+        ];
+        for (vars, expected) in cases {
+            let err = load(vars).expect_err(expected);
+            assert_eq!(err.variable, *expected, "{err}");
+            assert!(err.to_string().contains("Fix:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn serve_needs_a_bot_token_and_a_transport() {
+        assert_eq!(load(&[]).unwrap().require_for_serve().unwrap_err().variable, "SLACK_BOT_TOKEN");
+        let no_transport = load(&[("SLACK_BOT_TOKEN", "xoxb-1")]).unwrap();
+        assert_eq!(no_transport.require_for_serve().unwrap_err().variable, "SLACK_APP_TOKEN");
+        let ok = load(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_SIGNING_SECRET", "s")]).unwrap();
+        assert!(ok.require_for_serve().is_ok());
+    }
+
+    #[test]
+    fn base_urls_lose_their_trailing_slash() {
+        let c = load(&[("SLACK_API_URL", "http://127.0.0.1:9/api/")]).unwrap();
+        assert_eq!(c.slack.api_url.as_str(), "http://127.0.0.1:9/api");
+    }
+
+    #[test]
+    fn summary_never_contains_a_secret() {
+        let c = load(&[
+            ("DATABASE_URL", "postgres://robeing:hunter2-db@db.internal:5433/main_db"),
+            ("SLACK_BOT_TOKEN", "xoxb-secret-bot"),
+            ("SLACK_APP_TOKEN", "xapp-secret-app"),
+            ("SLACK_SIGNING_SECRET", "signing-secret-value"),
+            ("GOOGLE_CLIENT_ID", "client-id"),
+            ("GOOGLE_CLIENT_SECRET", "google-secret-value"),
+            ("TOKEN_ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            ("CRON_SECRET", "cron-secret-2024"),
+            ("LLM_BASE_URL", "http://127.0.0.1:1/v1"),
+            ("LLM_MODEL", "m"),
+            ("LLM_API_KEY", "llm-key-value"),
+        ])
+        .unwrap();
+        let text = format!("{:?}", c.summary());
+        for secret in [
+            "hunter2-db",
+            "xoxb-secret-bot",
+            "xapp-secret-app",
+            "signing-secret-value",
+            "google-secret-value",
+            "cron-secret-2024",
+            "llm-key-value",
+        ] {
+            assert!(!text.contains(secret), "summary leaks {secret}: {text}");
+        }
+        assert!(text.contains("main_db") && text.contains("db.internal"), "{text}");
+        let debug = format!("{c:?}");
+        for secret in ["hunter2-db", "xoxb-secret-bot", "cron-secret-2024", "google-secret-value"] {
+            assert!(!debug.contains(secret), "Debug leaks {secret}");
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Workers for the durable outbox (`storage::jobs`): claim due jobs, run each
+//! by kind, and record the outcome — done, retry later with backoff, or dead
+//! after its last attempt (never dropped). A worker that crashes mid-job
+//! leaves an expired lease, and the job runs again: handlers are written to
+//! be idempotent (they check what was already done before doing it).
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::{startup::AppState, storage::jobs::Job};
+
+/// Jobs run at once by one process. Handlers mostly wait on the network.
+pub const CONCURRENCY: usize = 64;
+/// A claimed job is someone else's to retry after this long. Longer than the
+/// slowest handler (an LLM reply with retries), short enough that a crash
+/// delays a reply by about a minute, not an hour.
+pub const LEASE: Duration = Duration::from_secs(90);
+/// How often idle workers look for jobs another process (or the clock) made
+/// due; local work wakes them at once.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// How a handler failed.
+#[derive(Debug)]
+pub enum JobError {
+    /// Try again later (after `after`, or the usual backoff).
+    Retry { after: Option<Duration>, error: anyhow::Error },
+    /// No point retrying.
+    Permanent(anyhow::Error),
+}
+
+impl JobError {
+    pub fn retry(error: impl Into<anyhow::Error>) -> Self {
+        Self::Retry { after: None, error: error.into() }
+    }
+}
+
+impl From<anyhow::Error> for JobError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::retry(error)
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::retry(error)
+    }
+}
+
+/// Backoff before attempt `attempts + 1`: 1 s, 2 s, 4 s … capped at 5 min.
+pub fn backoff(attempts: i32) -> Duration {
+    let exp = attempts.clamp(1, 20) as u32 - 1;
+    Duration::from_secs((1u64 << exp.min(9)).min(300))
+}
+
+/// Runs workers until `shutdown`, then waits for in-flight jobs.
+pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let free = permits.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            continue;
+        }
+        let claimed = match crate::storage::jobs::claim(&state.db, free as i64, LEASE.as_secs_f64()).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim jobs; will retry");
+                Vec::new()
+            }
+        };
+        if claimed.is_empty() {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            continue;
+        }
+        for job in claimed {
+            let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
+            let state = state.clone();
+            tokio::spawn(async move {
+                run_one(&state, job).await;
+                drop(permit);
+            });
+        }
+    }
+    // Drain: wait until every in-flight job has released its permit.
+    let _all = permits.acquire_many(CONCURRENCY as u32).await;
+}
+
+async fn run_one(state: &AppState, job: Job) {
+    let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempts);
+    let _enter = span.enter();
+    drop(_enter);
+    let result = {
+        use tracing::Instrument as _;
+        dispatch(state, &job).instrument(span.clone()).await
+    };
+    let outcome = match result {
+        Ok(()) => crate::storage::jobs::complete(&state.db, job.id).await,
+        Err(JobError::Retry { after, error }) if job.attempts < job.max_attempts => {
+            let wait = after.unwrap_or_else(|| backoff(job.attempts));
+            tracing::warn!(parent: &span, error = format!("{error:#}"), retry_in_secs = wait.as_secs_f64(), "job failed; will retry");
+            let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            crate::storage::jobs::retry_at(&state.db, job.id, at, &format!("{error:#}")).await
+        }
+        Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
+            tracing::error!(parent: &span, error = format!("{error:#}"), "job failed for the last time; it is now dead");
+            on_dead(state, &job, &error).await;
+            crate::storage::jobs::bury(&state.db, job.id, &format!("{error:#}")).await
+        }
+    };
+    if let Err(e) = outcome {
+        // The lease will expire and the job will run again: handlers are idempotent.
+        tracing::error!(parent: &span, error = %e, "could not record a job's outcome; it will run again");
+    }
+}
+
+/// Runs one job by kind.
+async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
+    let _ = state;
+    Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind)))
+}
+
+/// What happens when a job dies: the user-facing kinds tell the user.
+async fn on_dead(state: &AppState, job: &Job, error: &anyhow::Error) {
+    let _ = (state, job, error);
+}

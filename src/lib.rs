@@ -1,0 +1,34 @@
+//! robeing: a Slack-native personal assistant.
+//!
+//! One binary answers each user's Slack DMs (Socket Mode or the HTTP Events
+//! API), keeps every exchange in Postgres and in ChromaDB vector memory, and
+//! posts a morning briefing (Gmail summary and news) in each user's own time
+//! zone. Nothing fails silently: a degraded result says so to the user and to
+//! the operator, and work that could not be done is retried until it is.
+//!
+//! # Layout
+//!
+//! - [`config`]: every setting, loaded and validated once (the operator contract).
+//! - [`startup`]: builds the application, supervises its tasks, shuts down gracefully.
+//! - [`cli`], [`doctor`]: the command line.
+//! - [`http`]: the axum routes.
+//! - [`pipeline`]: the one path every Slack input takes: group-committed to
+//!   Postgres, then acknowledged.
+//! - [`jobs`]: workers for the durable outbox.
+//! - [`slack`]: the Slack Web API client and transport pieces.
+//! - [`storage`]: Postgres — connection, migrations, all SQL.
+//! - [`health`]: the readiness report.
+//! - [`error`], [`telemetry`]: the error and logging policies.
+
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod jobs;
+pub mod pipeline;
+pub mod slack;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,242 @@
+//! Building and running the application: [`Application::build`] does every
+//! fail-fast step (database connection, migrations, canary, Slack token check,
+//! binding the port) and returns something with [`Application::port`], so
+//! tests can bind port 0; [`Application::run_until_stopped`] supervises the
+//! HTTP server, the ingest committer and the job workers, and on SIGTERM or
+//! Ctrl-C stops accepting, drains in-flight work and stops the embedded
+//! database if it started one.
+
+use std::{sync::Arc, time::Instant};
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
+use sqlx::PgPool;
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{Config, DatabaseSetting},
+    error::{EXIT_CONFIG, EXIT_FAILURE},
+    health::{Live, LiveStatus},
+    pipeline::Ingest,
+    slack::client::SlackApi,
+    storage::{self, embedded::EmbeddedPostgres},
+};
+
+/// Everything a request handler or job needs.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: PgPool,
+    /// Where the database is, for messages (no password).
+    pub db_target: String,
+    pub slack: Option<SlackApi>,
+    pub live: Live,
+    /// Shared HTTP client for ChromaDB, Google, the LLM and news feeds.
+    pub http: reqwest::Client,
+    pub ingest: Ingest,
+    pub wake_workers: Arc<Notify>,
+}
+
+/// A start-up failure and the exit code it maps to.
+#[derive(Debug)]
+pub struct StartupError {
+    pub exit_code: i32,
+    pub error: anyhow::Error,
+}
+
+impl StartupError {
+    fn config(error: impl Into<anyhow::Error>) -> Self {
+        Self { exit_code: EXIT_CONFIG, error: error.into() }
+    }
+    fn runtime(error: impl Into<anyhow::Error>) -> Self {
+        Self { exit_code: EXIT_FAILURE, error: error.into() }
+    }
+}
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+/// Installs ring as rustls's process-wide crypto provider (our tree has both
+/// ring and aws-lc-rs, and rustls refuses to guess). Safe to call repeatedly.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The database robeing uses, opened, migrated and proven writable.
+pub struct Database {
+    pub pool: PgPool,
+    pub target: String,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+/// Opens the configured database (starting the embedded one if needed),
+/// applies migrations and writes the canary row.
+pub async fn open_database(config: &Config) -> Result<Database, StartupError> {
+    let (options, embedded) = match &config.database {
+        DatabaseSetting::Url(url) => {
+            (storage::options_from_url(url.expose_secret()).map_err(StartupError::config)?, None)
+        }
+        DatabaseSetting::Embedded => {
+            let pg = EmbeddedPostgres::start(&config.data_dir).await.map_err(StartupError::config)?;
+            (pg.connect_options(), Some(pg))
+        }
+    };
+    let target = storage::Target::of(&options).to_string();
+    let pool = storage::connect(options).await.map_err(StartupError::config)?;
+    storage::migrate(&pool).await.map_err(StartupError::runtime)?;
+    let instance = format!("{}@{}", std::process::id(), hostname());
+    storage::write_canary(&pool, &instance).await.map_err(StartupError::runtime)?;
+    Ok(Database { pool, target, embedded })
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown".into())
+}
+
+/// A built, not yet running, application.
+pub struct Application {
+    port: u16,
+    listener: TcpListener,
+    state: Arc<AppState>,
+    embedded: Option<EmbeddedPostgres>,
+    shutdown: CancellationToken,
+    ingest_task: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+impl Application {
+    /// Does every start-up check; fails with the exit code to use.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let started = Instant::now();
+        install_crypto_provider();
+        config.require_for_serve().map_err(StartupError::config)?;
+        let db = open_database(&config).await?;
+
+        let slack = match &config.slack.bot_token {
+            Some(token) => Some(SlackApi::new(&config.slack.api_url, token).map_err(StartupError::runtime)?),
+            None => None,
+        };
+        if let Some(slack) = &slack {
+            check_bot_token(slack).await?;
+        }
+
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .user_agent(concat!("robeing/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")
+            .map_err(StartupError::runtime)?;
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding ROBEING_LISTEN {}", config.listen))
+            .map_err(StartupError::config)?;
+        let port = listener.local_addr().map_err(StartupError::runtime)?.port();
+
+        let shutdown = CancellationToken::new();
+        let wake_workers = Arc::new(Notify::new());
+        let (ingest, ingest_task) = Ingest::start(db.pool.clone(), wake_workers.clone(), shutdown.child_token());
+        let live: Live = Arc::new(LiveStatus::default());
+
+        let state = Arc::new(AppState {
+            config: Arc::new(config),
+            db: db.pool,
+            db_target: db.target,
+            slack,
+            live,
+            http,
+            ingest,
+            wake_workers,
+        });
+        Ok(Self { port, listener, state, embedded: db.embedded, shutdown, ingest_task, started })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// A token that, when cancelled, shuts the application down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until SIGTERM/Ctrl-C (or the shutdown token), then drains.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { listener, state, embedded, shutdown, ingest_task, started, port } = self;
+        for (feature, detail) in state.config.summary() {
+            tracing::info!(feature, detail = %detail, "configuration");
+        }
+        tracing::info!(port, ready_in_ms = started.elapsed().as_millis() as u64, "robeing is ready");
+
+        let signal_token = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested; finishing in-flight work");
+            signal_token.cancel();
+        });
+
+        let workers = tokio::spawn(crate::jobs::run(state.clone(), state.wake_workers.clone(), shutdown.child_token()));
+        let app = crate::http::router(state.clone());
+        let server_token = shutdown.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move { server_token.cancelled().await });
+        let served = server.await.context("HTTP server");
+        shutdown.cancel();
+        let _ = ingest_task.await;
+        let _ = workers.await;
+        state.db.close().await;
+        if let Some(pg) = embedded
+            && let Err(e) = pg.stop().await
+        {
+            tracing::error!(error = format!("{e:#}"), "could not stop the embedded PostgreSQL");
+        }
+        tracing::info!("robeing stopped");
+        served
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// `auth.test` at start-up: a refused token is a configuration error; an
+/// unreachable Slack is logged and shown in `/readyz`, and start-up goes on
+/// (Slack outages must not keep robeing down once Slack returns).
+async fn check_bot_token(slack: &SlackApi) -> Result<(), StartupError> {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), slack.auth_test()).await {
+        Ok(Ok(who)) => {
+            tracing::info!(team = %who.team_id, bot_user = %who.user_id, "Slack bot token accepted");
+            Ok(())
+        }
+        Ok(Err(slack_morphism::errors::SlackClientError::ApiError(e))) => Err(StartupError::config(anyhow::anyhow!(
+            "SLACK_BOT_TOKEN was refused by Slack's auth.test ({}). Fix: copy the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page",
+            e.code
+        ))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Slack auth.test failed; continuing, /readyz will show Slack's state");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!("Slack auth.test did not answer within 5 s; continuing");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The durable outbox (`jobs`): enqueue, claim with a lease, finish, retry,
+//! bury, and the backlog figures `/readyz`, `/metrics` and `doctor` show.
+//!
+//! A claim sets `locked_until`; a worker that dies mid-job leaves the job
+//! `running` with an expired lease, and the next claim takes it again. Jobs
+//! are never deleted by a failure: one that exhausts its attempts is `dead`,
+//! with its last error, and stays visible to the operator.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Queues a job unless one with the same `dedupe_key` exists. Returns its id
+/// when it was queued now.
+pub async fn enqueue(
+    executor: impl PgExecutor<'_>,
+    kind: &str,
+    dedupe_key: Option<&str>,
+    payload: &serde_json::Value,
+    run_at: Option<DateTime<Utc>>,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"INSERT INTO jobs (kind, dedupe_key, payload, run_at)
+           VALUES ($1, $2, $3, COALESCE($4, now()))
+           ON CONFLICT (dedupe_key) DO NOTHING
+           RETURNING id"#,
+        kind,
+        dedupe_key,
+        payload,
+        run_at
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Claims up to `limit` due jobs (and jobs whose lease expired), leasing
+/// each for `lease_secs`.
+pub async fn claim(executor: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -> Result<Vec<Job>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                  locked_until = now() + make_interval(secs => $2), updated_at = now()
+           WHERE id IN (
+               SELECT id FROM jobs
+               WHERE (state = 'queued' AND run_at <= now())
+                  OR (state = 'running' AND locked_until < now())
+               ORDER BY run_at
+               LIMIT $1
+               FOR UPDATE SKIP LOCKED)
+           RETURNING id, kind, payload, attempts, max_attempts, created_at"#,
+        limit,
+        lease_secs
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Job {
+            id: r.id,
+            kind: r.kind,
+            payload: r.payload,
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+/// Marks a job done.
+pub async fn complete(executor: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE jobs SET state = 'done', locked_until = NULL, finished_at = now(), updated_at = now(), last_error = NULL
+           WHERE id = $1"#,
+        id
+    )
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+/// Puts a job back in the queue to run again at `run_at`.
+pub async fn retry_at(
+    executor: impl PgExecutor<'_>,
+    id: i64,
+    run_at: DateTime<Utc>,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE jobs SET state = 'queued', locked_until = NULL, run_at = $2, last_error = $3, updated_at = now()
+           WHERE id = $1"#,
+        id,
+        run_at,
+        error
+    )
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+/// Buries a job: it will not run again and stays visible as `dead`.
+pub async fn bury(executor: impl PgExecutor<'_>, id: i64, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE jobs SET state = 'dead', locked_until = NULL, finished_at = now(), last_error = $2, updated_at = now()
+           WHERE id = $1"#,
+        id,
+        error
+    )
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+/// Pending work of one kind.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Backlog {
+    pub kind: String,
+    pub pending: i64,
+    pub oldest_age_secs: f64,
+    pub dead: i64,
+}
+
+/// Pending (queued or running) and dead jobs per kind.
+pub async fn backlog(executor: impl PgExecutor<'_>) -> Result<Vec<Backlog>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT kind AS "kind!",
+                  count(*) FILTER (WHERE state IN ('queued', 'running')) AS "pending!",
+                  COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE state IN ('queued', 'running')))::float8, 0) AS "oldest!",
+                  count(*) FILTER (WHERE state = 'dead') AS "dead!"
+           FROM jobs WHERE state IN ('queued', 'running', 'dead')
+           GROUP BY kind ORDER BY kind"#
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Backlog { kind: r.kind, pending: r.pending, oldest_age_secs: r.oldest, dead: r.dead })
+        .collect())
+}
+
+/// Deletes finished jobs older than `days` (dead ones are kept).
+pub async fn prune_done(executor: impl PgExecutor<'_>, days: i32) -> Result<u64, sqlx::Error> {
+    sqlx::query!(r#"DELETE FROM jobs WHERE state = 'done' AND finished_at < now() - make_interval(days => $1)"#, days)
+        .execute(executor)
+        .await
+        .map(|r| r.rows_affected())
+}

@@ -1,0 +1,142 @@
+//! Slack workspaces (`slack_teams`) and the people robeing talks to
+//! (`slack_users`).
+
+use chrono::{DateTime, NaiveTime, Utc};
+use sqlx::PgExecutor;
+
+/// A stored user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub user_id: String,
+    pub team_id: String,
+    pub real_name: Option<String>,
+    pub display_name: Option<String>,
+    pub tz: Option<String>,
+    pub locale: Option<String>,
+    pub dm_channel_id: Option<String>,
+    pub briefing_time: Option<NaiveTime>,
+    pub briefing_enabled: bool,
+    pub profile_fetched_at: Option<DateTime<Utc>>,
+}
+
+impl User {
+    /// The name to greet the user by: display name, else real name, else the id.
+    pub fn name(&self) -> &str {
+        self.display_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .or(self.real_name.as_deref().filter(|s| !s.is_empty()))
+            .unwrap_or(&self.user_id)
+    }
+}
+
+/// Profile fields as Slack's `users.info` gives them.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub real_name: Option<String>,
+    pub display_name: Option<String>,
+    pub tz: Option<String>,
+    pub locale: Option<String>,
+}
+
+/// Records a workspace (idempotent); a workspace seen again is active again.
+pub async fn ensure_team(executor: impl PgExecutor<'_>, team_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(r#"INSERT INTO slack_teams (team_id) VALUES ($1) ON CONFLICT (team_id) DO NOTHING"#, team_id)
+        .execute(executor)
+        .await
+        .map(|_| ())
+}
+
+/// Marks a workspace inactive (uninstalled, tokens revoked).
+pub async fn deactivate_team(executor: impl PgExecutor<'_>, team_id: &str, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO slack_teams (team_id, active, inactive_reason, inactive_since) VALUES ($1, false, $2, now())
+           ON CONFLICT (team_id) DO UPDATE SET active = false, inactive_reason = $2, inactive_since = now(), updated_at = now()"#,
+        team_id,
+        reason
+    )
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+/// Workspaces that are inactive, with why.
+pub async fn inactive_teams(executor: impl PgExecutor<'_>) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT team_id, inactive_reason AS "reason!" FROM slack_teams WHERE NOT active ORDER BY team_id"#
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.team_id, r.reason)).collect())
+}
+
+/// Whether a workspace may receive outbound work.
+pub async fn team_is_active(executor: impl PgExecutor<'_>, team_id: &str) -> Result<bool, sqlx::Error> {
+    let active = sqlx::query_scalar!(r#"SELECT active FROM slack_teams WHERE team_id = $1"#, team_id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(active.unwrap_or(true))
+}
+
+/// Creates or refreshes a user with the profile Slack gave.
+pub async fn upsert_profile(
+    executor: impl PgExecutor<'_>,
+    team_id: &str,
+    user_id: &str,
+    profile: &Profile,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO slack_users (user_id, team_id, real_name, display_name, tz, locale, profile_fetched_at)
+           VALUES ($1, $2, $3, $4, $5, $6, now())
+           ON CONFLICT (user_id) DO UPDATE SET
+               real_name = EXCLUDED.real_name, display_name = EXCLUDED.display_name,
+               tz = EXCLUDED.tz, locale = EXCLUDED.locale,
+               profile_fetched_at = now(), last_seen_at = greatest(slack_users.last_seen_at, now())"#,
+        user_id,
+        team_id,
+        profile.real_name,
+        profile.display_name,
+        profile.tz,
+        profile.locale
+    )
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+/// Remembers the user's DM channel.
+pub async fn set_dm_channel(executor: impl PgExecutor<'_>, user_id: &str, channel_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE slack_users SET dm_channel_id = $2, last_seen_at = greatest(last_seen_at, now()) WHERE user_id = $1"#,
+        user_id,
+        channel_id
+    )
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+/// One user, if known.
+pub async fn get(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as!(
+        User,
+        r#"SELECT user_id, team_id, real_name, display_name, tz, locale, dm_channel_id,
+                  briefing_time, briefing_enabled, profile_fetched_at
+           FROM slack_users WHERE user_id = $1"#,
+        user_id
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Every user, ordered by id.
+pub async fn all(executor: impl PgExecutor<'_>) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query_as!(
+        User,
+        r#"SELECT user_id, team_id, real_name, display_name, tz, locale, dm_channel_id,
+                  briefing_time, briefing_enabled, profile_fetched_at
+           FROM slack_users ORDER BY user_id"#
+    )
+    .fetch_all(executor)
+    .await
+}

@@ -1,0 +1,275 @@
+//! Foundation: fail-fast configuration and database, schema invariants,
+//! readiness, doctor, the embedded default, the signing helper.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+
+#[test]
+fn signing_helper_matches_slacks_documented_example() {
+    // The worked example from Slack's "Verifying requests from Slack" guide.
+    let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    let ts = "1531420618";
+    let body = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    assert_eq!(
+        slack_signature(secret, ts, body.as_bytes()),
+        "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+    );
+}
+
+#[tokio::test]
+async fn healthz_answers_and_readyz_reports_each_dependency() {
+    let app = spawn_app().await;
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status(), 200);
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["ready"], true);
+    let names: Vec<&str> = body["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for expected in ["database", "slack", "chroma", "google", "outbox"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    let text = body.to_string();
+    assert!(!text.contains(BOT_TOKEN) && !text.contains(SIGNING_SECRET), "readyz leaks a secret: {text}");
+    // Start-up checked the bot token with auth.test, with the bot token.
+    let auth = app.slack.requests_to("/api/auth.test");
+    assert_eq!(auth.len(), 1);
+    assert_eq!(auth[0].headers["authorization"], format!("Bearer {BOT_TOKEN}"));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_json() {
+    let app = spawn_app().await;
+    let r = app.get("/nope").await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["ok"], false);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_wrong_database_name_stops_start_up_with_exit_2_naming_it() {
+    let slack = crate::fakes::slack::start().await;
+    let mut url = url::Url::parse(&admin_url()).unwrap();
+    url.set_path("auth_db_does_not_exist");
+    for command in [&["serve"][..], &["migrate"][..]] {
+        let out = run_binary(
+            command,
+            &[
+                ("DATABASE_URL", url.as_str()),
+                ("SLACK_BOT_TOKEN", BOT_TOKEN),
+                ("SLACK_SIGNING_SECRET", SIGNING_SECRET),
+                ("SLACK_API_URL", &slack.url("/api")),
+                ("ROBEING_LISTEN", "127.0.0.1:0"),
+            ],
+        )
+        .await;
+        let text = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {text}");
+        assert!(text.contains("auth_db_does_not_exist") && text.contains("does not exist"), "{command:?}: {text}");
+        assert!(text.contains("127.0.0.1:5432"), "names host and port: {text}");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_postgres_and_bad_configuration_exit_2() {
+    let out = run_binary(&["migrate"], &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/main_db")]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("cannot reach PostgreSQL at 127.0.0.1:1") && t.contains("main_db"), "{t}");
+
+    let out = run_binary(&["serve"], &[("ROBEING_LISTEN", "not-an-address")]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("ROBEING_LISTEN"), "{}", text(&out));
+
+    let (db, _) = fresh_database().await;
+    let out = run_binary(&["serve"], &[("DATABASE_URL", &db)]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("SLACK_BOT_TOKEN"), "{}", text(&out));
+
+    let out = run_binary(&["frobnicate"], &[]).await;
+    assert_eq!(out.status.code(), Some(2), "unknown command is bad usage");
+}
+
+#[tokio::test]
+async fn schema_rejects_the_seeds_connected_without_token() {
+    let pool = migrated_pool().await;
+    sqlx::query("INSERT INTO slack_teams (team_id) VALUES ('T0ROBEING')").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO slack_users (user_id, team_id) VALUES ('U0KIMJT01', 'T0ROBEING')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = sqlx::query(
+        "INSERT INTO gmail_connections (user_id, state, google_email, connected_at) VALUES ('U0KIMJT01', 'connected', 'kim@example.com', now())",
+    )
+    .execute(&pool)
+    .await
+    .expect_err("connected without a token must be rejected by Postgres");
+    let db = err.as_database_error().unwrap();
+    assert_eq!(db.code().as_deref(), Some("23514"), "check_violation: {db}");
+    assert_eq!(db.constraint(), Some("connected_requires_token"));
+
+    // needs_reconnect must say why; a broken connection keeps no token.
+    let err = sqlx::query("INSERT INTO gmail_connections (user_id, state) VALUES ('U0KIMJT01', 'needs_reconnect')")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_database_error().unwrap().constraint(), Some("needs_reconnect_says_why"));
+    let err = sqlx::query("INSERT INTO gmail_connections (user_id, state, refresh_token_ciphertext) VALUES ('U0KIMJT01', 'disconnected', '\\x00')")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_database_error().unwrap().constraint(), Some("tokens_only_while_connected"));
+    // The valid shapes are accepted.
+    sqlx::query("INSERT INTO gmail_connections (user_id, state) VALUES ('U0KIMJT01', 'disconnected')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE gmail_connections SET state = 'connected', google_email = 'kim@example.com', connected_at = now(), token_key_id = 'k1', refresh_token_ciphertext = decode(repeat('ab', 40), 'hex')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // And going back to NULL while connected is refused too.
+    let err =
+        sqlx::query("UPDATE gmail_connections SET refresh_token_ciphertext = NULL").execute(&pool).await.unwrap_err();
+    assert_eq!(err.as_database_error().unwrap().constraint(), Some("connected_requires_token"));
+}
+
+#[tokio::test]
+async fn an_event_id_is_stored_once() {
+    let pool = migrated_pool().await;
+    let insert =
+        "INSERT INTO slack_events (event_id, kind, source, payload) VALUES ('Ev0DUPLICATE', 'message', 'http', '{}')";
+    sqlx::query(insert).execute(&pool).await.unwrap();
+    let err = sqlx::query(insert).execute(&pool).await.unwrap_err();
+    assert_eq!(err.as_database_error().unwrap().code().as_deref(), Some("23505"));
+    // The group-commit path reports the second one as a duplicate and queues one job.
+    let ev = robeing::storage::events::NewEvent {
+        event_id: "Ev0GROUPED".into(),
+        team_id: Some("T0ROBEING".into()),
+        kind: "message".into(),
+        source: "http",
+        retry_num: None,
+        payload: serde_json::json!({}),
+    };
+    let mut tx = pool.begin().await.unwrap();
+    let new = robeing::storage::events::record_batch(&mut tx, &[ev.clone(), ev.clone()]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(new.len(), 1);
+    let mut tx = pool.begin().await.unwrap();
+    let again = robeing::storage::events::record_batch(&mut tx, &[ev]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(again.is_empty());
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE dedupe_key = 'event:Ev0GROUPED'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 1);
+}
+
+#[tokio::test]
+async fn one_daily_briefing_per_user_per_local_date() {
+    let pool = migrated_pool().await;
+    sqlx::query("INSERT INTO slack_teams (team_id) VALUES ('T0ROBEING')").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO slack_users (user_id, team_id) VALUES ('U0KIMJT01', 'T0ROBEING')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let claim = "INSERT INTO briefings (user_id, local_date, kind, trigger) VALUES ('U0KIMJT01', '2026-11-28', $1, 'scheduler')";
+    sqlx::query(claim).bind("daily").execute(&pool).await.unwrap();
+    let err = sqlx::query(claim).bind("daily").execute(&pool).await.unwrap_err();
+    assert_eq!(err.as_database_error().unwrap().code().as_deref(), Some("23505"));
+    sqlx::query(claim).bind("on_demand").execute(&pool).await.expect("on-demand briefings are not limited");
+    let err =
+        sqlx::query("UPDATE briefings SET status = 'delivered' WHERE kind = 'daily'").execute(&pool).await.unwrap_err();
+    assert_eq!(err.as_database_error().unwrap().constraint(), Some("delivered_has_message"));
+}
+
+#[tokio::test]
+async fn doctor_exit_codes() {
+    let slack = crate::fakes::slack::start().await;
+    let (db, _) = fresh_database().await;
+    let api = slack.url("/api");
+    let base =
+        [("SLACK_BOT_TOKEN", BOT_TOKEN), ("SLACK_SIGNING_SECRET", SIGNING_SECRET), ("SLACK_API_URL", api.as_str())];
+
+    let mut healthy = base.to_vec();
+    healthy.push(("DATABASE_URL", &db));
+    let out = run_binary(&["doctor"], &healthy).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let db_name = db.rsplit('/').next().unwrap();
+    assert!(t.contains(&format!("connected to database `{db_name}`")), "{t}");
+    assert!(t.contains("✓ Slack: auth.test ok"), "{t}");
+
+    let mut wrong_db = base.to_vec();
+    let bad_url = db.replace(db_name, "auth_db");
+    wrong_db.push(("DATABASE_URL", &bad_url));
+    let out = run_binary(&["doctor"], &wrong_db).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("✗ PostgreSQL") && t.contains("`auth_db` does not exist"), "{t}");
+
+    slack.script(
+        "/api/auth.test",
+        [crate::fakes::recorder::Scripted::json(200, serde_json::json!({"ok": false, "error": "invalid_auth"}))],
+    );
+    let out = run_binary(&["doctor"], &healthy).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("✗ Slack") && t.contains("invalid_auth"), "{t}");
+
+    let mut chroma_down = healthy.clone();
+    chroma_down.push(("CHROMA_URL", "http://127.0.0.1:9"));
+    let out = run_binary(&["doctor"], &chroma_down).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("✗ ChromaDB"), "{t}");
+
+    let mut bad_config = healthy.clone();
+    bad_config.push(("BRIEFING_TIME", "9 o'clock"));
+    let out = run_binary(&["doctor"], &bad_config).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("BRIEFING_TIME"));
+}
+
+#[tokio::test]
+async fn embedded_default_comes_up_and_readyz_follows_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(Options { embedded_data_dir: Some(dir.path().to_path_buf()), ..Default::default() }).await;
+    assert!(dir.path().join("postgres/data/PG_VERSION").exists(), "the embedded cluster was created");
+    let r = app.get("/readyz").await;
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["ready"], true, "{body}");
+    assert!(body["checks"][0]["detail"].as_str().unwrap().contains("`robeing`"), "{body}");
+
+    // Stop PostgreSQL under the running app: readiness must say so.
+    let pg = robeing::storage::embedded::EmbeddedPostgres::start(dir.path()).await.unwrap();
+    pg.stop().await.unwrap();
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["checks"][0]["name"], "database");
+    assert_eq!(body["checks"][0]["ok"], false);
+
+    // Bring it back: ready again without restarting robeing.
+    let _pg = robeing::storage::embedded::EmbeddedPostgres::start(dir.path()).await.unwrap();
+    let mut ready = false;
+    for _ in 0..50 {
+        if app.get("/readyz").await.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "readyz recovers when PostgreSQL returns");
+    app.stop().await.unwrap();
+    // Graceful shutdown stopped the embedded server.
+    let pg = robeing::storage::embedded::EmbeddedPostgres::start(dir.path()).await.unwrap();
+    pg.stop().await.unwrap();
+}

@@ -1,0 +1,151 @@
+//! The test harness: a fresh database per test, fakes on loopback, and
+//! [`spawn_app`], which starts the real application on port 0.
+
+use std::{collections::HashMap, process::Output, time::Duration};
+
+use hmac::{Hmac, Mac};
+use robeing::{config::Config, startup::Application};
+use sha2::Sha256;
+use sqlx::{Connection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::fakes::{recorder::Recorder, slack};
+
+pub const SIGNING_SECRET: &str = "test-signing-secret-8f742231b10e";
+pub const BOT_TOKEN: &str = "xoxb-test-bot-token-5c1a9e";
+
+/// The server holding test databases (the CI script starts it).
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Creates an empty database with a unique name and returns its URL.
+pub async fn fresh_database() -> (String, String) {
+    let name = format!("robeing_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin =
+        sqlx::PgConnection::connect(&admin_url()).await.expect("connect to the test PostgreSQL (TEST_DATABASE_URL)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+    let mut url = url::Url::parse(&admin_url()).unwrap();
+    url.set_path(&name);
+    (url.to_string(), name)
+}
+
+/// A migrated fresh database.
+pub async fn migrated_pool() -> PgPool {
+    let (url, _) = fresh_database().await;
+    let pool = PgPool::connect(&url).await.unwrap();
+    robeing::storage::migrate(&pool).await.unwrap();
+    pool
+}
+
+/// Computes Slack's v0 signature: `v0=` + hex(HMAC-SHA256(secret, "v0:{ts}:{body}")).
+pub fn slack_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(b"v0:");
+    mac.update(timestamp.as_bytes());
+    mac.update(b":");
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A running application with its fakes.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub db: PgPool,
+    pub db_url: Option<String>,
+    pub slack: Recorder,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{}", self.address, path)).send().await.unwrap()
+    }
+
+    /// Stops the app gracefully and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.unwrap()
+    }
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Default)]
+pub struct Options {
+    /// Extra or overriding variables.
+    pub vars: Vec<(String, String)>,
+    /// Run on the embedded default instead of a fresh test database.
+    pub embedded_data_dir: Option<std::path::PathBuf>,
+}
+
+/// Starts the app against a fresh database and a fake Slack (HTTP transport).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    robeing::startup::install_crypto_provider();
+    let slack = slack::start().await;
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let db_url = match &options.embedded_data_dir {
+        Some(dir) => {
+            vars.insert("ROBEING_DATA_DIR".into(), dir.display().to_string());
+            None
+        }
+        None => {
+            let (url, _) = fresh_database().await;
+            vars.insert("DATABASE_URL".into(), url.clone());
+            Some(url)
+        }
+    };
+    vars.insert("ROBEING_LISTEN".into(), "127.0.0.1:0".into());
+    vars.insert("SLACK_BOT_TOKEN".into(), BOT_TOKEN.into());
+    vars.insert("SLACK_SIGNING_SECRET".into(), SIGNING_SECRET.into());
+    vars.insert("SLACK_API_URL".into(), slack.url("/api"));
+    vars.insert("LOG_FORMAT".into(), "json".into());
+    vars.insert("NEWS_FEEDS".into(), "http://127.0.0.1:9/feed.xml".into());
+    for (k, v) in options.vars {
+        vars.insert(k, v);
+    }
+    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration is valid");
+    let app = Application::build(config).await.unwrap_or_else(|e| panic!("app failed to start: {e}"));
+    let port = app.port();
+    let state = app.state();
+    let shutdown = app.shutdown_token();
+    let task = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        db: state.db.clone(),
+        db_url,
+        slack,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+        shutdown,
+        task,
+    }
+}
+
+/// Runs the real binary with exactly these environment variables (plus PATH).
+pub async fn run_binary(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_robeing"));
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("LOG_FORMAT", "json").args(args);
+    // A temporary working directory so a developer's .env is never read.
+    let dir = tempfile::tempdir().unwrap();
+    cmd.current_dir(dir.path());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("binary finished within 60 s")
+        .unwrap();
+    drop(dir);
+    out
+}
+
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}

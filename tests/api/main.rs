@@ -1,0 +1,9 @@
+//! Black-box tests: the real application over its HTTP surface and the real
+//! binary, against real Postgres and recording fakes on loopback.
+
+#[path = "../fakes/mod.rs"]
+mod fakes;
+#[allow(dead_code)]
+mod helpers;
+
+mod foundation;

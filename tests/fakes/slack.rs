@@ -1,0 +1,64 @@
+//! A fake Slack Web API (`/api/<method>`), answering with recorded
+//! responses from `tests/fixtures/slack/`.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use super::recorder::{Recorded, Recorder, Scripted};
+
+pub const TEAM_ID: &str = "T0ROBEING";
+pub const BOT_USER_ID: &str = "U0BOT0001";
+
+fn fixture(name: &str) -> serde_json::Value {
+    let path = format!("{}/tests/fixtures/slack/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+/// Starts the fake. Known users (id → (real name, display name, tz, locale))
+/// are answered by `users.info`.
+pub async fn start() -> Recorder {
+    let ts = Arc::new(AtomicU64::new(1_764_000_000_000_100));
+    let handler = move |r: &Recorded| -> Scripted {
+        let method = r.path.trim_start_matches("/api/");
+        match method {
+            "auth.test" => Scripted::json(200, fixture("auth.test")),
+            "users.info" => {
+                let user = r.param("user").unwrap_or_default();
+                let mut v = fixture("users.info");
+                v["user"]["id"] = user.clone().into();
+                if user == "U0KIMJT01" {
+                    v["user"]["real_name"] = "김종태".into();
+                    v["user"]["profile"]["real_name"] = "김종태".into();
+                    v["user"]["profile"]["display_name"] = "김종태".into();
+                }
+                Scripted::json(200, v)
+            }
+            "conversations.open" => {
+                let users = r.param("users").unwrap_or_default();
+                let mut v = fixture("conversations.open");
+                v["channel"]["id"] = format!("D{}", users.trim_start_matches('U')).into();
+                Scripted::json(200, v)
+            }
+            "chat.postMessage" | "chat.update" | "chat.postEphemeral" => {
+                let n = ts.fetch_add(1, Ordering::SeqCst);
+                let stamp = format!("{}.{:06}", n / 1_000_000, n % 1_000_000);
+                Scripted::json(
+                    200,
+                    serde_json::json!({
+                        "ok": true,
+                        "channel": r.param("channel").unwrap_or_default(),
+                        "ts": stamp,
+                        "message": { "type": "message", "user": BOT_USER_ID, "text": r.param("text").unwrap_or_default(), "ts": stamp }
+                    }),
+                )
+            }
+            "views.publish" => {
+                Scripted::json(200, serde_json::json!({ "ok": true, "view": { "id": "V0HOME", "type": "home" } }))
+            }
+            _ => Scripted::json(200, serde_json::json!({ "ok": false, "error": "unknown_method" })),
+        }
+    };
+    Recorder::start(Arc::new(handler)).await
+}
