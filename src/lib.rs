@@ -15,6 +15,7 @@
 //! - [`pipeline`]: the one path every Slack input takes: group-committed to
 //!   Postgres, then acknowledged.
 //! - [`jobs`]: workers for the durable outbox.
+//! - [`conversation`]: DM in → reply out, with memory.
 //! - [`slack`]: the Slack Web API client and transport pieces.
 //! - [`storage`]: Postgres — connection, migrations, all SQL.
 //! - [`health`]: the readiness report.
@@ -22,6 +23,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conversation;
 pub mod doctor;
 pub mod error;
 pub mod health;

@@ -2,3 +2,4 @@
 //! the Socket Mode listener, our `SlackEvent` enum and Block Kit rendering.
 
 pub mod client;
+pub mod events;
