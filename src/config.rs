@@ -649,3 +649,20 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod documentation_tests {
+    use super::VARIABLES;
+
+    /// The README's configuration table and `.env.example` list every variable.
+    #[test]
+    fn readme_and_env_example_list_every_variable() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+        for (name, default, meaning) in VARIABLES {
+            let row = format!("| `{name}` | {meaning} | {default} |");
+            assert!(readme.contains(&row), "README.md lacks the row: {row}");
+            assert!(example.contains(&format!("{name}=")), ".env.example lacks {name}");
+        }
+    }
+}
