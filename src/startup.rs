@@ -85,10 +85,14 @@ pub async fn open_database(config: &Config) -> Result<Database, StartupError> {
         }
     };
     let target = storage::Target::of(&options).to_string();
+    let t = Instant::now();
     let pool = storage::connect(options).await.map_err(StartupError::config)?;
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "connected to the database");
     storage::migrate(&pool).await.map_err(StartupError::runtime)?;
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "migrations applied");
     let instance = format!("{}@{}", std::process::id(), hostname());
     storage::write_canary(&pool, &instance).await.map_err(StartupError::runtime)?;
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "canary written");
     Ok(Database { pool, target, embedded })
 }
 
@@ -119,9 +123,11 @@ impl Application {
             Some(token) => Some(SlackApi::new(&config.slack.api_url, token).map_err(StartupError::runtime)?),
             None => None,
         };
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "database ready");
         if let Some(slack) = &slack {
             check_bot_token(slack).await?;
         }
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "Slack token checked");
 
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))

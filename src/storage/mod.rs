@@ -115,8 +115,22 @@ pub async fn connect(options: PgConnectOptions) -> Result<PgPool, DatabaseError>
 }
 
 /// Parses a URL into options, mapping a parse failure to [`DatabaseError::BadUrl`].
+///
+/// A loopback host with no `sslmode` in the URL connects without TLS: on
+/// loopback TLS protects nothing, and negotiating it (libpq's and sqlx's
+/// default `prefer`) cost about 100 ms per new connection here — a third of
+/// start-up, and a stall whenever the pool grows under load. An explicit
+/// `sslmode` is always obeyed.
 pub fn options_from_url(url: &str) -> Result<PgConnectOptions, DatabaseError> {
-    url.parse::<PgConnectOptions>().map_err(|e| DatabaseError::BadUrl(e.to_string()))
+    let options = url.parse::<PgConnectOptions>().map_err(|e| DatabaseError::BadUrl(e.to_string()))?;
+    let explicit_sslmode =
+        url::Url::parse(url).map(|u| u.query_pairs().any(|(k, _)| k == "sslmode" || k == "ssl-mode")).unwrap_or(true);
+    let host = options.get_host();
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+    if loopback && !explicit_sslmode {
+        return Ok(options.ssl_mode(sqlx::postgres::PgSslMode::Disable));
+    }
+    Ok(options)
 }
 
 fn classify(t: &Target, e: sqlx::Error) -> DatabaseError {
@@ -192,4 +206,26 @@ pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
 /// The name of the database the pool is connected to, as Postgres reports it.
 pub async fn current_database(pool: &PgPool) -> Result<String, sqlx::Error> {
     sqlx::query_scalar!("SELECT current_database() AS \"db!\"").fetch_one(pool).await
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::postgres::PgSslMode;
+
+    use super::*;
+
+    #[test]
+    fn tls_is_skipped_only_on_loopback_without_an_explicit_sslmode() {
+        let mode = |url: &str| options_from_url(url).unwrap().get_ssl_mode();
+        assert!(matches!(mode("postgres://u@127.0.0.1:5432/main_db"), PgSslMode::Disable));
+        assert!(matches!(mode("postgres://u@localhost/main_db"), PgSslMode::Disable));
+        assert!(matches!(mode("postgres://u@127.0.0.1/main_db?sslmode=require"), PgSslMode::Require));
+        assert!(matches!(mode("postgres://u@db.internal/main_db"), PgSslMode::Prefer));
+    }
+
+    #[test]
+    fn descriptions_name_the_database_but_not_the_password() {
+        let d = describe_url("postgres://robeing:hunter2@10.0.0.5:6543/auth_db");
+        assert!(d.contains("auth_db") && d.contains("10.0.0.5:6543") && !d.contains("hunter2"), "{d}");
+    }
 }
