@@ -18,7 +18,7 @@
 //! - [`conversation`]: DM in → reply out, with memory.
 //! - [`slack`]: the Slack Web API client and transport pieces.
 //! - [`storage`]: Postgres — connection, migrations, all SQL.
-//! - [`health`]: the readiness report.
+//! - [`health`]: the readiness report; [`metrics`]: Prometheus counters.
 //! - [`error`], [`telemetry`]: the error and logging policies.
 
 pub mod cli;
@@ -29,6 +29,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod pipeline;
 pub mod slack;
 pub mod startup;

@@ -95,9 +95,16 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
             Ok(new_ids) => {
                 let mut seen = HashSet::new();
                 let mut any_new = false;
+                let m = crate::metrics::metrics();
                 for w in group.drain(..) {
                     let is_new = new_ids.contains(&w.event.event_id) && seen.insert(w.event.event_id.clone());
                     any_new |= is_new;
+                    let labels = crate::metrics::sk(w.event.source, &w.event.kind);
+                    if is_new {
+                        m.events_received.get_or_create(&labels).inc();
+                    } else {
+                        m.events_deduplicated.get_or_create(&labels).inc();
+                    }
                     let _ = w.done.send(Ok(if is_new { Recorded::New } else { Recorded::Duplicate }));
                 }
                 if any_new {
@@ -108,6 +115,10 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
             Err(e) => {
                 tracing::error!(error = %e, events = group.len(), "could not store inbound events; refusing them so Slack redelivers");
                 let message = e.to_string();
+                crate::metrics::metrics()
+                    .events_rejected
+                    .get_or_create(&crate::metrics::Reason { reason: "not_stored".into() })
+                    .inc_by(group.len() as u64);
                 for w in group.drain(..) {
                     let _ = w.done.send(Err(NotStored(message.clone())));
                 }

@@ -3,6 +3,7 @@
 //! a module, and map errors through [`crate::error::ApiError`].
 
 pub mod health;
+pub mod metrics;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics_text))
         .fallback(|| async { crate::error::ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -106,9 +106,15 @@ async fn run_one(state: &AppState, job: Job) {
         use tracing::Instrument as _;
         dispatch(state, &job).instrument(span.clone()).await
     };
+    let label = |outcome: &str| crate::metrics::sk(outcome, &job.kind);
+    let m = crate::metrics::metrics();
     let outcome = match result {
-        Ok(()) => crate::storage::jobs::complete(&state.db, job.id).await,
+        Ok(()) => {
+            m.jobs_finished.get_or_create(&label("done")).inc();
+            crate::storage::jobs::complete(&state.db, job.id).await
+        }
         Err(JobError::Retry { after, error }) if job.attempts < job.max_attempts => {
+            m.jobs_finished.get_or_create(&label("retry")).inc();
             let wait = after.unwrap_or_else(|| backoff(job.attempts));
             tracing::warn!(parent: &span, error = format!("{error:#}"), retry_in_secs = wait.as_secs_f64(), "job failed; will retry");
             let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
@@ -116,6 +122,7 @@ async fn run_one(state: &AppState, job: Job) {
         }
         Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
             tracing::error!(parent: &span, error = format!("{error:#}"), "job failed for the last time; it is now dead");
+            m.jobs_finished.get_or_create(&label("dead")).inc();
             on_dead(state, &job, &error).await;
             crate::storage::jobs::bury(&state.db, job.id, &format!("{error:#}")).await
         }

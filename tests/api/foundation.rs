@@ -273,3 +273,29 @@ async fn embedded_default_comes_up_and_readyz_follows_postgres() {
     let pg = robeing::storage::embedded::EmbeddedPostgres::start(dir.path()).await.unwrap();
     pg.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_and_move_with_events() {
+    let app = spawn_app().await;
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().contains("openmetrics-text"));
+    let before = r.text().await.unwrap();
+    assert!(before.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF");
+    for family in ["robeing_reply_latency_seconds", "robeing_exchanges_stored", "robeing_socket_mode_connected"] {
+        assert!(before.contains(&format!("# TYPE {family}")), "{family} missing:\n{before}");
+    }
+    // A job queued directly shows up in the backlog gauge at the next scrape.
+    robeing::storage::jobs::enqueue(
+        &app.db,
+        "metrics_probe",
+        None,
+        &serde_json::json!({}),
+        Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+    )
+    .await
+    .unwrap();
+    let after = app.get("/metrics").await.text().await.unwrap();
+    assert!(after.contains("robeing_job_backlog{kind=\"metrics_probe\"} 1"), "{after}");
+    app.stop().await.unwrap();
+}
