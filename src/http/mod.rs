@@ -3,6 +3,7 @@
 //! a module, and map errors through [`crate::error::ApiError`].
 
 pub mod health;
+pub mod slack;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(slack::router())
         .fallback(|| async { crate::error::ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
