@@ -57,6 +57,10 @@ pub const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 /// Reconnect backoff after failures: 1 s doubling to this cap.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A connection that lived this long was healthy: its loss is replaced at
+/// once. One that drops sooner counts as a failure, so a flapping link backs
+/// off instead of hammering `apps.connections.open` (a Tier 1 method).
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// What a connection tells the supervisor.
 #[derive(Debug)]
@@ -67,7 +71,8 @@ enum Report {
     /// connection now; this one drains.
     Replace { reason: String },
     /// The connection ended or could not be made; `healthy` when it had
-    /// said hello (replace at once) rather than failed (back off).
+    /// said hello and stayed up for [`STABLE_AFTER`] (replace at once)
+    /// rather than failed or flapped (back off).
     Lost { healthy: bool, why: String },
     /// Slack turned Socket Mode off for the app.
     LinkDisabled,
@@ -105,7 +110,6 @@ pub async fn run(state: Arc<AppState>, app_token: SecretString, shutdown: Cancel
         let Some(report) = report else { break };
         match report {
             Report::Hello => {
-                failures = 0;
                 state.live.set_socket_mode(SocketModeState::Connected);
             }
             Report::Replace { reason } => {
@@ -115,6 +119,7 @@ pub async fn run(state: Arc<AppState>, app_token: SecretString, shutdown: Cancel
             Report::Lost { healthy, why } => {
                 state.live.set_socket_mode(SocketModeState::Connecting);
                 let delay = if healthy {
+                    failures = 0;
                     Duration::ZERO
                 } else {
                     failures += 1;
@@ -206,6 +211,7 @@ async fn connection(
     });
 
     let mut said_hello = false;
+    let opened = tokio::time::Instant::now();
     let mut replaced = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -269,7 +275,8 @@ async fn connection(
     let _ = tokio::time::timeout(RECORD_TIMEOUT + Duration::from_secs(1), writer).await;
     tracing::debug!(why, "Socket Mode connection closed");
     if !replaced && !stop.is_cancelled() {
-        let _ = tx.send(Report::Lost { healthy: said_hello, why }).await;
+        let healthy = said_hello && opened.elapsed() >= STABLE_AFTER;
+        let _ = tx.send(Report::Lost { healthy, why }).await;
     }
 }
 

@@ -134,7 +134,8 @@ async fn a_refresh_opens_a_second_connection_and_a_dropped_socket_is_replaced() 
     // Slack closes the old one: no extra connection for it.
     first.close();
     assert!(fake.accept(Duration::from_millis(1500)).await.is_none(), "closing a replaced connection opens nothing");
-    // The live one drops: it is replaced at once.
+    // The live one drops: it is replaced (after a 1 s backoff, as it lived
+    // less than STABLE_AFTER).
     second.close();
     let third = fake.accept(WAIT).await.expect("a dropped socket is replaced");
     third.hello();
