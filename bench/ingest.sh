@@ -19,7 +19,7 @@ CONCURRENCY=("${@:-16 64}"); CONCURRENCY=(${CONCURRENCY[@]})
 THREADS="${BENCH_THREADS:-2}"
 ADMIN_URL="${BENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 TARGET="${CARGO_TARGET_DIR:-target}"
-BIN="$TARGET/release/robeing"
+BIN="${BENCH_BIN:-$TARGET/release/robeing}"
 SECRET="bench-signing-secret-$(date +%s)"
 PORT="${BENCH_PORT:-38080}"; SLACK_PORT="${BENCH_SLACK_PORT:-38081}"
 WORK="$(mktemp -d)"

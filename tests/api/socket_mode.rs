@@ -211,3 +211,32 @@ async fn postgres_down_withholds_the_ack_and_the_redelivery_is_acked() {
     let pg = robeing::storage::embedded::EmbeddedPostgres::start(dir.path()).await.unwrap();
     pg.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn doctor_checks_the_app_token() {
+    let slack = crate::fakes::slack::start().await;
+    let fake = FakeSocketMode::start().await;
+    let (db, _) = fresh_database().await;
+    let api = slack.url("/api");
+    let vars = [
+        ("SLACK_BOT_TOKEN", BOT_TOKEN),
+        ("SLACK_APP_TOKEN", APP_TOKEN),
+        ("SLACK_API_URL", api.as_str()),
+        ("DATABASE_URL", db.as_str()),
+    ];
+    slack.script("/api/apps.connections.open", [Scripted::json(200, json!({"ok": false, "error": "invalid_auth"}))]);
+    let out = run_binary(&["doctor"], &vars).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("Socket Mode") && t.contains("invalid_auth") && t.contains("SLACK_APP_TOKEN"), "{t}");
+    assert!(!t.contains(APP_TOKEN), "the token is never printed: {t}");
+
+    fake.serve_urls_from(&slack, 1);
+    let out = run_binary(&["doctor"], &vars).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("apps.connections.open ok"), "{t}");
+    let calls = slack.requests_to("/api/apps.connections.open");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].headers["authorization"], format!("Bearer {APP_TOKEN}"));
+}
