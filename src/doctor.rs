@@ -138,6 +138,19 @@ pub async fn run() -> i32 {
         }
     } // a missing token was already reported by require_for_serve
 
+    // Socket Mode's app token: its listener would only retry a refusal.
+    if let (Some(token), Some(app_token)) = (&config.slack.bot_token, &config.slack.app_token)
+        && let Ok(slack) = crate::slack::client::SlackApi::new(&config.slack.api_url, token)
+    {
+        let fix = "create an app-level token (xapp-…) with the connections:write scope on the app's Basic Information page and set SLACK_APP_TOKEN; check that Socket Mode is enabled";
+        let (ok, what) = match tokio::time::timeout(Duration::from_secs(5), slack.open_socket_url(app_token)).await {
+            Ok(Ok(_)) => (true, "Slack Socket Mode: apps.connections.open ok (SLACK_APP_TOKEN accepted)".to_owned()),
+            Ok(Err(e)) => (false, format!("Slack Socket Mode: {e}")),
+            Err(_) => (false, format!("Slack Socket Mode: {} did not answer within 5 s", config.slack.api_url)),
+        };
+        report(Line { ok, required: true, what, fix: (!ok).then(|| fix.to_owned()) });
+    }
+
     match &config.chroma {
         Some(chroma) => {
             let url = format!("{}/api/v2/heartbeat", chroma.url);

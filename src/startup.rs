@@ -190,6 +190,10 @@ impl Application {
         });
 
         let workers = tokio::spawn(crate::jobs::run(state.clone(), state.wake_workers.clone(), shutdown.child_token()));
+        let socket_mode =
+            state.config.slack.app_token.clone().map(|token| {
+                tokio::spawn(crate::slack::socket_mode::run(state.clone(), token, shutdown.child_token()))
+            });
         let app = crate::http::router(state.clone());
         let server_token = shutdown.clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move { server_token.cancelled().await });
@@ -197,6 +201,9 @@ impl Application {
         shutdown.cancel();
         let _ = ingest_task.await;
         let _ = workers.await;
+        if let Some(socket_mode) = socket_mode {
+            let _ = socket_mode.await;
+        }
         state.db.close().await;
         if let Some(pg) = embedded
             && let Err(e) = pg.stop().await

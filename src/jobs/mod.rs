@@ -135,8 +135,11 @@ async fn run_one(state: &AppState, job: Job) {
 
 /// Runs one job by kind.
 async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
-    let _ = state;
-    Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind)))
+    crate::slack::dispatch::stop_if_team_inactive(state, job).await?;
+    match job.kind.as_str() {
+        "slack_event" => crate::slack::dispatch::run(state, job).await,
+        _ => Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind))),
+    }
 }
 
 /// What happens when a job dies: the user-facing kinds tell the user.

@@ -2,24 +2,173 @@
 //! connector, so the base URL (`SLACK_API_URL`) may be plain `http://` for the
 //! loopback fakes in tests. The bot token stays a `SecretString` until a
 //! session is opened for a call.
+//!
+//! This module owns how robeing talks to Slack's Web API:
+//!
+//! - **Rate limits.** A 429 is waited out for its `Retry-After` (inline when
+//!   short, otherwise handed back as [`SlackError::RateLimited`] so the job
+//!   is retried after that long).
+//! - **Transient failures** (5xx, timeouts, dropped connections) are retried
+//!   with bounded backoff for calls that are safe to repeat (`users.info`,
+//!   `conversations.open`, `views.publish`, `chat.update`). `chat.postMessage`
+//!   is *not* repeated here on an ambiguous failure: whether to post again is
+//!   the outbox's decision (see [`SlackApi::post_message`]).
+//! - **Pacing.** `chat.postMessage` is paced per channel with a small token
+//!   bucket ([`POST_BURST`], [`POST_INTERVAL`]), Slack's ~1 message/s rule.
+//! - **Escaping.** [`escape_mrkdwn`] makes user- or LLM-derived text inert.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use secrecy::{ExposeSecret, SecretString};
-use slack_morphism::prelude::*;
+use slack_morphism::{errors::SlackClientError, prelude::*};
 use url::Url;
+
+use crate::{jobs::JobError, storage::users::Profile};
 
 /// The connector type we use for every Slack call.
 pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+/// How long one Web API call may take before it counts as timed out. Slack
+/// answers in well under a second; ten leaves room for a slow network
+/// without holding a job's lease for long.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts for a call that is safe to repeat (first try included).
+pub const MAX_ATTEMPTS: u32 = 4;
+/// First backoff after a transient failure; doubles each attempt (0.25, 0.5, 1 s).
+pub const BACKOFF_START: Duration = Duration::from_millis(250);
+/// The longest `Retry-After` waited out inside a call. Longer waits are
+/// handed back to the job, which is retried after that long, so a worker
+/// is not held for minutes.
+pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(10);
+/// Messages a channel may take at once before pacing starts (a short burst:
+/// a reply plus a follow-up do not wait).
+pub const POST_BURST: f64 = 3.0;
+/// One message per this long per channel, Slack's documented pace for
+/// `chat.postMessage`.
+pub const POST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A Slack Web API call that failed, classified so a job knows what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SlackError {
+    /// Slack asked us to slow down; try again after `after`.
+    #[error("Slack rate-limited {method}; retry after {after:?}")]
+    RateLimited { method: &'static str, after: Duration },
+    /// Slack was unreachable, slow or failing (5xx): try again later. For
+    /// `chat.postMessage` the message may or may not have been posted.
+    #[error("Slack {method} failed transiently: {detail}")]
+    Transient { method: &'static str, detail: String },
+    /// Slack refused the call (`{"ok": false, "error": code}`); repeating it
+    /// will not help (`channel_not_found`, `not_authed`, `invalid_blocks`…).
+    #[error("Slack refused {method}: {code}")]
+    Refused { method: &'static str, code: String },
+}
+
+impl SlackError {
+    /// The Slack error code, when Slack gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+impl From<SlackError> for JobError {
+    fn from(e: SlackError) -> Self {
+        match e {
+            SlackError::RateLimited { after, .. } => JobError::Retry { after: Some(after), error: e.into() },
+            SlackError::Transient { .. } => JobError::retry(e),
+            SlackError::Refused { .. } => JobError::Permanent(e.into()),
+        }
+    }
+}
+
+/// What one attempt's failure means.
+enum Failure {
+    RateLimited(Duration),
+    Transient(String),
+    Refused(String),
+}
+
+fn classify(e: SlackClientError) -> Failure {
+    match e {
+        SlackClientError::RateLimitError(r) => Failure::RateLimited(r.retry_after.unwrap_or(Duration::from_secs(1))),
+        // Slack sometimes reports overload in the body of a 200.
+        SlackClientError::ApiError(a)
+            if matches!(a.code.as_str(), "ratelimited" | "internal_error" | "fatal_error") =>
+        {
+            if a.code == "ratelimited" {
+                Failure::RateLimited(Duration::from_secs(1))
+            } else {
+                Failure::Transient(a.code)
+            }
+        }
+        SlackClientError::ApiError(a) => Failure::Refused(a.code),
+        SlackClientError::HttpError(h) if h.status_code.is_server_error() => {
+            Failure::Transient(format!("HTTP {}", h.status_code))
+        }
+        SlackClientError::HttpError(h) => Failure::Refused(format!("HTTP {}", h.status_code)),
+        other => Failure::Transient(other.to_string()),
+    }
+}
+
+/// Whether a call may be repeated after an ambiguous failure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Repeating is harmless (reads, `views.publish`, `chat.update`).
+    Safe,
+    /// Repeating could duplicate a side effect (`chat.postMessage`): only a
+    /// 429 (Slack did nothing) is retried here.
+    OnlyIfRefusedUnprocessed,
+}
+
+/// Per-channel token buckets for `chat.postMessage`.
+#[derive(Default)]
+struct Pacer {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl Pacer {
+    /// Takes one token for `channel`; returns how long to wait before posting.
+    fn take(&self, channel: &str) -> Duration {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("pacer lock");
+        if buckets.len() > 10_000 {
+            // Forget idle channels (full buckets) so the map stays small.
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + at.elapsed().as_secs_f64() / POST_INTERVAL.as_secs_f64() < POST_BURST
+            });
+        }
+        let (tokens, at) = buckets.entry(channel.to_owned()).or_insert((POST_BURST, now));
+        let refill = now.saturating_duration_since(*at).as_secs_f64() / POST_INTERVAL.as_secs_f64();
+        *tokens = (*tokens + refill).min(POST_BURST) - 1.0;
+        *at = now;
+        if *tokens >= 0.0 { Duration::ZERO } else { POST_INTERVAL.mul_f64(-*tokens) }
+    }
+}
 
 /// A Slack Web API client bound to the bot token.
 #[derive(Clone)]
 pub struct SlackApi {
     client: Arc<SlackClient<Connector>>,
     token: Arc<SlackApiToken>,
+    pacer: Arc<Pacer>,
+    identity: Arc<OnceLock<BotIdentity>>,
+}
+
+/// Who the bot is, as `auth.test` said.
+#[derive(Debug, Clone)]
+pub struct BotIdentity {
+    pub team_id: String,
+    pub user_id: String,
+    pub bot_id: Option<String>,
 }
 
 impl std::fmt::Debug for SlackApi {
@@ -41,14 +190,31 @@ pub fn connector(api_url: &Url) -> anyhow::Result<Connector> {
     Ok(SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url.as_str().trim_end_matches('/')))
 }
 
+/// Escapes the three characters Slack's mrkdwn treats as control characters
+/// (`&`, `<`, `>`), so text from a user or an LLM cannot become a mention
+/// (`<!channel>`), a link with a misleading label (`<https://evil|bank>`) or
+/// a user tag when robeing echoes it.
+pub fn escape_mrkdwn(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl SlackApi {
     pub fn new(api_url: &Url, bot_token: &SecretString) -> anyhow::Result<Self> {
         let client = SlackClient::new(connector(api_url)?);
         let token = SlackApiToken::new(SlackApiTokenValue(bot_token.expose_secret().to_owned()));
-        Ok(Self { client: Arc::new(client), token: Arc::new(token) })
+        Ok(Self { client: Arc::new(client), token: Arc::new(token), pacer: Arc::default(), identity: Arc::default() })
     }
 
-    /// The underlying slack-morphism client, for Socket Mode.
+    /// The underlying slack-morphism client.
     pub fn raw_client(&self) -> Arc<SlackClient<Connector>> {
         self.client.clone()
     }
@@ -58,8 +224,207 @@ impl SlackApi {
         self.client.open_session(&self.token)
     }
 
-    /// `auth.test`: is the bot token valid, and for which workspace.
-    pub async fn auth_test(&self) -> Result<SlackApiAuthTestResponse, slack_morphism::errors::SlackClientError> {
-        self.session().auth_test().await
+    /// `auth.test`: is the bot token valid, and for which workspace. The
+    /// first success is remembered as [`SlackApi::identity`].
+    pub async fn auth_test(&self) -> Result<SlackApiAuthTestResponse, SlackClientError> {
+        let who = self.session().auth_test().await?;
+        let _ = self.identity.set(BotIdentity {
+            team_id: who.team_id.to_string(),
+            user_id: who.user_id.to_string(),
+            bot_id: who.bot_id.as_ref().map(|b| b.to_string()),
+        });
+        Ok(who)
+    }
+
+    /// The bot's own identity, once `auth.test` has answered.
+    pub fn identity(&self) -> Option<&BotIdentity> {
+        self.identity.get()
+    }
+
+    /// Runs one Web API call with the timeout, 429 and retry policy above.
+    async fn call<F, Fut>(
+        &self,
+        method: &'static str,
+        repeat: Repeat,
+        mut attempt: F,
+    ) -> Result<serde_json::Value, SlackError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<serde_json::Value, SlackClientError>>,
+    {
+        let mut backoff = BACKOFF_START;
+        for n in 1..=MAX_ATTEMPTS {
+            let failure = match tokio::time::timeout(CALL_TIMEOUT, attempt()).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => classify(e),
+                Err(_) => Failure::Transient(format!("no answer within {CALL_TIMEOUT:?}")),
+            };
+            let last = n == MAX_ATTEMPTS;
+            match failure {
+                Failure::Refused(code) => return Err(SlackError::Refused { method, code }),
+                Failure::RateLimited(after) if last || after > MAX_INLINE_WAIT => {
+                    return Err(SlackError::RateLimited { method, after });
+                }
+                Failure::RateLimited(after) => {
+                    // Slack did not process the call: repeating it never duplicates.
+                    tracing::info!(method, retry_after_secs = after.as_secs_f64(), "Slack rate limit; waiting");
+                    tokio::time::sleep(after).await;
+                }
+                Failure::Transient(detail) if last || repeat == Repeat::OnlyIfRefusedUnprocessed => {
+                    return Err(SlackError::Transient { method, detail });
+                }
+                Failure::Transient(detail) => {
+                    tracing::warn!(
+                        method,
+                        detail,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "Slack call failed; retrying"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        }
+        unreachable!("the last attempt always returns")
+    }
+
+    async fn post_json(
+        &self,
+        method: &'static str,
+        repeat: Repeat,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, SlackError> {
+        self.call(method, repeat, || async move { self.session().http_session_api.http_post(method, body, None).await })
+            .await
+    }
+
+    /// `chat.postMessage`; returns the new message's `ts`.
+    ///
+    /// Paced per channel. A 429 is waited out and repeated (Slack did not
+    /// post). A timeout or 5xx is *not* repeated here: the message may have
+    /// been posted, and posting again could show it twice. The error goes
+    /// back to the job, and the outbox decides: the caller records the
+    /// returned `ts` (the exchange row) and checks it before posting again, so
+    /// delivery is at-least-once only across that one ambiguous window.
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: Option<Vec<serde_json::Value>>,
+        thread_ts: Option<&str>,
+    ) -> Result<String, SlackError> {
+        let mut body = serde_json::json!({ "channel": channel, "text": text });
+        if let Some(blocks) = blocks {
+            body["blocks"] = blocks.into();
+        }
+        if let Some(ts) = thread_ts {
+            body["thread_ts"] = ts.into();
+        }
+        let wait = self.pacer.take(channel);
+        if wait > MAX_INLINE_WAIT {
+            return Err(SlackError::RateLimited { method: "chat.postMessage", after: wait });
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let v = self.post_json("chat.postMessage", Repeat::OnlyIfRefusedUnprocessed, &body).await?;
+        string_field(&v, "ts", "chat.postMessage")
+    }
+
+    /// `chat.update` of a message robeing posted (idempotent).
+    pub async fn update_message(
+        &self,
+        channel: &str,
+        ts: &str,
+        text: &str,
+        blocks: Option<Vec<serde_json::Value>>,
+    ) -> Result<(), SlackError> {
+        let mut body = serde_json::json!({ "channel": channel, "ts": ts, "text": text });
+        if let Some(blocks) = blocks {
+            body["blocks"] = blocks.into();
+        }
+        self.post_json("chat.update", Repeat::Safe, &body).await.map(|_| ())
+    }
+
+    /// `conversations.open` with one user: the DM channel id (idempotent).
+    pub async fn open_dm(&self, user: &str) -> Result<String, SlackError> {
+        let v = self.post_json("conversations.open", Repeat::Safe, &serde_json::json!({ "users": user })).await?;
+        v.pointer("/channel/id")
+            .and_then(|c| c.as_str())
+            .map(str::to_owned)
+            .ok_or(SlackError::Refused { method: "conversations.open", code: "answer without channel.id".into() })
+    }
+
+    /// `users.info` with the locale: names, time zone, locale, and the
+    /// user's workspace.
+    pub async fn users_info(&self, user: &str) -> Result<(Option<String>, Profile), SlackError> {
+        let v = self
+            .call("users.info", Repeat::Safe, || async move {
+                let params = vec![("user", Some(user)), ("include_locale", Some("true"))];
+                self.session().http_session_api.http_get("users.info", &params, None).await
+            })
+            .await?;
+        let u =
+            v.get("user").ok_or(SlackError::Refused { method: "users.info", code: "answer without user".into() })?;
+        let text = |p: &str| u.pointer(p).and_then(|s| s.as_str()).filter(|s| !s.is_empty()).map(str::to_owned);
+        let profile = Profile {
+            real_name: text("/profile/real_name").or_else(|| text("/real_name")),
+            display_name: text("/profile/display_name"),
+            tz: text("/tz"),
+            locale: text("/locale"),
+        };
+        Ok((text("/team_id"), profile))
+    }
+
+    /// `apps.connections.open` with the app-level token (`xapp-…`): a fresh
+    /// Socket Mode WebSocket URL. `invalid_auth` comes back as
+    /// [`SlackError::Refused`].
+    pub async fn open_socket_url(&self, app_token: &SecretString) -> Result<String, SlackError> {
+        let token = SlackApiToken::new(SlackApiTokenValue(app_token.expose_secret().to_owned()));
+        let token = &token;
+        let v = self
+            .call("apps.connections.open", Repeat::Safe, || async move {
+                let body = serde_json::json!({});
+                self.client.open_session(token).http_session_api.http_post("apps.connections.open", &body, None).await
+            })
+            .await?;
+        string_field(&v, "url", "apps.connections.open")
+    }
+
+    /// `views.publish` of a user's Home tab (idempotent: it replaces the view).
+    pub async fn publish_home(&self, user: &str, blocks: Vec<serde_json::Value>) -> Result<(), SlackError> {
+        let body = serde_json::json!({ "user_id": user, "view": { "type": "home", "blocks": blocks } });
+        self.post_json("views.publish", Repeat::Safe, &body).await.map(|_| ())
+    }
+}
+
+fn string_field(v: &serde_json::Value, field: &str, method: &'static str) -> Result<String, SlackError> {
+    v.get(field)
+        .and_then(|s| s.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| SlackError::Refused { method, code: format!("answer without `{field}`") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_defuses_mentions_and_links() {
+        assert_eq!(escape_mrkdwn("<!channel> hi"), "&lt;!channel&gt; hi");
+        assert_eq!(escape_mrkdwn("<https://evil|bank>"), "&lt;https://evil|bank&gt;");
+        assert_eq!(escape_mrkdwn("a & b"), "a &amp; b");
+        assert_eq!(escape_mrkdwn("안녕하세요 *bold*"), "안녕하세요 *bold*");
+    }
+
+    #[test]
+    fn pacer_allows_a_burst_then_one_per_interval() {
+        let p = Pacer::default();
+        for _ in 0..POST_BURST as usize {
+            assert_eq!(p.take("D1"), Duration::ZERO);
+        }
+        let wait = p.take("D1");
+        assert!(wait > Duration::from_millis(900) && wait <= POST_INTERVAL, "{wait:?}");
+        assert_eq!(p.take("D2"), Duration::ZERO, "channels are paced separately");
     }
 }

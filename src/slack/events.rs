@@ -66,3 +66,253 @@ pub struct BlockAction {
     pub response_url: Option<String>,
     pub trigger_id: Option<String>,
 }
+
+/// The stored `kind` of a slash command (its payload is the command's fields).
+pub const KIND_SLASH_COMMAND: &str = "slash_command";
+/// The stored `kind` prefix of an interaction (`interaction:block_actions`…).
+pub const KIND_INTERACTION_PREFIX: &str = "interaction:";
+
+/// Who robeing is in a workspace, to recognise its own messages.
+#[derive(Debug, Clone, Default)]
+pub struct Me<'a> {
+    pub user_id: Option<&'a str>,
+    pub bot_id: Option<&'a str>,
+}
+
+fn str_at<'v>(v: &'v serde_json::Value, pointer: &str) -> Option<&'v str> {
+    v.pointer(pointer).and_then(|s| s.as_str()).filter(|s| !s.is_empty())
+}
+
+fn owned(v: &serde_json::Value, pointer: &str) -> Option<String> {
+    str_at(v, pointer).map(str::to_owned)
+}
+
+/// Turns a stored payload (as recorded by either transport) into a
+/// [`SlackEvent`]. `kind` is the stored kind; `event_id` the stored id.
+/// A payload missing what its kind needs is an error (it cannot be acted on);
+/// everything robeing deliberately does not act on is [`SlackEvent::Ignored`].
+pub fn parse(event_id: &str, kind: &str, payload: &serde_json::Value, me: &Me<'_>) -> anyhow::Result<SlackEvent> {
+    if kind == KIND_SLASH_COMMAND {
+        let need = |field: &str| {
+            owned(payload, &format!("/{field}")).ok_or_else(|| anyhow::anyhow!("slash command without `{field}`"))
+        };
+        return Ok(SlackEvent::SlashCommand(SlashCommand {
+            team_id: need("team_id")?,
+            user_id: need("user_id")?,
+            channel_id: need("channel_id")?,
+            command: need("command")?,
+            text: str_at(payload, "/text").unwrap_or_default().to_owned(),
+            response_url: need("response_url")?,
+            trigger_id: need("trigger_id")?,
+        }));
+    }
+    if kind.starts_with(KIND_INTERACTION_PREFIX) {
+        return parse_interaction(payload);
+    }
+    let Some(event) = payload.get("event") else {
+        anyhow::bail!("event payload without `event`");
+    };
+    let team = || {
+        owned(payload, "/team_id")
+            .or_else(|| owned(event, "/team"))
+            .ok_or_else(|| anyhow::anyhow!("event without `team_id`"))
+    };
+    let user = || owned(event, "/user").ok_or_else(|| anyhow::anyhow!("event without `user`"));
+    match str_at(event, "/type").unwrap_or_default() {
+        "message" => Ok(parse_message(event_id, payload, event, me)),
+        "app_home_opened" => {
+            if str_at(event, "/tab").is_some_and(|t| t != "home") {
+                return Ok(SlackEvent::Ignored { reason: "app_home_opened on a tab other than Home" });
+            }
+            Ok(SlackEvent::AppHomeOpened { team_id: team()?, user_id: user()? })
+        }
+        "user_change" => {
+            let user_id = owned(event, "/user/id").ok_or_else(|| anyhow::anyhow!("user_change without `user.id`"))?;
+            Ok(SlackEvent::UserChanged { team_id: team()?, user_id })
+        }
+        "app_uninstalled" => Ok(SlackEvent::AppUninstalled { team_id: team()? }),
+        "tokens_revoked" => {
+            let bot_revoked = event.pointer("/tokens/bot").and_then(|b| b.as_array()).is_some_and(|b| !b.is_empty());
+            if !bot_revoked {
+                return Ok(SlackEvent::Ignored { reason: "tokens_revoked for user tokens only" });
+            }
+            Ok(SlackEvent::TokensRevoked { team_id: team()? })
+        }
+        _ => Ok(SlackEvent::Ignored { reason: "an event type robeing does not handle" }),
+    }
+}
+
+fn parse_message(event_id: &str, payload: &serde_json::Value, event: &serde_json::Value, me: &Me<'_>) -> SlackEvent {
+    if event.get("subtype").is_some_and(|s| !s.is_null()) {
+        // bot_message, message_changed, message_deleted, channel_join, …
+        return SlackEvent::Ignored { reason: "a message subtype (bot, edit, delete, join…)" };
+    }
+    if event.get("bot_id").is_some_and(|b| !b.is_null()) || event.get("bot_profile").is_some() {
+        return SlackEvent::Ignored { reason: "a bot's message" };
+    }
+    let Some(user_id) = owned(event, "/user") else {
+        return SlackEvent::Ignored { reason: "a message without a user" };
+    };
+    let own = me.user_id == Some(user_id.as_str())
+        || payload
+            .get("authorizations")
+            .and_then(|a| a.as_array())
+            .is_some_and(|a| a.iter().any(|x| x["is_bot"] == true && x["user_id"] == user_id.as_str()));
+    if own {
+        return SlackEvent::Ignored { reason: "robeing's own message" };
+    }
+    if str_at(event, "/channel_type") != Some("im") {
+        return SlackEvent::Ignored { reason: "not a direct message" };
+    }
+    let (Some(channel_id), Some(ts)) = (owned(event, "/channel"), owned(event, "/ts")) else {
+        return SlackEvent::Ignored { reason: "a message without channel or ts" };
+    };
+    let Some(team_id) = owned(payload, "/team_id").or_else(|| owned(event, "/team")) else {
+        return SlackEvent::Ignored { reason: "a message without a workspace" };
+    };
+    SlackEvent::DirectMessage(DirectMessage {
+        event_id: event_id.to_owned(),
+        team_id,
+        user_id,
+        channel_id,
+        ts,
+        thread_ts: owned(event, "/thread_ts"),
+        text: str_at(event, "/text").unwrap_or_default().to_owned(),
+    })
+}
+
+fn parse_interaction(payload: &serde_json::Value) -> anyhow::Result<SlackEvent> {
+    if str_at(payload, "/type") != Some("block_actions") {
+        return Ok(SlackEvent::Ignored { reason: "an interaction other than block_actions" });
+    }
+    let team_id = owned(payload, "/team/id")
+        .or_else(|| owned(payload, "/user/team_id"))
+        .ok_or_else(|| anyhow::anyhow!("interaction without a team"))?;
+    let user_id = owned(payload, "/user/id").ok_or_else(|| anyhow::anyhow!("interaction without `user.id`"))?;
+    let Some(action) = payload.pointer("/actions/0") else {
+        return Ok(SlackEvent::Ignored { reason: "block_actions without an action" });
+    };
+    Ok(SlackEvent::BlockAction(BlockAction {
+        team_id,
+        user_id,
+        action_id: owned(action, "/action_id").ok_or_else(|| anyhow::anyhow!("action without `action_id`"))?,
+        value: owned(action, "/value").or_else(|| owned(action, "/selected_option/value")),
+        channel_id: owned(payload, "/channel/id").or_else(|| owned(payload, "/container/channel_id")),
+        message_ts: owned(payload, "/message/ts").or_else(|| owned(payload, "/container/message_ts")),
+        response_url: owned(payload, "/response_url"),
+        trigger_id: owned(payload, "/trigger_id"),
+    }))
+}
+
+/// What the transports need to record an Events API callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeKeys {
+    pub event_id: String,
+    pub team_id: Option<String>,
+    pub kind: String,
+}
+
+/// The keys of an `event_callback` payload (Events API body or Socket Mode
+/// `events_api` payload).
+pub fn callback_keys(payload: &serde_json::Value) -> Result<EnvelopeKeys, &'static str> {
+    let event_id = str_at(payload, "/event_id").ok_or("an event_callback without `event_id`")?;
+    if event_id.len() > 255 {
+        return Err("`event_id` is longer than 255 characters");
+    }
+    let kind = str_at(payload, "/event/type").ok_or("an event_callback without `event.type`")?;
+    Ok(EnvelopeKeys { event_id: event_id.to_owned(), team_id: owned(payload, "/team_id"), kind: kind.to_owned() })
+}
+
+/// The keys of a slash command (its fields as a JSON object). Commands carry
+/// no event id: `trigger_id` is unique per invocation and is the same on a
+/// Socket Mode redelivery, so `cmd:<trigger_id>` dedupes.
+pub fn command_keys(payload: &serde_json::Value) -> Result<EnvelopeKeys, &'static str> {
+    let trigger = str_at(payload, "/trigger_id").ok_or("a slash command without `trigger_id`")?;
+    str_at(payload, "/command").ok_or("a slash command without `command`")?;
+    Ok(EnvelopeKeys {
+        event_id: truncate_id(format!("cmd:{trigger}")),
+        team_id: owned(payload, "/team_id"),
+        kind: KIND_SLASH_COMMAND.to_owned(),
+    })
+}
+
+/// The keys of an interaction payload: `act:<trigger_id>`, or, without a
+/// trigger, the user and the first action's `action_ts`.
+pub fn interaction_keys(payload: &serde_json::Value) -> Result<EnvelopeKeys, &'static str> {
+    let kind = str_at(payload, "/type").ok_or("an interaction without `type`")?;
+    let id = match str_at(payload, "/trigger_id") {
+        Some(t) => format!("act:{t}"),
+        None => {
+            let user = str_at(payload, "/user/id").ok_or("an interaction without `trigger_id` or `user.id`")?;
+            let ts =
+                str_at(payload, "/actions/0/action_ts").ok_or("an interaction without `trigger_id` or `action_ts`")?;
+            format!("act:{user}:{ts}")
+        }
+    };
+    Ok(EnvelopeKeys {
+        event_id: truncate_id(id),
+        team_id: owned(payload, "/team/id").or_else(|| owned(payload, "/user/team_id")),
+        kind: format!("{KIND_INTERACTION_PREFIX}{kind}"),
+    })
+}
+
+fn truncate_id(mut id: String) -> String {
+    if id.len() > 255 {
+        let mut cut = 255;
+        while !id.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        id.truncate(cut);
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn dm(extra: serde_json::Value) -> serde_json::Value {
+        let mut event = json!({"type": "message", "channel": "D0TEST001", "channel_type": "im", "user": "U0TEST001", "text": "하이", "ts": "1764000000.000100"});
+        for (k, v) in extra.as_object().unwrap() {
+            event[k] = v.clone();
+        }
+        json!({"type": "event_callback", "team_id": "T0ROBEING", "event_id": "Ev1", "event": event,
+               "authorizations": [{"user_id": "U0BOT0001", "is_bot": true}]})
+    }
+
+    #[test]
+    fn a_human_dm_is_a_direct_message() {
+        let e = parse("Ev1", "message", &dm(json!({})), &Me::default()).unwrap();
+        let SlackEvent::DirectMessage(m) = e else { panic!("{e:?}") };
+        assert_eq!((m.user_id.as_str(), m.channel_id.as_str(), m.text.as_str()), ("U0TEST001", "D0TEST001", "하이"));
+    }
+
+    #[test]
+    fn bots_edits_and_channels_are_ignored() {
+        for extra in [
+            json!({"bot_id": "B0BOT0001"}),
+            json!({"subtype": "bot_message"}),
+            json!({"subtype": "message_changed"}),
+            json!({"subtype": "message_deleted"}),
+            json!({"user": "U0BOT0001"}),
+            json!({"channel_type": "channel", "channel": "C0GENERAL"}),
+            json!({"channel_type": "mpim"}),
+        ] {
+            let e = parse("Ev1", "message", &dm(extra.clone()), &Me::default()).unwrap();
+            assert!(matches!(e, SlackEvent::Ignored { .. }), "{extra}: {e:?}");
+        }
+        let me = Me { user_id: Some("U0TEST001"), bot_id: None };
+        assert!(matches!(parse("Ev1", "message", &dm(json!({})), &me).unwrap(), SlackEvent::Ignored { .. }));
+    }
+
+    #[test]
+    fn ids_for_commands_and_interactions() {
+        let cmd = json!({"command": "/brief", "trigger_id": "123.456.abc", "team_id": "T0ROBEING"});
+        assert_eq!(command_keys(&cmd).unwrap().event_id, "cmd:123.456.abc");
+        let act = json!({"type": "block_actions", "user": {"id": "U1"}, "actions": [{"action_ts": "17.5"}]});
+        assert_eq!(interaction_keys(&act).unwrap().event_id, "act:U1:17.5");
+        assert!(callback_keys(&json!({"event": {"type": "message"}})).is_err());
+    }
+}

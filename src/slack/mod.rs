@@ -2,4 +2,6 @@
 //! the Socket Mode listener, our `SlackEvent` enum and Block Kit rendering.
 
 pub mod client;
+pub mod dispatch;
 pub mod events;
+pub mod socket_mode;

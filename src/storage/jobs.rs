@@ -153,3 +153,9 @@ pub async fn prune_done(executor: impl PgExecutor<'_>, days: i32) -> Result<u64,
         .await
         .map(|r| r.rows_affected())
 }
+
+/// The workspace a job belongs to, when it was queued with one.
+pub async fn team_of(executor: impl PgExecutor<'_>, id: i64) -> Result<Option<String>, sqlx::Error> {
+    let team = sqlx::query_scalar!(r#"SELECT team_id FROM jobs WHERE id = $1"#, id).fetch_optional(executor).await?;
+    Ok(team.flatten())
+}

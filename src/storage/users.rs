@@ -140,3 +140,22 @@ pub async fn all(executor: impl PgExecutor<'_>) -> Result<Vec<User>, sqlx::Error
     .fetch_all(executor)
     .await
 }
+
+/// Why a workspace is inactive, or `None` while it is active (or unknown).
+pub async fn inactive_reason(executor: impl PgExecutor<'_>, team_id: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query_scalar!(
+        r#"SELECT inactive_reason AS "reason!" FROM slack_teams WHERE team_id = $1 AND NOT active"#,
+        team_id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(row)
+}
+
+/// The user's Gmail connection state (`connected`, `needs_reconnect`,
+/// `disconnected`), if a row exists; for status views such as the Home tab.
+pub async fn gmail_state(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT state FROM gmail_connections WHERE user_id = $1"#, user_id)
+        .fetch_optional(executor)
+        .await
+}

@@ -7,3 +7,5 @@ mod fakes;
 mod helpers;
 
 mod foundation;
+mod slack_http;
+mod socket_mode;

@@ -6,3 +6,4 @@
 
 pub mod recorder;
 pub mod slack;
+pub mod socket_mode;

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Ingest benchmark: distinct, correctly signed `message.im` events driven
+# into `POST /slack/events` on loopback with wrk, against a release build
+# and a real PostgreSQL on this machine. Reports throughput, p50/p99 ack
+# latency and the robeing process's RSS for each concurrency; results go in
+# docs/benchmarks.md ("Ingest").
+#
+# Needs: wrk (apt-get install wrk), python3, PostgreSQL reachable at
+# $BENCH_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres), a
+# release build (cargo build --release; CARGO_TARGET_DIR is honoured).
+#
+# Usage: bench/ingest.sh [duration_seconds] [concurrency ...]
+#        default: 15 s at concurrency 16 and 64.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${1:-15}"; shift || true
+CONCURRENCY=("${@:-16 64}"); CONCURRENCY=(${CONCURRENCY[@]})
+THREADS="${BENCH_THREADS:-2}"
+ADMIN_URL="${BENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+TARGET="${CARGO_TARGET_DIR:-target}"
+BIN="${BENCH_BIN:-$TARGET/release/robeing}"
+SECRET="bench-signing-secret-$(date +%s)"
+PORT="${BENCH_PORT:-38080}"; SLACK_PORT="${BENCH_SLACK_PORT:-38081}"
+WORK="$(mktemp -d)"
+DB="robeing_bench_$(date +%s)"
+# Enough distinct events that a run never repeats one (20,000/s for the run).
+PER_RUN=$(( DURATION * 20000 ))
+
+[ -x "$BIN" ] || { echo "no release build at $BIN: run cargo build --release" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+
+cleanup() {
+  [ -n "${APP_PID:-}" ] && kill "$APP_PID" 2>/dev/null && wait "$APP_PID" 2>/dev/null || true
+  [ -n "${SLACK_PID:-}" ] && kill "$SLACK_PID" 2>/dev/null || true
+  psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+psql "$ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
+DB_URL="${ADMIN_URL%/*}/$DB"
+python3 bench/fake_slack.py "$SLACK_PORT" & SLACK_PID=$!
+
+env -i PATH="$PATH" DATABASE_URL="$DB_URL" ROBEING_LISTEN="127.0.0.1:$PORT" \
+  SLACK_BOT_TOKEN="xoxb-bench" SLACK_SIGNING_SECRET="$SECRET" \
+  SLACK_API_URL="http://127.0.0.1:$SLACK_PORT/api" LOG_FORMAT=json RUST_LOG=warn \
+  NEWS_FEEDS="http://127.0.0.1:9/feed.xml" \
+  "$BIN" serve >"$WORK/robeing.log" 2>&1 & APP_PID=$!
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null || { cat "$WORK/robeing.log"; exit 1; }
+
+echo "robeing $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, PostgreSQL $(psql "$ADMIN_URL" -Atc 'SHOW server_version'), wrk -t$THREADS, ${DURATION}s per run"
+for C in "${CONCURRENCY[@]}"; do
+  REQS="$WORK/requests-c$C.tsv"
+  python3 bench/gen_events.py "$SECRET" "C${C}x" "$PER_RUN" "$REQS"
+  before=$(psql "$DB_URL" -Atc "SELECT count(*) FROM slack_events")
+  # Sample RSS once a second during the run; keep the peak.
+  ( peak=0; while kill -0 "$APP_PID" 2>/dev/null; do
+      rss=$(awk '/VmRSS/ {print $2}' "/proc/$APP_PID/status" 2>/dev/null || echo 0)
+      [ "${rss:-0}" -gt "$peak" ] && peak=$rss && echo "$peak" > "$WORK/rss-c$C"
+      sleep 1; done ) & SAMPLER=$!
+  BENCH_REQUESTS="$REQS" BENCH_THREADS="$THREADS" \
+    wrk -t"$THREADS" -c"$C" -d"${DURATION}s" --latency -s bench/ingest.lua "http://127.0.0.1:$PORT" > "$WORK/wrk-c$C.txt"
+  kill "$SAMPLER" 2>/dev/null || true
+  after=$(psql "$DB_URL" -Atc "SELECT count(*) FROM slack_events")
+  jobs=$(psql "$DB_URL" -Atc "SELECT count(*) FROM jobs WHERE kind = 'slack_event'")
+  echo
+  echo "== concurrency $C =="
+  grep -E "Requests/sec|Non-2xx|Socket errors|requests in" "$WORK/wrk-c$C.txt" || true
+  grep -A4 "Latency Distribution" "$WORK/wrk-c$C.txt" | grep -E " 50%| 99%" || true
+  echo "  events stored this run: $(( after - before )) (jobs queued in total: $jobs)"
+  echo "  peak RSS: $(( $(cat "$WORK/rss-c$C" 2>/dev/null || echo 0) / 1024 )) MiB"
+  sleep 2
+done

@@ -1,0 +1,202 @@
+//! The `slack_event` job: a stored inbound payload (from either transport)
+//! is parsed into a [`SlackEvent`] and routed to the module that owns it.
+//!
+//! This module owns what the transport itself does with events: users on
+//! first contact (`users.info`) and on `user_change`, workspace lifecycle
+//! (`app_uninstalled`, `tokens_revoked` stop outbound work for the team),
+//! and the App Home tab. Everything here is idempotent, because a job can
+//! run again after a crash: profile upserts and `views.publish` repeat
+//! harmlessly, and replies are the conversation module's (it records them).
+
+use anyhow::Context as _;
+
+use crate::{
+    jobs::JobError,
+    slack::{
+        client::{SlackApi, SlackError, escape_mrkdwn},
+        events::{self, BlockAction, Me, SlackEvent, SlashCommand},
+    },
+    startup::AppState,
+    storage::{self, jobs::Job},
+};
+
+/// Event kinds that must run even for an inactive workspace (they are what
+/// makes it inactive).
+const LIFECYCLE_KINDS: [&str; 2] = ["app_uninstalled", "tokens_revoked"];
+
+fn slack(state: &AppState) -> Result<&SlackApi, JobError> {
+    state.slack.as_ref().ok_or_else(|| JobError::Permanent(anyhow::anyhow!("SLACK_BOT_TOKEN is not set")))
+}
+
+fn stopped(team_id: &str, reason: &str) -> JobError {
+    JobError::Permanent(anyhow::anyhow!("workspace {team_id} is inactive ({reason}): outbound work for it is stopped"))
+}
+
+/// Stops any job of a workspace that is inactive (uninstalled, tokens
+/// revoked): it is buried with a `last_error` that says so. A job queued
+/// without a team belongs to the bot token's workspace. `slack_event` jobs
+/// are checked in [`run`], which lets lifecycle events through.
+pub async fn stop_if_team_inactive(state: &AppState, job: &Job) -> Result<(), JobError> {
+    if job.kind == "slack_event" {
+        return Ok(());
+    }
+    let team = match storage::jobs::team_of(&state.db, job.id).await? {
+        Some(team) => Some(team),
+        None => state.slack.as_ref().and_then(|s| s.identity()).map(|i| i.team_id.clone()),
+    };
+    if let Some(team) = team
+        && let Some(reason) = storage::users::inactive_reason(&state.db, &team).await?
+    {
+        return Err(stopped(&team, &reason));
+    }
+    Ok(())
+}
+
+/// Runs one `slack_event` job.
+pub async fn run(state: &AppState, job: &Job) -> Result<(), JobError> {
+    let event_id = job
+        .payload
+        .get("event_id")
+        .and_then(|e| e.as_str())
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("slack_event job without `event_id`")))?;
+    let Some((kind, payload)) = storage::events::payload(&state.db, event_id).await? else {
+        return Err(JobError::Permanent(anyhow::anyhow!("event {event_id} is not stored")));
+    };
+    let identity = state.slack.as_ref().and_then(|s| s.identity());
+    let me = Me { user_id: identity.map(|i| i.user_id.as_str()), bot_id: identity.and_then(|i| i.bot_id.as_deref()) };
+    let event = events::parse(event_id, &kind, &payload, &me)
+        .with_context(|| format!("event {event_id} ({kind}) cannot be acted on"))
+        .map_err(JobError::Permanent)?;
+    if let Some(team) = team_of(&event)
+        && !LIFECYCLE_KINDS.contains(&kind.as_str())
+        && let Some(reason) = storage::users::inactive_reason(&state.db, team).await?
+    {
+        return Err(stopped(team, &reason));
+    }
+    route(state, event).await
+}
+
+fn team_of(event: &SlackEvent) -> Option<&str> {
+    match event {
+        SlackEvent::DirectMessage(m) => Some(&m.team_id),
+        SlackEvent::AppHomeOpened { team_id, .. }
+        | SlackEvent::UserChanged { team_id, .. }
+        | SlackEvent::AppUninstalled { team_id }
+        | SlackEvent::TokensRevoked { team_id } => Some(team_id),
+        SlackEvent::SlashCommand(c) => Some(&c.team_id),
+        SlackEvent::BlockAction(a) => Some(&a.team_id),
+        SlackEvent::Ignored { .. } => None,
+    }
+}
+
+async fn route(state: &AppState, event: SlackEvent) -> Result<(), JobError> {
+    match event {
+        SlackEvent::DirectMessage(msg) => {
+            ensure_user(state, &msg.team_id, &msg.user_id).await?;
+            storage::users::set_dm_channel(&state.db, &msg.user_id, &msg.channel_id).await?;
+            crate::conversation::handle_message(state, &msg).await
+        }
+        SlackEvent::AppHomeOpened { team_id, user_id } => {
+            ensure_user(state, &team_id, &user_id).await?;
+            publish_home(state, &user_id).await
+        }
+        SlackEvent::UserChanged { team_id, user_id } => {
+            if storage::users::get(&state.db, &user_id).await?.is_some() {
+                refresh_profile(state, &team_id, &user_id).await?;
+            }
+            Ok(())
+        }
+        SlackEvent::AppUninstalled { team_id } => deactivate(state, &team_id, "app_uninstalled").await,
+        SlackEvent::TokensRevoked { team_id } => deactivate(state, &team_id, "tokens_revoked").await,
+        SlackEvent::SlashCommand(cmd) => handle_command(state, &cmd).await,
+        SlackEvent::BlockAction(action) => handle_action(state, &action).await,
+        SlackEvent::Ignored { reason } => {
+            tracing::debug!(reason, "event ignored");
+            Ok(())
+        }
+    }
+}
+
+async fn deactivate(state: &AppState, team_id: &str, reason: &str) -> Result<(), JobError> {
+    storage::users::deactivate_team(&state.db, team_id, reason).await?;
+    tracing::warn!(team = team_id, reason, "workspace is now inactive; outbound work for it stops");
+    Ok(())
+}
+
+/// Makes sure the user has a row, fetching `users.info` the first time
+/// robeing meets them.
+pub async fn ensure_user(state: &AppState, team_id: &str, user_id: &str) -> Result<(), JobError> {
+    match storage::users::get(&state.db, user_id).await? {
+        Some(u) if u.profile_fetched_at.is_some() => Ok(()),
+        _ => refresh_profile(state, team_id, user_id).await,
+    }
+}
+
+/// Fetches `users.info` and stores the profile. A profile Slack refuses to
+/// give (`user_not_found`, a missing scope) still creates the user, with no
+/// names: the conversation must not be lost over a greeting.
+async fn refresh_profile(state: &AppState, team_id: &str, user_id: &str) -> Result<(), JobError> {
+    let profile = match state.slack.as_ref() {
+        Some(slack) => match slack.users_info(user_id).await {
+            Ok((_, profile)) => profile,
+            Err(e @ SlackError::Refused { .. }) => {
+                tracing::warn!(user = user_id, error = %e, "users.info refused; storing the user without a profile");
+                storage::users::Profile::default()
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => storage::users::Profile::default(),
+    };
+    let mut tx = state.db.begin().await?;
+    storage::users::ensure_team(&mut *tx, team_id).await?;
+    storage::users::upsert_profile(&mut *tx, team_id, user_id, &profile).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The Home tab: who the user is to robeing, their Gmail state, how to use
+/// `/brief`. A minimal status view; other modules add to it.
+pub fn home_blocks(name: &str, gmail_state: Option<&str>) -> Vec<serde_json::Value> {
+    let gmail = match gmail_state {
+        Some("connected") => "Gmail: connected. Your briefing includes a summary of your inbox.",
+        Some("needs_reconnect") => "Gmail: needs reconnecting. robeing can no longer read your inbox.",
+        Some(_) | None => "Gmail: not connected. Your briefing has news only until you connect it.",
+    };
+    let section = |text: String| serde_json::json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } });
+    vec![
+        serde_json::json!({ "type": "header", "text": { "type": "plain_text", "text": "robeing" } }),
+        section(format!(
+            "Hi *{}*. I'm robeing, your assistant: write to me in this app's Messages tab and I'll answer, remembering what we talked about.",
+            escape_mrkdwn(name)
+        )),
+        section(gmail.to_owned()),
+        section(
+            "Type `/brief` anywhere for your briefing now (Gmail summary and news). It also arrives every morning."
+                .to_owned(),
+        ),
+    ]
+}
+
+async fn publish_home(state: &AppState, user_id: &str) -> Result<(), JobError> {
+    let user = storage::users::get(&state.db, user_id).await?;
+    let name = user.as_ref().map(|u| u.name().to_owned()).unwrap_or_else(|| user_id.to_owned());
+    let gmail = storage::users::gmail_state(&state.db, user_id).await?;
+    slack(state)?.publish_home(user_id, home_blocks(&name, gmail.as_deref())).await?;
+    Ok(())
+}
+
+/// Slash commands: acknowledged by the transport; the briefing module acts
+/// on `/brief`. (For now: logged only.)
+pub async fn handle_command(state: &AppState, command: &SlashCommand) -> Result<(), JobError> {
+    let _ = state;
+    tracing::info!(command = %command.command, user = %command.user_id, "slash command received; no handler yet");
+    Ok(())
+}
+
+/// Block Kit actions (Reconnect Gmail, App Home buttons): the Gmail module
+/// acts on them. (For now: logged only.)
+pub async fn handle_action(state: &AppState, action: &BlockAction) -> Result<(), JobError> {
+    let _ = state;
+    tracing::info!(action = %action.action_id, user = %action.user_id, "block action received; no handler yet");
+    Ok(())
+}

@@ -1,0 +1,548 @@
+//! The HTTP transport: `POST /slack/events`, `/slack/commands`,
+//! `/slack/interactions` — signatures, limits, malformed input, dedupe,
+//! durable ack, and what the `slack_event` job does with each event.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::{
+    fakes::{recorder::Scripted, slack::TEAM_ID},
+    helpers::*,
+};
+
+pub const USER: &str = "U0TEST001";
+pub const DM_CHANNEL: &str = "D0TEST001";
+
+pub fn now() -> String {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string()
+}
+
+/// An Events API `event_callback` around `event`.
+pub fn callback(event_id: &str, event: serde_json::Value) -> serde_json::Value {
+    json!({
+        "token": "unused", "team_id": TEAM_ID, "api_app_id": "A0ROBEING", "type": "event_callback",
+        "event_id": event_id, "event_time": 1764000000, "event": event,
+        "authorizations": [{ "team_id": TEAM_ID, "user_id": crate::fakes::slack::BOT_USER_ID, "is_bot": true }]
+    })
+}
+
+/// A fresh message `ts`.
+pub fn next_ts() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
+    format!("1764000000.{:06}", N.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}
+
+/// A human's DM to robeing.
+pub fn dm(event_id: &str, user: &str, text: &str) -> serde_json::Value {
+    callback(
+        event_id,
+        json!({ "type": "message", "channel": DM_CHANNEL, "channel_type": "im", "user": user, "text": text,
+                "ts": next_ts(), "event_ts": "1764000000.000100" }),
+    )
+}
+
+pub struct Post<'a> {
+    pub path: &'a str,
+    pub body: Vec<u8>,
+    pub content_type: &'a str,
+    pub signature: Option<String>,
+    pub timestamp: Option<String>,
+    pub retry_num: Option<u32>,
+}
+
+impl<'a> Post<'a> {
+    /// A correctly signed request.
+    pub fn signed(path: &'a str, body: impl Into<Vec<u8>>, content_type: &'a str) -> Self {
+        let body = body.into();
+        let ts = now();
+        Self {
+            path,
+            signature: Some(slack_signature(SIGNING_SECRET, &ts, &body)),
+            timestamp: Some(ts),
+            body,
+            content_type,
+            retry_num: None,
+        }
+    }
+    pub fn event(v: &serde_json::Value) -> Self {
+        Self::signed("/slack/events", v.to_string(), "application/json")
+    }
+    pub async fn send(&self, app: &TestApp) -> reqwest::Response {
+        let mut r = app
+            .http
+            .post(format!("{}{}", app.address, self.path))
+            .header("content-type", self.content_type)
+            .body(self.body.clone());
+        if let Some(s) = &self.signature {
+            r = r.header("x-slack-signature", s);
+        }
+        if let Some(t) = &self.timestamp {
+            r = r.header("x-slack-request-timestamp", t);
+        }
+        if let Some(n) = self.retry_num {
+            r = r.header("x-slack-retry-num", n.to_string()).header("x-slack-retry-reason", "http_timeout");
+        }
+        r.send().await.unwrap()
+    }
+}
+
+pub async fn count(db: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(db).await.unwrap()
+}
+
+/// Waits until the job for `event_id` is finished (done or dead); returns
+/// its state and last error.
+pub async fn job_outcome(db: &sqlx::PgPool, event_id: &str) -> (String, Option<String>) {
+    let key = format!("event:{event_id}");
+    for _ in 0..200 {
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, last_error FROM jobs WHERE dedupe_key = $1 AND state IN ('done', 'dead')")
+                .bind(&key)
+                .fetch_optional(db)
+                .await
+                .unwrap();
+        if let Some(row) = row {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the job for {event_id} did not finish within 10 s");
+}
+
+/// Requests the app sent to the fake Slack after start-up (`auth.test` excluded).
+fn slack_calls(app: &TestApp) -> Vec<String> {
+    app.slack.requests().into_iter().map(|r| r.path).filter(|p| p != "/api/auth.test").collect()
+}
+
+#[tokio::test]
+async fn a_signed_event_is_recorded_with_its_job_then_acked() {
+    let app = spawn_app().await;
+    let r = Post::event(&dm("Ev0SIGNED", USER, "하이")).send(&app).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'Ev0SIGNED' AND source = 'http' AND kind = 'message' AND team_id = 'T0ROBEING'").await,
+        1
+    );
+    assert_eq!(count(&app.db, "SELECT count(*) FROM jobs WHERE dedupe_key = 'event:Ev0SIGNED'").await, 1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_signatures_are_401_without_detail_and_store_nothing() {
+    let app = spawn_app().await;
+    let body = dm("Ev0FORGED", USER, "hi").to_string();
+    let good = Post::event(&dm("Ev0FORGED", USER, "hi"));
+    let stale_ts = (now().parse::<i64>().unwrap() - 301).to_string();
+    let cases: Vec<(&str, Post)> = vec![
+        ("unsigned", Post { signature: None, timestamp: None, ..Post::event(&dm("Ev0FORGED", USER, "hi")) }),
+        ("no timestamp", Post { timestamp: None, ..Post::event(&dm("Ev0FORGED", USER, "hi")) }),
+        (
+            "stale",
+            Post {
+                signature: Some(slack_signature(SIGNING_SECRET, &stale_ts, body.as_bytes())),
+                timestamp: Some(stale_ts.clone()),
+                ..Post::event(&dm("Ev0FORGED", USER, "hi"))
+            },
+        ),
+        ("tampered", Post { body: body.replace("hi", "hj").into_bytes(), ..Post::event(&dm("Ev0FORGED", USER, "hi")) }),
+        (
+            "wrong prefix",
+            Post {
+                signature: Some(good.signature.clone().unwrap().replacen("v0=", "v1=", 1)),
+                ..Post::event(&dm("Ev0FORGED", USER, "hi"))
+            },
+        ),
+        (
+            "wrong secret",
+            Post {
+                signature: Some(slack_signature("not-the-secret", good.timestamp.as_ref().unwrap(), body.as_bytes())),
+                ..Post::event(&dm("Ev0FORGED", USER, "hi"))
+            },
+        ),
+        ("garbage", Post { signature: Some("v0=zz".into()), ..Post::event(&dm("Ev0FORGED", USER, "hi")) }),
+    ];
+    for (name, post) in cases {
+        for path in ["/slack/events", "/slack/commands", "/slack/interactions"] {
+            let r = Post {
+                path,
+                body: post.body.clone(),
+                signature: post.signature.clone(),
+                timestamp: post.timestamp.clone(),
+                ..Post::event(&json!({}))
+            }
+            .send(&app)
+            .await;
+            assert_eq!(r.status(), 401, "{name} {path}");
+            let text = r.text().await.unwrap();
+            assert!(
+                !text.contains("signature") && !text.contains("timestamp") && !text.contains(SIGNING_SECRET),
+                "{name}: the 401 leaks detail: {text}"
+            );
+        }
+    }
+    assert_eq!(count(&app.db, "SELECT count(*) FROM slack_events").await, 0);
+    assert_eq!(count(&app.db, "SELECT count(*) FROM jobs").await, 0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_and_malformed_ones_400() {
+    let app = spawn_app().await;
+    // 1 MB + 1 byte, correctly signed.
+    let mut big = br#"{"type":"event_callback","pad":""#.to_vec();
+    big.resize(1024 * 1024 + 1 - 2, b'a');
+    big.extend_from_slice(b"\"}");
+    assert_eq!(big.len(), 1024 * 1024 + 1);
+    for path in ["/slack/events", "/slack/commands", "/slack/interactions"] {
+        let r = Post::signed(path, big.clone(), "application/json").send(&app).await;
+        assert_eq!(r.status(), 413, "{path}");
+    }
+
+    let r = Post::signed("/slack/events", "{not json", "application/json").send(&app).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not valid JSON"));
+    let r = Post::signed(
+        "/slack/events",
+        json!({"type": "event_callback", "event": {"type": "message"}}).to_string(),
+        "application/json",
+    )
+    .send(&app)
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("event_id"));
+    let r = Post::signed("/slack/commands", "command=%ZZ&&=", "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 400);
+    let r =
+        Post::signed("/slack/commands", "command=%2Fbrief&text=", "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("trigger_id"));
+    let r = Post::signed("/slack/interactions", "nopayload=1", "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("payload"));
+    let r =
+        Post::signed("/slack/interactions", "payload=%7Bbroken", "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not valid JSON"));
+    assert_eq!(count(&app.db, "SELECT count(*) FROM slack_events").await, 0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn url_verification_answers_the_challenge() {
+    let app = spawn_app().await;
+    let v = json!({"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"});
+    let r = Post::event(&v).send(&app).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["challenge"], "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
+    assert_eq!(count(&app.db, "SELECT count(*) FROM slack_events").await, 0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_a_signing_secret_the_routes_answer_503_naming_it() {
+    // Socket Mode only (its token is refused by the fake: that is fine here).
+    let app = spawn_app_with(Options {
+        vars: vec![("SLACK_SIGNING_SECRET".into(), "".into()), ("SLACK_APP_TOKEN".into(), "xapp-1-test".into())],
+        ..Default::default()
+    })
+    .await;
+    for path in ["/slack/events", "/slack/commands", "/slack/interactions"] {
+        let r = Post::signed(path, dm("Ev0NOSECRET", USER, "hi").to_string(), "application/json").send(&app).await;
+        assert_eq!(r.status(), 503, "{path}");
+        assert!(r.text().await.unwrap().contains("SLACK_SIGNING_SECRET"), "{path}");
+    }
+    assert_eq!(count(&app.db, "SELECT count(*) FROM slack_events").await, 0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redelivered_event_is_stored_once_sequentially_and_concurrently() {
+    let app = spawn_app().await;
+    let event = dm("Ev0TWICE", USER, "hello");
+    assert_eq!(Post::event(&event).send(&app).await.status(), 200);
+    let retry = Post { retry_num: Some(1), ..Post::event(&event) };
+    assert_eq!(retry.send(&app).await.status(), 200, "a retry is acked too");
+
+    let event = dm("Ev0CONCURRENT", USER, "hello again");
+    let posts: Vec<Post> = (0..8).map(|i| Post { retry_num: (i > 0).then_some(i), ..Post::event(&event) }).collect();
+    let answers = futures_util::future::join_all(posts.iter().map(|p| p.send(&app))).await;
+    assert!(answers.iter().all(|r| r.status() == 200));
+
+    for id in ["Ev0TWICE", "Ev0CONCURRENT"] {
+        assert_eq!(count(&app.db, &format!("SELECT count(*) FROM slack_events WHERE event_id = '{id}'")).await, 1);
+        assert_eq!(count(&app.db, &format!("SELECT count(*) FROM jobs WHERE dedupe_key = 'event:{id}'")).await, 1);
+    }
+    // The first delivery is the one kept.
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'Ev0TWICE' AND retry_num IS NULL").await,
+        1
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn own_bot_messages_edits_and_channels_are_ignored_and_nothing_is_sent() {
+    let app = spawn_app().await;
+    let ignored = [
+        (
+            "Ev0OWN",
+            callback(
+                "Ev0OWN",
+                json!({"type": "message", "channel": DM_CHANNEL, "channel_type": "im", "user": crate::fakes::slack::BOT_USER_ID, "text": "my own reply", "ts": "1.1"}),
+            ),
+        ),
+        (
+            "Ev0BOTID",
+            callback(
+                "Ev0BOTID",
+                json!({"type": "message", "channel": DM_CHANNEL, "channel_type": "im", "bot_id": "B0OTHER", "text": "beep", "ts": "1.2"}),
+            ),
+        ),
+        (
+            "Ev0BOTMSG",
+            callback(
+                "Ev0BOTMSG",
+                json!({"type": "message", "subtype": "bot_message", "channel": DM_CHANNEL, "channel_type": "im", "text": "beep", "ts": "1.3"}),
+            ),
+        ),
+        (
+            "Ev0EDIT",
+            callback(
+                "Ev0EDIT",
+                json!({"type": "message", "subtype": "message_changed", "channel": DM_CHANNEL, "channel_type": "im", "message": {"user": USER, "text": "edited"}, "ts": "1.4"}),
+            ),
+        ),
+        (
+            "Ev0CHANNEL",
+            callback(
+                "Ev0CHANNEL",
+                json!({"type": "message", "channel": "C0GENERAL", "channel_type": "channel", "user": USER, "text": "hi all", "ts": "1.5"}),
+            ),
+        ),
+    ];
+    for (id, event) in &ignored {
+        assert_eq!(Post::event(event).send(&app).await.status(), 200, "{id}");
+    }
+    for (id, _) in &ignored {
+        let (state, error) = job_outcome(&app.db, id).await;
+        assert_eq!(state, "done", "{id}: {error:?}");
+    }
+    assert_eq!(slack_calls(&app), Vec::<String>::new(), "nothing is sent for ignored events");
+    assert_eq!(count(&app.db, "SELECT count(*) FROM slack_users").await, 0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn first_contact_fetches_users_info_once_and_stores_the_profile() {
+    let app = spawn_app().await;
+    assert_eq!(Post::event(&dm("Ev0FIRST", "U0KIMJT01", "하이")).send(&app).await.status(), 200);
+    // The conversation engine is another module; until it is merged its
+    // stand-in fails permanently. The transport's part is the user row.
+    let _ = job_outcome(&app.db, "Ev0FIRST").await;
+    type Row = (String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+    let row: Row = sqlx::query_as(
+        "SELECT team_id, real_name, display_name, tz, locale, dm_channel_id FROM slack_users WHERE user_id = 'U0KIMJT01'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            "T0ROBEING".into(),
+            Some("김종태".into()),
+            Some("김종태".into()),
+            Some("Asia/Seoul".into()),
+            Some("ko-KR".into()),
+            Some(DM_CHANNEL.into())
+        )
+    );
+    let calls = app.slack.requests_to("/api/users.info");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].param("user").as_deref(), Some("U0KIMJT01"));
+    assert_eq!(calls[0].param("include_locale").as_deref(), Some("true"));
+    assert_eq!(calls[0].headers["authorization"], format!("Bearer {BOT_TOKEN}"));
+
+    // A second message: no second users.info.
+    assert_eq!(Post::event(&dm("Ev0SECOND0", "U0KIMJT01", "또 하이")).send(&app).await.status(), 200);
+    let _ = job_outcome(&app.db, "Ev0SECOND0").await;
+    assert_eq!(app.slack.requests_to("/api/users.info").len(), 1);
+
+    // user_change refreshes it.
+    app.slack.script(
+        "/api/users.info",
+        [Scripted::json(
+            200,
+            json!({"ok": true, "user": {"id": "U0KIMJT01", "team_id": TEAM_ID, "real_name": "김종태", "tz": "Europe/Berlin", "locale": "de-DE", "profile": {"real_name": "김종태", "display_name": "JT"}}}),
+        )],
+    );
+    let change = callback(
+        "Ev0CHANGE",
+        json!({"type": "user_change", "user": {"id": "U0KIMJT01", "team_id": TEAM_ID}, "event_ts": "1.1"}),
+    );
+    assert_eq!(Post::event(&change).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0CHANGE").await.0, "done");
+    let (tz, name): (String, String) =
+        sqlx::query_as("SELECT tz, display_name FROM slack_users WHERE user_id = 'U0KIMJT01'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!((tz.as_str(), name.as_str()), ("Europe/Berlin", "JT"));
+    assert_eq!(app.slack.requests_to("/api/users.info").len(), 2);
+    assert!(app.slack.requests_to("/api/chat.postMessage").is_empty());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn app_home_opened_publishes_the_home_tab_waiting_out_a_429() {
+    let app = spawn_app().await;
+    app.slack.script(
+        "/api/views.publish",
+        [Scripted::json(429, json!({"ok": false, "error": "ratelimited"})).with_header("retry-after", "1")],
+    );
+    let started = std::time::Instant::now();
+    let home = callback(
+        "Ev0HOME",
+        json!({"type": "app_home_opened", "user": USER, "channel": DM_CHANNEL, "tab": "home", "event_ts": "1.1"}),
+    );
+    assert_eq!(Post::event(&home).send(&app).await.status(), 200);
+    let (state, error) = job_outcome(&app.db, "Ev0HOME").await;
+    assert_eq!(state, "done", "{error:?}");
+    let published = app.slack.requests_to("/api/views.publish");
+    assert_eq!(published.len(), 2, "one rate-limited call, one that succeeded, nothing more");
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+    let body = published[1].json();
+    assert_eq!(body["user_id"], USER);
+    assert_eq!(body["view"]["type"], "home");
+    let text = body["view"]["blocks"].to_string();
+    assert!(text.contains("jane") && text.contains("/brief") && text.contains("Gmail: not connected"), "{text}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn slash_commands_and_interactions_are_acked_and_recorded() {
+    let app = spawn_app().await;
+    let form = format!(
+        "token=x&team_id={TEAM_ID}&team_domain=robeing&channel_id=C0GENERAL&channel_name=general&user_id={USER}&user_name=jane&command=%2Fbrief&text=&api_app_id=A0ROBEING&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2F1%2F2%2F3&trigger_id=13345224609.738474920.8088930838d88f008e0"
+    );
+    let r = Post::signed("/slack/commands", form.clone(), "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 200);
+    let ack: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(ack["response_type"], "ephemeral");
+    assert!(ack["text"].as_str().unwrap().contains("briefing"), "{ack}");
+    // The same invocation again (same trigger_id) is one event.
+    let r = Post::signed("/slack/commands", form, "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'cmd:13345224609.738474920.8088930838d88f008e0' AND kind = 'slash_command'").await,
+        1
+    );
+
+    let payload = json!({"type": "block_actions", "team": {"id": TEAM_ID}, "user": {"id": USER, "team_id": TEAM_ID},
+        "trigger_id": "999.888.abc", "response_url": "https://hooks.slack.com/actions/1/2/3",
+        "actions": [{"action_id": "gmail_reconnect", "value": "x", "type": "button", "action_ts": "1764000000.1"}]});
+    let form = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    let r = Post::signed("/slack/interactions", form, "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'act:999.888.abc' AND kind = 'interaction:block_actions'").await,
+        1
+    );
+    assert_eq!(job_outcome(&app.db, "cmd:13345224609.738474920.8088930838d88f008e0").await.0, "done");
+    assert_eq!(job_outcome(&app.db, "act:999.888.abc").await.0, "done");
+    assert_eq!(slack_calls(&app), Vec::<String>::new(), "no handler sends anything yet");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_uninstalled_workspace_is_inactive_and_its_later_work_stops() {
+    let app = spawn_app().await;
+    let gone = callback("Ev0UNINSTALL", json!({"type": "app_uninstalled", "event_ts": "1.1"}));
+    assert_eq!(Post::event(&gone).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0UNINSTALL").await.0, "done");
+    let (active, reason): (bool, String) =
+        sqlx::query_as("SELECT active, inactive_reason FROM slack_teams WHERE team_id = 'T0ROBEING'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(!active);
+    assert_eq!(reason, "app_uninstalled");
+    let ready: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    assert!(ready.to_string().contains("T0ROBEING (app_uninstalled)"), "{ready}");
+
+    // A later event for that workspace is buried, saying why, and nothing is sent.
+    assert_eq!(Post::event(&dm("Ev0AFTER", USER, "hello?")).send(&app).await.status(), 200);
+    let (state, error) = job_outcome(&app.db, "Ev0AFTER").await;
+    assert_eq!(state, "dead");
+    assert!(error.unwrap().contains("inactive (app_uninstalled)"));
+    assert_eq!(slack_calls(&app), Vec::<String>::new());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_down_at_receipt_is_503_and_the_redelivery_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(Options { embedded_data_dir: Some(dir.path().to_path_buf()), ..Default::default() }).await;
+    let pg = robeing::storage::embedded::EmbeddedPostgres::start(dir.path()).await.unwrap();
+    pg.stop().await.unwrap();
+
+    let event = dm("Ev0OUTAGE", USER, "are you there?");
+    let r = Post::event(&event).send(&app).await;
+    assert!(r.status().is_server_error(), "{}", r.status());
+    assert_eq!(r.status(), 503);
+
+    let _pg = robeing::storage::embedded::EmbeddedPostgres::start(dir.path()).await.unwrap();
+    // Slack redelivers; the pool reconnects.
+    let mut status = 0;
+    for n in 1..=20 {
+        status = Post { retry_num: Some(n), ..Post::event(&event) }.send(&app).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200);
+    assert_eq!(count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'Ev0OUTAGE'").await, 1);
+    assert_eq!(count(&app.db, "SELECT count(*) FROM jobs WHERE dedupe_key = 'event:Ev0OUTAGE'").await, 1);
+    app.stop().await.unwrap();
+    let pg = robeing::storage::embedded::EmbeddedPostgres::start(dir.path()).await.unwrap();
+    pg.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn post_message_waits_out_a_429_and_posts_exactly_once() {
+    robeing::startup::install_crypto_provider();
+    let slack = crate::fakes::slack::start().await;
+    slack.script(
+        "/api/chat.postMessage",
+        [Scripted::json(429, json!({"ok": false, "error": "ratelimited"})).with_header("Retry-After", "1")],
+    );
+    let api = robeing::slack::client::SlackApi::new(
+        &url::Url::parse(&slack.url("/api")).unwrap(),
+        &secrecy::SecretString::from(BOT_TOKEN),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let ts = api.post_message(DM_CHANNEL, "hello &lt;", None, None).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let posts = slack.requests_to("/api/chat.postMessage");
+    assert_eq!(posts.len(), 2, "the 429'd attempt and one real post");
+    assert_eq!(posts[1].json()["channel"], DM_CHANNEL);
+    assert!(!ts.is_empty());
+
+    // A 5xx on a post is not repeated by the client (the outbox decides).
+    slack.script("/api/chat.postMessage", [Scripted::json(503, json!({"ok": false}))]);
+    let err = api.post_message("D0OTHER01", "x", None, None).await.unwrap_err();
+    assert!(matches!(err, robeing::slack::client::SlackError::Transient { .. }), "{err:?}");
+    assert_eq!(slack.requests_to("/api/chat.postMessage").len(), 3);
+    // A refusal is permanent.
+    slack.script("/api/chat.postMessage", [Scripted::json(200, json!({"ok": false, "error": "channel_not_found"}))]);
+    let err = api.post_message("D0OTHER02", "x", None, None).await.unwrap_err();
+    assert_eq!(err.code(), Some("channel_not_found"));
+    // A 5xx on a safe call is retried.
+    slack.script("/api/views.publish", [Scripted::json(502, json!({"ok": false}))]);
+    api.publish_home(USER, vec![]).await.unwrap();
+    assert_eq!(slack.requests_to("/api/views.publish").len(), 2);
+}
