@@ -3,6 +3,7 @@
 //! a module, and map errors through [`crate::error::ApiError`].
 
 pub mod health;
+pub mod oauth;
 
 use std::sync::Arc;
 
@@ -19,6 +20,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/oauth/google/start", get(oauth::start))
+        .route("/oauth/google/callback", get(oauth::callback))
         .fallback(|| async { crate::error::ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -128,8 +128,12 @@ async fn run_one(state: &AppState, job: Job) {
 
 /// Runs one job by kind.
 async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
-    let _ = state;
-    Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind)))
+    match job.kind.as_str() {
+        crate::google::RECONNECT_PROMPT_JOB => {
+            crate::google::prompt::run_reconnect_prompt_job(state, &job.payload).await
+        }
+        _ => Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind))),
+    }
 }
 
 /// What happens when a job dies: the user-facing kinds tell the user.
