@@ -15,7 +15,7 @@ use std::{collections::HashMap, sync::Arc};
 use axum::{
     extract::{RawQuery, State},
     http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use chrono::Utc;
 
@@ -98,7 +98,7 @@ pub async fn start(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) 
         }
     };
     match oauth::begin(&state, &user_id).await {
-        Ok(url) => no_store(Redirect::to(url.as_str()).into_response()),
+        Ok(url) => no_store((StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()),
         Err(StartError::UnknownUser) => page(
             StatusCode::BAD_REQUEST,
             "Unknown Slack user",

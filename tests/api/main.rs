@@ -7,3 +7,4 @@ mod fakes;
 mod helpers;
 
 mod foundation;
+mod gmail;

@@ -4,5 +4,6 @@
 //! `tests/fixtures/`) and records every request it received, so a test can
 //! assert what was — and was not — sent.
 
+pub mod google;
 pub mod recorder;
 pub mod slack;
