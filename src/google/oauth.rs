@@ -119,6 +119,9 @@ pub async fn begin(state: &AppState, user_id: &str) -> Result<Url, StartError> {
     if storage::users::get(&state.db, user_id).await.context("looking up the user")?.is_none() {
         return Err(StartError::UnknownUser);
     }
+    if let Err(e) = storage::oauth_states::prune(&state.db).await {
+        tracing::warn!(error = %e, "could not prune old OAuth states");
+    }
     let client = client(google, &state.config.public_url)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let state_value = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());

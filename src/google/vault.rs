@@ -187,9 +187,10 @@ impl Vault {
     }
 
     /// The start-up check: every stored canary must open with a configured
-    /// key, and the current key gets a canary if it has none. A previous
-    /// key's canary is dropped once no stored token uses that key any more,
-    /// so `TOKEN_ENCRYPTION_KEY_PREVIOUS` can then be unset.
+    /// key, and the current key gets a canary if it has none. With a previous
+    /// key configured, tokens still sealed under it are re-sealed with the
+    /// current key and its canary is dropped once no stored token uses it, so
+    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS` can be unset after one start-up.
     pub async fn check_canaries(&self, pool: &PgPool) -> Result<(), CanaryError> {
         let stored = crate::storage::gmail::canaries(pool).await.map_err(|e| CanaryError::Database(e.into()))?;
         for (key_id, canary) in &stored {
@@ -222,6 +223,10 @@ impl Vault {
             tracing::info!(key_id = %sealed.key_id, "stored a canary for the new token encryption key");
         }
         if let Some(previous) = &self.previous {
+            let resealed = self.reseal_previous(pool).await.map_err(CanaryError::Database)?;
+            if resealed > 0 {
+                tracing::info!(connections = resealed, from = %previous.id, to = %self.current.id, "re-encrypted tokens with the new key");
+            }
             let retired = crate::storage::gmail::retire_canary_if_unused(pool, &previous.id)
                 .await
                 .map_err(|e| CanaryError::Database(e.into()))?;
@@ -243,6 +248,46 @@ impl CanaryError {
             Self::WrongKey(_) => crate::error::EXIT_CONFIG,
             Self::Database(_) => crate::error::EXIT_FAILURE,
         }
+    }
+}
+
+impl Vault {
+    /// Re-seals every token still under the previous key with the current
+    /// one, so a rotation completes at the first start-up with both keys.
+    /// Returns how many connections were re-sealed.
+    async fn reseal_previous(&self, pool: &PgPool) -> anyhow::Result<usize> {
+        use anyhow::Context as _;
+        let Some(previous) = &self.previous else { return Ok(0) };
+        let rows =
+            crate::storage::gmail::sealed_under(pool, &previous.id).await.context("listing tokens to re-seal")?;
+        let mut resealed = 0;
+        for (user_id, refresh, access) in rows {
+            let reseal = |purpose, sealed: &[u8]| -> anyhow::Result<Vec<u8>> {
+                let plain = self.decrypt(&previous.id, &user_id, purpose, sealed)?;
+                Ok(self.encrypt(&user_id, purpose, &plain)?.bytes)
+            };
+            let new_refresh =
+                reseal(Purpose::Refresh, &refresh).with_context(|| format!("re-sealing {user_id}'s token"))?;
+            let new_access = access
+                .as_deref()
+                .map(|a| reseal(Purpose::Access, a))
+                .transpose()
+                .with_context(|| format!("re-sealing {user_id}'s token"))?;
+            if crate::storage::gmail::reseal(
+                pool,
+                &user_id,
+                &previous.id,
+                &self.current.id,
+                &new_refresh,
+                new_access.as_deref(),
+            )
+            .await
+            .context("storing re-sealed tokens")?
+            {
+                resealed += 1;
+            }
+        }
+        Ok(resealed)
     }
 }
 

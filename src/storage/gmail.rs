@@ -259,3 +259,45 @@ pub async fn retire_canary_if_unused(executor: impl PgExecutor<'_>, key_id: &str
     .await
     .map(|r| r.rows_affected() == 1)
 }
+
+/// Connections whose tokens are sealed under `key_id` (for re-sealing after
+/// a key rotation): user id, refresh and access ciphertexts.
+pub async fn sealed_under(
+    executor: impl PgExecutor<'_>,
+    key_id: &str,
+) -> Result<Vec<(String, Vec<u8>, Option<Vec<u8>>)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT user_id, refresh_token_ciphertext AS "refresh!", access_token_ciphertext
+           FROM gmail_connections WHERE token_key_id = $1 AND refresh_token_ciphertext IS NOT NULL"#,
+        key_id
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.refresh, r.access_token_ciphertext)).collect())
+}
+
+/// Replaces one connection's ciphertexts with ones sealed under `new_key_id`,
+/// only if they are still the ones sealed under `old_key_id` (a concurrent
+/// refresh wins). The access token's expiry is unchanged.
+pub async fn reseal(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    old_key_id: &str,
+    new_key_id: &str,
+    refresh: &[u8],
+    access: Option<&[u8]>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE gmail_connections SET refresh_token_ciphertext = $4, access_token_ciphertext = $5,
+                  token_key_id = $3, updated_at = now()
+           WHERE user_id = $1 AND token_key_id = $2 AND state = 'connected'"#,
+        user_id,
+        old_key_id,
+        new_key_id,
+        refresh,
+        access
+    )
+    .execute(executor)
+    .await
+    .map(|r| r.rows_affected() == 1)
+}

@@ -430,6 +430,12 @@ async fn access_tokens_refresh_ahead_of_expiry_and_store_rotated_refresh_tokens(
     tokens.dedup();
     assert_eq!(tokens.len(), 1, "every caller got the same token");
     assert_eq!(env.google.token_requests("refresh_token").len(), before + 1, "one refresh at a time per user");
+
+    // Refreshed and rotated tokens are no more visible than the first ones.
+    for secret in env.google.issued() {
+        let hits = tables_containing(&env.app.db, &secret).await;
+        assert!(hits.is_empty(), "`{secret}` stored in plain text in {hits:?}");
+    }
 }
 
 #[tokio::test]
@@ -572,12 +578,34 @@ async fn a_wrong_token_encryption_key_stops_start_up_and_rotation_keeps_working(
     let mut vars = vars;
     vars.insert("TOKEN_ENCRYPTION_KEY_PREVIOUS".into(), KEY.into());
     let config = robeing::config::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    let before = env.row().await.unwrap();
     let app = robeing::startup::Application::build(config).await.expect("rotation starts");
     let state = app.state();
-    env.expire_access_token().await;
-    google::access_token(&state, USER).await.expect("old tokens decrypt with the previous key");
+    let new_key_id = Vault::from_config(&state.config).unwrap().current_key_id().to_owned();
     let row = env.row().await.unwrap();
-    assert_eq!(row.token_key_id.as_deref(), Some(Vault::from_config(&state.config).unwrap().current_key_id()));
+    assert_eq!(row.token_key_id.as_deref(), Some(new_key_id.as_str()), "tokens re-sealed at start-up");
+    assert_ne!(row.refresh_token_ciphertext, before.refresh_token_ciphertext);
+    assert_eq!(env.stored_refresh(&before), {
+        let v = Vault::from_config(&state.config).unwrap();
+        v.decrypt(&new_key_id, USER, Purpose::Refresh, row.refresh_token_ciphertext.as_deref().unwrap())
+            .unwrap()
+            .expose_secret()
+            .to_owned()
+    });
+    let key_ids: Vec<String> =
+        sqlx::query_scalar("SELECT key_id FROM vault_keys").fetch_all(&env.app.db).await.unwrap();
+    assert_eq!(key_ids, vec![new_key_id.clone()], "the old key's canary is retired");
+    env.expire_access_token().await;
+    google::access_token(&state, USER).await.expect("the re-sealed tokens work");
+    drop(app);
+
+    // Once rotated, the previous key can be unset; the old key alone is now wrong.
+    vars.remove("TOKEN_ENCRYPTION_KEY_PREVIOUS");
+    let config = robeing::config::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    assert!(robeing::startup::Application::build(config).await.is_ok(), "the new key alone starts");
+    vars.insert("TOKEN_ENCRYPTION_KEY".into(), KEY.into());
+    let config = robeing::config::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    assert_eq!(robeing::startup::Application::build(config).await.err().map(|e| e.exit_code), Some(2));
 }
 
 #[tokio::test]
