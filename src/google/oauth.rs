@@ -216,6 +216,9 @@ pub struct Connected {
     pub email: String,
     /// The earlier Reconnect prompt (channel, ts), to update in place.
     pub previous_prompt: Option<(String, String)>,
+    /// The Slack user's name, shown on the success page so whoever is in the
+    /// browser can see whose robeing now reads this inbox.
+    pub slack_name: String,
 }
 
 /// Exchanges the code (with the PKCE verifier), checks what was granted,
@@ -267,7 +270,11 @@ pub async fn complete(
         .map_err(|e| CallbackError::Internal(e.into()))?;
     tx.commit().await.map_err(|e| CallbackError::Internal(e.into()))?;
     let previous_prompt = before.and_then(|c| c.reconnect_prompt_channel.zip(c.reconnect_prompt_ts));
-    Ok(Connected { user_id, email, previous_prompt })
+    let slack_name = match storage::users::get(&state.db, &user_id).await {
+        Ok(Some(user)) => user.name().to_owned(),
+        _ => user_id.clone(),
+    };
+    Ok(Connected { user_id, email, previous_prompt, slack_name })
 }
 
 /// Seals a token pair with the current key.

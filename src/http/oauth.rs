@@ -195,7 +195,11 @@ pub async fn callback(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuer
     };
     match oauth::complete(&state, user_id, verifier, code).await {
         Ok(connected) => {
-            let email = connected.email.clone();
+            let what = format!(
+                "robeing can now read the inbox of {} (read-only) for the Slack user {}.",
+                escape(&connected.email),
+                escape(&connected.slack_name)
+            );
             let bg = state.clone();
             tokio::spawn(async move {
                 let text = format!(
@@ -211,12 +215,7 @@ pub async fn callback(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuer
                 }
                 prompt::notify(&bg, &connected.user_id, &format!("Gmail connected as {}", connected.email)).await;
             });
-            page(
-                StatusCode::OK,
-                "Gmail connected",
-                &format!("robeing can now read the inbox of {} (read-only).", escape(&email)),
-                "You can close this tab and go back to Slack.",
-            )
+            page(StatusCode::OK, "Gmail connected", &what, "You can close this tab and go back to Slack.")
         }
         Err(e) => failure(&state, e),
     }

@@ -37,7 +37,8 @@ async fn setup_with(extra: Vec<(String, String)>) -> Env {
     vars.extend(extra);
     let app = spawn_app_with(Options { vars, ..Default::default() }).await;
     robeing::storage::users::ensure_team(&app.db, "T0ROBEING").await.unwrap();
-    robeing::storage::users::upsert_profile(&app.db, "T0ROBEING", USER, &Default::default()).await.unwrap();
+    let profile = robeing::storage::users::Profile { display_name: Some("김종태".into()), ..Default::default() };
+    robeing::storage::users::upsert_profile(&app.db, "T0ROBEING", USER, &profile).await.unwrap();
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     Env { app, google, browser }
 }
@@ -200,7 +201,7 @@ async fn the_connect_flow_stores_a_connected_row_whose_tokens_decrypt_to_what_go
     assert_eq!(page.status(), 200);
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let body = page.text().await.unwrap();
-    assert!(body.contains("Gmail connected") && body.contains(EMAIL), "{body}");
+    assert!(body.contains("Gmail connected") && body.contains(EMAIL) && body.contains("김종태"), "{body}");
 
     // The code was exchanged once, with the verifier matching the challenge.
     let exchanges = env.google.token_requests("authorization_code");
@@ -698,6 +699,16 @@ async fn app_home_shows_the_state_and_disconnect_revokes_at_google() {
     assert!(google::prompt_if_needed(state, USER).await.unwrap());
     assert!(!google::prompt_if_needed(state, USER).await.unwrap());
     assert_eq!(env.posts_containing("Connect Gmail").len(), 1);
+
+    // Revocation is best effort: Google failing does not keep the tokens.
+    assert_eq!(env.connect().await.0, 200);
+    env.google.server.script("/revoke", [Scripted::json(503, serde_json::json!({ "error": "backend_error" }))]);
+    assert!(google::disconnect(state, USER).await.unwrap());
+    let row = env.row().await.unwrap();
+    assert_eq!(row.state, "disconnected");
+    assert!(row.refresh_token_ciphertext.is_none());
+    assert!(!google::disconnect(state, USER).await.unwrap(), "nothing left to disconnect");
+    assert_eq!(env.google.server.requests_to("/revoke").len(), 2);
 
     // Broken: the reason and a Reconnect button.
     assert_eq!(env.connect().await.0, 200);
