@@ -81,6 +81,12 @@ pub fn verify(config: &Config, token: &str, now: DateTime<Utc>) -> Result<String
     Ok(user_id.to_owned())
 }
 
+/// `path` under `ROBEING_PUBLIC_URL`, whether or not that URL ends in a
+/// slash (`https://host/robeing` and `https://host/robeing/` both keep `/robeing`).
+pub fn public_path(public_url: &Url, path: &str) -> Result<Url, url::ParseError> {
+    Url::parse(&format!("{}/{path}", public_url.as_str().trim_end_matches('/')))
+}
+
 /// The connect link for one Slack user, valid for [`LINK_TTL`]. Used by the
 /// Reconnect button, App Home and `robeing connect-link`.
 pub fn connect_link(config: &Config, user_id: &str) -> Result<Url, LinkError> {
@@ -93,7 +99,7 @@ pub fn connect_link_at(config: &Config, user_id: &str, now: DateTime<Utc>) -> Re
         return Err(LinkError::NotConfigured);
     }
     let key = config.token_encryption_key.as_ref().ok_or(LinkError::NotConfigured)?;
-    let mut url = config.public_url.join("oauth/google/start").map_err(|_| LinkError::NotConfigured)?;
+    let mut url = public_path(&config.public_url, "oauth/google/start").map_err(|_| LinkError::NotConfigured)?;
     url.query_pairs_mut().append_pair("t", &sign(key, user_id, now + LINK_TTL));
     Ok(url)
 }
@@ -132,6 +138,16 @@ mod tests {
         let t = token_of(&url);
         assert_eq!(verify(&c, &t, now).unwrap(), "U0KIMJT01");
         assert_eq!(verify(&c, &t, now + LINK_TTL), Err(LinkError::Expired));
+    }
+
+    #[test]
+    fn the_public_url_keeps_its_path_with_or_without_a_slash() {
+        for base in ["https://h.example/robeing", "https://h.example/robeing/"] {
+            let url = public_path(&Url::parse(base).unwrap(), "oauth/google/callback").unwrap();
+            assert_eq!(url.as_str(), "https://h.example/robeing/oauth/google/callback");
+        }
+        let root = public_path(&Url::parse("http://localhost:3000").unwrap(), "oauth/google/start").unwrap();
+        assert_eq!(root.as_str(), "http://localhost:3000/oauth/google/start");
     }
 
     #[test]

@@ -55,6 +55,59 @@ pub enum GmailAccessError {
     Temporary(anyhow::Error),
 }
 
+impl GmailAccessError {
+    /// The `briefings.email_status` value for this failure.
+    pub fn email_status(&self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not_configured",
+            Self::NotConnected => "not_connected",
+            Self::NeedsReconnect { .. } => "needs_reconnect",
+            Self::Temporary(_) => "error",
+        }
+    }
+}
+
+/// A user's Gmail connection as people and operators see it (App Home,
+/// `robeing status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GmailStatus {
+    NotConfigured,
+    NotConnected,
+    Connected { email: String, since: Option<DateTime<Utc>> },
+    NeedsReconnect { since: DateTime<Utc>, reason: String, prompted_at: Option<DateTime<Utc>> },
+}
+
+impl std::fmt::Display for GmailStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotConfigured => f.write_str("not configured"),
+            Self::NotConnected => f.write_str("not connected"),
+            Self::Connected { email, .. } => write!(f, "connected as {email}"),
+            Self::NeedsReconnect { since, reason, .. } => {
+                write!(f, "needs reconnect since {} ({reason})", since.format("%Y-%m-%d %H:%M UTC"))
+            }
+        }
+    }
+}
+
+/// Reads one user's [`GmailStatus`].
+pub async fn status(state: &crate::startup::AppState, user_id: &str) -> Result<GmailStatus, sqlx::Error> {
+    if state.config.google.is_none() {
+        return Ok(GmailStatus::NotConfigured);
+    }
+    Ok(match crate::storage::gmail::get(&state.db, user_id).await? {
+        Some(c) if c.state == "connected" => {
+            GmailStatus::Connected { email: c.google_email.unwrap_or_default(), since: c.connected_at }
+        }
+        Some(c) if c.state == "needs_reconnect" => GmailStatus::NeedsReconnect {
+            since: c.broken_at.unwrap_or_else(Utc::now),
+            reason: c.broken_reason.unwrap_or_default(),
+            prompted_at: c.reconnect_prompted_at,
+        },
+        _ => GmailStatus::NotConnected,
+    })
+}
+
 impl From<sqlx::Error> for GmailAccessError {
     fn from(e: sqlx::Error) -> Self {
         Self::Temporary(anyhow::Error::new(e).context("database"))

@@ -89,7 +89,7 @@ fn client(google: &GoogleConfig, public_url: &Url) -> anyhow::Result<GoogleClien
 
 /// Where Google sends the browser back: `{ROBEING_PUBLIC_URL}/oauth/google/callback`.
 pub fn redirect_url(public_url: &Url) -> anyhow::Result<Url> {
-    public_url.join("oauth/google/callback").context("ROBEING_PUBLIC_URL cannot be a base URL")
+    super::links::public_path(public_url, "oauth/google/callback").context("ROBEING_PUBLIC_URL cannot be a base URL")
 }
 
 fn google_and_vault(config: &Config) -> Option<(&GoogleConfig, Vault)> {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use slack_morphism::prelude::*;
 
 use super::{
-    RECONNECT_PROMPT_JOB, links,
+    GmailStatus, RECONNECT_PROMPT_JOB, links,
     vault::{Purpose, Vault},
 };
 use crate::{jobs::JobError, startup::AppState, storage};
@@ -265,8 +265,8 @@ pub async fn home_blocks(state: &AppState, user_id: &str) -> Vec<Value> {
         ));
         return blocks;
     }
-    let conn = match storage::gmail::get(&state.db, user_id).await {
-        Ok(c) => c,
+    let status = match super::status(state, user_id).await {
+        Ok(s) => s,
         Err(e) => {
             tracing::warn!(user_id, error = %e, "could not read the Gmail connection for App Home");
             blocks.push(section("I could not look up your Gmail connection just now; please try again shortly."));
@@ -274,12 +274,11 @@ pub async fn home_blocks(state: &AppState, user_id: &str) -> Vec<Value> {
         }
     };
     let link = links::connect_link(&state.config, user_id).ok();
-    match conn {
-        Some(c) if c.state == "connected" => {
+    match status {
+        GmailStatus::Connected { email, since } => {
             blocks.push(section(&format!(
-                ":white_check_mark: Connected as *{}*{}.",
-                c.google_email.as_deref().unwrap_or("?"),
-                c.connected_at.map(|t| format!(" since {}", slack_date(t))).unwrap_or_default()
+                ":white_check_mark: Connected as *{email}*{}.",
+                since.map(|t| format!(" since {}", slack_date(t))).unwrap_or_default()
             )));
             blocks.push(json!({
                 "type": "actions",
@@ -299,17 +298,13 @@ pub async fn home_blocks(state: &AppState, user_id: &str) -> Vec<Value> {
                 }]
             }));
         }
-        Some(c) if c.state == "needs_reconnect" => {
-            blocks.push(section(&format!(
-                ":warning: *Needs reconnect* since {}.\n*Why:* {}",
-                slack_date(c.broken_at.unwrap_or_else(Utc::now)),
-                c.broken_reason.as_deref().unwrap_or("")
-            )));
+        GmailStatus::NeedsReconnect { since, reason, .. } => {
+            blocks.push(section(&format!(":warning: *Needs reconnect* since {}.\n*Why:* {reason}", slack_date(since))));
             if let Some(link) = link {
                 blocks.push(button_row("Reconnect Gmail", link.as_str()));
             }
         }
-        _ => {
+        GmailStatus::NotConnected | GmailStatus::NotConfigured => {
             blocks.push(section("Not connected: briefings leave your email out."));
             if let Some(link) = link {
                 blocks.push(button_row("Connect Gmail", link.as_str()));

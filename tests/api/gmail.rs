@@ -683,6 +683,9 @@ async fn app_home_shows_the_state_and_disconnect_revokes_at_google() {
     assert_eq!(env.connect().await.0, 200);
     let home = serde_json::Value::Array(google::home_blocks(state, USER).await).to_string();
     assert!(home.contains(EMAIL) && home.contains("\"action_id\":\"gmail_disconnect\""), "{home}");
+    assert!(
+        matches!(google::status(state, USER).await.unwrap(), google::GmailStatus::Connected { ref email, .. } if email == EMAIL)
+    );
 
     let refresh = env.stored_refresh(&env.row().await.unwrap());
     assert!(google::disconnect(state, USER).await.unwrap());
@@ -720,4 +723,8 @@ async fn app_home_shows_the_state_and_disconnect_revokes_at_google() {
         home.contains("Needs reconnect") && home.contains("invalid_grant") && home.contains("Reconnect Gmail"),
         "{home}"
     );
+    let status = google::status(state, USER).await.unwrap();
+    assert!(status.to_string().starts_with("needs reconnect since"), "{status}");
+    let err = google::access_token(state, USER).await.unwrap_err();
+    assert_eq!(err.email_status(), "needs_reconnect");
 }
