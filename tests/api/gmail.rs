@@ -248,6 +248,8 @@ async fn the_connect_flow_stores_a_connected_row_whose_tokens_decrypt_to_what_go
     secrets.push(state.clone());
     secrets.push(crate::fakes::google::CLIENT_SECRET.into());
     assert!(secrets.len() >= 5, "{secrets:?}");
+    // The scan does find what is stored in plain text (the address is not secret).
+    assert_eq!(tables_containing(&env.app.db, EMAIL).await, ["gmail_connections.google_email"]);
     let readyz = env.app.get("/readyz").await.text().await.unwrap();
     for secret in &secrets {
         let hits = tables_containing(&env.app.db, secret).await;
