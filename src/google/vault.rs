@@ -186,12 +186,10 @@ impl Vault {
         })
     }
 
-    /// The start-up check: every stored canary must open with a configured
-    /// key, and the current key gets a canary if it has none. With a previous
-    /// key configured, tokens still sealed under it are re-sealed with the
-    /// current key and its canary is dropped once no stored token uses it, so
-    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS` can be unset after one start-up.
-    pub async fn check_canaries(&self, pool: &PgPool) -> Result<(), CanaryError> {
+    /// The read-only half of [`Vault::check_canaries`] (for `doctor`): every
+    /// stored canary must open with a configured key. Returns the key ids
+    /// that have a canary.
+    pub async fn verify_canaries(&self, pool: &PgPool) -> Result<Vec<String>, CanaryError> {
         let stored = crate::storage::gmail::canaries(pool).await.map_err(|e| CanaryError::Database(e.into()))?;
         for (key_id, canary) in &stored {
             match self.decrypt(key_id, "-", Purpose::Canary, canary) {
@@ -213,7 +211,17 @@ impl Vault {
                 }
             }
         }
-        if !stored.iter().any(|(id, _)| *id == self.current.id) {
+        Ok(stored.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// The start-up check: every stored canary must open with a configured
+    /// key, and the current key gets a canary if it has none. With a previous
+    /// key configured, tokens still sealed under it are re-sealed with the
+    /// current key and its canary is dropped once no stored token uses it, so
+    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS` can be unset after one start-up.
+    pub async fn check_canaries(&self, pool: &PgPool) -> Result<(), CanaryError> {
+        let stored = self.verify_canaries(pool).await?;
+        if !stored.iter().any(|id| *id == self.current.id) {
             let sealed = self
                 .encrypt("-", Purpose::Canary, &SecretString::from(CANARY_PLAINTEXT))
                 .map_err(|e| CanaryError::Database(e.into()))?;
