@@ -221,7 +221,7 @@ impl Vault {
     /// `TOKEN_ENCRYPTION_KEY_PREVIOUS` can be unset after one start-up.
     pub async fn check_canaries(&self, pool: &PgPool) -> Result<(), CanaryError> {
         let stored = self.verify_canaries(pool).await?;
-        if !stored.iter().any(|id| *id == self.current.id) {
+        if !stored.contains(&self.current.id) {
             let sealed = self
                 .encrypt("-", Purpose::Canary, &SecretString::from(CANARY_PLAINTEXT))
                 .map_err(|e| CanaryError::Database(e.into()))?;
