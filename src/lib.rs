@@ -16,6 +16,7 @@
 //!   Postgres, then acknowledged.
 //! - [`jobs`]: workers for the durable outbox.
 //! - [`conversation`]: DM in → reply out, with memory.
+//! - [`google`]: Gmail: OAuth, the token vault, refresh, prompts, the Gmail client.
 //! - [`slack`]: the Slack Web API client and transport pieces.
 //! - [`storage`]: Postgres — connection, migrations, all SQL.
 //! - [`health`]: the readiness report; [`metrics`]: Prometheus counters.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod conversation;
 pub mod doctor;
 pub mod error;
+pub mod google;
 pub mod health;
 pub mod http;
 pub mod jobs;

@@ -118,6 +118,12 @@ impl Application {
         install_crypto_provider();
         config.require_for_serve().map_err(StartupError::config)?;
         let db = open_database(&config).await?;
+        if let Some(vault) = crate::google::vault::Vault::from_config(&config) {
+            vault
+                .check_canaries(&db.pool)
+                .await
+                .map_err(|e| StartupError { exit_code: e.exit_code(), error: e.into() })?;
+        }
 
         let slack = match &config.slack.bot_token {
             Some(token) => Some(SlackApi::new(&config.slack.api_url, token).map_err(StartupError::runtime)?),

@@ -5,6 +5,7 @@
 pub mod health;
 pub mod metrics;
 pub mod slack;
+pub mod oauth;
 
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics_text))
         .merge(slack::router())
+        .route("/oauth/google/start", get(oauth::start))
+        .route("/oauth/google/callback", get(oauth::callback))
         .fallback(|| async { crate::error::ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

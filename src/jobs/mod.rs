@@ -138,6 +138,9 @@ async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
     crate::slack::dispatch::stop_if_team_inactive(state, job).await?;
     match job.kind.as_str() {
         "slack_event" => crate::slack::dispatch::run(state, job).await,
+        crate::google::RECONNECT_PROMPT_JOB => {
+            crate::google::prompt::run_reconnect_prompt_job(state, &job.payload).await
+        }
         _ => Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind))),
     }
 }

@@ -10,7 +10,9 @@
 
 pub mod embedded;
 pub mod events;
+pub mod gmail;
 pub mod jobs;
+pub mod oauth_states;
 pub mod users;
 
 use std::time::Duration;

@@ -57,6 +57,7 @@ pub struct TestApp {
     pub slack: Recorder,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
+    pub state: std::sync::Arc<robeing::startup::AppState>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -124,6 +125,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         slack,
         http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
         shutdown,
+        state,
         task,
     }
 }

@@ -9,3 +9,4 @@ mod helpers;
 mod foundation;
 mod slack_http;
 mod socket_mode;
+mod gmail;

@@ -4,6 +4,7 @@
 //! `tests/fixtures/`) and records every request it received, so a test can
 //! assert what was — and was not — sent.
 
+pub mod google;
 pub mod recorder;
 pub mod slack;
 pub mod socket_mode;

@@ -1,0 +1,315 @@
+//! What the user sees of their Gmail connection: the Reconnect prompt (a
+//! Block Kit DM with a **Reconnect Gmail** URL button to a fresh signed
+//! link), the connect prompt for someone who never connected, the single
+//! reminder before the next briefing, the App Home section, and disconnect.
+//!
+//! One prompt per breakage: a breakage queues one `gmail_reconnect_prompt`
+//! job (dedupe key `reconnect:<user>:<broken_at>`), and the job records where
+//! it posted (`reconnect_prompt_channel`/`_ts`) so a later success updates
+//! that message in place instead of leaving a stale button behind.
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret as _;
+use serde_json::{Value, json};
+use slack_morphism::prelude::*;
+
+use super::{
+    GmailStatus, RECONNECT_PROMPT_JOB, links,
+    vault::{Purpose, Vault},
+};
+use crate::{jobs::JobError, startup::AppState, storage};
+
+/// How often a user who never connected Gmail is offered the connect button
+/// when they ask for something that needs it: once a day is a reminder,
+/// more would be nagging.
+pub const CONNECT_PROMPT_INTERVAL: chrono::Duration = chrono::Duration::hours(24);
+
+/// The `action_id` of the App Home Disconnect button (routed by the lead).
+pub const DISCONNECT_ACTION: &str = "gmail_disconnect";
+/// The `action_id` of the Reconnect/Connect URL buttons (Slack still sends a
+/// `block_actions` payload for URL buttons; it only needs an ack).
+pub const RECONNECT_ACTION: &str = "gmail_reconnect";
+
+/// Opens the user's DM and posts a message. Returns (channel, ts).
+/// The one place this module talks to Slack's Web API for posting.
+pub async fn post_dm(
+    state: &AppState,
+    user_id: &str,
+    text: &str,
+    blocks: Vec<Value>,
+) -> anyhow::Result<(String, String)> {
+    let slack = state.slack.as_ref().context("Slack is not configured")?;
+    let session = slack.session();
+    let open = session
+        .conversations_open(&SlackApiConversationsOpenRequest::new().with_users(vec![SlackUserId(user_id.to_owned())]))
+        .await
+        .context("opening the DM (conversations.open)")?;
+    let blocks: Vec<SlackBlock> = serde_json::from_value(Value::Array(blocks)).context("building Block Kit blocks")?;
+    let content = SlackMessageContent::new().with_text(text.to_owned()).with_blocks(blocks);
+    let posted = session
+        .chat_post_message(&SlackApiChatPostMessageRequest::new(open.channel.id, content))
+        .await
+        .context("posting the DM (chat.postMessage)")?;
+    Ok((posted.channel.0, posted.ts.0))
+}
+
+/// Replaces an earlier message (chat.update).
+pub async fn update_message(
+    state: &AppState,
+    channel: &str,
+    ts: &str,
+    text: &str,
+    blocks: Vec<Value>,
+) -> anyhow::Result<()> {
+    let slack = state.slack.as_ref().context("Slack is not configured")?;
+    let blocks: Vec<SlackBlock> = serde_json::from_value(Value::Array(blocks)).context("building Block Kit blocks")?;
+    let content = SlackMessageContent::new().with_text(text.to_owned()).with_blocks(blocks);
+    slack
+        .session()
+        .chat_update(&SlackApiChatUpdateRequest::new(
+            SlackChannelId(channel.to_owned()),
+            content,
+            SlackTs(ts.to_owned()),
+        ))
+        .await
+        .context("updating the message (chat.update)")?;
+    Ok(())
+}
+
+/// Posts a plain notice (a callback outcome) to the user; failures are logged.
+pub async fn notify(state: &AppState, user_id: &str, text: &str) {
+    let blocks = vec![section(text)];
+    if let Err(e) = post_dm(state, user_id, text, blocks).await {
+        tracing::warn!(user_id, error = format!("{e:#}"), "could not DM the user about their Gmail connection");
+    }
+}
+
+/// Posts a notice with a fresh connect button.
+pub async fn notify_with_button(state: &AppState, user_id: &str, text: &str, label: &str) {
+    let mut blocks = vec![section(text)];
+    if let Ok(url) = links::connect_link(&state.config, user_id) {
+        blocks.push(button_row(label, url.as_str()));
+    }
+    if let Err(e) = post_dm(state, user_id, text, blocks).await {
+        tracing::warn!(user_id, error = format!("{e:#}"), "could not DM the user about their Gmail connection");
+    }
+}
+
+fn section(text: &str) -> Value {
+    json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })
+}
+
+fn button_row(label: &str, url: &str) -> Value {
+    json!({
+        "type": "actions",
+        "block_id": "gmail_connection",
+        "elements": [{
+            "type": "button",
+            "action_id": RECONNECT_ACTION,
+            "text": { "type": "plain_text", "text": label },
+            "style": "primary",
+            "url": url
+        }]
+    })
+}
+
+/// A time Slack shows in the reader's own time zone.
+fn slack_date(t: DateTime<Utc>) -> String {
+    format!("<!date^{}^{{date_short_pretty}} {{time}}|{}>", t.timestamp(), t.format("%Y-%m-%d %H:%M UTC"))
+}
+
+/// The reconnect prompt for a breakage: why, since when, and the button.
+pub fn reconnect_prompt_blocks(link: &str, since: DateTime<Utc>, reason: &str) -> (String, Vec<Value>) {
+    let text = format!(
+        ":warning: *I can no longer read your Gmail* (since {}).\n*Why:* {reason}\nUntil you reconnect, your morning briefing will say that email could not be read. Click *Reconnect Gmail* and sign in with Google; it takes a minute.",
+        slack_date(since)
+    );
+    let fallback = "I can no longer read your Gmail. Click Reconnect Gmail to sign in with Google again.".to_owned();
+    (fallback, vec![section(&text), button_row("Reconnect Gmail", link)])
+}
+
+#[derive(serde::Deserialize)]
+struct PromptJob {
+    user_id: String,
+    broken_at_us: i64,
+}
+
+/// The `gmail_reconnect_prompt` job: DMs the prompt for one breakage and
+/// records where. Idempotent: a breakage that is over, or already prompted,
+/// is done.
+pub async fn run_reconnect_prompt_job(state: &AppState, payload: &Value) -> Result<(), JobError> {
+    let job: PromptJob = serde_json::from_value(payload.clone())
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad {RECONNECT_PROMPT_JOB} payload: {e}")))?;
+    let Some(conn) = storage::gmail::get(&state.db, &job.user_id).await? else {
+        return Ok(());
+    };
+    let Some(broken_at) = conn.broken_at.filter(|b| b.timestamp_micros() == job.broken_at_us) else {
+        return Ok(());
+    };
+    if conn.state != "needs_reconnect" || conn.reconnect_prompted_at.is_some() {
+        return Ok(());
+    }
+    let link = links::connect_link(&state.config, &job.user_id)
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!("cannot make a connect link: {e}")))?;
+    let (text, blocks) = reconnect_prompt_blocks(link.as_str(), broken_at, conn.broken_reason.as_deref().unwrap_or(""));
+    let (channel, ts) = post_dm(state, &job.user_id, &text, blocks).await.map_err(JobError::retry)?;
+    storage::gmail::record_reconnect_prompt(&state.db, &job.user_id, broken_at, &channel, &ts).await?;
+    Ok(())
+}
+
+/// For "a user without a working Gmail asks for something that needs it":
+/// a broken connection gets its one prompt (if not sent yet); a user who
+/// never connected gets a connect button at most once per
+/// [`CONNECT_PROMPT_INTERVAL`]. Returns whether a prompt was sent or queued.
+pub async fn prompt_if_needed(state: &AppState, user_id: &str) -> anyhow::Result<bool> {
+    if state.config.google.is_none() {
+        return Ok(false);
+    }
+    let conn = storage::gmail::get(&state.db, user_id).await?;
+    match conn.as_ref().map(|c| c.state.as_str()) {
+        Some("connected") => Ok(false),
+        Some("needs_reconnect") => {
+            let conn = conn.expect("matched Some");
+            let broken_at = conn.broken_at.context("needs_reconnect without broken_at")?;
+            if conn.reconnect_prompted_at.is_some() {
+                return Ok(false);
+            }
+            let payload = json!({ "user_id": user_id, "broken_at_us": broken_at.timestamp_micros() });
+            let dedupe = format!("reconnect:{user_id}:{}", broken_at.timestamp_micros());
+            let queued = storage::jobs::enqueue(&state.db, RECONNECT_PROMPT_JOB, Some(&dedupe), &payload, None).await?;
+            state.wake_workers.notify_one();
+            Ok(queued.is_some())
+        }
+        _ => {
+            if let Some(at) = conn.as_ref().and_then(|c| c.reconnect_prompted_at)
+                && at > Utc::now() - CONNECT_PROMPT_INTERVAL
+            {
+                return Ok(false);
+            }
+            let link = links::connect_link(&state.config, user_id).context("making a connect link")?;
+            let text = "To include your email in briefings, I need read-only access to your Gmail. Click *Connect Gmail* and sign in with Google.";
+            let blocks = vec![section(text), button_row("Connect Gmail", link.as_str())];
+            let (channel, ts) =
+                post_dm(state, user_id, "Connect Gmail to include your email in briefings.", blocks).await?;
+            storage::gmail::record_connect_prompt(&state.db, user_id, &channel, &ts).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// The single reminder before the next morning briefing while a connection
+/// is still broken (after its first prompt). Returns whether it was sent.
+pub async fn remind_before_briefing(state: &AppState, user_id: &str) -> anyhow::Result<bool> {
+    let Some(conn) = storage::gmail::get(&state.db, user_id).await? else {
+        return Ok(false);
+    };
+    if conn.state != "needs_reconnect" || conn.reconnect_prompted_at.is_none() || conn.reconnect_reminded_at.is_some() {
+        return Ok(false);
+    }
+    if !storage::gmail::claim_reminder(&state.db, user_id).await? {
+        return Ok(false);
+    }
+    let link = links::connect_link(&state.config, user_id).context("making a connect link")?;
+    let (_, mut blocks) = reconnect_prompt_blocks(
+        link.as_str(),
+        conn.broken_at.unwrap_or_else(Utc::now),
+        conn.broken_reason.as_deref().unwrap_or(""),
+    );
+    blocks[0] = section(&format!(
+        ":alarm_clock: *Reminder:* I still cannot read your Gmail (since {}), so tomorrow's briefing will not include your email.\n*Why:* {}",
+        slack_date(conn.broken_at.unwrap_or_else(Utc::now)),
+        conn.broken_reason.as_deref().unwrap_or("")
+    ));
+    post_dm(state, user_id, "Reminder: reconnect Gmail before your next briefing.", blocks).await?;
+    Ok(true)
+}
+
+/// Disconnects Gmail: revokes the token at Google (best effort: a failure is
+/// logged, the local tokens are deleted regardless). Returns whether the
+/// user had a connection to disconnect.
+pub async fn disconnect(state: &AppState, user_id: &str) -> anyhow::Result<bool> {
+    let conn = storage::gmail::get(&state.db, user_id).await?;
+    if let (Some(conn), Some(google), Some(vault)) =
+        (&conn, state.config.google.as_ref(), Vault::from_config(&state.config))
+        && let (Some(sealed), Some(key_id)) = (&conn.refresh_token_ciphertext, &conn.token_key_id)
+    {
+        match vault.decrypt(key_id, user_id, Purpose::Refresh, sealed) {
+            Ok(token) => {
+                let revoked = state
+                    .http
+                    .post(google.revoke_url.clone())
+                    .form(&[("token", token.expose_secret())])
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.without_url()))
+                    .and_then(|r| {
+                        if r.status().is_success() { Ok(()) } else { Err(anyhow::anyhow!("HTTP {}", r.status())) }
+                    });
+                if let Err(e) = revoked {
+                    tracing::warn!(user_id, error = %e, "could not revoke the Gmail token at Google; deleting it locally anyway");
+                }
+            }
+            Err(e) => tracing::warn!(user_id, error = %e, "could not open the stored token to revoke it; deleting it"),
+        }
+    }
+    Ok(storage::gmail::disconnect(&state.db, user_id).await?)
+}
+
+/// The Gmail section of the user's App Home.
+pub async fn home_blocks(state: &AppState, user_id: &str) -> Vec<Value> {
+    let mut blocks = vec![json!({ "type": "header", "text": { "type": "plain_text", "text": "Gmail" } })];
+    if state.config.google.is_none() {
+        blocks.push(section(
+            "Gmail is not configured on this robeing; briefings leave email out. (Operator: set GOOGLE_CLIENT_ID.)",
+        ));
+        return blocks;
+    }
+    let status = match super::status(state, user_id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(user_id, error = %e, "could not read the Gmail connection for App Home");
+            blocks.push(section("I could not look up your Gmail connection just now; please try again shortly."));
+            return blocks;
+        }
+    };
+    let link = links::connect_link(&state.config, user_id).ok();
+    match status {
+        GmailStatus::Connected { email, since } => {
+            blocks.push(section(&format!(
+                ":white_check_mark: Connected as *{email}*{}.",
+                since.map(|t| format!(" since {}", slack_date(t))).unwrap_or_default()
+            )));
+            blocks.push(json!({
+                "type": "actions",
+                "block_id": "gmail_connection",
+                "elements": [{
+                    "type": "button",
+                    "action_id": DISCONNECT_ACTION,
+                    "text": { "type": "plain_text", "text": "Disconnect Gmail" },
+                    "style": "danger",
+                    "value": "disconnect",
+                    "confirm": {
+                        "title": { "type": "plain_text", "text": "Disconnect Gmail?" },
+                        "text": { "type": "mrkdwn", "text": "Briefings will no longer include your email, and robeing's access is revoked at Google." },
+                        "confirm": { "type": "plain_text", "text": "Disconnect" },
+                        "deny": { "type": "plain_text", "text": "Keep" }
+                    }
+                }]
+            }));
+        }
+        GmailStatus::NeedsReconnect { since, reason, .. } => {
+            blocks.push(section(&format!(":warning: *Needs reconnect* since {}.\n*Why:* {reason}", slack_date(since))));
+            if let Some(link) = link {
+                blocks.push(button_row("Reconnect Gmail", link.as_str()));
+            }
+        }
+        GmailStatus::NotConnected | GmailStatus::NotConfigured => {
+            blocks.push(section("Not connected: briefings leave your email out."));
+            if let Some(link) = link {
+                blocks.push(button_row("Connect Gmail", link.as_str()));
+            }
+        }
+    }
+    blocks
+}
