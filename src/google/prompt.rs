@@ -12,7 +12,6 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
-use slack_morphism::prelude::*;
 
 use super::{
     GmailStatus, RECONNECT_PROMPT_JOB, links,
@@ -32,7 +31,8 @@ pub const DISCONNECT_ACTION: &str = "gmail_disconnect";
 pub const RECONNECT_ACTION: &str = "gmail_reconnect";
 
 /// Opens the user's DM and posts a message. Returns (channel, ts).
-/// The one place this module talks to Slack's Web API for posting.
+/// The one place this module posts to Slack, through the transport's client
+/// (pacing, 429 handling).
 pub async fn post_dm(
     state: &AppState,
     user_id: &str,
@@ -40,18 +40,10 @@ pub async fn post_dm(
     blocks: Vec<Value>,
 ) -> anyhow::Result<(String, String)> {
     let slack = state.slack.as_ref().context("Slack is not configured")?;
-    let session = slack.session();
-    let open = session
-        .conversations_open(&SlackApiConversationsOpenRequest::new().with_users(vec![SlackUserId(user_id.to_owned())]))
-        .await
-        .context("opening the DM (conversations.open)")?;
-    let blocks: Vec<SlackBlock> = serde_json::from_value(Value::Array(blocks)).context("building Block Kit blocks")?;
-    let content = SlackMessageContent::new().with_text(text.to_owned()).with_blocks(blocks);
-    let posted = session
-        .chat_post_message(&SlackApiChatPostMessageRequest::new(open.channel.id, content))
-        .await
-        .context("posting the DM (chat.postMessage)")?;
-    Ok((posted.channel.0, posted.ts.0))
+    let channel = slack.open_dm(user_id).await.context("opening the DM (conversations.open)")?;
+    let ts =
+        slack.post_message(&channel, text, Some(blocks), None).await.context("posting the DM (chat.postMessage)")?;
+    Ok((channel, ts))
 }
 
 /// Replaces an earlier message (chat.update).
@@ -63,17 +55,7 @@ pub async fn update_message(
     blocks: Vec<Value>,
 ) -> anyhow::Result<()> {
     let slack = state.slack.as_ref().context("Slack is not configured")?;
-    let blocks: Vec<SlackBlock> = serde_json::from_value(Value::Array(blocks)).context("building Block Kit blocks")?;
-    let content = SlackMessageContent::new().with_text(text.to_owned()).with_blocks(blocks);
-    slack
-        .session()
-        .chat_update(&SlackApiChatUpdateRequest::new(
-            SlackChannelId(channel.to_owned()),
-            content,
-            SlackTs(ts.to_owned()),
-        ))
-        .await
-        .context("updating the message (chat.update)")?;
+    slack.update_message(channel, ts, text, Some(blocks)).await.context("updating the message (chat.update)")?;
     Ok(())
 }
 

@@ -4,8 +4,8 @@
 
 pub mod health;
 pub mod metrics;
-pub mod slack;
 pub mod oauth;
+pub mod slack;
 
 use std::sync::Arc;
 

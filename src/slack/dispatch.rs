@@ -177,11 +177,16 @@ pub fn home_blocks(name: &str, gmail_state: Option<&str>) -> Vec<serde_json::Val
     ]
 }
 
-async fn publish_home(state: &AppState, user_id: &str) -> Result<(), JobError> {
+/// Publishes the Home tab: the summary above, then the Gmail section with
+/// its Connect / Reconnect / Disconnect button.
+pub async fn publish_home(state: &AppState, user_id: &str) -> Result<(), JobError> {
     let user = storage::users::get(&state.db, user_id).await?;
     let name = user.as_ref().map(|u| u.name().to_owned()).unwrap_or_else(|| user_id.to_owned());
     let gmail = storage::users::gmail_state(&state.db, user_id).await?;
-    slack(state)?.publish_home(user_id, home_blocks(&name, gmail.as_deref())).await?;
+    let mut blocks = home_blocks(&name, gmail.as_deref());
+    blocks.push(serde_json::json!({ "type": "divider" }));
+    blocks.extend(crate::google::prompt::home_blocks(state, user_id).await);
+    slack(state)?.publish_home(user_id, blocks).await?;
     Ok(())
 }
 
@@ -193,10 +198,18 @@ pub async fn handle_command(state: &AppState, command: &SlashCommand) -> Result<
     Ok(())
 }
 
-/// Block Kit actions (Reconnect Gmail, App Home buttons): the Gmail module
-/// acts on them. (For now: logged only.)
+/// Block Kit actions. URL buttons (Reconnect/Connect Gmail) need nothing
+/// beyond the transport's ack; Disconnect revokes and republishes Home.
 pub async fn handle_action(state: &AppState, action: &BlockAction) -> Result<(), JobError> {
-    let _ = state;
-    tracing::info!(action = %action.action_id, user = %action.user_id, "block action received; no handler yet");
-    Ok(())
+    match action.action_id.as_str() {
+        crate::google::prompt::RECONNECT_ACTION => Ok(()),
+        crate::google::prompt::DISCONNECT_ACTION => {
+            crate::google::prompt::disconnect(state, &action.user_id).await?;
+            publish_home(state, &action.user_id).await
+        }
+        other => {
+            tracing::warn!(action = other, user = %action.user_id, "block action with no handler; acknowledged and ignored");
+            Ok(())
+        }
+    }
 }

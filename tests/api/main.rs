@@ -7,6 +7,6 @@ mod fakes;
 mod helpers;
 
 mod foundation;
+mod gmail;
 mod slack_http;
 mod socket_mode;
-mod gmail;
