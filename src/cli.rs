@@ -25,6 +25,12 @@ pub enum Command {
     Migrate,
     /// Check the configuration and every dependency; exit 0 only if all required ones work.
     Doctor,
+    /// Print a signed, short-lived Gmail connect link for one Slack user.
+    ConnectLink {
+        /// The Slack user id (U…).
+        #[arg(long)]
+        user: String,
+    },
 }
 
 /// Parses arguments (exit 2 on bad usage) and runs the command.
@@ -91,6 +97,51 @@ async fn run(command: Command) -> i32 {
                 }
             }
         }
+        Command::ConnectLink { user } => connect_link(&config, &user).await,
         Command::Doctor => unreachable!("handled above"),
+    }
+}
+
+/// `robeing connect-link --user U…`: the seed's "generate the OAuth URL for
+/// this user" step, as a signed link that expires (no bare user id in it).
+async fn connect_link(config: &Config, user: &str) -> i32 {
+    install_crypto_provider();
+    let db = match open_database(config).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("robeing: {e}");
+            return e.exit_code;
+        }
+    };
+    let known = crate::storage::users::get(&db.pool, user).await;
+    if let Some(pg) = db.embedded {
+        let _ = pg.stop().await;
+    }
+    match known {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            eprintln!(
+                "robeing: no Slack user `{user}` is known to robeing (they must have written to it once). Fix: check the id with `robeing status`"
+            );
+            return EXIT_CONFIG;
+        }
+        Err(e) => {
+            eprintln!("robeing: reading users: {e}");
+            return EXIT_FAILURE;
+        }
+    }
+    match crate::google::links::connect_link(config, user) {
+        Ok(url) => {
+            println!("{url}");
+            eprintln!(
+                "valid for {} minutes; send it to {user} (it connects the Gmail account they sign in with to their Slack user)",
+                crate::google::links::LINK_TTL.num_minutes()
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("robeing: {e}. Fix: set GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and TOKEN_ENCRYPTION_KEY");
+            EXIT_CONFIG
+        }
     }
 }

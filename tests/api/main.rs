@@ -6,6 +6,7 @@ mod fakes;
 #[allow(dead_code)]
 mod helpers;
 
+mod cli;
 mod foundation;
 mod gmail;
 mod slack_http;
