@@ -450,6 +450,11 @@ async fn slash_commands_and_interactions_are_acked_and_recorded() {
         count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'act:999.888.abc' AND kind = 'interaction:block_actions'").await,
         1
     );
+    // Slack's certificate check on the command URL: 200, nothing recorded.
+    let r =
+        Post::signed("/slack/commands", "ssl_check=1&token=x", "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(count(&app.db, "SELECT count(*) FROM slack_events").await, 2);
     assert_eq!(job_outcome(&app.db, "cmd:13345224609.738474920.8088930838d88f008e0").await.0, "done");
     assert_eq!(job_outcome(&app.db, "act:999.888.abc").await.0, "done");
     assert_eq!(slack_calls(&app), Vec::<String>::new(), "no handler sends anything yet");
