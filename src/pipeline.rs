@@ -97,8 +97,9 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
                 Err(_) => break,
             }
         }
-        let events: Vec<NewEvent> = group.iter().map(|w| w.event.clone()).collect();
+        let events: Vec<&NewEvent> = group.iter().map(|w| &w.event).collect();
         let result = commit(&pool, &events).await;
+        drop(events);
         match result {
             Ok(new_ids) => {
                 let mut seen = HashSet::new();
@@ -124,7 +125,7 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
     }
 }
 
-async fn commit(pool: &PgPool, events: &[NewEvent]) -> Result<HashSet<String>, sqlx::Error> {
+async fn commit(pool: &PgPool, events: &[&NewEvent]) -> Result<HashSet<String>, sqlx::Error> {
     // One atomic statement: the events and their jobs commit together.
     record_batch_atomic(pool, events).await
 }

@@ -71,7 +71,7 @@ pub async fn record_batch(conn: &mut PgConnection, events: &[NewEvent]) -> Resul
 /// machine is busy. Returns the ids that were new.
 pub async fn record_batch_atomic(
     executor: impl sqlx::PgExecutor<'_>,
-    events: &[NewEvent],
+    events: &[&NewEvent],
 ) -> Result<HashSet<String>, sqlx::Error> {
     let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     let teams: Vec<Option<&str>> = events.iter().map(|e| e.team_id.as_deref()).collect();
