@@ -25,10 +25,22 @@ PORT="${BENCH_PORT:-38080}"; SLACK_PORT="${BENCH_SLACK_PORT:-38081}"
 WORK="$(mktemp -d)"
 DB="robeing_bench_$(date +%s)"
 # Enough distinct events that a run never repeats one (20,000/s for the run).
-PER_RUN=$(( DURATION * 20000 ))
+PER_RUN="${BENCH_EVENTS:-$(( DURATION * 20000 ))}"
 
 [ -x "$BIN" ] || { echo "no release build at $BIN: run cargo build --release" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+
+# CPU time (clock ticks) of robeing and of its PostgreSQL backends: what one
+# event costs, independent of whatever else the machine is running.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+  local sum=0
+  for pid in $(psql "$ADMIN_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = '$DB' AND pid <> pg_backend_pid()"); do
+    sum=$(( sum + $(ticks "$pid") ))
+  done
+  echo "$sum"
+}
+HZ=$(getconf CLK_TCK)
 
 cleanup() {
   [ -n "${APP_PID:-}" ] && kill "$APP_PID" 2>/dev/null && wait "$APP_PID" 2>/dev/null || true
@@ -55,6 +67,7 @@ for C in "${CONCURRENCY[@]}"; do
   REQS="$WORK/requests-c$C.tsv"
   python3 bench/gen_events.py "$SECRET" "C${C}x" "$PER_RUN" "$REQS"
   before=$(psql "$DB_URL" -Atc "SELECT count(*) FROM slack_events")
+  app0=$(ticks "$APP_PID"); pg0=$(pg_ticks); load0=$(cut -d' ' -f1 /proc/loadavg)
   # Sample RSS once a second during the run; keep the peak.
   ( peak=0; while kill -0 "$APP_PID" 2>/dev/null; do
       rss=$(awk '/VmRSS/ {print $2}' "/proc/$APP_PID/status" 2>/dev/null || echo 0)
@@ -63,6 +76,7 @@ for C in "${CONCURRENCY[@]}"; do
   BENCH_REQUESTS="$REQS" BENCH_THREADS="$THREADS" \
     wrk -t"$THREADS" -c"$C" -d"${DURATION}s" --latency -s bench/ingest.lua "http://127.0.0.1:$PORT" > "$WORK/wrk-c$C.txt"
   kill "$SAMPLER" 2>/dev/null || true
+  app1=$(ticks "$APP_PID"); pg1=$(pg_ticks); load1=$(cut -d' ' -f1 /proc/loadavg)
   after=$(psql "$DB_URL" -Atc "SELECT count(*) FROM slack_events")
   jobs=$(psql "$DB_URL" -Atc "SELECT count(*) FROM jobs WHERE kind = 'slack_event'")
   echo
@@ -71,5 +85,10 @@ for C in "${CONCURRENCY[@]}"; do
   grep -A4 "Latency Distribution" "$WORK/wrk-c$C.txt" | grep -E " 50%| 99%" || true
   echo "  events stored this run: $(( after - before )) (jobs queued in total: $jobs)"
   echo "  peak RSS: $(( $(cat "$WORK/rss-c$C" 2>/dev/null || echo 0) / 1024 )) MiB"
+  stored=$(( after - before ))
+  if [ "$stored" -gt 0 ]; then
+    echo "  CPU per stored event: robeing $(( (app1 - app0) * 1000000 / HZ / stored )) µs, its PostgreSQL backends $(( (pg1 - pg0) * 1000000 / HZ / stored )) µs (workers included)"
+  fi
+  echo "  load average before/after: $load0 / $load1"
   sleep 2
 done

@@ -3,7 +3,7 @@
 //! HTTP handlers and the Socket Mode listener hand an event to [`Ingest`] and
 //! wait; a single committer task takes whatever has arrived meanwhile, writes
 //! the whole group in one transaction (each new event plus its queued job,
-//! see [`crate::storage::events::record_batch`]) and answers every waiter.
+//! see [`crate::storage::events::record_batch_atomic`]) and answers every waiter.
 //! Only then does the transport acknowledge to Slack. This group commit is
 //! what lets one Postgres durably take thousands of events per second: while
 //! one group commits, the next one gathers.
@@ -18,13 +18,17 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::storage::events::{NewEvent, record_batch};
+use crate::storage::events::{NewEvent, record_batch_atomic};
 
 /// The most events one commit takes. Large enough to amortise the commit,
 /// small enough that one statement stays well under a millisecond of work.
 pub const MAX_GROUP: usize = 512;
 /// How many events may wait for a commit before callers are pushed back.
 const QUEUE_DEPTH: usize = 8192;
+/// The committer's own connections, so an acknowledgement never queues
+/// behind job workers for the shared pool. One commit runs at a time; the
+/// second connection lets a broken one be replaced without waiting.
+const COMMIT_CONNECTIONS: u32 = 2;
 
 /// What recording an event found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +64,11 @@ impl Ingest {
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let task = tokio::spawn(commit_loop(pool, rx, wake_workers, shutdown));
+        let commit_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(COMMIT_CONNECTIONS)
+            .acquire_timeout(crate::storage::CONNECT_TIMEOUT)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        let task = tokio::spawn(commit_loop(commit_pool, rx, wake_workers, shutdown));
         (Self { tx }, task)
     }
 
@@ -89,8 +97,9 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
                 Err(_) => break,
             }
         }
-        let events: Vec<NewEvent> = group.iter().map(|w| w.event.clone()).collect();
+        let events: Vec<&NewEvent> = group.iter().map(|w| &w.event).collect();
         let result = commit(&pool, &events).await;
+        drop(events);
         match result {
             Ok(new_ids) => {
                 let mut seen = HashSet::new();
@@ -127,9 +136,7 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
     }
 }
 
-async fn commit(pool: &PgPool, events: &[NewEvent]) -> Result<HashSet<String>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let new = record_batch(&mut tx, events).await?;
-    tx.commit().await?;
-    Ok(new)
+async fn commit(pool: &PgPool, events: &[&NewEvent]) -> Result<HashSet<String>, sqlx::Error> {
+    // One atomic statement: the events and their jobs commit together.
+    record_batch_atomic(pool, events).await
 }

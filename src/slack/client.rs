@@ -152,6 +152,13 @@ impl Pacer {
         *at = now;
         if *tokens >= 0.0 { Duration::ZERO } else { POST_INTERVAL.mul_f64(-*tokens) }
     }
+
+    /// Gives back a token taken for a post that was not made.
+    fn refund(&self, channel: &str) {
+        if let Some((tokens, _)) = self.buckets.lock().expect("pacer lock").get_mut(channel) {
+            *tokens = (*tokens + 1.0).min(POST_BURST);
+        }
+    }
 }
 
 /// A Slack Web API client bound to the bot token.
@@ -322,6 +329,7 @@ impl SlackApi {
         }
         let wait = self.pacer.take(channel);
         if wait > MAX_INLINE_WAIT {
+            self.pacer.refund(channel);
             return Err(SlackError::RateLimited { method: "chat.postMessage", after: wait });
         }
         if !wait.is_zero() {

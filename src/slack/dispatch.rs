@@ -92,8 +92,10 @@ fn team_of(event: &SlackEvent) -> Option<&str> {
 async fn route(state: &AppState, event: SlackEvent) -> Result<(), JobError> {
     match event {
         SlackEvent::DirectMessage(msg) => {
-            ensure_user(state, &msg.team_id, &msg.user_id).await?;
-            storage::users::set_dm_channel(&state.db, &msg.user_id, &msg.channel_id).await?;
+            let known_dm = ensure_user(state, &msg.team_id, &msg.user_id).await?;
+            if known_dm.as_deref() != Some(msg.channel_id.as_str()) {
+                storage::users::set_dm_channel(&state.db, &msg.user_id, &msg.channel_id).await?;
+            }
             crate::conversation::handle_message(state, &msg).await
         }
         SlackEvent::AppHomeOpened { team_id, user_id } => {
@@ -124,11 +126,14 @@ async fn deactivate(state: &AppState, team_id: &str, reason: &str) -> Result<(),
 }
 
 /// Makes sure the user has a row, fetching `users.info` the first time
-/// robeing meets them.
-pub async fn ensure_user(state: &AppState, team_id: &str, user_id: &str) -> Result<(), JobError> {
+/// robeing meets them. Returns the DM channel already on record, if any.
+pub async fn ensure_user(state: &AppState, team_id: &str, user_id: &str) -> Result<Option<String>, JobError> {
     match storage::users::get(&state.db, user_id).await? {
-        Some(u) if u.profile_fetched_at.is_some() => Ok(()),
-        _ => refresh_profile(state, team_id, user_id).await,
+        Some(u) if u.profile_fetched_at.is_some() => Ok(u.dm_channel_id),
+        known => {
+            refresh_profile(state, team_id, user_id).await?;
+            Ok(known.and_then(|u| u.dm_channel_id))
+        }
     }
 }
 

@@ -1,5 +1,7 @@
-//! Everything Slack: the Web API client ([`client`]), and (in later modules)
-//! the Socket Mode listener, our `SlackEvent` enum and Block Kit rendering.
+//! Everything Slack: the Web API client ([`client`]), the Socket Mode
+//! connection ([`socket_mode`]), our `SlackEvent` enum and its parsing
+//! ([`events`]), and the `slack_event` job that routes each stored event
+//! ([`dispatch`]). The HTTP routes are in [`crate::http::slack`].
 
 pub mod client;
 pub mod dispatch;

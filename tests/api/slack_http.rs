@@ -450,6 +450,11 @@ async fn slash_commands_and_interactions_are_acked_and_recorded() {
         count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'act:999.888.abc' AND kind = 'interaction:block_actions'").await,
         1
     );
+    // Slack's certificate check on the command URL: 200, nothing recorded.
+    let r =
+        Post::signed("/slack/commands", "ssl_check=1&token=x", "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(count(&app.db, "SELECT count(*) FROM slack_events").await, 2);
     assert_eq!(job_outcome(&app.db, "cmd:13345224609.738474920.8088930838d88f008e0").await.0, "done");
     assert_eq!(job_outcome(&app.db, "act:999.888.abc").await.0, "done");
     assert_eq!(slack_calls(&app), Vec::<String>::new(), "no handler sends anything yet");
@@ -545,4 +550,33 @@ async fn post_message_waits_out_a_429_and_posts_exactly_once() {
     slack.script("/api/views.publish", [Scripted::json(502, json!({"ok": false}))]);
     api.publish_home(USER, vec![]).await.unwrap();
     assert_eq!(slack.requests_to("/api/views.publish").len(), 2);
+}
+
+#[tokio::test]
+async fn the_one_statement_group_commit_keeps_first_wins_and_one_job_per_event() {
+    let pool = migrated_pool().await;
+    let ev = |id: &str, retry: Option<i32>| robeing::storage::events::NewEvent {
+        event_id: id.into(),
+        team_id: Some(TEAM_ID.into()),
+        kind: "message".into(),
+        source: "http",
+        retry_num: retry,
+        payload: json!({ "n": retry }),
+    };
+    let batch = [ev("Ev0A", None), ev("Ev0A", Some(1)), ev("Ev0B", None)];
+    let new = robeing::storage::events::record_batch_atomic(&pool, &batch.iter().collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(new.len(), 2);
+    assert!(new.contains("Ev0A") && new.contains("Ev0B"));
+    let again =
+        robeing::storage::events::record_batch_atomic(&pool, &[&ev("Ev0A", Some(2)), &ev("Ev0C", None)]).await.unwrap();
+    assert_eq!(again.into_iter().collect::<Vec<_>>(), vec!["Ev0C".to_owned()]);
+    assert_eq!(count(&pool, "SELECT count(*) FROM slack_events").await, 3);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM slack_events WHERE event_id = 'Ev0A' AND retry_num IS NULL").await,
+        1
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM jobs WHERE kind = 'slack_event' AND team_id = 'T0ROBEING' AND payload->>'event_id' = substr(dedupe_key, 7)").await,
+        3
+    );
 }
