@@ -16,6 +16,7 @@
 //!   Postgres, then acknowledged.
 //! - [`jobs`]: workers for the durable outbox.
 //! - [`conversation`]: DM in → reply out, with memory.
+//! - [`memory`]: ChromaDB vector memory and the embedders.
 //! - [`slack`]: the Slack Web API client and transport pieces.
 //! - [`storage`]: Postgres — connection, migrations, all SQL.
 //! - [`health`]: the readiness report.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod memory;
 pub mod pipeline;
 pub mod slack;
 pub mod startup;

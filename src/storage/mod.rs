@@ -10,6 +10,7 @@
 
 pub mod embedded;
 pub mod events;
+pub mod exchanges;
 pub mod jobs;
 pub mod users;
 
