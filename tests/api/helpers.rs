@@ -58,6 +58,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The running application's state, for tests that drive a module directly.
+    pub state: std::sync::Arc<robeing::startup::AppState>,
 }
 
 impl TestApp {
@@ -125,6 +127,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
         shutdown,
         task,
+        state,
     }
 }
 

@@ -6,4 +6,5 @@ mod fakes;
 #[allow(dead_code)]
 mod helpers;
 
+mod conversation;
 mod foundation;

@@ -4,5 +4,7 @@
 //! `tests/fixtures/`) and records every request it received, so a test can
 //! assert what was — and was not — sent.
 
+pub mod chroma;
+pub mod llm;
 pub mod recorder;
 pub mod slack;
