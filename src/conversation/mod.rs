@@ -204,6 +204,17 @@ impl Turn<'_> {
     }
 }
 
+/// The name to greet by: Slack's display name, written as in the real name
+/// when they are the same word ("jane" with real name "Jane Doe" → "Jane").
+pub fn greeting_name(user: &User) -> &str {
+    let name = user.name();
+    user.real_name
+        .as_deref()
+        .and_then(|r| r.split_whitespace().next())
+        .filter(|first| first.to_lowercase() == name.to_lowercase())
+        .unwrap_or(name)
+}
+
 fn user_tz(state: &AppState, user: &User) -> Tz {
     user.tz.as_deref().and_then(|t| t.parse().ok()).unwrap_or(state.config.default_timezone)
 }
@@ -387,7 +398,7 @@ async fn prompt(turn: &Turn<'_>) -> Result<Vec<ChatMessage>, JobError> {
          {name}'s Slack locale is {locale}; their local time is {time} ({tz}).\n\
          Reply in the language {name} writes in (this message looks {lang}). Be concise and helpful; use Slack mrkdwn.\n\
          You cannot run commands yourself: for a briefing the user types /brief; to delete their data they send \"forget me\"; to get their history they send \"export\".",
-        name = user.name(),
+        name = greeting_name(user),
         locale = user.locale.as_deref().unwrap_or("unknown"),
         time = now.format("%A %Y-%m-%d %H:%M"),
         tz = tz,
@@ -410,7 +421,7 @@ async fn prompt(turn: &Turn<'_>) -> Result<Vec<ChatMessage>, JobError> {
 async fn builtin_reply(turn: &Turn<'_>, intent: Intent) -> Result<Reply, JobError> {
     let state = turn.state;
     let lang = turn.lang;
-    let name = turn.user.name();
+    let name = greeting_name(turn.user);
     Ok(match intent {
         Intent::Greeting => Reply::text(strings::greeting(lang, name)),
         Intent::Help => Reply::text(strings::help(lang, state.config.llm.is_some())),

@@ -50,7 +50,7 @@ async fn app(chroma: Option<&Chroma>, llm: Option<&Recorder>, extra: &[(&str, &s
     }
     let app = spawn_app_with(Options { vars, ..Default::default() }).await;
     add_user(&app, KIM, "김종태", "김종태", "Asia/Seoul", "ko-KR").await;
-    add_user(&app, JANE, "Jane Doe", "Jane", "Asia/Seoul", "en-US").await;
+    add_user(&app, JANE, "Jane Doe", "jane", "Asia/Seoul", "en-US").await;
     add_user(&app, BOB, "Bob Stone", "Bob", "Europe/London", "en-GB").await;
     app
 }
@@ -393,6 +393,10 @@ async fn llm_output_mentioning_channel_is_neutralised() {
         exchange(&app, &m).await.reply_text.as_deref(),
         Some("Sure! <!channel> look & see <@U0BOB0001> <https://evil.example|click>")
     );
+    // Commands never go to the LLM.
+    say(&app, JANE, "forget me").await;
+    assert_eq!(fake.requests_to(llm::PATH).len(), 1, "forget is not the LLM's to handle");
+    assert!(writes_to(&app, &channel_of(JANE)).last().unwrap().json()["blocks"].is_array());
     app.stop().await.unwrap();
 }
 
@@ -558,5 +562,112 @@ async fn export_sends_the_history_as_labelled_parts() {
     assert!(all.contains("첫 번째 메모: 우유 사기"));
     assert!(all.contains("세 번째 &lt;메모&gt; &amp; 끝"), "escaped: {all}");
     assert!(!all.contains("내보내기"), "the request itself is not exported");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_built_in_responder_understands_requests_in_korean_and_english_and_says_what_it_cannot_do() {
+    let chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+    let reply = |user: &'static str| {
+        let app = &app;
+        async move { text_of(writes_to(app, &channel_of(user)).last().unwrap()) }
+    };
+
+    say(&app, JANE, "help").await;
+    let r = reply(JANE).await;
+    assert!(r.contains("forget me") && r.contains("export") && r.contains("/brief"), "{r}");
+    assert!(r.contains("no language model (LLM) is connected"), "says what it cannot do: {r}");
+    say(&app, KIM, "뭐 할 수 있어?").await;
+    let r = reply(KIM).await;
+    assert!(r.contains("나를 잊어줘") && r.contains("내보내기"), "{r}");
+    assert!(r.contains("언어 모델(LLM)이 연결되어 있지 않아서"), "{r}");
+
+    say(&app, JANE, "can I get my morning briefing?").await;
+    assert!(reply(JANE).await.contains("type `/brief`"));
+    say(&app, KIM, "브리핑 언제 와?").await;
+    assert!(reply(KIM).await.contains("`/brief`"));
+
+    say(&app, JANE, "reconnect gmail").await;
+    assert!(reply(JANE).await.contains("*Reconnect Gmail*"));
+    say(&app, KIM, "지메일 다시 연결하고 싶어").await;
+    assert!(reply(KIM).await.contains("*Gmail 다시 연결*"));
+
+    say(&app, JANE, "status").await;
+    let r = reply(JANE).await;
+    assert!(r.contains("Conversations stored: 4") && r.contains("Memory (ChromaDB): on"), "{r}");
+    say(&app, KIM, "상태").await;
+    assert!(reply(KIM).await.contains("저장된 대화: 4건"));
+
+    say(&app, JANE, "Tell me a joke about penguins").await;
+    let r = reply(JANE).await;
+    assert!(r.starts_with("Got it, Jane") && r.contains("No language model"), "{r}");
+    say(&app, KIM, "펭귄 농담 해줘").await;
+    assert!(reply(KIM).await.starts_with("김종태님, 메시지를 저장해 두었어요."));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_collection_of_another_dimension_is_refused_not_mixed() {
+    let chroma = Chroma::start().await;
+    chroma
+        .create_collection(
+            serde_json::json!({ "embedder": "openai-compatible:text-embedding-3-small", "dimension": 1536 }),
+        )
+        .await;
+    let app = app(Some(&chroma), None, &[]).await;
+    let m = say(&app, JANE, "hello").await;
+    assert_eq!(exchange(&app, &m).await.status, "replied", "the reply does not depend on memory");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let error = loop {
+        let e: Option<String> = sqlx::query_scalar("SELECT last_error FROM jobs WHERE kind = 'memory_upsert'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        if e.is_some() || tokio::time::Instant::now() > deadline {
+            break e.unwrap_or_default();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains("1536-dimensional") && error.contains("384 dimensions"), "{error}");
+    assert!(error.contains("Fix: set CHROMA_COLLECTION"), "{error}");
+    assert_eq!(chroma.count().await, 0, "nothing was mixed in");
+    assert!(exchange(&app, &m).await.memorized_at.is_none());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn embeddings_come_from_an_openai_compatible_api_when_configured() {
+    let chroma = Chroma::start().await;
+    let embeddings = Recorder::start(std::sync::Arc::new(|r: &Recorded| {
+        let n = r.json()["input"].as_array().map(Vec::len).unwrap_or(0);
+        let data: Vec<Value> = (0..n)
+            .map(|i| serde_json::json!({ "object": "embedding", "index": i, "embedding": [0.6, 0.8, 0.0] }))
+            .collect();
+        crate::fakes::recorder::Scripted::json(
+            200,
+            serde_json::json!({ "object": "list", "data": data, "model": "embed-test", "usage": { "prompt_tokens": 3, "total_tokens": 3 } }),
+        )
+    }))
+    .await;
+    let base = embeddings.url("/v1");
+    let app = app(
+        Some(&chroma),
+        None,
+        &[("EMBEDDING_BASE_URL", &base), ("EMBEDDING_MODEL", "embed-test"), ("EMBEDDING_API_KEY", "emb-key-1")],
+    )
+    .await;
+    say(&app, JANE, "remember the milk").await;
+    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    let collection = chroma.collection().await.unwrap();
+    assert_eq!(collection["metadata"]["embedder"], "openai-compatible:embed-test");
+    assert_eq!(collection["metadata"]["dimension"], 3);
+    let calls = embeddings.requests_to("/v1/embeddings");
+    assert_eq!(calls.len(), 1, "one document embedded");
+    assert_eq!(calls[0].json()["model"], "embed-test");
+    assert_eq!(calls[0].headers["authorization"], "Bearer emb-key-1");
+    assert!(calls[0].json()["input"][0].as_str().unwrap().starts_with("user: remember the milk"));
+    assert_eq!(chroma.records_of(JANE).await.len(), 1);
     app.stop().await.unwrap();
 }

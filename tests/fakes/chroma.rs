@@ -107,6 +107,18 @@ impl Chroma {
         all.as_array()?.iter().find(|c| c["name"] == "robeing_memory").cloned()
     }
 
+    /// Creates robeing's collection ahead of robeing, with this metadata.
+    pub async fn create_collection(&self, metadata: Value) {
+        let r = self
+            .http
+            .post(self.collections())
+            .json(&json!({ "name": "robeing_memory", "metadata": metadata }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
     /// Records of one user: (id, document).
     pub async fn records_of(&self, user_id: &str) -> Vec<(String, String)> {
         let Some(c) = self.collection().await else { return Vec::new() };
