@@ -311,3 +311,27 @@ pub async fn forget_user(conn: &mut sqlx::PgConnection, user_id: &str, keep: Opt
         .rows_affected();
     Ok(deleted)
 }
+
+/// Several exchanges by id (any user).
+pub async fn get_by_ids(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                  failure_reason, event_id, received_at, replied_at, memorized_at
+           FROM exchanges WHERE id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Records that ChromaDB holds these exchanges; returns the ids that were
+/// still there (replied and not forgotten meanwhile).
+pub async fn set_memorized_many(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"UPDATE exchanges SET memorized_at = now() WHERE id = ANY($1) AND status = 'replied' RETURNING id"#,
+        ids
+    )
+    .fetch_all(executor)
+    .await
+}

@@ -671,3 +671,110 @@ async fn embeddings_come_from_an_openai_compatible_api_when_configured() {
     assert_eq!(chroma.records_of(JANE).await.len(), 1);
     app.stop().await.unwrap();
 }
+
+/// The conversation benchmark (docs/benchmarks.md, "Conversation"). Not a
+/// test: it asserts nothing about speed, it prints figures. Run with
+/// `cargo test --release --test api bench_conversation -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly with --ignored --nocapture"]
+async fn bench_conversation() {
+    use std::{sync::Arc, time::Instant};
+
+    fn pct(sorted: &[Duration], p: f64) -> f64 {
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[i].as_secs_f64() * 1000.0
+    }
+
+    let fake = llm::start().await;
+    for chroma_on in [false, true] {
+        let chroma = if chroma_on { Some(Chroma::start().await) } else { None };
+        let app = app(chroma.as_ref(), Some(&fake), &[]).await;
+        let users: Vec<String> = (0..50).map(|i| format!("U0BENCH{i:03}")).collect();
+        for u in &users {
+            add_user(&app, u, "Bench User", "bench", "Asia/Seoul", "en-US").await;
+        }
+        let phase_start = Instant::now();
+        let mut total = 0usize;
+        for (concurrent, per_user) in [(1usize, 1_000usize), (50, 60)] {
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for u in users.iter().take(concurrent) {
+                let state = app.state.clone();
+                let u = u.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(per_user);
+                    for k in 0..per_user {
+                        let m = dm(&u, &format!("benchmark message {k}: what should I remember about the weather?"));
+                        let t = Instant::now();
+                        handle_message(&state, &m).await.unwrap();
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                }));
+            }
+            let mut lat: Vec<Duration> = Vec::new();
+            for t in tasks {
+                lat.extend(t.await.unwrap());
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            lat.sort();
+            total += lat.len();
+            println!(
+                "BENCH chroma={chroma_on} users={concurrent} exchanges={} secs={elapsed:.2} rate={:.0}/s p50={:.1}ms p99={:.1}ms max={:.1}ms",
+                lat.len(),
+                lat.len() as f64 / elapsed,
+                pct(&lat, 0.5),
+                pct(&lat, 0.99),
+                pct(&lat, 1.0)
+            );
+        }
+        if let Some(chroma) = &chroma {
+            // The memory backlog the replies left behind, drained by the job workers.
+            let deadline = Instant::now() + Duration::from_secs(600);
+            loop {
+                let pending: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'memory_upsert' AND state <> 'done'")
+                        .fetch_one(&app.db)
+                        .await
+                        .unwrap();
+                if pending == 0 || Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let elapsed = phase_start.elapsed().as_secs_f64();
+            println!(
+                "BENCH memory: {} exchanges in ChromaDB {elapsed:.2} s after the first message ({:.0}/s end to end)",
+                chroma.count().await,
+                total as f64 / elapsed
+            );
+            // Raw upserts through robeing's memory client (embed + upsert), 16 at a time.
+            let memory = app.state.memory.clone().unwrap();
+            let rows = robeing::storage::exchanges::all_for_user(&app.db, &users[0]).await.unwrap();
+            let rows = Arc::new(rows);
+            let started = Instant::now();
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..16 {
+                let (memory, rows, next) = (memory.clone(), rows.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(e) = rows.get(i) else { break };
+                        memory.remember(e).await.unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            println!(
+                "BENCH upsert: {} single-record upserts (16 concurrent) in {elapsed:.2} s = {:.0}/s",
+                rows.len(),
+                rows.len() as f64 / elapsed
+            );
+        }
+        app.stop().await.unwrap();
+    }
+}
