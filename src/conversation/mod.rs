@@ -71,6 +71,9 @@ pub const MEMORY_TOP_K: usize = 5;
 /// The longest user message sent to the LLM as is; longer ones are cut
 /// (the whole text stays stored).
 pub const MAX_PROMPT_MESSAGE_CHARS: usize = 24_000;
+/// The most messages one export sends (about 90,000 characters); a longer
+/// history is exported from its most recent end, and the user is told so.
+pub const MAX_EXPORT_PARTS: usize = 30;
 /// Block Kit action ids of the forget confirmation.
 pub const FORGET_CONFIRM_ACTION: &str = "forget_confirm";
 pub const FORGET_CANCEL_ACTION: &str = "forget_cancel";
@@ -168,6 +171,26 @@ async fn slack_write(
     })
 }
 
+/// The longest Slack rate-limit wait taken inside a reply (Slack allows
+/// about one message per second per channel, so a multi-part reply can hit
+/// it); longer waits fail the attempt and the outbox retries later.
+const MAX_INLINE_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
+
+/// Posts a follow-up message, waiting out Slack's rate limit in place
+/// (a retry of the whole reply would repeat the parts already posted).
+async fn post_patiently(state: &AppState, channel: &str, thread_ts: Option<&str>, text: &str) -> Result<(), JobError> {
+    let mut tries = 0;
+    loop {
+        match slack_write(state, Target::New { channel, thread_ts }, text, None).await {
+            Err(JobError::Retry { after: Some(wait), .. }) if tries < 3 && wait <= MAX_INLINE_RATE_LIMIT_WAIT => {
+                tries += 1;
+                tokio::time::sleep(wait).await;
+            }
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
 /// A composed reply.
 struct Reply {
     /// What robeing says (unescaped); stored as the exchange's reply.
@@ -252,15 +275,14 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<Exchange, J
         user_text: &text,
         event_id: Some(&message.event_id),
     };
-    let mut tx = state.db.begin().await?;
-    let exchange = match storage::exchanges::insert(&mut *tx, &new).await? {
-        Some(e) => e,
-        None => storage::exchanges::by_message(&mut *tx, &message.channel_id, &message.ts)
+    // One statement (its own transaction); on conflict the stored row is
+    // read back, committed by whoever inserted it.
+    match storage::exchanges::insert(&state.db, &new).await? {
+        Some(e) => Ok(e),
+        None => storage::exchanges::by_message(&state.db, &message.channel_id, &message.ts)
             .await?
-            .ok_or_else(|| JobError::retry(anyhow::anyhow!("the exchange was not found after a conflicting insert")))?,
-    };
-    tx.commit().await?;
-    Ok(exchange)
+            .ok_or_else(|| JobError::retry(anyhow::anyhow!("the exchange was not found after a conflicting insert"))),
+    }
 }
 
 /// Posts the reply and records it.
@@ -283,7 +305,7 @@ async fn deliver(turn: &Turn<'_>, reply: Reply, placeholder: Option<String>) -> 
         }
     };
     for chunk in chunks.chain(reply.extra) {
-        slack_write(state, Target::New { channel, thread_ts }, &chunk, None).await?;
+        post_patiently(state, channel, thread_ts, &chunk).await?;
     }
     let memorize = reply.memorize && state.memory.is_some();
     let mut tx = state.db.begin().await?;
@@ -351,10 +373,12 @@ async fn prompt(turn: &Turn<'_>) -> Result<Vec<ChatMessage>, JobError> {
     let ex = turn.exchange;
     let tz = turn.tz();
     let now = Utc::now().with_timezone(&tz);
-    let recent = storage::exchanges::recent(&state.db, &ex.user_id, ex.id, HISTORY_MAX_EXCHANGES).await?;
+    // One more than fits, to know whether anything older exists.
+    let recent = storage::exchanges::recent(&state.db, &ex.user_id, ex.id, HISTORY_MAX_EXCHANGES + 1).await?;
+    let fetched = recent.len();
     let mut budget = HISTORY_BUDGET_CHARS;
     let mut history = Vec::new();
-    for e in recent {
+    for e in recent.into_iter().take(HISTORY_MAX_EXCHANGES as usize) {
         let reply = e.reply_text.clone().unwrap_or_default();
         let len = e.user_text.chars().count() + reply.chars().count();
         if len > budget {
@@ -364,7 +388,10 @@ async fn prompt(turn: &Turn<'_>) -> Result<Vec<ChatMessage>, JobError> {
         history.push(e);
     }
     history.reverse();
+    // Memory can only add what the history left out.
+    let everything_in_history = history.len() == fetched;
     let memories = match &state.memory {
+        Some(_) if everything_in_history => Vec::new(),
         Some(m) => match m.recall(&ex.user_id, &truncate(&ex.user_text, 2_000), MEMORY_TOP_K).await {
             Ok(hits) => hits,
             Err(e) => {
@@ -591,13 +618,22 @@ async fn export(turn: &Turn<'_>) -> Result<Reply, JobError> {
     if !current.trim().is_empty() {
         parts.push(current);
     }
+    let total_parts = parts.len();
+    if total_parts > MAX_EXPORT_PARTS {
+        parts.drain(..total_parts - MAX_EXPORT_PARTS);
+    }
     let n = parts.len();
+    let mut intro = strings::export_intro(lang, all.len(), n);
+    if total_parts > n {
+        intro.push(' ');
+        intro.push_str(&strings::export_truncated(lang, total_parts));
+    }
     let parts: Vec<String> = parts
         .into_iter()
         .enumerate()
         .map(|(i, p)| format!("{}\n{}", strings::export_part(lang, i + 1, n), p.trim_end()))
         .collect();
-    Ok(Reply { text: strings::export_intro(lang, all.len(), n), blocks: None, extra: parts, memorize: false })
+    Ok(Reply { text: intro, blocks: None, extra: parts, memorize: false })
 }
 
 /// Deletes the user's exchanges (all but `keep`) and queues the deletion of

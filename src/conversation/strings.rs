@@ -256,6 +256,17 @@ pub fn export_intro(lang: Lang, exchanges: usize, parts: usize) -> String {
     }
 }
 
+pub fn export_truncated(lang: Lang, total_parts: usize) -> String {
+    match lang {
+        Lang::Ko => format!(
+            "전체 기록은 {total_parts}개 메시지 분량이라 가장 최근 부분만 보내 드려요. 전체가 필요하시면 운영자에게 요청해 주세요."
+        ),
+        Lang::En => format!(
+            "Your whole history would take {total_parts} messages, so this is the most recent part; ask the operator for a complete export."
+        ),
+    }
+}
+
 pub fn export_empty(lang: Lang) -> &'static str {
     match lang {
         Lang::Ko => "내보낼 대화 기록이 아직 없어요.",

@@ -778,3 +778,21 @@ async fn bench_conversation() {
         app.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_slow_llm_reply_shows_a_placeholder_that_is_updated_in_place() {
+    let fake = llm::start().await;
+    fake.script(llm::PATH, [llm::answer("Here is a considered answer.").delayed(Duration::from_millis(2_500))]);
+    let app = app(None, Some(&fake), &[]).await;
+    let m = say(&app, JANE, "Think hard about this").await;
+    let writes = writes_to(&app, &channel_of(JANE));
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!((writes[0].path.as_str(), text_of(&writes[0]).as_str()), ("/api/chat.postMessage", "…"));
+    assert_eq!(writes[1].path, "/api/chat.update");
+    assert_eq!(text_of(&writes[1]), "Here is a considered answer.");
+    let row = exchange(&app, &m).await;
+    assert_eq!(row.status, "replied");
+    assert_eq!(writes[1].param("ts"), row.reply_ts, "the update targets the placeholder, whose ts is the reply's");
+    assert_eq!(fake.requests_to(llm::PATH).len(), 1);
+    app.stop().await.unwrap();
+}
