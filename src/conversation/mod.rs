@@ -11,6 +11,9 @@
 //! 1. The message is stored as an `exchanges` row (`received`), idempotent on
 //!    its channel + ts. A row already `replied` or `failed` ends the call:
 //!    a message never gets a second reply, however often it is delivered.
+//!    The worker replying holds a short claim on the row (set by the same
+//!    insert), so a second run of the same message at the same time (a job
+//!    whose lease expired while the first run waits on the LLM) backs off.
 //! 2. The reply is composed: commands (forget, export) and, without
 //!    `LLM_BASE_URL`, everything else by the built-in responder; otherwise by
 //!    the LLM ([`llm`]) with the user's name, locale, local time, recent
@@ -248,13 +251,32 @@ pub async fn handle_message(state: &AppState, message: &DirectMessage) -> Result
     let user = storage::users::get(&state.db, &message.user_id).await?.ok_or_else(|| {
         JobError::retry(anyhow::anyhow!("user {} is not stored yet; the DM waits for the user row", message.user_id))
     })?;
-    let exchange = record(state, message).await?;
-    if exchange.is_final() {
-        tracing::info!(exchange = %exchange.id, status = %exchange.status, "message already answered; not replying again");
-        return Ok(());
+    let exchange = match record(state, message).await? {
+        Recorded::Ours(e) => e,
+        Recorded::Final(e) => {
+            tracing::info!(exchange = %e.id, status = %e.status, "message already answered; not replying again");
+            return Ok(());
+        }
+        Recorded::Busy(e) => {
+            return Err(JobError::Retry {
+                after: Some(BUSY_RETRY),
+                error: anyhow::anyhow!("exchange {} is being replied to by another worker", e.id),
+            });
+        }
+    };
+    let result = reply_to(state, &user, &exchange).await;
+    if result.is_err()
+        && let Err(e) = storage::exchanges::release(&state.db, exchange.id).await
+    {
+        tracing::warn!(error = %e, exchange = %exchange.id, "could not release the reply claim; it expires by itself");
     }
+    result
+}
+
+/// Composes, posts and records the reply to a claimed exchange.
+async fn reply_to(state: &AppState, user: &User, exchange: &Exchange) -> Result<(), JobError> {
     let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
-    let turn = Turn { state, user: &user, exchange: &exchange, lang };
+    let turn = Turn { state, user, exchange, lang };
     let intent = intent::detect(&exchange.user_text);
     let mut placeholder = exchange.reply_ts.clone();
     let reply = match &state.config.llm {
@@ -264,8 +286,25 @@ pub async fn handle_message(state: &AppState, message: &DirectMessage) -> Result
     deliver(&turn, reply, placeholder).await
 }
 
-/// Stores the message (or finds it stored), in one transaction.
-async fn record(state: &AppState, message: &DirectMessage) -> Result<Exchange, JobError> {
+/// What storing a message found.
+enum Recorded {
+    /// New, or waiting and now claimed by us: reply to it.
+    Ours(Exchange),
+    /// Replied or failed already: never reply again.
+    Final(Exchange),
+    /// Another worker is replying right now.
+    Busy(Exchange),
+}
+
+/// How long a reply claim lasts: longer than one attempt can take (the LLM
+/// budget plus posting), so that only a crashed worker's claim expires.
+const CLAIM: Duration = Duration::from_secs(120);
+/// When a duplicate run finds the message being answered, it looks again
+/// this much later (by then the other run has normally finished).
+const BUSY_RETRY: Duration = Duration::from_secs(30);
+
+/// Stores the message (or finds it stored) and claims it for replying.
+async fn record(state: &AppState, message: &DirectMessage) -> Result<Recorded, JobError> {
     let text = sanitize(&message.text);
     let new = NewExchange {
         user_id: &message.user_id,
@@ -275,14 +314,19 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<Exchange, J
         user_text: &text,
         event_id: Some(&message.event_id),
     };
-    // One statement (its own transaction); on conflict the stored row is
-    // read back, committed by whoever inserted it.
-    match storage::exchanges::insert(&state.db, &new).await? {
-        Some(e) => Ok(e),
-        None => storage::exchanges::by_message(&state.db, &message.channel_id, &message.ts)
-            .await?
-            .ok_or_else(|| JobError::retry(anyhow::anyhow!("the exchange was not found after a conflicting insert"))),
+    // One statement (its own transaction) stores and claims a new message;
+    // a known one is claimed if it still waits and nobody holds it.
+    let claim = CLAIM.as_secs_f64();
+    if let Some(e) = storage::exchanges::insert(&state.db, &new, claim).await? {
+        return Ok(Recorded::Ours(e));
     }
+    if let Some(e) = storage::exchanges::claim(&state.db, &message.channel_id, &message.ts, claim).await? {
+        return Ok(Recorded::Ours(e));
+    }
+    let e = storage::exchanges::by_message(&state.db, &message.channel_id, &message.ts)
+        .await?
+        .ok_or_else(|| JobError::retry(anyhow::anyhow!("the exchange was not found after a conflicting insert")))?;
+    Ok(if e.is_final() { Recorded::Final(e) } else { Recorded::Busy(e) })
 }
 
 /// Posts the reply and records it.

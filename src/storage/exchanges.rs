@@ -57,14 +57,20 @@ pub fn sanitize(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains('\0') { std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}")) } else { text.into() }
 }
 
-/// Inserts the exchange unless the message is already stored; returns the
-/// new row, or `None` when it existed (then call [`by_message`]).
+/// Inserts the exchange unless the message is already stored, claiming it
+/// for `claim_secs` (see [`claim`]); returns the new row, or `None` when it
+/// existed (then call [`claim`] or [`by_message`]).
 /// The event link is kept only if the event is recorded (`slack_events`).
-pub async fn insert(executor: impl PgExecutor<'_>, new: &NewExchange<'_>) -> Result<Option<Exchange>, sqlx::Error> {
+pub async fn insert(
+    executor: impl PgExecutor<'_>,
+    new: &NewExchange<'_>,
+    claim_secs: f64,
+) -> Result<Option<Exchange>, sqlx::Error> {
     sqlx::query_as!(
         Exchange,
-        r#"INSERT INTO exchanges (user_id, channel_id, thread_ts, user_ts, user_text, event_id)
-           VALUES ($1, $2, $3, $4, $5, (SELECT event_id FROM slack_events WHERE event_id = $6))
+        r#"INSERT INTO exchanges (user_id, channel_id, thread_ts, user_ts, user_text, event_id, reply_claimed_until)
+           VALUES ($1, $2, $3, $4, $5, (SELECT event_id FROM slack_events WHERE event_id = $6),
+                   now() + make_interval(secs => $7))
            ON CONFLICT (channel_id, user_ts) DO NOTHING
            RETURNING id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
                      failure_reason, event_id, received_at, replied_at, memorized_at"#,
@@ -73,10 +79,42 @@ pub async fn insert(executor: impl PgExecutor<'_>, new: &NewExchange<'_>) -> Res
         new.thread_ts,
         new.user_ts,
         new.user_text,
-        new.event_id
+        new.event_id,
+        claim_secs
     )
     .fetch_optional(executor)
     .await
+}
+
+/// Claims a stored exchange that still waits for its reply and that no one
+/// else holds, for `claim_secs`. `None`: replied, failed, or being replied to.
+pub async fn claim(
+    executor: impl PgExecutor<'_>,
+    channel_id: &str,
+    user_ts: &str,
+    claim_secs: f64,
+) -> Result<Option<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"UPDATE exchanges SET reply_claimed_until = now() + make_interval(secs => $3)
+           WHERE channel_id = $1 AND user_ts = $2 AND status = 'received'
+             AND (reply_claimed_until IS NULL OR reply_claimed_until < now())
+           RETURNING id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                     failure_reason, event_id, received_at, replied_at, memorized_at"#,
+        channel_id,
+        user_ts,
+        claim_secs
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Gives up a claim (the attempt failed; a retry may claim it at once).
+pub async fn release(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(r#"UPDATE exchanges SET reply_claimed_until = NULL WHERE id = $1"#, id)
+        .execute(executor)
+        .await
+        .map(|_| ())
 }
 
 /// The exchange for one Slack message.
@@ -158,7 +196,8 @@ pub async fn mark_replied(
     reply_ts: &str,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query!(
-        r#"UPDATE exchanges SET status = 'replied', reply_text = $2, reply_ts = $3, replied_at = now()
+        r#"UPDATE exchanges SET status = 'replied', reply_text = $2, reply_ts = $3, replied_at = now(),
+                  reply_claimed_until = NULL
            WHERE id = $1 AND status = 'received'"#,
         id,
         reply_text,
@@ -177,7 +216,8 @@ pub async fn mark_failed(
     reply_ts: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query!(
-        r#"UPDATE exchanges SET status = 'failed', failure_reason = $2, reply_ts = COALESCE($3, reply_ts)
+        r#"UPDATE exchanges SET status = 'failed', failure_reason = $2, reply_ts = COALESCE($3, reply_ts),
+                  reply_claimed_until = NULL
            WHERE id = $1 AND status = 'received'"#,
         id,
         reason,

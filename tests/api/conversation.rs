@@ -796,3 +796,27 @@ async fn a_slow_llm_reply_shows_a_placeholder_that_is_updated_in_place() {
     assert_eq!(fake.requests_to(llm::PATH).len(), 1);
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn two_workers_on_the_same_message_reply_once() {
+    let fake = llm::start().await;
+    fake.script(llm::PATH, [llm::answer("only once").delayed(Duration::from_millis(800))]);
+    let app = app(None, Some(&fake), &[]).await;
+    let m = dm(JANE, "are you there?");
+    let (first, second) = tokio::join!(handle_message(&app.state, &m), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        handle_message(&app.state, &m).await
+    });
+    first.unwrap();
+    match second {
+        Err(robeing::jobs::JobError::Retry { after: Some(_), .. }) => {}
+        other => panic!("the second worker must back off while the first replies: {other:?}"),
+    }
+    // Its retry finds the exchange answered.
+    handle_message(&app.state, &m).await.unwrap();
+    let writes = writes_to(&app, &channel_of(JANE));
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(text_of(&writes[0]), "only once");
+    assert_eq!(fake.requests_to(llm::PATH).len(), 1);
+    app.stop().await.unwrap();
+}
