@@ -8,26 +8,14 @@
 pub enum SlackEvent {
     /// A person wrote to robeing in a DM.
     DirectMessage(DirectMessage),
-    AppHomeOpened {
-        team_id: String,
-        user_id: String,
-    },
-    UserChanged {
-        team_id: String,
-        user_id: String,
-    },
-    AppUninstalled {
-        team_id: String,
-    },
-    TokensRevoked {
-        team_id: String,
-    },
+    AppHomeOpened { team_id: String, user_id: String },
+    UserChanged { team_id: String, user_id: String },
+    AppUninstalled { team_id: String },
+    TokensRevoked { team_id: String },
     SlashCommand(SlashCommand),
     BlockAction(BlockAction),
     /// Recorded but not acted on (bot messages, edits, non-IM channels…).
-    Ignored {
-        reason: &'static str,
-    },
+    Ignored { reason: &'static str },
 }
 
 /// A human's message in robeing's DM.
