@@ -744,7 +744,7 @@ pub async fn on_reply_job_dead(state: &AppState, job: &Job, error: &anyhow::Erro
     };
     let exchange = match storage::exchanges::by_event(&state.db, event_id).await {
         Ok(Some(e)) => e,
-        Ok(None) => return,
+        Ok(None) => return apologise_for_unstored_dm(state, event_id, error).await,
         Err(e) => {
             tracing::error!(error = %e, event_id, "could not look up the exchange of a dead reply job");
             return;
@@ -775,6 +775,42 @@ pub async fn on_reply_job_dead(state: &AppState, job: &Job, error: &anyhow::Erro
             tracing::warn!(exchange = %exchange.id, user = %exchange.user_id, "reply failed for good; the user got an apology")
         }
         Err(e) => tracing::error!(error = %e, exchange = %exchange.id, "could not mark the exchange failed"),
+    }
+}
+
+/// A DM whose job died before its exchange was stored (say the user row
+/// never arrived): the raw event still says where to apologise.
+async fn apologise_for_unstored_dm(state: &AppState, event_id: &str, error: &anyhow::Error) {
+    let payload = match storage::events::payload(&state.db, event_id).await {
+        Ok(Some((_, payload))) => payload,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, event_id, "could not read the event of a dead reply job");
+            return;
+        }
+    };
+    let event = payload.get("event").unwrap_or(&payload);
+    let field = |k: &str| event.get(k).and_then(|v| v.as_str());
+    let is_human_dm = field("type") == Some("message")
+        && field("channel_type") == Some("im")
+        && field("user").is_some()
+        && event.get("bot_id").is_none()
+        && event.get("subtype").is_none();
+    let (Some(channel), true) = (field("channel"), is_human_dm) else { return };
+    let lang = Lang::detect(field("text").unwrap_or(""), None);
+    let target = Target::New { channel, thread_ts: field("thread_ts") };
+    match slack_write(state, target, &escape(strings::apology(lang)), None).await {
+        Ok(_) => tracing::warn!(
+            event_id,
+            error = format!("{error:#}"),
+            "a DM could not be stored or answered; the user got an apology"
+        ),
+        Err(JobError::Retry { error: e, .. }) | Err(JobError::Permanent(e)) => tracing::error!(
+            event_id,
+            error = format!("{error:#}"),
+            apology_error = format!("{e:#}"),
+            "a DM could not be stored or answered, and the apology could not be posted"
+        ),
     }
 }
 
