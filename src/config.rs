@@ -58,6 +58,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("LLM_BASE_URL", "unset → built-in responder", "OpenAI-compatible chat-completions API base"),
     ("LLM_API_KEY", "unset → no Authorization header", "API key for the LLM"),
     ("LLM_MODEL", "required with `LLM_BASE_URL`", "model name for the LLM"),
+    ("LLM_TIMEOUT_SECS", "`25`", "how long one LLM request may take before it is retried"),
     ("EMBEDDING_BASE_URL", "unset → built-in local embedder", "OpenAI-compatible embeddings API base"),
     ("EMBEDDING_API_KEY", "unset → no Authorization header", "API key for embeddings"),
     ("EMBEDDING_MODEL", "required with `EMBEDDING_BASE_URL`", "embedding model name"),
@@ -157,6 +158,8 @@ pub struct Config {
     pub token_encryption_key_previous: Option<EncryptionKey>,
     pub chroma: Option<ChromaConfig>,
     pub llm: Option<OpenAiCompatible>,
+    /// One LLM request's timeout (`LLM_TIMEOUT_SECS`).
+    pub llm_timeout: Duration,
     pub embedding: Option<OpenAiCompatible>,
     pub news_feeds: Vec<Url>,
     pub briefing_time: NaiveTime,
@@ -279,6 +282,19 @@ impl Config {
         };
 
         let llm = openai_compatible(&get, "LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL")?;
+        let llm_timeout = match get("LLM_TIMEOUT_SECS") {
+            Some(v) => match v.parse::<u64>() {
+                Ok(secs @ 1..=300) => Duration::from_secs(secs),
+                _ => {
+                    return Err(ConfigError::new(
+                        "LLM_TIMEOUT_SECS",
+                        format!("`{v}` is not a whole number of seconds between 1 and 300"),
+                        "give the seconds one LLM request may take, e.g. 25",
+                    ));
+                }
+            },
+            None => Duration::from_secs(25),
+        };
         let embedding = openai_compatible(&get, "EMBEDDING_BASE_URL", "EMBEDDING_API_KEY", "EMBEDDING_MODEL")?;
 
         let news_feeds = match get("NEWS_FEEDS") {
@@ -364,6 +380,7 @@ impl Config {
             token_encryption_key_previous,
             chroma,
             llm,
+            llm_timeout,
             embedding,
             news_feeds,
             briefing_time,

@@ -17,6 +17,7 @@
 //! - [`jobs`]: workers for the durable outbox.
 //! - [`conversation`]: DM in → reply out, with memory.
 //! - [`google`]: Gmail: OAuth, the token vault, refresh, prompts, the Gmail client.
+//! - [`memory`]: ChromaDB vector memory and the embedders.
 //! - [`slack`]: the Slack Web API client and transport pieces.
 //! - [`storage`]: Postgres — connection, migrations, all SQL.
 //! - [`health`]: the readiness report; [`metrics`]: Prometheus counters.
@@ -32,6 +33,7 @@ pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod memory;
 pub mod pipeline;
 pub mod slack;
 pub mod startup;

@@ -35,6 +35,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub ingest: Ingest,
     pub wake_workers: Arc<Notify>,
+    /// ChromaDB vector memory; `None` when `CHROMA_URL` is unset.
+    pub memory: Option<Arc<crate::memory::Memory>>,
 }
 
 /// A start-up failure and the exit code it maps to.
@@ -154,6 +156,7 @@ impl Application {
         let (ingest, ingest_task) = Ingest::start(db.pool.clone(), wake_workers.clone(), shutdown.child_token());
         let live: Live = Arc::new(LiveStatus::default());
 
+        let memory = crate::memory::Memory::from_config(&config, http.clone());
         let state = Arc::new(AppState {
             config: Arc::new(config),
             db: db.pool,
@@ -163,6 +166,7 @@ impl Application {
             http,
             ingest,
             wake_workers,
+            memory,
         });
         Ok(Self { port, listener, state, embedded: db.embedded, shutdown, ingest_task, started })
     }
@@ -200,6 +204,7 @@ impl Application {
             state.config.slack.app_token.clone().map(|token| {
                 tokio::spawn(crate::slack::socket_mode::run(state.clone(), token, shutdown.child_token()))
             });
+        tokio::spawn(crate::memory::log_backlog(state.clone(), shutdown.child_token()));
         let app = crate::http::router(state.clone());
         let server_token = shutdown.clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move { server_token.cancelled().await });

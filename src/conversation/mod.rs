@@ -1,13 +1,843 @@
 //! DM conversation: a human's message in, a reply out, the exchange stored.
 //!
 //! Interface with the transport: the `slack_event` job calls
-//! [`handle_message`] for every [`DirectMessage`]; it must be idempotent (a
-//! job can run again after a crash) and must never reply twice.
+//! [`handle_message`] for every [`DirectMessage`], and block actions
+//! `forget_confirm` / `forget_cancel` go to [`handle_forget_action`]. When a
+//! `slack_event` job dies, the job runner calls [`on_reply_job_dead`] so the
+//! user gets an apology instead of silence.
+//!
+//! # The life of an exchange
+//!
+//! 1. The message is stored as an `exchanges` row (`received`), idempotent on
+//!    its channel + ts. A row already `replied` or `failed` ends the call:
+//!    a message never gets a second reply, however often it is delivered.
+//!    The worker replying holds a short claim on the row (set by the same
+//!    insert), so a second run of the same message at the same time (a job
+//!    whose lease expired while the first run waits on the LLM) backs off.
+//! 2. The reply is composed: commands (forget, export) and, without
+//!    `LLM_BASE_URL`, everything else by the built-in responder; otherwise by
+//!    the LLM ([`llm`]) with the user's name, locale, local time, recent
+//!    history and relevant memories. An LLM that is slow to answer first gets
+//!    a placeholder ("…") posted, whose ts is stored at once; the reply then
+//!    replaces it with `chat.update` (on this attempt or a retried one).
+//! 3. The reply is posted (split into chunks of at most [`MAX_CHUNK_CHARS`]
+//!    on paragraph or line boundaries; `&`, `<`, `>` escaped so no text can
+//!    ping `<!channel>`), then one transaction marks the exchange `replied`
+//!    and queues its `memory_upsert` job (when ChromaDB is configured).
+//! 4. Any failure returns [`JobError::Retry`]; the outbox retries with
+//!    backoff. When the job dies, [`on_reply_job_dead`] posts the apology
+//!    (over the placeholder, if any) and marks the exchange `failed` with why.
+//!
+//! Every user-facing sentence lives in [`strings`].
 
-use crate::{jobs::JobError, slack::events::DirectMessage, startup::AppState};
+pub mod intent;
+pub mod llm;
+pub mod strings;
 
-/// Handles one DM. (The conversation engine replaces this body.)
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use slack_morphism::prelude::*;
+use uuid::Uuid;
+
+use self::{
+    intent::Intent,
+    llm::ChatMessage,
+    strings::{Lang, StatusFacts},
+};
+use crate::{
+    jobs::JobError,
+    memory,
+    slack::events::DirectMessage,
+    startup::AppState,
+    storage::{
+        self,
+        exchanges::{Exchange, NewExchange, sanitize},
+        jobs::Job,
+        users::User,
+    },
+};
+
+/// The most characters in one posted message: Slack's limit for a section
+/// block's text, and comfortably readable.
+pub const MAX_CHUNK_CHARS: usize = 3_000;
+/// How long an LLM may think before a placeholder shows the user that a
+/// reply is coming. Most answers come sooner; a longer silence looks broken.
+pub const PLACEHOLDER_AFTER: Duration = Duration::from_millis(1_500);
+/// Characters of past exchanges in the LLM prompt (about 2,000 tokens).
+pub const HISTORY_BUDGET_CHARS: usize = 8_000;
+/// Past exchanges considered for the prompt.
+pub const HISTORY_MAX_EXCHANGES: i64 = 20;
+/// Memories put in the prompt.
+pub const MEMORY_TOP_K: usize = 5;
+/// The longest user message sent to the LLM as is; longer ones are cut
+/// (the whole text stays stored).
+pub const MAX_PROMPT_MESSAGE_CHARS: usize = 24_000;
+/// The most messages one export sends (about 90,000 characters); a longer
+/// history is exported from its most recent end, and the user is told so.
+pub const MAX_EXPORT_PARTS: usize = 30;
+/// Block Kit action ids of the forget confirmation.
+pub const FORGET_CONFIRM_ACTION: &str = "forget_confirm";
+pub const FORGET_CANCEL_ACTION: &str = "forget_cancel";
+
+/// Escapes the three characters Slack's mrkdwn treats as control (so user or
+/// LLM text cannot mention `<!channel>`, users or links), and replaces NUL.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\0' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Splits (escaped) text into chunks of at most `max` characters, preferring
+/// paragraph breaks, then line breaks, then spaces, and never cutting an
+/// `&…;` entity in half.
+pub fn split(text: &str, max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.chars().count() > max {
+        let limit = rest.char_indices().nth(max).map(|(i, _)| i).unwrap_or(rest.len());
+        let window = &rest[..limit];
+        let half = window.len() / 2;
+        let cut = window
+            .rfind("\n\n")
+            .filter(|&i| i >= half)
+            .or_else(|| window.rfind('\n').filter(|&i| i >= half))
+            .or_else(|| window.rfind(' ').filter(|&i| i >= half))
+            .unwrap_or(limit);
+        let cut = match window[..cut].rfind('&') {
+            Some(a) if cut - a < 5 && !window[a..cut].contains(';') && a > 0 => a,
+            _ => cut,
+        };
+        let chunk = rest[..cut].trim_end();
+        if !chunk.is_empty() {
+            out.push(chunk.to_owned());
+        }
+        rest = rest[cut..].trim_start_matches(['\n', ' ']);
+    }
+    if !rest.is_empty() || out.is_empty() {
+        out.push(rest.to_owned());
+    }
+    out
+}
+
+/// Where a Slack write goes.
+enum Target<'a> {
+    New { channel: &'a str, thread_ts: Option<&'a str> },
+    Update { channel: &'a str, ts: &'a str },
+}
+
+/// Every Slack write of the conversation goes through here (one place to
+/// switch to the transport's retrying client). `text` must already be
+/// escaped. Returns the message's ts.
+async fn slack_write(
+    state: &AppState,
+    target: Target<'_>,
+    text: &str,
+    blocks: Option<Vec<SlackBlock>>,
+) -> Result<String, JobError> {
+    let slack = state
+        .slack
+        .as_ref()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("SLACK_BOT_TOKEN is not set; cannot reply")))?;
+    let session = slack.session();
+    let mut content = SlackMessageContent::new().with_text(text.to_owned());
+    if let Some(blocks) = blocks {
+        content = content.with_blocks(blocks);
+    }
+    let result = match target {
+        Target::New { channel, thread_ts } => {
+            let mut req = SlackApiChatPostMessageRequest::new(channel.into(), content);
+            if let Some(t) = thread_ts {
+                req = req.with_thread_ts(t.into());
+            }
+            session.chat_post_message(&req).await.map(|r| r.ts.0)
+        }
+        Target::Update { channel, ts } => session
+            .chat_update(&SlackApiChatUpdateRequest::new(channel.into(), content, ts.into()))
+            .await
+            .map(|_| ts.to_owned()),
+    };
+    result.map_err(|e| match e {
+        slack_morphism::errors::SlackClientError::RateLimitError(r) => {
+            JobError::Retry { after: r.retry_after, error: anyhow::anyhow!("Slack rate-limited the reply") }
+        }
+        other => JobError::retry(anyhow::Error::new(other).context("posting the reply to Slack")),
+    })
+}
+
+/// The longest Slack rate-limit wait taken inside a reply (Slack allows
+/// about one message per second per channel, so a multi-part reply can hit
+/// it); longer waits fail the attempt and the outbox retries later.
+const MAX_INLINE_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
+
+/// Posts a follow-up message, waiting out Slack's rate limit in place
+/// (a retry of the whole reply would repeat the parts already posted).
+async fn post_patiently(state: &AppState, channel: &str, thread_ts: Option<&str>, text: &str) -> Result<(), JobError> {
+    let mut tries = 0;
+    loop {
+        match slack_write(state, Target::New { channel, thread_ts }, text, None).await {
+            Err(JobError::Retry { after: Some(wait), .. }) if tries < 3 && wait <= MAX_INLINE_RATE_LIMIT_WAIT => {
+                tries += 1;
+                tokio::time::sleep(wait).await;
+            }
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
+/// A composed reply.
+struct Reply {
+    /// What robeing says (unescaped); stored as the exchange's reply.
+    text: String,
+    /// Block Kit blocks sent with the first chunk.
+    blocks: Option<Vec<SlackBlock>>,
+    /// Further messages, already escaped and sized (export parts).
+    extra: Vec<String>,
+    /// Whether the exchange goes to vector memory.
+    memorize: bool,
+}
+
+impl Reply {
+    fn text(text: impl Into<String>) -> Self {
+        Self { text: text.into(), blocks: None, extra: Vec::new(), memorize: true }
+    }
+    fn private(mut self) -> Self {
+        self.memorize = false;
+        self
+    }
+}
+
+/// One message being answered.
+struct Turn<'a> {
+    state: &'a AppState,
+    user: &'a User,
+    exchange: &'a Exchange,
+    lang: Lang,
+}
+
+impl Turn<'_> {
+    fn tz(&self) -> Tz {
+        user_tz(self.state, self.user)
+    }
+}
+
+/// The name to greet by: Slack's display name, written as in the real name
+/// when they are the same word ("jane" with real name "Jane Doe" → "Jane").
+pub fn greeting_name(user: &User) -> &str {
+    let name = user.name();
+    user.real_name
+        .as_deref()
+        .and_then(|r| r.split_whitespace().next())
+        .filter(|first| first.to_lowercase() == name.to_lowercase())
+        .unwrap_or(name)
+}
+
+fn user_tz(state: &AppState, user: &User) -> Tz {
+    user.tz.as_deref().and_then(|t| t.parse().ok()).unwrap_or(state.config.default_timezone)
+}
+
+/// Handles one DM: store, compose, reply, record. Idempotent; never replies
+/// twice to one message.
 pub async fn handle_message(state: &AppState, message: &DirectMessage) -> Result<(), JobError> {
-    let _ = (state, message);
-    Err(JobError::Permanent(anyhow::anyhow!("the conversation engine is not built yet")))
+    let user = storage::users::get(&state.db, &message.user_id).await?.ok_or_else(|| {
+        JobError::retry(anyhow::anyhow!("user {} is not stored yet; the DM waits for the user row", message.user_id))
+    })?;
+    let exchange = match record(state, message).await? {
+        Recorded::Ours(e) => e,
+        Recorded::Final(e) => {
+            tracing::info!(exchange = %e.id, status = %e.status, "message already answered; not replying again");
+            return Ok(());
+        }
+        Recorded::Busy(e) => {
+            return Err(JobError::Retry {
+                after: Some(BUSY_RETRY),
+                error: anyhow::anyhow!("exchange {} is being replied to by another worker", e.id),
+            });
+        }
+    };
+    let result = reply_to(state, &user, &exchange).await;
+    if result.is_err()
+        && let Err(e) = storage::exchanges::release(&state.db, exchange.id).await
+    {
+        tracing::warn!(error = %e, exchange = %exchange.id, "could not release the reply claim; it expires by itself");
+    }
+    result
+}
+
+/// Composes, posts and records the reply to a claimed exchange.
+async fn reply_to(state: &AppState, user: &User, exchange: &Exchange) -> Result<(), JobError> {
+    let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
+    let turn = Turn { state, user, exchange, lang };
+    let intent = intent::detect(&exchange.user_text);
+    let mut placeholder = exchange.reply_ts.clone();
+    let reply = match &state.config.llm {
+        Some(llm) if !intent.is_command() => llm_reply(&turn, llm, &mut placeholder).await?,
+        _ => builtin_reply(&turn, intent).await?,
+    };
+    deliver(&turn, reply, placeholder).await
+}
+
+/// What storing a message found.
+enum Recorded {
+    /// New, or waiting and now claimed by us: reply to it.
+    Ours(Exchange),
+    /// Replied or failed already: never reply again.
+    Final(Exchange),
+    /// Another worker is replying right now.
+    Busy(Exchange),
+}
+
+/// How long a reply claim lasts: longer than one attempt can take (the LLM
+/// budget plus posting), so that only a crashed worker's claim expires.
+const CLAIM: Duration = Duration::from_secs(120);
+/// When a duplicate run finds the message being answered, it looks again
+/// this much later (by then the other run has normally finished).
+const BUSY_RETRY: Duration = Duration::from_secs(30);
+
+/// Stores the message (or finds it stored) and claims it for replying.
+async fn record(state: &AppState, message: &DirectMessage) -> Result<Recorded, JobError> {
+    let text = sanitize(&message.text);
+    let new = NewExchange {
+        user_id: &message.user_id,
+        channel_id: &message.channel_id,
+        thread_ts: message.thread_ts.as_deref(),
+        user_ts: &message.ts,
+        user_text: &text,
+        event_id: Some(&message.event_id),
+    };
+    // One statement (its own transaction) stores and claims a new message;
+    // a known one is claimed if it still waits and nobody holds it.
+    let claim = CLAIM.as_secs_f64();
+    if let Some(e) = storage::exchanges::insert(&state.db, &new, claim).await? {
+        return Ok(Recorded::Ours(e));
+    }
+    if let Some(e) = storage::exchanges::claim(&state.db, &message.channel_id, &message.ts, claim).await? {
+        return Ok(Recorded::Ours(e));
+    }
+    let e = storage::exchanges::by_message(&state.db, &message.channel_id, &message.ts)
+        .await?
+        .ok_or_else(|| JobError::retry(anyhow::anyhow!("the exchange was not found after a conflicting insert")))?;
+    Ok(if e.is_final() { Recorded::Final(e) } else { Recorded::Busy(e) })
+}
+
+/// Posts the reply and records it.
+async fn deliver(turn: &Turn<'_>, reply: Reply, placeholder: Option<String>) -> Result<(), JobError> {
+    let state = turn.state;
+    let ex = turn.exchange;
+    let channel = ex.channel_id.as_str();
+    let thread_ts = ex.thread_ts.as_deref();
+    let mut chunks = split(&escape(&reply.text), MAX_CHUNK_CHARS).into_iter();
+    let first = chunks.next().unwrap_or_default();
+    let first_ts = match &placeholder {
+        Some(ts) => slack_write(state, Target::Update { channel, ts }, &first, reply.blocks).await?,
+        None => {
+            let ts = slack_write(state, Target::New { channel, thread_ts }, &first, reply.blocks).await?;
+            if chunks.len() > 0 || !reply.extra.is_empty() {
+                // A retry after a partial delivery updates this message instead of repeating it.
+                storage::exchanges::set_placeholder(&state.db, ex.id, &ts).await?;
+            }
+            ts
+        }
+    };
+    for chunk in chunks.chain(reply.extra) {
+        post_patiently(state, channel, thread_ts, &chunk).await?;
+    }
+    let memorize = reply.memorize && state.memory.is_some();
+    let mut tx = state.db.begin().await?;
+    let marked = storage::exchanges::mark_replied(&mut *tx, ex.id, &sanitize(&reply.text), &first_ts).await?;
+    if marked && memorize {
+        memory::enqueue_upsert(&mut *tx, ex.id).await?;
+    }
+    tx.commit().await?;
+    if marked && memorize {
+        state.wake_workers.notify_one();
+    }
+    Ok(())
+}
+
+/// Composes the reply with the LLM, posting a placeholder if it is slow.
+async fn llm_reply(
+    turn: &Turn<'_>,
+    llm: &crate::config::OpenAiCompatible,
+    placeholder: &mut Option<String>,
+) -> Result<Reply, JobError> {
+    let state = turn.state;
+    let messages = prompt(turn).await?;
+    let call = llm::complete(&state.http, llm, state.config.llm_timeout, &messages);
+    tokio::pin!(call);
+    let answer = if placeholder.is_some() {
+        call.await
+    } else {
+        tokio::select! {
+            r = &mut call => r,
+            _ = tokio::time::sleep(PLACEHOLDER_AFTER) => {
+                let target = Target::New { channel: &turn.exchange.channel_id, thread_ts: turn.exchange.thread_ts.as_deref() };
+                match slack_write(state, target, strings::PLACEHOLDER, None).await {
+                    Ok(ts) => {
+                        if let Err(e) = storage::exchanges::set_placeholder(&state.db, turn.exchange.id, &ts).await {
+                            tracing::warn!(error = %e, "could not store the placeholder's ts; a retry would post a new one");
+                        }
+                        *placeholder = Some(ts);
+                    }
+                    Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
+                        tracing::warn!(error = format!("{error:#}"), "could not post the placeholder; waiting for the reply anyway");
+                    }
+                }
+                call.await
+            }
+        }
+    };
+    let text = answer.map_err(JobError::retry)?;
+    Ok(Reply::text(sanitize(&text).into_owned()))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut s: String = text.chars().take(max).collect();
+        s.push_str(strings::TRUNCATED);
+        s
+    }
+}
+
+/// The LLM prompt: who, where, when, what was said lately and what is
+/// remembered, then the message.
+async fn prompt(turn: &Turn<'_>) -> Result<Vec<ChatMessage>, JobError> {
+    let state = turn.state;
+    let ex = turn.exchange;
+    let tz = turn.tz();
+    let now = Utc::now().with_timezone(&tz);
+    // One more than fits, to know whether anything older exists.
+    let recent = storage::exchanges::recent(&state.db, &ex.user_id, ex.id, HISTORY_MAX_EXCHANGES + 1).await?;
+    let fetched = recent.len();
+    let mut budget = HISTORY_BUDGET_CHARS;
+    let mut history = Vec::new();
+    for e in recent.into_iter().take(HISTORY_MAX_EXCHANGES as usize) {
+        let reply = e.reply_text.clone().unwrap_or_default();
+        let len = e.user_text.chars().count() + reply.chars().count();
+        if len > budget {
+            break;
+        }
+        budget -= len;
+        history.push(e);
+    }
+    history.reverse();
+    // Memory can only add what the history left out.
+    let everything_in_history = history.len() == fetched;
+    let memories = match &state.memory {
+        Some(_) if everything_in_history => Vec::new(),
+        Some(m) => match m.recall(&ex.user_id, &truncate(&ex.user_text, 2_000), MEMORY_TOP_K).await {
+            Ok(hits) => hits,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "memory recall failed; replying without memories");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let in_history: Vec<String> = history.iter().map(|e| e.id.to_string()).collect();
+    let current = ex.id.to_string();
+    let memory_lines: Vec<String> = memories
+        .iter()
+        .filter(|h| h.id != current && !in_history.contains(&h.id))
+        .filter_map(|h| {
+            let doc = h.document.as_deref()?;
+            let when = h
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get("received_at"))
+                .and_then(|v| v.as_str())
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|d| d.with_timezone(&tz).format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            Some(format!("- [{when}] {}", truncate(doc, 600).replace('\n', " / ")))
+        })
+        .collect();
+    let user = turn.user;
+    let mut system = format!(
+        "You are robeing, a personal assistant talking with {name} in a Slack direct message.\n\
+         {name}'s Slack locale is {locale}; their local time is {time} ({tz}).\n\
+         Reply in the language {name} writes in (this message looks {lang}). Be concise and helpful; use Slack mrkdwn.\n\
+         You cannot run commands yourself: for a briefing the user types /brief; to delete their data they send \"forget me\"; to get their history they send \"export\".",
+        name = greeting_name(user),
+        locale = user.locale.as_deref().unwrap_or("unknown"),
+        time = now.format("%A %Y-%m-%d %H:%M"),
+        tz = tz,
+        lang = turn.lang.name(),
+    );
+    if !memory_lines.is_empty() {
+        system.push_str("\n\nThings from earlier conversations that may be relevant (most relevant first):\n");
+        system.push_str(&memory_lines.join("\n"));
+    }
+    let mut messages = vec![ChatMessage::system(system)];
+    for e in history {
+        messages.push(ChatMessage::user(e.user_text));
+        messages.push(ChatMessage::assistant(e.reply_text.unwrap_or_default()));
+    }
+    messages.push(ChatMessage::user(truncate(&ex.user_text, MAX_PROMPT_MESSAGE_CHARS)));
+    Ok(messages)
+}
+
+/// The built-in responder (and the commands, with or without an LLM).
+async fn builtin_reply(turn: &Turn<'_>, intent: Intent) -> Result<Reply, JobError> {
+    let state = turn.state;
+    let lang = turn.lang;
+    let name = greeting_name(turn.user);
+    Ok(match intent {
+        Intent::Greeting => Reply::text(strings::greeting(lang, name)),
+        Intent::Help => Reply::text(strings::help(lang, state.config.llm.is_some())),
+        Intent::Brief => Reply::text(strings::brief(lang)),
+        Intent::Reconnect => Reply::text(strings::reconnect(lang)),
+        Intent::Status => {
+            let (exchanges, memorized) = storage::exchanges::counts(&state.db, &turn.user.user_id).await?;
+            let pending = storage::jobs::backlog(&state.db)
+                .await?
+                .iter()
+                .filter(|b| b.kind == memory::UPSERT_JOB)
+                .map(|b| b.pending)
+                .sum();
+            Reply::text(strings::status(
+                lang,
+                &StatusFacts {
+                    exchanges,
+                    memorized,
+                    memory_on: state.memory.is_some(),
+                    memory_pending: pending,
+                    llm_on: state.config.llm.is_some(),
+                },
+            ))
+        }
+        Intent::Forget => Reply {
+            text: strings::forget_prompt(lang).to_owned(),
+            blocks: Some(forget_blocks(lang)),
+            extra: Vec::new(),
+            memorize: false,
+        },
+        Intent::ForgetConfirmed => {
+            let deleted = forget(state, &turn.user.user_id, Some(turn.exchange.id)).await?;
+            Reply::text(strings::forgotten(lang, deleted, state.memory.is_some())).private()
+        }
+        Intent::Export => export(turn).await?.private(),
+        Intent::Recall(topic) => Reply::text(recall(turn, &topic).await?),
+        Intent::Other => Reply::text(strings::fallback(lang, name)),
+    })
+}
+
+fn forget_blocks(lang: Lang) -> Vec<SlackBlock> {
+    let button = |action: &str, label: &str, style: SlackBlockButtonStyle| {
+        SlackActionBlockElement::Button(
+            SlackBlockButtonElement::new(SlackBlockPlainText::new(label.to_owned()).into())
+                .with_action_id(action.into())
+                .with_style(style),
+        )
+    };
+    vec![
+        SlackBlock::Section(
+            SlackSectionBlock::new()
+                .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(escape(strings::forget_prompt(lang))))),
+        ),
+        SlackBlock::Actions(SlackActionsBlock::new(vec![
+            button(FORGET_CONFIRM_ACTION, strings::forget_confirm_button(lang), SlackBlockButtonStyle::Danger),
+            button(FORGET_CANCEL_ACTION, strings::forget_cancel_button(lang), SlackBlockButtonStyle::Primary),
+        ])),
+    ]
+}
+
+/// Answers "what did I tell you about X" from ChromaDB memory and, always
+/// as well, a word search of the user's stored messages (which also covers
+/// what ChromaDB has not received yet, and ChromaDB being off or down).
+async fn recall(turn: &Turn<'_>, topic: &str) -> Result<String, JobError> {
+    let state = turn.state;
+    let ex = turn.exchange;
+    let words = intent::topic_words(topic);
+    let mut memory_failed = false;
+    // (exchange, memory distance)
+    let mut candidates: Vec<(Exchange, Option<f32>)> = Vec::new();
+    if let Some(m) = &state.memory {
+        match m.recall(&ex.user_id, topic, 8).await {
+            Ok(hits) => {
+                let ids: Vec<Uuid> = hits.iter().filter_map(|h| h.id.parse().ok()).collect();
+                let found = storage::exchanges::get_many(&state.db, &ex.user_id, &ids).await?;
+                for h in &hits {
+                    if let Some(e) = found.iter().find(|e| e.id.to_string() == h.id) {
+                        candidates.push((e.clone(), h.distance));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "memory recall failed; searching Postgres only");
+                memory_failed = true;
+            }
+        }
+    }
+    for e in storage::exchanges::search(&state.db, &ex.user_id, &words, ex.id, 10).await? {
+        if !candidates.iter().any(|(c, _)| c.id == e.id) {
+            candidates.push((e, None));
+        }
+    }
+    let mut scored: Vec<(f32, Exchange)> = candidates
+        .into_iter()
+        .filter(|(e, _)| e.id != ex.id && matches!(intent::detect(&e.user_text), Intent::Other))
+        .filter_map(|(e, distance)| {
+            let lower = e.user_text.to_lowercase();
+            let matched = words.iter().filter(|w| lower.contains(w.as_str())).count();
+            // Squared L2 between unit vectors: below 0.8 means cosine above 0.6.
+            let close = distance.is_some_and(|d| d < 0.8);
+            (matched > 0 || close)
+                .then(|| (matched as f32 * 10.0 + distance.map(|d| (2.0 - d).max(0.0)).unwrap_or(0.0), e))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.received_at.cmp(&a.1.received_at)));
+    scored.truncate(3);
+    let lang = turn.lang;
+    if scored.is_empty() {
+        let mut s = strings::recall_none(lang, topic);
+        if memory_failed {
+            s.push('\n');
+            s.push_str(strings::recall_from_postgres_only(lang));
+        }
+        return Ok(s);
+    }
+    let tz = turn.tz();
+    let mut s = strings::recall_intro(lang, topic);
+    for (_, e) in &scored {
+        let when = e.received_at.with_timezone(&tz).format("%Y-%m-%d %H:%M");
+        s.push_str(&format!("\n• _{when}_: {}", truncate(&e.user_text, 500).replace('\n', " ")));
+    }
+    if memory_failed {
+        s.push('\n');
+        s.push_str(strings::recall_from_postgres_only(lang));
+    }
+    Ok(s)
+}
+
+/// The user's history as labelled messages of at most [`MAX_CHUNK_CHARS`].
+async fn export(turn: &Turn<'_>) -> Result<Reply, JobError> {
+    let state = turn.state;
+    let lang = turn.lang;
+    let tz = turn.tz();
+    let all: Vec<Exchange> = storage::exchanges::all_for_user(&state.db, &turn.user.user_id)
+        .await?
+        .into_iter()
+        .filter(|e| e.id != turn.exchange.id)
+        .collect();
+    if all.is_empty() {
+        return Ok(Reply::text(strings::export_empty(lang)));
+    }
+    // Room for the "History export (12/34)" label.
+    let budget = MAX_CHUNK_CHARS - 60;
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for e in &all {
+        let when = e.received_at.with_timezone(&tz).format("%Y-%m-%d %H:%M");
+        let reply = match (&e.reply_text, e.status.as_str()) {
+            (Some(r), _) => r.clone(),
+            (None, "failed") => "(no reply: failed)".to_owned(),
+            (None, _) => "(no reply yet)".to_owned(),
+        };
+        let block = escape(&format!(
+            "[{when}] {}: {}\n[{when}] robeing: {}\n\n",
+            strings::export_you(lang),
+            e.user_text,
+            reply
+        ));
+        for piece in split(&block, budget) {
+            if current.chars().count() + piece.chars().count() + 2 > budget && !current.is_empty() {
+                parts.push(std::mem::take(&mut current));
+            }
+            current.push_str(&piece);
+            current.push_str("\n\n");
+        }
+    }
+    if !current.trim().is_empty() {
+        parts.push(current);
+    }
+    let total_parts = parts.len();
+    if total_parts > MAX_EXPORT_PARTS {
+        parts.drain(..total_parts - MAX_EXPORT_PARTS);
+    }
+    let n = parts.len();
+    let mut intro = strings::export_intro(lang, all.len(), n);
+    if total_parts > n {
+        intro.push(' ');
+        intro.push_str(&strings::export_truncated(lang, total_parts));
+    }
+    let parts: Vec<String> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}\n{}", strings::export_part(lang, i + 1, n), p.trim_end()))
+        .collect();
+    Ok(Reply { text: intro, blocks: None, extra: parts, memorize: false })
+}
+
+/// Deletes the user's exchanges (all but `keep`) and queues the deletion of
+/// their ChromaDB records, in one transaction. Returns how many were deleted.
+async fn forget(state: &AppState, user_id: &str, keep: Option<Uuid>) -> Result<u64, JobError> {
+    let mut tx = state.db.begin().await?;
+    let deleted = storage::exchanges::forget_user(&mut tx, user_id, keep).await?;
+    if state.memory.is_some() {
+        memory::enqueue_forget(&mut *tx, user_id).await?;
+    }
+    tx.commit().await?;
+    if state.memory.is_some() {
+        state.wake_workers.notify_one();
+    }
+    tracing::info!(user = %user_id, deleted, "forgot a user's conversations at their request");
+    Ok(deleted)
+}
+
+/// The `forget_confirm` / `forget_cancel` buttons.
+pub async fn handle_forget_action(state: &AppState, user_id: &str, confirmed: bool) -> Result<(), JobError> {
+    let user = storage::users::get(&state.db, user_id)
+        .await?
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("forget action from unknown user {user_id}")))?;
+    let lang = Lang::of_locale(user.locale.as_deref());
+    let channel = dm_channel(state, &user).await?;
+    let text = if confirmed {
+        let deleted = forget(state, user_id, None).await?;
+        strings::forgotten(lang, deleted, state.memory.is_some())
+    } else {
+        strings::forget_cancelled(lang).to_owned()
+    };
+    slack_write(state, Target::New { channel: &channel, thread_ts: None }, &escape(&text), None).await?;
+    Ok(())
+}
+
+/// The user's DM channel: stored, else where we last talked, else opened.
+async fn dm_channel(state: &AppState, user: &User) -> Result<String, JobError> {
+    if let Some(c) = &user.dm_channel_id {
+        return Ok(c.clone());
+    }
+    if let Some(c) = storage::exchanges::last_channel(&state.db, &user.user_id).await? {
+        return Ok(c);
+    }
+    let slack = state
+        .slack
+        .as_ref()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("SLACK_BOT_TOKEN is not set; cannot reply")))?;
+    let opened = slack
+        .session()
+        .conversations_open(
+            &SlackApiConversationsOpenRequest::new().with_users(vec![SlackUserId(user.user_id.clone())]),
+        )
+        .await
+        .map_err(|e| JobError::retry(anyhow::Error::new(e).context("opening the user's DM")))?;
+    Ok(opened.channel.id.0)
+}
+
+/// Called when a `slack_event` job died: if it was a DM whose exchange is
+/// still waiting, the user gets a short apology (over the placeholder, if
+/// one was posted) and the exchange is marked `failed` with the reason.
+pub async fn on_reply_job_dead(state: &AppState, job: &Job, error: &anyhow::Error) {
+    let Some(event_id) = job.payload.get("event_id").and_then(|v| v.as_str()) else {
+        return;
+    };
+    let exchange = match storage::exchanges::by_event(&state.db, event_id).await {
+        Ok(Some(e)) => e,
+        Ok(None) => return apologise_for_unstored_dm(state, event_id, error).await,
+        Err(e) => {
+            tracing::error!(error = %e, event_id, "could not look up the exchange of a dead reply job");
+            return;
+        }
+    };
+    if exchange.is_final() {
+        return;
+    }
+    let locale = storage::users::get(&state.db, &exchange.user_id).await.ok().flatten().and_then(|u| u.locale);
+    let lang = Lang::detect(&exchange.user_text, locale.as_deref());
+    let apology = escape(strings::apology(lang));
+    let channel = exchange.channel_id.as_str();
+    let target = match &exchange.reply_ts {
+        Some(ts) => Target::Update { channel, ts },
+        None => Target::New { channel, thread_ts: exchange.thread_ts.as_deref() },
+    };
+    let posted = slack_write(state, target, &apology, None).await;
+    let mut reason: String = format!("{error:#}").chars().take(2_000).collect();
+    let ts = match posted {
+        Ok(ts) => Some(ts),
+        Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
+            reason.push_str(&format!("; the apology could not be posted either: {error:#}"));
+            None
+        }
+    };
+    match storage::exchanges::mark_failed(&state.db, exchange.id, &reason, ts.as_deref()).await {
+        Ok(_) => {
+            tracing::warn!(exchange = %exchange.id, user = %exchange.user_id, "reply failed for good; the user got an apology")
+        }
+        Err(e) => tracing::error!(error = %e, exchange = %exchange.id, "could not mark the exchange failed"),
+    }
+}
+
+/// A DM whose job died before its exchange was stored (say the user row
+/// never arrived): the raw event still says where to apologise.
+async fn apologise_for_unstored_dm(state: &AppState, event_id: &str, error: &anyhow::Error) {
+    let payload = match storage::events::payload(&state.db, event_id).await {
+        Ok(Some((_, payload))) => payload,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, event_id, "could not read the event of a dead reply job");
+            return;
+        }
+    };
+    let event = payload.get("event").unwrap_or(&payload);
+    let field = |k: &str| event.get(k).and_then(|v| v.as_str());
+    let is_human_dm = field("type") == Some("message")
+        && field("channel_type") == Some("im")
+        && field("user").is_some()
+        && event.get("bot_id").is_none()
+        && event.get("subtype").is_none();
+    let (Some(channel), true) = (field("channel"), is_human_dm) else { return };
+    let lang = Lang::detect(field("text").unwrap_or(""), None);
+    let target = Target::New { channel, thread_ts: field("thread_ts") };
+    match slack_write(state, target, &escape(strings::apology(lang)), None).await {
+        Ok(_) => tracing::warn!(
+            event_id,
+            error = format!("{error:#}"),
+            "a DM could not be stored or answered; the user got an apology"
+        ),
+        Err(JobError::Retry { error: e, .. }) | Err(JobError::Permanent(e)) => tracing::error!(
+            event_id,
+            error = format!("{error:#}"),
+            apology_error = format!("{e:#}"),
+            "a DM could not be stored or answered, and the apology could not be posted"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_mentions() {
+        assert_eq!(escape("<!channel> & <@U1>"), "&lt;!channel&gt; &amp; &lt;@U1&gt;");
+        assert_eq!(escape("a\0b"), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn split_prefers_paragraphs_and_never_cuts_entities() {
+        let text = format!("{}\n\n{}", "a".repeat(2500), "b".repeat(2500));
+        let parts = split(&text, 3000);
+        assert_eq!(parts, vec!["a".repeat(2500), "b".repeat(2500)]);
+        let text = "&amp;".repeat(1000);
+        for p in split(&text, 3000) {
+            assert!(p.chars().count() <= 3000);
+            assert!(p.starts_with("&amp;") && p.ends_with("&amp;"), "cut inside an entity");
+        }
+        let long = "가".repeat(40_000);
+        let parts = split(&long, 3000);
+        assert_eq!(parts.concat(), long);
+        assert!(parts.iter().all(|p| p.chars().count() <= 3000));
+        assert_eq!(split("short", 3000), vec!["short"]);
+    }
 }

@@ -141,11 +141,15 @@ async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
         crate::google::RECONNECT_PROMPT_JOB => {
             crate::google::prompt::run_reconnect_prompt_job(state, &job.payload).await
         }
+        crate::memory::UPSERT_JOB => crate::memory::run_upsert_job(state, job).await,
+        crate::memory::FORGET_JOB => crate::memory::run_forget_job(state, job).await,
         _ => Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind))),
     }
 }
 
 /// What happens when a job dies: the user-facing kinds tell the user.
 async fn on_dead(state: &AppState, job: &Job, error: &anyhow::Error) {
-    let _ = (state, job, error);
+    if job.kind == "slack_event" {
+        crate::conversation::on_reply_job_dead(state, job, error).await;
+    }
 }

@@ -158,4 +158,41 @@ pub async fn prune_done(executor: impl PgExecutor<'_>, days: i32) -> Result<u64,
 pub async fn team_of(executor: impl PgExecutor<'_>, id: i64) -> Result<Option<String>, sqlx::Error> {
     let team = sqlx::query_scalar!(r#"SELECT team_id FROM jobs WHERE id = $1"#, id).fetch_optional(executor).await?;
     Ok(team.flatten())
+
+/// Claims up to `limit` more due jobs of one kind (for handlers that do
+/// their work in batches), leasing each for `lease_secs`.
+pub async fn claim_kind(
+    executor: impl PgExecutor<'_>,
+    kind: &str,
+    limit: i64,
+    lease_secs: f64,
+) -> Result<Vec<Job>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                  locked_until = now() + make_interval(secs => $3), updated_at = now()
+           WHERE id IN (
+               SELECT id FROM jobs
+               WHERE kind = $1 AND ((state = 'queued' AND run_at <= now())
+                  OR (state = 'running' AND locked_until < now()))
+               ORDER BY run_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+           RETURNING id, kind, payload, attempts, max_attempts, created_at"#,
+        kind,
+        limit,
+        lease_secs
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Job {
+            id: r.id,
+            kind: r.kind,
+            payload: r.payload,
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            created_at: r.created_at,
+        })
+        .collect())
 }

@@ -11,6 +11,7 @@
 pub mod embedded;
 pub mod events;
 pub mod gmail;
+pub mod exchanges;
 pub mod jobs;
 pub mod oauth_states;
 pub mod users;

@@ -59,6 +59,8 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     pub state: std::sync::Arc<robeing::startup::AppState>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The running application's state, for tests that drive a module directly.
+    pub state: std::sync::Arc<robeing::startup::AppState>,
 }
 
 impl TestApp {
@@ -127,6 +129,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         shutdown,
         state,
         task,
+        state,
     }
 }
 

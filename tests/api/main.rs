@@ -7,6 +7,7 @@ mod fakes;
 mod helpers;
 
 mod cli;
+mod conversation;
 mod foundation;
 mod gmail;
 mod slack_http;

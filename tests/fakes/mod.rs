@@ -5,6 +5,8 @@
 //! assert what was — and was not — sent.
 
 pub mod google;
+pub mod chroma;
+pub mod llm;
 pub mod recorder;
 pub mod slack;
 pub mod socket_mode;

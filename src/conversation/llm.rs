@@ -1,0 +1,131 @@
+//! The LLM client: any OpenAI-compatible `POST {LLM_BASE_URL}/chat/completions`.
+//!
+//! One request has `LLM_TIMEOUT_SECS`; 429, 5xx, timeouts and connection
+//! failures are retried a bounded number of times with backoff (honouring
+//! `Retry-After`, capped), all within [`TOTAL_BUDGET`] so that a reply job
+//! never outlives its outbox lease. Other 4xx answers are not retried here.
+//! What is still failing after that is the caller's to retry (the outbox
+//! retries the whole reply later).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
+use serde::{Deserialize, Serialize};
+
+use crate::config::OpenAiCompatible;
+
+/// Attempts per reply, first included.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// Everything one reply may spend on the LLM, retries included: below the
+/// outbox lease (`jobs::LEASE`, 90 s) so a slow LLM never lets a second
+/// worker take the same reply.
+pub const TOTAL_BUDGET: Duration = Duration::from_secs(75);
+/// First backoff; doubles per retry.
+const BACKOFF: Duration = Duration::from_millis(500);
+/// The longest `Retry-After` we wait for inside one job; longer waits are
+/// left to the outbox's own backoff.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: &'static str,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> Self {
+        Self { role: "system", content: content.into() }
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self { role: "user", content: content.into() }
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self { role: "assistant", content: content.into() }
+    }
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    choices: Vec<Choice>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: AnswerMessage,
+}
+
+#[derive(Deserialize)]
+struct AnswerMessage {
+    content: Option<String>,
+}
+
+/// Asks the LLM for the next assistant message.
+pub async fn complete(
+    http: &reqwest::Client,
+    config: &OpenAiCompatible,
+    timeout: Duration,
+    messages: &[ChatMessage],
+) -> anyhow::Result<String> {
+    let url = format!("{}/chat/completions", config.base_url.as_str().trim_end_matches('/'));
+    let body = serde_json::json!({ "model": config.model, "messages": messages });
+    let started = Instant::now();
+    let mut last_error = anyhow::anyhow!("the LLM was not called");
+    for attempt in 1..=MAX_ATTEMPTS {
+        let left = TOTAL_BUDGET.saturating_sub(started.elapsed());
+        if left < Duration::from_millis(100) {
+            break;
+        }
+        let mut req = http.post(&url).timeout(timeout.min(left)).json(&body);
+        if let Some(key) = &config.api_key {
+            req = req.bearer_auth(key.expose_secret());
+        }
+        let wait = match req.send().await {
+            Ok(resp) if resp.status().is_success() => {
+                let c: Completion =
+                    resp.json().await.with_context(|| format!("reading the LLM's answer from {url}"))?;
+                let text = c
+                    .choices
+                    .into_iter()
+                    .next()
+                    .and_then(|c| c.message.content)
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .with_context(|| format!("the LLM at {url} answered with no message"))?;
+                return Ok(text);
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let detail: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
+                last_error = anyhow::anyhow!("the LLM at {url} answered {status}: {detail}");
+                if !(status.as_u16() == 429 || status.is_server_error()) {
+                    return Err(last_error);
+                }
+                retry_after.map(|d| d.min(MAX_RETRY_AFTER)).unwrap_or(BACKOFF * 2u32.pow(attempt - 1))
+            }
+            Err(e) => {
+                last_error = anyhow::Error::new(e).context(if attempt == 1 {
+                    format!("calling the LLM at {url}")
+                } else {
+                    format!("calling the LLM at {url} (attempt {attempt})")
+                });
+                BACKOFF * 2u32.pow(attempt - 1)
+            }
+        };
+        tracing::warn!(attempt, error = format!("{last_error:#}"), "LLM call failed; retrying");
+        if attempt < MAX_ATTEMPTS {
+            if started.elapsed() + wait >= TOTAL_BUDGET {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Err(last_error.context(format!("the LLM failed {MAX_ATTEMPTS} times or ran out of its {TOTAL_BUDGET:?} budget")))
+}

@@ -1,0 +1,299 @@
+//! Every sentence robeing says in a DM, in Korean and English, in one place.
+//! Texts are plain Slack mrkdwn without `<`, `>` or `&` (the sender escapes
+//! everything, so those would show literally).
+
+/// The language of a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Ko,
+    En,
+}
+
+impl Lang {
+    /// The message's own script decides (Hangul → Korean, Latin letters →
+    /// English); a message with neither (emoji, digits) follows the Slack
+    /// locale (`ko…` → Korean), else English.
+    pub fn detect(text: &str, locale: Option<&str>) -> Self {
+        if text.chars().any(is_hangul) {
+            return Lang::Ko;
+        }
+        if text.chars().any(|c| c.is_ascii_alphabetic()) {
+            return Lang::En;
+        }
+        Self::of_locale(locale)
+    }
+
+    /// From the Slack locale alone.
+    pub fn of_locale(locale: Option<&str>) -> Self {
+        match locale {
+            Some(l) if l.to_ascii_lowercase().starts_with("ko") => Lang::Ko,
+            _ => Lang::En,
+        }
+    }
+
+    /// For the LLM prompt.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::Ko => "Korean",
+            Lang::En => "English",
+        }
+    }
+}
+
+/// Hangul syllables and jamo.
+pub fn is_hangul(c: char) -> bool {
+    matches!(c, '\u{AC00}'..='\u{D7A3}' | '\u{1100}'..='\u{11FF}' | '\u{3130}'..='\u{318F}')
+}
+
+/// The placeholder shown while a slow reply is composed.
+pub const PLACEHOLDER: &str = "…";
+
+pub fn greeting(lang: Lang, name: &str) -> String {
+    match lang {
+        Lang::Ko => format!(
+            "안녕하세요, {name}님! 무엇을 도와드릴까요? 할 수 있는 일이 궁금하시면 \"도움말\"이라고 보내 주세요."
+        ),
+        Lang::En => format!("Hi, {name}! What can I do for you? Send \"help\" to see what I can do."),
+    }
+}
+
+pub fn help(lang: Lang, llm: bool) -> String {
+    let mut s = match lang {
+        Lang::Ko => String::from(
+            "제가 할 수 있는 일이에요:\n\
+             • *브리핑*: 매일 아침 Gmail 요약과 뉴스를 보내 드려요. 지금 받으시려면 `/brief` 를 입력하세요.\n\
+             • *기억*: \"고양이에 대해 뭐라고 했지?\"처럼 물어보시면 예전에 하신 말씀을 찾아 드려요.\n\
+             • *상태*: 저장된 대화와 기억 상태를 알려 드려요.\n\
+             • *재연결*: Gmail 연결이 끊겼을 때 다시 연결하는 방법을 알려 드려요.\n\
+             • *내보내기*: 지금까지의 대화 기록을 보내 드려요.\n\
+             • *나를 잊어줘*: 확인 후 대화 기록과 기억을 모두 지워요.",
+        ),
+        Lang::En => String::from(
+            "Here is what I can do:\n\
+             • *brief*: every morning I send a summary of your Gmail and the news. Type `/brief` for one now.\n\
+             • *memory*: ask \"what did I tell you about my cat?\" and I will find what you said before.\n\
+             • *status*: what I have stored for you and whether memory is working.\n\
+             • *reconnect*: how to reconnect Gmail when the connection broke.\n\
+             • *export*: I send you your whole conversation history.\n\
+             • *forget me*: after you confirm, I delete your conversations and memory.",
+        ),
+    };
+    if !llm {
+        s.push_str("\n\n");
+        s.push_str(no_llm(lang));
+    }
+    s
+}
+
+pub fn no_llm(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => {
+            "참고로 지금은 언어 모델(LLM)이 연결되어 있지 않아서, 위의 일 말고 자유로운 대화나 질문에 대한 답은 드릴 수 없어요. 보내신 메시지는 모두 기록해 두고 있어요."
+        }
+        Lang::En => {
+            "Note: no language model (LLM) is connected right now, so beyond the things above I cannot hold a free conversation or answer open questions. Everything you send is still saved."
+        }
+    }
+}
+
+pub fn fallback(lang: Lang, name: &str) -> String {
+    match lang {
+        Lang::Ko => format!(
+            "{name}님, 메시지를 저장해 두었어요. 지금은 언어 모델(LLM)이 연결되어 있지 않아서 이 말씀에 제대로 답을 드릴 수는 없어요. \"도움말\"이라고 보내시면 제가 할 수 있는 일을 알려 드릴게요."
+        ),
+        Lang::En => format!(
+            "Got it, {name} — I saved your message. No language model (LLM) is connected right now, so I cannot really answer this. Send \"help\" to see what I can do."
+        ),
+    }
+}
+
+pub fn brief(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => {
+            "브리핑은 매일 아침(기본 09:00, 계신 곳의 시간 기준)에 DM으로 보내 드려요. 지금 바로 받으시려면 아무 채널에서나 `/brief` 를 입력하세요."
+        }
+        Lang::En => {
+            "Your briefing arrives every morning (09:00 your time unless you changed it) in this DM. For one right now, type `/brief` in any channel."
+        }
+    }
+}
+
+pub fn reconnect(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => {
+            "Gmail을 다시 연결하려면 브리핑이나 앱 홈에 있는 *Gmail 다시 연결* 버튼을 눌러 주세요. 버튼이 안 보이면 `/brief` 를 입력하세요. 연결에 문제가 있으면 브리핑에 그 버튼이 함께 나와요."
+        }
+        Lang::En => {
+            "To reconnect Gmail, press the *Reconnect Gmail* button in your briefing or on my App Home. If you do not see one, type `/brief`: when Gmail needs reconnecting, the briefing carries that button."
+        }
+    }
+}
+
+/// What `status` says.
+pub struct StatusFacts {
+    pub exchanges: i64,
+    pub memorized: i64,
+    pub memory_on: bool,
+    pub memory_pending: i64,
+    pub llm_on: bool,
+}
+
+pub fn status(lang: Lang, f: &StatusFacts) -> String {
+    match lang {
+        Lang::Ko => {
+            let memory = if f.memory_on {
+                format!(
+                    "켜짐 ({}개 기억됨{})",
+                    f.memorized,
+                    if f.memory_pending > 0 {
+                        format!(", 전체 대기 {}건", f.memory_pending)
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                "꺼짐 (운영자가 ChromaDB를 설정하지 않았어요; 기록은 Postgres에만 저장돼요)".to_owned()
+            };
+            format!(
+                "*상태*\n• 저장된 대화: {}건\n• 기억(ChromaDB): {memory}\n• 언어 모델: {}",
+                f.exchanges,
+                if f.llm_on { "연결됨" } else { "없음 (기본 응답기로 답해요)" }
+            )
+        }
+        Lang::En => {
+            let memory = if f.memory_on {
+                format!(
+                    "on ({} remembered{})",
+                    f.memorized,
+                    if f.memory_pending > 0 {
+                        format!(", {} waiting overall", f.memory_pending)
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                "off (the operator has not configured ChromaDB; conversations are kept in Postgres only)".to_owned()
+            };
+            format!(
+                "*Status*\n• Conversations stored: {}\n• Memory (ChromaDB): {memory}\n• Language model: {}",
+                f.exchanges,
+                if f.llm_on { "connected" } else { "none (built-in responder)" }
+            )
+        }
+    }
+}
+
+pub fn recall_intro(lang: Lang, topic: &str) -> String {
+    match lang {
+        Lang::Ko => format!("\"{topic}\"에 대해 예전에 이렇게 말씀하셨어요:"),
+        Lang::En => format!("Here is what you told me about \"{topic}\":"),
+    }
+}
+
+pub fn recall_none(lang: Lang, topic: &str) -> String {
+    match lang {
+        Lang::Ko => format!("\"{topic}\"에 대해 말씀하신 기록을 찾지 못했어요."),
+        Lang::En => format!("I could not find anything you told me about \"{topic}\"."),
+    }
+}
+
+pub fn recall_from_postgres_only(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => "(기억 저장소에 연결할 수 없어 대화 기록에서 글자 그대로 찾았어요.)",
+        Lang::En => "(Memory is unavailable right now, so I searched your saved messages word for word.)",
+    }
+}
+
+pub fn forget_prompt(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => {
+            "정말 저와 나눈 대화 기록과 기억을 모두 지울까요? 되돌릴 수 없어요. 아래 버튼을 누르시거나 \"네, 잊어줘\"라고 보내 주세요."
+        }
+        Lang::En => {
+            "Do you really want me to delete all our conversations and my memory of them? This cannot be undone. Press a button below, or send \"yes, forget me\"."
+        }
+    }
+}
+
+pub fn forget_confirm_button(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => "네, 모두 지워 주세요",
+        Lang::En => "Yes, delete everything",
+    }
+}
+
+pub fn forget_cancel_button(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => "취소",
+        Lang::En => "Cancel",
+    }
+}
+
+pub fn forgotten(lang: Lang, deleted: u64, memory_on: bool) -> String {
+    match (lang, memory_on) {
+        (Lang::Ko, true) => format!(
+            "대화 기록 {deleted}건을 지웠고, 기억(ChromaDB)에서도 지우고 있어요. 이제 예전 대화는 기억하지 못해요."
+        ),
+        (Lang::Ko, false) => format!("대화 기록 {deleted}건을 지웠어요. 이제 예전 대화는 기억하지 못해요."),
+        (Lang::En, true) => format!(
+            "Done: I deleted {deleted} conversations and am removing them from memory (ChromaDB). I no longer remember what you told me."
+        ),
+        (Lang::En, false) => format!("Done: I deleted {deleted} conversations. I no longer remember what you told me."),
+    }
+}
+
+pub fn forget_cancelled(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => "알겠어요, 아무것도 지우지 않았어요.",
+        Lang::En => "OK, I kept everything.",
+    }
+}
+
+pub fn export_intro(lang: Lang, exchanges: usize, parts: usize) -> String {
+    match lang {
+        Lang::Ko => format!("대화 기록 내보내기: {exchanges}건을 다음 메시지 {parts}개에 나눠 보내 드려요."),
+        Lang::En => format!("Your history export: {exchanges} conversations, in the next {parts} messages."),
+    }
+}
+
+pub fn export_truncated(lang: Lang, total_parts: usize) -> String {
+    match lang {
+        Lang::Ko => format!(
+            "전체 기록은 {total_parts}개 메시지 분량이라 가장 최근 부분만 보내 드려요. 전체가 필요하시면 운영자에게 요청해 주세요."
+        ),
+        Lang::En => format!(
+            "Your whole history would take {total_parts} messages, so this is the most recent part; ask the operator for a complete export."
+        ),
+    }
+}
+
+pub fn export_empty(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => "내보낼 대화 기록이 아직 없어요.",
+        Lang::En => "There is no conversation history to export yet.",
+    }
+}
+
+pub fn export_part(lang: Lang, part: usize, parts: usize) -> String {
+    match lang {
+        Lang::Ko => format!("*대화 기록 ({part}/{parts})*"),
+        Lang::En => format!("*History export ({part}/{parts})*"),
+    }
+}
+
+pub fn export_you(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => "나",
+        Lang::En => "you",
+    }
+}
+
+pub fn apology(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => "죄송해요, 방금 메시지에 답을 드리지 못했어요. 잠시 후 다시 보내 주시겠어요?",
+        Lang::En => "Sorry, I could not reply to your last message. Could you send it again in a little while?",
+    }
+}
+
+/// Marks a message that was cut for the LLM prompt.
+pub const TRUNCATED: &str = " […]";

@@ -1,0 +1,405 @@
+//! Vector memory: every replied exchange is embedded and upserted into
+//! ChromaDB, and recalled by similarity when composing a reply.
+//!
+//! Feeding is durable: the exchange's `memory_upsert` job is queued in the
+//! same transaction that marks it replied, and the worker ([`run_upsert_job`])
+//! retries with backoff while ChromaDB is down. The record id is the exchange
+//! id, so a retried upsert never makes a second record. When `CHROMA_URL` is
+//! unset memory is off (said at start-up and in `/readyz`) and no memory jobs
+//! are queued at all. [`log_backlog`] logs the backlog while there is one.
+//!
+//! The collection (`CHROMA_COLLECTION` in `CHROMA_TENANT`/`CHROMA_DATABASE`)
+//! records the embedder's name and dimension in its metadata when created;
+//! an existing collection of another dimension is refused with an error that
+//! says what to do, never silently mixed.
+//!
+//! - [`chroma`]: the ChromaDB v2 HTTP client.
+//! - [`embedder`]: the embedder trait, the built-in local embedder and the
+//!   OpenAI-compatible one.
+
+pub mod chroma;
+pub mod embedder;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use self::{
+    chroma::{ChromaClient, ChromaError, Hit, Record},
+    embedder::{Embedder, LocalEmbedder, OpenAiEmbedder},
+};
+use crate::{
+    config::Config,
+    jobs::JobError,
+    startup::AppState,
+    storage::{self, exchanges::Exchange, jobs::Job},
+};
+
+/// Job kind: put one exchange into ChromaDB (payload `{"exchange_id"}`).
+pub const UPSERT_JOB: &str = "memory_upsert";
+/// Job kind: delete one user's records from ChromaDB (payload `{"user_id"}`).
+pub const FORGET_JOB: &str = "memory_forget";
+
+/// How often the backlog is logged while it is not empty: often enough to
+/// see an outage in the logs within a minute, rarely enough not to flood.
+pub const BACKLOG_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Exchanges upserted per ChromaDB call: a local ChromaDB write costs about
+/// 35 ms whether it carries one record or a hundred (measured: 28 single
+/// upserts/s against 800+ records/s in batches of 100), so the worker takes
+/// other due memory jobs along; bounded so one request stays well under a
+/// few megabytes.
+pub const BATCH: usize = 64;
+
+/// The longest document stored per exchange. The full text stays in
+/// Postgres; memory needs enough to recognise and quote it.
+pub const MAX_DOCUMENT_CHARS: usize = 8_000;
+
+/// ChromaDB plus the embedder, with the collection id resolved lazily (so a
+/// ChromaDB outage never stops start-up) and cached.
+pub struct Memory {
+    pub chroma: ChromaClient,
+    embedder: Box<dyn Embedder>,
+    collection_name: String,
+    collection_id: tokio::sync::Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory").field("collection", &self.collection_name).finish_non_exhaustive()
+    }
+}
+
+impl Memory {
+    /// Memory as configured, or `None` when `CHROMA_URL` is unset.
+    pub fn from_config(config: &Config, http: reqwest::Client) -> Option<Arc<Self>> {
+        let chroma = config.chroma.as_ref()?;
+        let embedder: Box<dyn Embedder> = match &config.embedding {
+            Some(e) => Box::new(OpenAiEmbedder::new(http.clone(), e.clone())),
+            None => Box::new(LocalEmbedder),
+        };
+        Some(Arc::new(Self {
+            chroma: ChromaClient::new(http, chroma),
+            embedder,
+            collection_name: chroma.collection.clone(),
+            collection_id: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    /// The collection's id, checking (once per process) that it was made for
+    /// vectors of `dimension`.
+    pub async fn collection(&self, dimension: usize) -> anyhow::Result<String> {
+        let mut cached = self.collection_id.lock().await;
+        if let Some(id) = cached.as_ref() {
+            return Ok(id.clone());
+        }
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("embedder".into(), self.embedder.name().into());
+        metadata.insert("dimension".into(), dimension.into());
+        metadata.insert("created_by".into(), "robeing".into());
+        let c = chroma::context(
+            self.chroma.get_or_create(&self.collection_name, metadata).await,
+            &format!("opening ChromaDB collection `{}`", self.collection_name),
+        )?;
+        let recorded = c.metadata.as_ref().and_then(|m| m.get("dimension")).and_then(Value::as_u64);
+        let recorded_by = c
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("embedder"))
+            .and_then(Value::as_str)
+            .unwrap_or("an unknown embedder");
+        match recorded {
+            Some(d) if d as usize != dimension => anyhow::bail!(
+                "ChromaDB collection `{}` holds {d}-dimensional vectors made by `{recorded_by}`, but this robeing embeds with `{}` ({dimension} dimensions); mixing them would break recall. Fix: set CHROMA_COLLECTION to a new collection name, or restore the EMBEDDING_* settings that made this one",
+                self.collection_name,
+                self.embedder.name()
+            ),
+            Some(_) => {}
+            None => tracing::warn!(
+                collection = %self.collection_name,
+                "the ChromaDB collection records no embedding dimension (not made by robeing); using it as is"
+            ),
+        }
+        *cached = Some(c.id.clone());
+        Ok(c.id)
+    }
+
+    async fn forget_collection(&self) {
+        *self.collection_id.lock().await = None;
+    }
+
+    async fn embed(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        self.embedder.embed(texts).await.context("embedding text for memory")
+    }
+
+    /// The dimension used for calls that carry no vector (delete, count).
+    async fn known_dimension(&self) -> anyhow::Result<usize> {
+        match self.embedder.dimension() {
+            Some(d) => Ok(d),
+            None => Ok(self.embed(&["dimension probe".to_owned()]).await?.first().map(Vec::len).unwrap_or(0)),
+        }
+    }
+
+    /// Runs `op` on the collection; if ChromaDB no longer knows the cached
+    /// collection (deleted, a new server), resolves it again once.
+    async fn on_collection<T, F, Fut>(&self, dimension: usize, op: F) -> anyhow::Result<T>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ChromaError>>,
+    {
+        let id = self.collection(dimension).await?;
+        match op(id).await {
+            Err(ChromaError::CollectionGone(_)) => {
+                self.forget_collection().await;
+                let id = self.collection(dimension).await?;
+                Ok(op(id).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Upserts one replied exchange (id = exchange id).
+    pub async fn remember(&self, exchange: &Exchange) -> anyhow::Result<()> {
+        self.remember_many(std::slice::from_ref(exchange)).await
+    }
+
+    /// Upserts replied exchanges in one embedder call and one ChromaDB call
+    /// (record id = exchange id, so repeating it never duplicates).
+    pub async fn remember_many(&self, exchanges: &[Exchange]) -> anyhow::Result<()> {
+        if exchanges.is_empty() {
+            return Ok(());
+        }
+        let documents: Vec<String> = exchanges.iter().map(document_of).collect();
+        let vectors = self.embed(&documents).await?;
+        anyhow::ensure!(
+            vectors.len() == documents.len(),
+            "the embedder returned {} vectors for {} texts",
+            vectors.len(),
+            documents.len()
+        );
+        let dimension = vectors[0].len();
+        anyhow::ensure!(
+            vectors.iter().all(|v| v.len() == dimension),
+            "the embedder returned vectors of different lengths"
+        );
+        let records: Vec<Record> = exchanges
+            .iter()
+            .zip(documents)
+            .zip(vectors)
+            .map(|((exchange, document), embedding)| {
+                let mut metadata = serde_json::Map::new();
+                metadata.insert("user_id".into(), exchange.user_id.clone().into());
+                metadata.insert("channel_id".into(), exchange.channel_id.clone().into());
+                metadata.insert("ts".into(), exchange.user_ts.clone().into());
+                metadata.insert("received_at".into(), exchange.received_at.to_rfc3339().into());
+                metadata.insert("received_at_unix".into(), exchange.received_at.timestamp().into());
+                Record { id: exchange.id.to_string(), embedding, document, metadata }
+            })
+            .collect();
+        self.on_collection(dimension, |c| {
+            let records = &records;
+            async move { self.chroma.upsert(&c, records).await }
+        })
+        .await
+        .context("upserting exchanges into ChromaDB")
+    }
+
+    /// The user's `k` records nearest to `text`.
+    pub async fn recall(&self, user_id: &str, text: &str, k: usize) -> anyhow::Result<Vec<Hit>> {
+        let vectors = self.embed(&[text.to_owned()]).await?;
+        let embedding = vectors.into_iter().next().context("the embedder returned no vector")?;
+        let dimension = embedding.len();
+        self.on_collection(dimension, |c| {
+            let embedding = embedding.clone();
+            async move { self.chroma.query(&c, &embedding, k, Some(json!({ "user_id": user_id }))).await }
+        })
+        .await
+        .context("querying ChromaDB memory")
+    }
+
+    /// Deletes every record of the user.
+    pub async fn forget(&self, user_id: &str) -> anyhow::Result<()> {
+        let dimension = self.known_dimension().await?;
+        self.on_collection(
+            dimension,
+            |c| async move { self.chroma.delete_where(&c, json!({ "user_id": user_id })).await },
+        )
+        .await
+        .context("deleting the user's records from ChromaDB")
+    }
+
+    /// Deletes records by exchange id.
+    pub async fn forget_ids(&self, ids: &[Uuid]) -> anyhow::Result<()> {
+        let dimension = self.known_dimension().await?;
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        self.on_collection(dimension, |c| {
+            let ids = ids.clone();
+            async move { self.chroma.delete_ids(&c, &ids).await }
+        })
+        .await
+        .context("deleting records from ChromaDB")
+    }
+
+    /// Ids of the user's records (diagnostics and tests).
+    pub async fn ids_of(&self, user_id: &str) -> anyhow::Result<Vec<String>> {
+        let dimension = self.known_dimension().await?;
+        self.on_collection(
+            dimension,
+            |c| async move { self.chroma.get_ids(&c, Some(json!({ "user_id": user_id }))).await },
+        )
+        .await
+        .context("listing the user's records in ChromaDB")
+    }
+
+    /// How many records the collection holds.
+    pub async fn count(&self) -> anyhow::Result<u64> {
+        let dimension = self.known_dimension().await?;
+        self.on_collection(dimension, |c| async move { self.chroma.count(&c).await })
+            .await
+            .context("counting ChromaDB records")
+    }
+}
+
+/// What memory stores for an exchange: both sides, the user's first.
+pub fn document_of(exchange: &Exchange) -> String {
+    let text = format!("user: {}\nrobeing: {}", exchange.user_text, exchange.reply_text.as_deref().unwrap_or(""));
+    if text.chars().count() > MAX_DOCUMENT_CHARS { text.chars().take(MAX_DOCUMENT_CHARS).collect() } else { text }
+}
+
+/// Queues the upsert of one exchange (inside the caller's transaction).
+pub async fn enqueue_upsert(executor: impl sqlx::PgExecutor<'_>, exchange_id: Uuid) -> Result<(), sqlx::Error> {
+    storage::jobs::enqueue(
+        executor,
+        UPSERT_JOB,
+        Some(&format!("memory:{exchange_id}")),
+        &json!({ "exchange_id": exchange_id }),
+        None,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Queues the deletion of one user's records (inside the caller's transaction).
+pub async fn enqueue_forget(executor: impl sqlx::PgExecutor<'_>, user_id: &str) -> Result<(), sqlx::Error> {
+    storage::jobs::enqueue(
+        executor,
+        FORGET_JOB,
+        Some(&format!("forget:{user_id}:{}", Uuid::new_v4())),
+        &json!({ "user_id": user_id }),
+        None,
+    )
+    .await
+    .map(|_| ())
+}
+
+fn memory_of(state: &AppState) -> Result<&Memory, JobError> {
+    state.memory.as_deref().ok_or_else(|| {
+        JobError::Permanent(anyhow::anyhow!(
+            "vector memory is off (CHROMA_URL unset); this job was queued while it was on"
+        ))
+    })
+}
+
+/// The `memory_upsert` job: embed and upsert its exchange — together with
+/// up to [`BATCH`]` - 1` other due `memory_upsert` jobs, claimed here, since
+/// one ChromaDB write costs about the same for one record as for dozens —
+/// then record them as memorized. Idempotent: record id = exchange id.
+pub async fn run_upsert_job(state: &AppState, job: &Job) -> Result<(), JobError> {
+    let memory = memory_of(state)?;
+    if job.payload.get("exchange_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok()).is_none() {
+        return Err(JobError::Permanent(anyhow::anyhow!("memory_upsert payload has no exchange_id")));
+    }
+    let mut jobs = vec![job.clone()];
+    match storage::jobs::claim_kind(&state.db, UPSERT_JOB, BATCH as i64 - 1, crate::jobs::LEASE.as_secs_f64()).await {
+        Ok(more) => jobs.extend(more.into_iter().filter(|j| j.id != job.id)),
+        Err(e) => tracing::warn!(error = %e, "could not claim more memory jobs; upserting one"),
+    }
+    let result = upsert_batch(state, memory, &jobs).await;
+    // The extra jobs are ours to finish; the runner finishes `job` from the result.
+    for extra in jobs.iter().filter(|j| j.id != job.id) {
+        let outcome = match &result {
+            Ok(()) => storage::jobs::complete(&state.db, extra.id).await,
+            Err(error) if extra.attempts < extra.max_attempts => {
+                let wait = crate::jobs::backoff(extra.attempts);
+                let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                storage::jobs::retry_at(&state.db, extra.id, at, &format!("{error:#}")).await
+            }
+            Err(error) => storage::jobs::bury(&state.db, extra.id, &format!("{error:#}")).await,
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, job = extra.id, "could not record a batched memory job's outcome; its lease will expire and it runs again");
+        }
+    }
+    result.map_err(JobError::retry)
+}
+
+async fn upsert_batch(state: &AppState, memory: &Memory, jobs: &[Job]) -> anyhow::Result<()> {
+    let ids: Vec<Uuid> = jobs
+        .iter()
+        .filter_map(|j| j.payload.get("exchange_id").and_then(Value::as_str).and_then(|s| s.parse().ok()))
+        .collect();
+    let exchanges: Vec<Exchange> = storage::exchanges::get_by_ids(&state.db, &ids)
+        .await?
+        .into_iter()
+        .filter(|e| e.memorized_at.is_none() && e.status == "replied")
+        .collect();
+    if exchanges.is_empty() {
+        // Forgotten (or already memorized) before we got here: nothing to do.
+        return Ok(());
+    }
+    memory.remember_many(&exchanges).await?;
+    let wanted: Vec<Uuid> = exchanges.iter().map(|e| e.id).collect();
+    let kept = storage::exchanges::set_memorized_many(&state.db, &wanted).await?;
+    let gone: Vec<Uuid> = wanted.into_iter().filter(|id| !kept.contains(id)).collect();
+    if !gone.is_empty() {
+        // Forgotten while we were upserting: take them back out.
+        memory.forget_ids(&gone).await?;
+    }
+    Ok(())
+}
+
+/// The `memory_forget` job: delete one user's records from ChromaDB.
+pub async fn run_forget_job(state: &AppState, job: &Job) -> Result<(), JobError> {
+    let memory = memory_of(state)?;
+    let user_id = job
+        .payload
+        .get("user_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("memory_forget payload has no user_id")))?;
+    memory.forget(user_id).await.map_err(JobError::retry)
+}
+
+/// Logs the memory backlog every [`BACKLOG_LOG_EVERY`] while it is not
+/// empty (it is also in `/readyz` under `outbox`).
+pub async fn log_backlog(state: Arc<AppState>, shutdown: CancellationToken) {
+    if state.memory.is_none() {
+        return;
+    }
+    let mut tick = tokio::time::interval(BACKLOG_LOG_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match storage::jobs::backlog(&state.db).await {
+            Ok(rows) => {
+                for b in rows.iter().filter(|b| b.kind == UPSERT_JOB || b.kind == FORGET_JOB) {
+                    if b.pending > 0 || b.dead > 0 {
+                        tracing::warn!(
+                            kind = %b.kind,
+                            pending = b.pending,
+                            oldest_age_secs = b.oldest_age_secs.round() as i64,
+                            dead = b.dead,
+                            "memory backlog: work waiting for ChromaDB"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the memory backlog"),
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! DM exchanges (`exchanges`): a user's message and robeing's reply, the
+//! durable conversation log the seed's State Service never managed to write.
+//!
+//! A row is created when the message is received (idempotent on the
+//! message's channel + ts), gets its reply text and Slack `ts` when the reply
+//! is posted, and is `failed` (with why) when every attempt to reply failed.
+//! `memorized_at` says when ChromaDB got it.
+//!
+//! Postgres `text` cannot hold NUL (U+0000); [`sanitize`] replaces it with
+//! U+FFFD before anything is stored. Every other character, including
+//! bidirectional overrides, is stored as received.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A stored exchange.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub id: Uuid,
+    pub user_id: String,
+    pub channel_id: String,
+    pub thread_ts: Option<String>,
+    pub user_ts: String,
+    pub user_text: String,
+    pub reply_text: Option<String>,
+    pub reply_ts: Option<String>,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub event_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub replied_at: Option<DateTime<Utc>>,
+    pub memorized_at: Option<DateTime<Utc>>,
+}
+
+impl Exchange {
+    /// Replied or failed: nothing more will be sent for it.
+    pub fn is_final(&self) -> bool {
+        self.status != "received"
+    }
+}
+
+/// A received message, before it is stored.
+#[derive(Debug, Clone)]
+pub struct NewExchange<'a> {
+    pub user_id: &'a str,
+    pub channel_id: &'a str,
+    pub thread_ts: Option<&'a str>,
+    pub user_ts: &'a str,
+    pub user_text: &'a str,
+    pub event_id: Option<&'a str>,
+}
+
+/// Makes text storable in Postgres: NUL becomes U+FFFD (the only character
+/// `text` refuses). Everything else is kept as is.
+pub fn sanitize(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}")) } else { text.into() }
+}
+
+/// Inserts the exchange unless the message is already stored, claiming it
+/// for `claim_secs` (see [`claim`]); returns the new row, or `None` when it
+/// existed (then call [`claim`] or [`by_message`]).
+/// The event link is kept only if the event is recorded (`slack_events`).
+pub async fn insert(
+    executor: impl PgExecutor<'_>,
+    new: &NewExchange<'_>,
+    claim_secs: f64,
+) -> Result<Option<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"INSERT INTO exchanges (user_id, channel_id, thread_ts, user_ts, user_text, event_id, reply_claimed_until)
+           VALUES ($1, $2, $3, $4, $5, (SELECT event_id FROM slack_events WHERE event_id = $6),
+                   now() + make_interval(secs => $7))
+           ON CONFLICT (channel_id, user_ts) DO NOTHING
+           RETURNING id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                     failure_reason, event_id, received_at, replied_at, memorized_at"#,
+        new.user_id,
+        new.channel_id,
+        new.thread_ts,
+        new.user_ts,
+        new.user_text,
+        new.event_id,
+        claim_secs
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Claims a stored exchange that still waits for its reply and that no one
+/// else holds, for `claim_secs`. `None`: replied, failed, or being replied to.
+pub async fn claim(
+    executor: impl PgExecutor<'_>,
+    channel_id: &str,
+    user_ts: &str,
+    claim_secs: f64,
+) -> Result<Option<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"UPDATE exchanges SET reply_claimed_until = now() + make_interval(secs => $3)
+           WHERE channel_id = $1 AND user_ts = $2 AND status = 'received'
+             AND (reply_claimed_until IS NULL OR reply_claimed_until < now())
+           RETURNING id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                     failure_reason, event_id, received_at, replied_at, memorized_at"#,
+        channel_id,
+        user_ts,
+        claim_secs
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Gives up a claim (the attempt failed; a retry may claim it at once).
+pub async fn release(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(r#"UPDATE exchanges SET reply_claimed_until = NULL WHERE id = $1"#, id)
+        .execute(executor)
+        .await
+        .map(|_| ())
+}
+
+/// The exchange for one Slack message.
+pub async fn by_message(
+    executor: impl PgExecutor<'_>,
+    channel_id: &str,
+    user_ts: &str,
+) -> Result<Option<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                  failure_reason, event_id, received_at, replied_at, memorized_at
+           FROM exchanges WHERE channel_id = $1 AND user_ts = $2"#,
+        channel_id,
+        user_ts
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// One exchange by id.
+pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                  failure_reason, event_id, received_at, replied_at, memorized_at
+           FROM exchanges WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Several exchanges by id, of one user, in no particular order.
+pub async fn get_many(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    ids: &[Uuid],
+) -> Result<Vec<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                  failure_reason, event_id, received_at, replied_at, memorized_at
+           FROM exchanges WHERE user_id = $1 AND id = ANY($2)"#,
+        user_id,
+        ids
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// The exchange a Slack event created, if any.
+pub async fn by_event(executor: impl PgExecutor<'_>, event_id: &str) -> Result<Option<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                  failure_reason, event_id, received_at, replied_at, memorized_at
+           FROM exchanges WHERE event_id = $1"#,
+        event_id
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Records the ts of a placeholder ("…") posted while the reply is composed,
+/// so that a retry updates it instead of posting another message.
+pub async fn set_placeholder(executor: impl PgExecutor<'_>, id: Uuid, ts: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(r#"UPDATE exchanges SET reply_ts = $2 WHERE id = $1 AND status = 'received'"#, id, ts)
+        .execute(executor)
+        .await
+        .map(|_| ())
+}
+
+/// Marks the exchange replied. Returns false if it was not waiting for a reply.
+pub async fn mark_replied(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    reply_text: &str,
+    reply_ts: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE exchanges SET status = 'replied', reply_text = $2, reply_ts = $3, replied_at = now(),
+                  reply_claimed_until = NULL
+           WHERE id = $1 AND status = 'received'"#,
+        id,
+        reply_text,
+        reply_ts
+    )
+    .execute(executor)
+    .await
+    .map(|r| r.rows_affected() == 1)
+}
+
+/// Marks the exchange failed, with why. Returns false if it was not waiting.
+pub async fn mark_failed(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    reason: &str,
+    reply_ts: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE exchanges SET status = 'failed', failure_reason = $2, reply_ts = COALESCE($3, reply_ts),
+                  reply_claimed_until = NULL
+           WHERE id = $1 AND status = 'received'"#,
+        id,
+        reason,
+        reply_ts
+    )
+    .execute(executor)
+    .await
+    .map(|r| r.rows_affected() == 1)
+}
+
+/// Records that ChromaDB holds the exchange. False when the exchange is gone
+/// (forgotten meanwhile) or not replied.
+pub async fn set_memorized(executor: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query!(r#"UPDATE exchanges SET memorized_at = now() WHERE id = $1 AND status = 'replied'"#, id)
+        .execute(executor)
+        .await
+        .map(|r| r.rows_affected() == 1)
+}
+
+/// The user's latest replied exchanges, newest first, excluding one (the
+/// exchange being answered).
+pub async fn recent(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    except: Uuid,
+    limit: i64,
+) -> Result<Vec<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                  failure_reason, event_id, received_at, replied_at, memorized_at
+           FROM exchanges WHERE user_id = $1 AND id <> $2 AND status = 'replied'
+           ORDER BY received_at DESC LIMIT $3"#,
+        user_id,
+        except,
+        limit
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern.
+pub fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The user's past messages containing any of `words` (case-insensitive),
+/// newest first: the memory fallback when ChromaDB is off or down.
+pub async fn search(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    words: &[String],
+    except: Uuid,
+    limit: i64,
+) -> Result<Vec<Exchange>, sqlx::Error> {
+    let patterns: Vec<String> = words.iter().map(|w| format!("%{}%", like_escape(w))).collect();
+    sqlx::query_as!(
+        Exchange,
+        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                  failure_reason, event_id, received_at, replied_at, memorized_at
+           FROM exchanges WHERE user_id = $1 AND id <> $2 AND user_text ILIKE ANY($3)
+           ORDER BY received_at DESC LIMIT $4"#,
+        user_id,
+        except,
+        &patterns,
+        limit
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Every exchange of the user, oldest first (for export).
+pub async fn all_for_user(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                  failure_reason, event_id, received_at, replied_at, memorized_at
+           FROM exchanges WHERE user_id = $1 ORDER BY received_at, user_ts"#,
+        user_id
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// How many exchanges the user has, and how many ChromaDB holds.
+pub async fn counts(executor: impl PgExecutor<'_>, user_id: &str) -> Result<(i64, i64), sqlx::Error> {
+    let r = sqlx::query!(
+        r#"SELECT count(*) AS "total!", count(memorized_at) AS "memorized!" FROM exchanges WHERE user_id = $1"#,
+        user_id
+    )
+    .fetch_one(executor)
+    .await?;
+    Ok((r.total, r.memorized))
+}
+
+/// The channel robeing last talked to the user in.
+pub async fn last_channel(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT channel_id FROM exchanges WHERE user_id = $1 ORDER BY received_at DESC LIMIT 1"#,
+        user_id
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Deletes the user's exchanges (all but `keep`, if given) and blanks the
+/// raw Slack payloads those exchanges came from, which hold the same text.
+/// The event rows themselves stay (with a tombstone payload) so a late
+/// redelivery is still recognised as a duplicate. Returns how many
+/// exchanges were deleted.
+pub async fn forget_user(conn: &mut sqlx::PgConnection, user_id: &str, keep: Option<Uuid>) -> Result<u64, sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE slack_events SET payload = '{"forgotten": true}'::jsonb
+           WHERE event_id IN (SELECT event_id FROM exchanges
+                              WHERE user_id = $1 AND event_id IS NOT NULL AND id IS DISTINCT FROM $2)"#,
+        user_id,
+        keep
+    )
+    .execute(&mut *conn)
+    .await?;
+    let deleted = sqlx::query!(r#"DELETE FROM exchanges WHERE user_id = $1 AND id IS DISTINCT FROM $2"#, user_id, keep)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(deleted)
+}
+
+/// Several exchanges by id (any user).
+pub async fn get_by_ids(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Exchange>, sqlx::Error> {
+    sqlx::query_as!(
+        Exchange,
+        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
+                  failure_reason, event_id, received_at, replied_at, memorized_at
+           FROM exchanges WHERE id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Records that ChromaDB holds these exchanges; returns the ids that were
+/// still there (replied and not forgotten meanwhile).
+pub async fn set_memorized_many(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"UPDATE exchanges SET memorized_at = now() WHERE id = ANY($1) AND status = 'replied' RETURNING id"#,
+        ids
+    )
+    .fetch_all(executor)
+    .await
+}

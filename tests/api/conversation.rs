@@ -1,0 +1,851 @@
+//! DM conversation: replies, the exchange log in Postgres, ChromaDB memory,
+//! forget and export — against real Postgres, a REAL ChromaDB server, the
+//! fake Slack Web API and a fake LLM.
+//!
+//! The transport's event parser lives on another branch, so these tests call
+//! `conversation::handle_message` with the `DirectMessage` it would produce,
+//! inside the real running application (its job workers feed ChromaDB). The
+//! dead-job path goes through the real job runner.
+
+use std::time::Duration;
+
+use robeing::{
+    conversation::{self, handle_message},
+    slack::events::DirectMessage,
+    storage::users::{self, Profile},
+};
+use serde_json::Value;
+
+use crate::{
+    fakes::{
+        chroma::Chroma,
+        llm,
+        recorder::{Recorded, Recorder},
+        slack::TEAM_ID,
+    },
+    helpers::*,
+};
+
+const KIM: &str = "U0KIMJT01";
+const JANE: &str = "U0JANE001";
+const BOB: &str = "U0BOB0001";
+
+fn channel_of(user: &str) -> String {
+    format!("D{}", user.trim_start_matches('U'))
+}
+
+/// Starts the app with the given ChromaDB and LLM fakes.
+async fn app(chroma: Option<&Chroma>, llm: Option<&Recorder>, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars: Vec<(String, String)> = Vec::new();
+    if let Some(c) = chroma {
+        vars.push(("CHROMA_URL".into(), c.url()));
+    }
+    if let Some(l) = llm {
+        vars.push(("LLM_BASE_URL".into(), llm::base_url(l)));
+        vars.push(("LLM_MODEL".into(), llm::MODEL.into()));
+        vars.push(("LLM_API_KEY".into(), llm::API_KEY.into()));
+    }
+    for (k, v) in extra {
+        vars.push(((*k).into(), (*v).into()));
+    }
+    let app = spawn_app_with(Options { vars, ..Default::default() }).await;
+    add_user(&app, KIM, "김종태", "김종태", "Asia/Seoul", "ko-KR").await;
+    add_user(&app, JANE, "Jane Doe", "jane", "Asia/Seoul", "en-US").await;
+    add_user(&app, BOB, "Bob Stone", "Bob", "Europe/London", "en-GB").await;
+    app
+}
+
+async fn add_user(app: &TestApp, user: &str, real: &str, display: &str, tz: &str, locale: &str) {
+    users::ensure_team(&app.db, TEAM_ID).await.unwrap();
+    let profile = Profile {
+        real_name: Some(real.into()),
+        display_name: Some(display.into()),
+        tz: Some(tz.into()),
+        locale: Some(locale.into()),
+    };
+    users::upsert_profile(&app.db, TEAM_ID, user, &profile).await.unwrap();
+}
+
+static TS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A DM as the transport hands it over.
+fn dm(user: &str, text: &str) -> DirectMessage {
+    let n = TS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    DirectMessage {
+        event_id: format!("Ev0CONV{n:06}"),
+        team_id: TEAM_ID.into(),
+        user_id: user.into(),
+        channel_id: channel_of(user),
+        ts: format!("1764300000.{n:06}"),
+        thread_ts: None,
+        text: text.into(),
+    }
+}
+
+/// Stores the raw `message.im` event the way Slack delivers it (the row the
+/// transport writes before the conversation runs).
+async fn record_event(app: &TestApp, m: &DirectMessage) {
+    let payload = serde_json::json!({
+        "token": "verification-token",
+        "team_id": m.team_id,
+        "api_app_id": "A0ROBEING",
+        "event": {
+            "type": "message",
+            "channel_type": "im",
+            "user": m.user_id,
+            "text": m.text,
+            "ts": m.ts,
+            "channel": m.channel_id,
+            "event_ts": m.ts,
+            "client_msg_id": uuid::Uuid::new_v4().to_string()
+        },
+        "type": "event_callback",
+        "event_id": m.event_id,
+        "event_time": 1_764_300_000,
+        "authorizations": [{ "team_id": m.team_id, "user_id": "U0BOT0001", "is_bot": true }]
+    });
+    sqlx::query(
+        "INSERT INTO slack_events (event_id, team_id, kind, source, payload) VALUES ($1, $2, 'message', 'http', $3)",
+    )
+    .bind(&m.event_id)
+    .bind(&m.team_id)
+    .bind(payload)
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+async fn say(app: &TestApp, user: &str, text: &str) -> DirectMessage {
+    let m = dm(user, text);
+    handle_message(&app.state, &m).await.unwrap_or_else(|e| panic!("handle_message({text:?}) failed: {e:?}"));
+    m
+}
+
+/// Slack writes (postMessage and update) to one channel, in order.
+fn writes_to(app: &TestApp, channel: &str) -> Vec<Recorded> {
+    app.slack
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/chat.postMessage" || r.path == "/api/chat.update")
+        .filter(|r| r.param("channel").as_deref() == Some(channel))
+        .collect()
+}
+
+fn text_of(r: &Recorded) -> String {
+    r.param("text").unwrap_or_default()
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    id: uuid::Uuid,
+    user_text: String,
+    reply_text: Option<String>,
+    reply_ts: Option<String>,
+    status: String,
+    failure_reason: Option<String>,
+    memorized_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+async fn exchange(app: &TestApp, m: &DirectMessage) -> Row {
+    sqlx::query_as(
+        "SELECT id, user_text, reply_text, reply_ts, status, failure_reason, memorized_at FROM exchanges WHERE channel_id = $1 AND user_ts = $2",
+    )
+    .bind(&m.channel_id)
+    .bind(&m.ts)
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+async fn exchanges_of(app: &TestApp, user: &str) -> Vec<Row> {
+    sqlx::query_as(
+        "SELECT id, user_text, reply_text, reply_ts, status, failure_reason, memorized_at FROM exchanges WHERE user_id = $1 ORDER BY received_at, user_ts",
+    )
+    .bind(user)
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
+/// Waits (bounded) until every exchange of the user is in ChromaDB.
+async fn wait_memorized(app: &TestApp, user: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let rows = exchanges_of(app, user).await;
+        if rows.iter().all(|r| r.memorized_at.is_some()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not memorized within {within:?}: {:?}",
+            rows.iter().filter(|r| r.memorized_at.is_none()).map(|r| &r.user_text).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn hai_from_kim_jong_tae_is_greeted_by_name_and_both_stores_hold_the_exchange() {
+    let chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+
+    let m = say(&app, KIM, "하이").await;
+    let writes = writes_to(&app, &channel_of(KIM));
+    assert_eq!(writes.len(), 1, "exactly one reply: {writes:?}");
+    assert_eq!(writes[0].path, "/api/chat.postMessage");
+    let reply = text_of(&writes[0]);
+    assert!(reply.starts_with("안녕하세요, 김종태님!"), "{reply}");
+    assert_eq!(writes[0].headers["authorization"], format!("Bearer {BOT_TOKEN}"));
+
+    let row = exchange(&app, &m).await;
+    assert_eq!(row.status, "replied");
+    assert_eq!(row.user_text, "하이");
+    assert!(row.reply_text.as_deref().unwrap().starts_with("안녕하세요, 김종태님!"));
+    assert!(row.reply_ts.is_some());
+
+    wait_memorized(&app, KIM, Duration::from_secs(20)).await;
+    let records = chroma.records_of(KIM).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, row.id.to_string(), "the record id is the exchange id");
+    assert!(records[0].1.contains("user: 하이") && records[0].1.contains("김종태님"), "{}", records[0].1);
+    let collection = chroma.collection().await.unwrap();
+    assert_eq!(collection["metadata"]["embedder"], "robeing-hashed-ngrams-v1");
+    assert_eq!(collection["metadata"]["dimension"], 384);
+
+    // English: "hi" from Jane.
+    say(&app, JANE, "hi").await;
+    let writes = writes_to(&app, &channel_of(JANE));
+    assert_eq!(writes.len(), 1);
+    assert!(text_of(&writes[0]).starts_with("Hi, Jane!"), "{}", text_of(&writes[0]));
+
+    // Nothing else reached Slack but start-up's auth.test and the two replies.
+    let other: Vec<String> = app
+        .slack
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .filter(|p| p != "/api/auth.test" && p != "/api/chat.postMessage")
+        .collect();
+    assert!(other.is_empty(), "unexpected Slack calls: {other:?}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_later_question_recalls_what_was_said_earlier_in_english_and_korean() {
+    let chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+
+    say(&app, JANE, "My cat's name is Nabi and she likes tuna").await;
+    say(&app, JANE, "The quarterly report is due on Friday").await;
+    say(&app, KIM, "우리 고양이 이름은 나비야").await;
+    say(&app, KIM, "내일 회의는 세 시야").await;
+    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    wait_memorized(&app, KIM, Duration::from_secs(20)).await;
+
+    say(&app, JANE, "What did I tell you about my cat?").await;
+    let last = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
+    assert!(last.contains("My cat's name is Nabi"), "{last}");
+    assert!(!last.contains("quarterly"), "only what is about the cat: {last}");
+
+    say(&app, KIM, "고양이에 대해 뭐라고 했지?").await;
+    let last = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
+    assert!(last.contains("우리 고양이 이름은 나비야"), "{last}");
+    assert!(!last.contains("회의"), "{last}");
+
+    // Memory is per user: Kim's cat is not Jane's.
+    say(&app, JANE, "what did I say about 고양이?").await;
+    let last = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
+    assert!(!last.contains("나비야"), "another user's memory leaked: {last}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn chroma_down_while_20_messages_arrive_then_back_every_exchange_reaches_it_exactly_once() {
+    let mut chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+    say(&app, BOB, "before the outage").await;
+    wait_memorized(&app, BOB, Duration::from_secs(20)).await;
+
+    chroma.stop().await;
+    for i in 0..20 {
+        say(&app, BOB, &format!("note number {i} while memory is down")).await;
+    }
+    // Every message was answered and stored in Postgres meanwhile.
+    let rows = exchanges_of(&app, BOB).await;
+    assert_eq!(rows.len(), 21);
+    assert!(rows.iter().all(|r| r.status == "replied"));
+    assert_eq!(writes_to(&app, &channel_of(BOB)).len(), 21);
+    // The backlog is visible in /readyz.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let memory_backlog = ready["backlog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"] == "memory_upsert")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(memory_backlog["pending"].as_i64().unwrap_or(0) > 0, "readyz: {ready}");
+    let chroma_check = ready["checks"].as_array().unwrap().iter().find(|c| c["name"] == "chroma").unwrap().clone();
+    assert_eq!(chroma_check["ok"], false, "{chroma_check}");
+
+    chroma.restart().await;
+    wait_memorized(&app, BOB, Duration::from_secs(90)).await;
+    let ids: std::collections::BTreeSet<String> = chroma.records_of(BOB).await.into_iter().map(|(id, _)| id).collect();
+    let expected: std::collections::BTreeSet<String> = rows.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(ids, expected, "ChromaDB holds exactly the stored exchanges");
+    assert_eq!(chroma.count().await, 21, "no duplicates");
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'memory_upsert' AND state <> 'done'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn llm_500s_are_retried_and_the_answer_is_posted_once() {
+    let fake = llm::start().await;
+    fake.script(llm::PATH, [llm::error(500), llm::error(503)]);
+    let app = app(None, Some(&fake), &[]).await;
+    let m = say(&app, JANE, "What should I cook tonight?").await;
+
+    assert_eq!(fake.requests_to(llm::PATH).len(), 3, "two failures, then the answer");
+    let writes = writes_to(&app, &channel_of(JANE));
+    let posts = writes.iter().filter(|w| w.path == "/api/chat.postMessage").count();
+    assert_eq!(posts, 1, "one message in the DM (a placeholder is updated in place): {writes:?}");
+    assert_eq!(text_of(writes.last().unwrap()), "LLM says: What should I cook tonight?");
+    let row = exchange(&app, &m).await;
+    assert_eq!(row.status, "replied");
+    assert_eq!(row.reply_text.as_deref(), Some("LLM says: What should I cook tonight?"));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_llm_that_keeps_timing_out_ends_in_an_apology_and_a_failed_exchange() {
+    let fake = llm::start().await;
+    let slow = || llm::answer("too late").delayed(Duration::from_secs(3));
+    fake.script(llm::PATH, (0..12).map(|_| slow()));
+    let app = app(None, Some(&fake), &[("LLM_TIMEOUT_SECS", "1")]).await;
+    let m = dm(JANE, "Tell me something");
+    record_event(&app, &m).await;
+
+    // First attempt: times out three times; meanwhile a placeholder is shown.
+    let err = handle_message(&app.state, &m).await.expect_err("the LLM never answers in time");
+    assert!(matches!(err, robeing::jobs::JobError::Retry { .. }), "{err:?}");
+    assert_eq!(fake.requests_to(llm::PATH).len(), 3);
+    let writes = writes_to(&app, &channel_of(JANE));
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(text_of(&writes[0]), "…");
+    let row = exchange(&app, &m).await;
+    assert_eq!(row.status, "received");
+    let placeholder_ts = row.reply_ts.clone().expect("the placeholder's ts is stored");
+
+    // The outbox's retry: no second placeholder.
+    handle_message(&app.state, &m).await.expect_err("still too slow");
+    assert_eq!(writes_to(&app, &channel_of(JANE)).len(), 1, "no second placeholder");
+
+    // The job dies: the real job runner calls the conversation's dead-job hook.
+    sqlx::query(
+        "INSERT INTO jobs (kind, dedupe_key, payload, team_id, max_attempts) VALUES ('slack_event', $1, $2, $3, 1)",
+    )
+    .bind(format!("event:{}", m.event_id))
+    .bind(serde_json::json!({ "event_id": m.event_id }))
+    .bind(TEAM_ID)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    app.state.wake_workers.notify_one();
+    let updates = app.slack.wait_for("/api/chat.update", 1, Duration::from_secs(30)).await;
+    assert_eq!(updates.len(), 1, "the apology replaces the placeholder");
+    assert_eq!(updates[0].param("ts").as_deref(), Some(placeholder_ts.as_str()));
+    assert!(text_of(&updates[0]).starts_with("Sorry, I could not reply"), "{}", text_of(&updates[0]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let row = exchange(&app, &m).await;
+        if row.status != "received" || tokio::time::Instant::now() > deadline {
+            break row;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(row.status, "failed");
+    assert!(!row.failure_reason.unwrap_or_default().is_empty());
+    // Nothing more: no second message, and a late redelivery does not reply.
+    handle_message(&app.state, &m).await.unwrap();
+    let posts = app.slack.requests_to("/api/chat.postMessage").len();
+    assert_eq!(posts, 1, "only the placeholder was ever posted");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn llm_output_mentioning_channel_is_neutralised() {
+    let fake = llm::start().await;
+    fake.script(llm::PATH, [llm::answer("Sure! <!channel> look & see <@U0BOB0001> <https://evil.example|click>")]);
+    let app = app(None, Some(&fake), &[]).await;
+    let m = say(&app, JANE, "announce it").await;
+    let writes = writes_to(&app, &channel_of(JANE));
+    assert_eq!(writes.len(), 1);
+    let sent = text_of(&writes[0]);
+    assert_eq!(sent, "Sure! &lt;!channel&gt; look &amp; see &lt;@U0BOB0001&gt; &lt;https://evil.example|click&gt;");
+    assert!(!sent.contains('<') && !sent.contains('>'));
+    // The log keeps what the LLM said.
+    assert_eq!(
+        exchange(&app, &m).await.reply_text.as_deref(),
+        Some("Sure! <!channel> look & see <@U0BOB0001> <https://evil.example|click>")
+    );
+    // Commands never go to the LLM.
+    say(&app, JANE, "forget me").await;
+    assert_eq!(fake.requests_to(llm::PATH).len(), 1, "forget is not the LLM's to handle");
+    assert!(writes_to(&app, &channel_of(JANE)).last().unwrap().json()["blocks"].is_array());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_llm_prompt_carries_name_locale_local_time_history_and_memories() {
+    let chroma = Chroma::start().await;
+    let fake = llm::start().await;
+    let app = app(Some(&chroma), Some(&fake), &[]).await;
+
+    say(&app, JANE, "My cat's name is Nabi").await;
+    say(&app, JANE, "How are you today?").await;
+    let requests = fake.requests_to(llm::PATH);
+    assert_eq!(requests.len(), 2);
+    let r = &requests[1];
+    assert_eq!(r.headers["authorization"], format!("Bearer {}", llm::API_KEY));
+    assert_eq!(r.json()["model"], llm::MODEL);
+    let messages = llm::messages(r);
+    let system = &messages[0].1;
+    assert_eq!(messages[0].0, "system");
+    assert!(system.contains("Jane") && system.contains("en-US") && system.contains("Asia/Seoul"), "{system}");
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Seoul).format("%Y-%m-%d").to_string();
+    assert!(system.contains(&today), "local date in the prompt: {system}");
+    assert_eq!(
+        &messages[1..],
+        &[
+            ("user".to_owned(), "My cat's name is Nabi".to_owned()),
+            ("assistant".to_owned(), "LLM says: My cat's name is Nabi".to_owned()),
+            ("user".to_owned(), "How are you today?".to_owned()),
+        ],
+        "history, then the message"
+    );
+
+    // A long message pushes the cat out of the history budget; memory brings it back.
+    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    say(&app, JANE, &"lorem ipsum dolor ".repeat(500)).await;
+    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    say(&app, JANE, "what is my cat called?").await;
+    let last = fake.requests_to(llm::PATH).pop().unwrap();
+    let messages = llm::messages(&last);
+    assert_eq!(messages.len(), 2, "no history fits the budget: {messages:?}");
+    assert!(messages[0].1.contains("user: My cat's name is Nabi"), "memory in the prompt: {}", messages[0].1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn nul_rtl_override_and_a_40000_character_message_are_handled_and_stored_faithfully() {
+    let chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+
+    let nul = say(&app, BOB, "before\0after").await;
+    let rtl_text = "invoice \u{202E}fdp.exe\u{202C} and \u{2067}isolate\u{2069}";
+    let rtl = say(&app, BOB, rtl_text).await;
+    let long_text: String =
+        (0..40_000).map(|i| if i % 7 == 0 { '가' } else { (b'a' + (i % 26) as u8) as char }).collect();
+    assert_eq!(long_text.chars().count(), 40_000);
+    let long = say(&app, BOB, &long_text).await;
+
+    // Postgres text cannot hold NUL: it is stored as U+FFFD, everything else as sent.
+    assert_eq!(exchange(&app, &nul).await.user_text, "before\u{FFFD}after");
+    assert_eq!(exchange(&app, &rtl).await.user_text, rtl_text);
+    let row = exchange(&app, &long).await;
+    assert_eq!(row.user_text, long_text);
+    assert_eq!(row.status, "replied");
+    assert_eq!(writes_to(&app, &channel_of(BOB)).len(), 3, "one reply each");
+    wait_memorized(&app, BOB, Duration::from_secs(30)).await;
+    assert_eq!(chroma.records_of(BOB).await.len(), 3);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn forget_removes_the_users_data_from_both_stores_and_nothing_else() {
+    let chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+    for user in [JANE, BOB, KIM] {
+        say(&app, user, "I live in Busan").await;
+        say(&app, user, "My favourite colour is green").await;
+    }
+    for user in [JANE, BOB, KIM] {
+        wait_memorized(&app, user, Duration::from_secs(20)).await;
+    }
+
+    // Jane asks, gets Confirm/Cancel buttons, confirms with the button.
+    say(&app, JANE, "forget me").await;
+    let prompt = writes_to(&app, &channel_of(JANE)).pop().unwrap();
+    let blocks = prompt.json()["blocks"].clone();
+    let actions: Vec<String> = blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .map(|e| e["action_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(actions, vec!["forget_confirm", "forget_cancel"]);
+    assert_eq!(exchanges_of(&app, JANE).await.len(), 3, "asking deletes nothing");
+    conversation::handle_forget_action(&app.state, JANE, true).await.unwrap();
+    assert!(exchanges_of(&app, JANE).await.is_empty());
+    let confirmation = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
+    assert!(confirmation.starts_with("Done: I deleted 3 conversations"), "{confirmation}");
+
+    // Bob cancels: everything stays.
+    conversation::handle_forget_action(&app.state, BOB, false).await.unwrap();
+    assert_eq!(text_of(writes_to(&app, &channel_of(BOB)).last().unwrap()), "OK, I kept everything.");
+
+    // Kim confirms in words, in Korean.
+    say(&app, KIM, "네, 잊어줘").await;
+    let kim_reply = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
+    assert!(kim_reply.starts_with("대화 기록 2건을 지웠고"), "{kim_reply}");
+    let kim_rows = exchanges_of(&app, KIM).await;
+    assert_eq!(kim_rows.len(), 1, "only the confirmation itself remains");
+    assert_eq!(kim_rows[0].user_text, "네, 잊어줘");
+
+    // ChromaDB: Jane's and Kim's records go (the forget jobs run), Bob's stay.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while (!chroma.records_of(JANE).await.is_empty() || !chroma.records_of(KIM).await.is_empty())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(chroma.records_of(JANE).await.is_empty());
+    assert!(chroma.records_of(KIM).await.is_empty());
+    assert_eq!(chroma.records_of(BOB).await.len(), 2);
+    assert_eq!(exchanges_of(&app, BOB).await.len(), 2);
+    assert_eq!(chroma.count().await, 2, "nothing else in the collection");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redelivered_message_gets_exactly_one_reply() {
+    let chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+    let m = dm(JANE, "hello");
+    handle_message(&app.state, &m).await.unwrap();
+    handle_message(&app.state, &m).await.unwrap();
+    let mut again = m.clone();
+    again.event_id = "Ev0CONVREDELIVERED".into();
+    handle_message(&app.state, &again).await.unwrap();
+    assert_eq!(writes_to(&app, &channel_of(JANE)).len(), 1);
+    assert_eq!(exchanges_of(&app, JANE).await.len(), 1);
+    let jobs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'memory_upsert'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(jobs, 1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn export_sends_the_history_as_labelled_parts() {
+    let app = app(None, None, &[]).await;
+    say(&app, KIM, "첫 번째 메모: 우유 사기").await;
+    say(&app, KIM, &"긴 메모 ".repeat(1_000)).await;
+    say(&app, KIM, "세 번째 <메모> & 끝").await;
+    let before = writes_to(&app, &channel_of(KIM)).len();
+    say(&app, KIM, "내보내기").await;
+    let writes = writes_to(&app, &channel_of(KIM));
+    let new: Vec<String> = writes[before..].iter().map(text_of).collect();
+    assert!(new[0].starts_with("대화 기록 내보내기: 3건"), "{new:?}");
+    let parts = &new[1..];
+    assert!(parts.len() >= 3, "the long memo needs several parts: {}", parts.len());
+    for (i, p) in parts.iter().enumerate() {
+        assert!(p.starts_with(&format!("*대화 기록 ({}/{})*", i + 1, parts.len())), "{p}");
+        assert!(p.chars().count() <= 3_000);
+    }
+    let all = parts.concat();
+    assert!(all.contains("첫 번째 메모: 우유 사기"));
+    assert!(all.contains("세 번째 &lt;메모&gt; &amp; 끝"), "escaped: {all}");
+    assert!(!all.contains("내보내기"), "the request itself is not exported");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_built_in_responder_understands_requests_in_korean_and_english_and_says_what_it_cannot_do() {
+    let chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+    let reply = |user: &'static str| {
+        let app = &app;
+        async move { text_of(writes_to(app, &channel_of(user)).last().unwrap()) }
+    };
+
+    say(&app, JANE, "help").await;
+    let r = reply(JANE).await;
+    assert!(r.contains("forget me") && r.contains("export") && r.contains("/brief"), "{r}");
+    assert!(r.contains("no language model (LLM) is connected"), "says what it cannot do: {r}");
+    say(&app, KIM, "뭐 할 수 있어?").await;
+    let r = reply(KIM).await;
+    assert!(r.contains("나를 잊어줘") && r.contains("내보내기"), "{r}");
+    assert!(r.contains("언어 모델(LLM)이 연결되어 있지 않아서"), "{r}");
+
+    say(&app, JANE, "can I get my morning briefing?").await;
+    assert!(reply(JANE).await.contains("type `/brief`"));
+    say(&app, KIM, "브리핑 언제 와?").await;
+    assert!(reply(KIM).await.contains("`/brief`"));
+
+    say(&app, JANE, "reconnect gmail").await;
+    assert!(reply(JANE).await.contains("*Reconnect Gmail*"));
+    say(&app, KIM, "지메일 다시 연결하고 싶어").await;
+    assert!(reply(KIM).await.contains("*Gmail 다시 연결*"));
+
+    say(&app, JANE, "status").await;
+    let r = reply(JANE).await;
+    assert!(r.contains("Conversations stored: 4") && r.contains("Memory (ChromaDB): on"), "{r}");
+    say(&app, KIM, "상태").await;
+    assert!(reply(KIM).await.contains("저장된 대화: 4건"));
+
+    say(&app, JANE, "Tell me a joke about penguins").await;
+    let r = reply(JANE).await;
+    assert!(r.starts_with("Got it, Jane") && r.contains("No language model"), "{r}");
+    say(&app, KIM, "펭귄 농담 해줘").await;
+    assert!(reply(KIM).await.starts_with("김종태님, 메시지를 저장해 두었어요."));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_collection_of_another_dimension_is_refused_not_mixed() {
+    let chroma = Chroma::start().await;
+    chroma
+        .create_collection(
+            serde_json::json!({ "embedder": "openai-compatible:text-embedding-3-small", "dimension": 1536 }),
+        )
+        .await;
+    let app = app(Some(&chroma), None, &[]).await;
+    let m = say(&app, JANE, "hello").await;
+    assert_eq!(exchange(&app, &m).await.status, "replied", "the reply does not depend on memory");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let error = loop {
+        let e: Option<String> = sqlx::query_scalar("SELECT last_error FROM jobs WHERE kind = 'memory_upsert'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        if e.is_some() || tokio::time::Instant::now() > deadline {
+            break e.unwrap_or_default();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains("1536-dimensional") && error.contains("384 dimensions"), "{error}");
+    assert!(error.contains("Fix: set CHROMA_COLLECTION"), "{error}");
+    assert_eq!(chroma.count().await, 0, "nothing was mixed in");
+    assert!(exchange(&app, &m).await.memorized_at.is_none());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn embeddings_come_from_an_openai_compatible_api_when_configured() {
+    let chroma = Chroma::start().await;
+    let embeddings = Recorder::start(std::sync::Arc::new(|r: &Recorded| {
+        let n = r.json()["input"].as_array().map(Vec::len).unwrap_or(0);
+        let data: Vec<Value> = (0..n)
+            .map(|i| serde_json::json!({ "object": "embedding", "index": i, "embedding": [0.6, 0.8, 0.0] }))
+            .collect();
+        crate::fakes::recorder::Scripted::json(
+            200,
+            serde_json::json!({ "object": "list", "data": data, "model": "embed-test", "usage": { "prompt_tokens": 3, "total_tokens": 3 } }),
+        )
+    }))
+    .await;
+    let base = embeddings.url("/v1");
+    let app = app(
+        Some(&chroma),
+        None,
+        &[("EMBEDDING_BASE_URL", &base), ("EMBEDDING_MODEL", "embed-test"), ("EMBEDDING_API_KEY", "emb-key-1")],
+    )
+    .await;
+    say(&app, JANE, "remember the milk").await;
+    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    let collection = chroma.collection().await.unwrap();
+    assert_eq!(collection["metadata"]["embedder"], "openai-compatible:embed-test");
+    assert_eq!(collection["metadata"]["dimension"], 3);
+    let calls = embeddings.requests_to("/v1/embeddings");
+    assert_eq!(calls.len(), 1, "one document embedded");
+    assert_eq!(calls[0].json()["model"], "embed-test");
+    assert_eq!(calls[0].headers["authorization"], "Bearer emb-key-1");
+    assert!(calls[0].json()["input"][0].as_str().unwrap().starts_with("user: remember the milk"));
+    assert_eq!(chroma.records_of(JANE).await.len(), 1);
+    app.stop().await.unwrap();
+}
+
+/// The conversation benchmark (docs/benchmarks.md, "Conversation"). Not a
+/// test: it asserts nothing about speed, it prints figures. Run with
+/// `cargo test --release --test api bench_conversation -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly with --ignored --nocapture"]
+async fn bench_conversation() {
+    use std::{sync::Arc, time::Instant};
+
+    fn pct(sorted: &[Duration], p: f64) -> f64 {
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[i].as_secs_f64() * 1000.0
+    }
+
+    let fake = llm::start().await;
+    for chroma_on in [false, true] {
+        let chroma = if chroma_on { Some(Chroma::start().await) } else { None };
+        let app = app(chroma.as_ref(), Some(&fake), &[]).await;
+        let users: Vec<String> = (0..50).map(|i| format!("U0BENCH{i:03}")).collect();
+        for u in &users {
+            add_user(&app, u, "Bench User", "bench", "Asia/Seoul", "en-US").await;
+        }
+        let phase_start = Instant::now();
+        let mut total = 0usize;
+        for (concurrent, per_user) in [(1usize, 1_000usize), (50, 60)] {
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for u in users.iter().take(concurrent) {
+                let state = app.state.clone();
+                let u = u.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(per_user);
+                    for k in 0..per_user {
+                        let m = dm(&u, &format!("benchmark message {k}: what should I remember about the weather?"));
+                        let t = Instant::now();
+                        handle_message(&state, &m).await.unwrap();
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                }));
+            }
+            let mut lat: Vec<Duration> = Vec::new();
+            for t in tasks {
+                lat.extend(t.await.unwrap());
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            lat.sort();
+            total += lat.len();
+            println!(
+                "BENCH chroma={chroma_on} users={concurrent} exchanges={} secs={elapsed:.2} rate={:.0}/s p50={:.1}ms p99={:.1}ms max={:.1}ms",
+                lat.len(),
+                lat.len() as f64 / elapsed,
+                pct(&lat, 0.5),
+                pct(&lat, 0.99),
+                pct(&lat, 1.0)
+            );
+        }
+        if let Some(chroma) = &chroma {
+            // The memory backlog the replies left behind, drained by the job workers.
+            let deadline = Instant::now() + Duration::from_secs(600);
+            loop {
+                let pending: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'memory_upsert' AND state <> 'done'")
+                        .fetch_one(&app.db)
+                        .await
+                        .unwrap();
+                if pending == 0 || Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let elapsed = phase_start.elapsed().as_secs_f64();
+            println!(
+                "BENCH memory: {} exchanges in ChromaDB {elapsed:.2} s after the first message ({:.0}/s end to end)",
+                chroma.count().await,
+                total as f64 / elapsed
+            );
+            // Raw upserts through robeing's memory client (embed + upsert), 16 at a time.
+            let memory = app.state.memory.clone().unwrap();
+            let rows = robeing::storage::exchanges::all_for_user(&app.db, &users[0]).await.unwrap();
+            let rows = Arc::new(rows);
+            let started = Instant::now();
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..16 {
+                let (memory, rows, next) = (memory.clone(), rows.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(e) = rows.get(i) else { break };
+                        memory.remember(e).await.unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            println!(
+                "BENCH upsert: {} single-record upserts (16 concurrent) in {elapsed:.2} s = {:.0}/s",
+                rows.len(),
+                rows.len() as f64 / elapsed
+            );
+        }
+        app.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_slow_llm_reply_shows_a_placeholder_that_is_updated_in_place() {
+    let fake = llm::start().await;
+    fake.script(llm::PATH, [llm::answer("Here is a considered answer.").delayed(Duration::from_millis(2_500))]);
+    let app = app(None, Some(&fake), &[]).await;
+    let m = say(&app, JANE, "Think hard about this").await;
+    let writes = writes_to(&app, &channel_of(JANE));
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!((writes[0].path.as_str(), text_of(&writes[0]).as_str()), ("/api/chat.postMessage", "…"));
+    assert_eq!(writes[1].path, "/api/chat.update");
+    assert_eq!(text_of(&writes[1]), "Here is a considered answer.");
+    let row = exchange(&app, &m).await;
+    assert_eq!(row.status, "replied");
+    assert_eq!(writes[1].param("ts"), row.reply_ts, "the update targets the placeholder, whose ts is the reply's");
+    assert_eq!(fake.requests_to(llm::PATH).len(), 1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_workers_on_the_same_message_reply_once() {
+    let fake = llm::start().await;
+    fake.script(llm::PATH, [llm::answer("only once").delayed(Duration::from_millis(800))]);
+    let app = app(None, Some(&fake), &[]).await;
+    let m = dm(JANE, "are you there?");
+    let (first, second) = tokio::join!(handle_message(&app.state, &m), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        handle_message(&app.state, &m).await
+    });
+    first.unwrap();
+    match second {
+        Err(robeing::jobs::JobError::Retry { after: Some(_), .. }) => {}
+        other => panic!("the second worker must back off while the first replies: {other:?}"),
+    }
+    // Its retry finds the exchange answered.
+    handle_message(&app.state, &m).await.unwrap();
+    let writes = writes_to(&app, &channel_of(JANE));
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(text_of(&writes[0]), "only once");
+    assert_eq!(fake.requests_to(llm::PATH).len(), 1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dm_whose_job_dies_before_it_is_stored_still_gets_an_apology() {
+    let app = app(None, None, &[]).await;
+    // A user the transport never managed to store: the exchange cannot be written.
+    let mut m = dm("U0GHOST01", "하이");
+    m.channel_id = "D0GHOST01".into();
+    record_event(&app, &m).await;
+    let err = handle_message(&app.state, &m).await.expect_err("no user row");
+    assert!(matches!(err, robeing::jobs::JobError::Retry { .. }));
+    // The job runner's dead-job hook (the runner path itself is exercised by
+    // the LLM-timeout test; here the hook is called as the runner calls it).
+    let job = robeing::storage::jobs::Job {
+        id: 1,
+        kind: "slack_event".into(),
+        payload: serde_json::json!({ "event_id": m.event_id }),
+        attempts: 12,
+        max_attempts: 12,
+        created_at: chrono::Utc::now(),
+    };
+    conversation::on_reply_job_dead(&app.state, &job, &anyhow::anyhow!("user U0GHOST01 is not stored yet")).await;
+    let posts = app.slack.wait_for("/api/chat.postMessage", 1, Duration::from_secs(20)).await;
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].param("channel").as_deref(), Some("D0GHOST01"));
+    assert!(text_of(&posts[0]).starts_with("죄송해요"), "{}", text_of(&posts[0]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.slack.requests_to("/api/chat.postMessage").len(), 1, "one apology, nothing else");
+    app.stop().await.unwrap();
+}

@@ -1,0 +1,159 @@
+//! A REAL ChromaDB server for tests: `chroma run` from the virtualenv at
+//! `ROBEING_CHROMA_BIN` (default `~/.cache/robeing/chroma-venv/bin/chroma`;
+//! CI installs it), on a free loopback port with its data in a temporary
+//! directory. It can be stopped and started again on the same path and port
+//! (an outage), and is killed when dropped. The helpers read ChromaDB over
+//! its own v2 REST API, independently of robeing's client.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use serde_json::{Value, json};
+
+/// How long a cold `chroma run` may take to answer its heartbeat.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Chroma {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+    http: reqwest::Client,
+}
+
+fn binary() -> PathBuf {
+    match std::env::var("ROBEING_CHROMA_BIN") {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => dirs::home_dir().expect("a home directory").join(".cache/robeing/chroma-venv/bin/chroma"),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Chroma {
+    /// Starts a fresh server and waits until it answers.
+    pub async fn start() -> Self {
+        robeing::startup::install_crypto_provider();
+        let mut c = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+        };
+        c.run().await;
+        c
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn run(&mut self) {
+        let bin = binary();
+        assert!(bin.exists(), "ChromaDB is not installed at {} (set ROBEING_CHROMA_BIN)", bin.display());
+        let child = tokio::process::Command::new(&bin)
+            .args(["run", "--path"])
+            .arg(self.dir.path().join("data"))
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .env("ANONYMIZED_TELEMETRY", "False")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/api/v2/heartbeat", self.url())).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "ChromaDB did not start within {START_TIMEOUT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the server (SIGTERM, then waits); the data stays.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGTERM);
+            }
+            if tokio::time::timeout(Duration::from_secs(15), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+        // The port must refuse connections before we call it an outage.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts it again on the same path and port.
+    pub async fn restart(&mut self) {
+        self.run().await;
+    }
+
+    fn collections(&self) -> String {
+        format!("{}/api/v2/tenants/default_tenant/databases/default_database/collections", self.url())
+    }
+
+    /// The collection robeing uses (`robeing_memory`), if it exists.
+    pub async fn collection(&self) -> Option<Value> {
+        let all: Value = self.http.get(self.collections()).send().await.unwrap().json().await.unwrap();
+        all.as_array()?.iter().find(|c| c["name"] == "robeing_memory").cloned()
+    }
+
+    /// Creates robeing's collection ahead of robeing, with this metadata.
+    pub async fn create_collection(&self, metadata: Value) {
+        let r = self
+            .http
+            .post(self.collections())
+            .json(&json!({ "name": "robeing_memory", "metadata": metadata }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    /// Records of one user: (id, document).
+    pub async fn records_of(&self, user_id: &str) -> Vec<(String, String)> {
+        let Some(c) = self.collection().await else { return Vec::new() };
+        let id = c["id"].as_str().unwrap();
+        let v: Value = self
+            .http
+            .post(format!("{}/{id}/get", self.collections()))
+            .json(&json!({ "where": { "user_id": user_id }, "include": ["documents"] }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids = v["ids"].as_array().cloned().unwrap_or_default();
+        let docs = v["documents"].as_array().cloned().unwrap_or_default();
+        ids.iter()
+            .zip(docs.iter())
+            .map(|(i, d)| (i.as_str().unwrap().to_owned(), d.as_str().unwrap_or("").to_owned()))
+            .collect()
+    }
+
+    /// How many records the collection holds.
+    pub async fn count(&self) -> u64 {
+        let Some(c) = self.collection().await else { return 0 };
+        let id = c["id"].as_str().unwrap();
+        let r = self.http.get(format!("{}/{id}/count", self.collections())).send().await.unwrap();
+        r.json::<Value>().await.unwrap().as_u64().unwrap()
+    }
+}
+
+impl Drop for Chroma {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
