@@ -849,3 +849,32 @@ async fn a_dm_whose_job_dies_before_it_is_stored_still_gets_an_apology() {
     assert_eq!(app.slack.requests_to("/api/chat.postMessage").len(), 1, "one apology, nothing else");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn forgetting_while_chroma_is_down_finishes_when_it_returns() {
+    let mut chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+    say(&app, JANE, "my passport number is X1234567").await;
+    say(&app, BOB, "I like trains").await;
+    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    wait_memorized(&app, BOB, Duration::from_secs(20)).await;
+
+    chroma.stop().await;
+    conversation::handle_forget_action(&app.state, JANE, true).await.unwrap();
+    assert!(exchanges_of(&app, JANE).await.is_empty(), "Postgres forgets at once");
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'memory_forget' AND state IN ('queued', 'running')")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(queued, 1, "the ChromaDB deletion waits, durably");
+
+    chroma.restart().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !chroma.records_of(JANE).await.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(chroma.records_of(JANE).await.is_empty(), "Jane's memory is gone once ChromaDB is back");
+    assert_eq!(chroma.records_of(BOB).await.len(), 1, "Bob's stays");
+    app.stop().await.unwrap();
+}
