@@ -149,6 +149,13 @@ async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
 
 /// What happens when a job dies: the user-facing kinds tell the user.
 async fn on_dead(state: &AppState, job: &Job, error: &anyhow::Error) {
+    // An inactive workspace gets nothing, not even an apology: Slack would
+    // refuse it, and its owners removed robeing on purpose.
+    if let Ok(Some(team)) = crate::storage::jobs::team_of(&state.db, job.id).await
+        && let Ok(Some(_)) = crate::storage::users::inactive_reason(&state.db, &team).await
+    {
+        return;
+    }
     if job.kind == "slack_event" {
         crate::conversation::on_reply_job_dead(state, job, error).await;
     }

@@ -158,6 +158,7 @@ pub async fn prune_done(executor: impl PgExecutor<'_>, days: i32) -> Result<u64,
 pub async fn team_of(executor: impl PgExecutor<'_>, id: i64) -> Result<Option<String>, sqlx::Error> {
     let team = sqlx::query_scalar!(r#"SELECT team_id FROM jobs WHERE id = $1"#, id).fetch_optional(executor).await?;
     Ok(team.flatten())
+}
 
 /// Claims up to `limit` more due jobs of one kind (for handlers that do
 /// their work in batches), leasing each for `lease_secs`.

@@ -10,8 +10,8 @@
 
 pub mod embedded;
 pub mod events;
-pub mod gmail;
 pub mod exchanges;
+pub mod gmail;
 pub mod jobs;
 pub mod oauth_states;
 pub mod users;

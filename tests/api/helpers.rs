@@ -57,7 +57,6 @@ pub struct TestApp {
     pub slack: Recorder,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
-    pub state: std::sync::Arc<robeing::startup::AppState>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// The running application's state, for tests that drive a module directly.
     pub state: std::sync::Arc<robeing::startup::AppState>,
@@ -127,7 +126,6 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         slack,
         http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
         shutdown,
-        state,
         task,
         state,
     }

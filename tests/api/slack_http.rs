@@ -338,8 +338,7 @@ async fn own_bot_messages_edits_and_channels_are_ignored_and_nothing_is_sent() {
 async fn first_contact_fetches_users_info_once_and_stores_the_profile() {
     let app = spawn_app().await;
     assert_eq!(Post::event(&dm("Ev0FIRST", "U0KIMJT01", "하이")).send(&app).await.status(), 200);
-    // The conversation engine is another module; until it is merged its
-    // stand-in fails permanently. The transport's part is the user row.
+    // The transport's part is the user row (the reply is the conversation's).
     let _ = job_outcome(&app.db, "Ev0FIRST").await;
     type Row = (String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
     let row: Row = sqlx::query_as(
@@ -391,7 +390,8 @@ async fn first_contact_fetches_users_info_once_and_stores_the_profile() {
             .unwrap();
     assert_eq!((tz.as_str(), name.as_str()), ("Europe/Berlin", "JT"));
     assert_eq!(app.slack.requests_to("/api/users.info").len(), 2);
-    assert!(app.slack.requests_to("/api/chat.postMessage").is_empty());
+    // Each of the two DMs got exactly one reply; user_change sent nothing.
+    assert_eq!(app.slack.requests_to("/api/chat.postMessage").len(), 2);
     app.stop().await.unwrap();
 }
 

@@ -102,9 +102,13 @@ async fn envelopes_are_acked_after_they_are_recorded_and_dedupe_with_http() {
         assert_eq!(count(&app.db, &format!("SELECT count(*) FROM slack_events WHERE event_id = '{id}'")).await, 1);
         assert_eq!(count(&app.db, &format!("SELECT count(*) FROM jobs WHERE dedupe_key = 'event:{id}'")).await, 1);
     }
-    // Jobs ran: the command and the action are handled (logged) without sending anything.
+    // Jobs ran: each of the two DMs got exactly one reply, whichever
+    // transport delivered it first; the command and the action sent nothing.
     assert_eq!(job_outcome(&app.db, "cmd:111.222.sock").await.0, "done");
-    assert!(app.slack.requests_to("/api/chat.postMessage").is_empty());
+    for id in ["Ev0SOCKET", "Ev0HTTPFIRST"] {
+        assert_eq!(job_outcome(&app.db, id).await.0, "done");
+    }
+    assert_eq!(app.slack.requests_to("/api/chat.postMessage").len(), 2);
     assert!(conn.next(Duration::from_millis(300)).await.is_none(), "nothing but acks was sent");
     app.stop().await.unwrap();
 }

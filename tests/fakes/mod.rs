@@ -4,8 +4,8 @@
 //! `tests/fixtures/`) and records every request it received, so a test can
 //! assert what was — and was not — sent.
 
-pub mod google;
 pub mod chroma;
+pub mod google;
 pub mod llm;
 pub mod recorder;
 pub mod slack;
