@@ -148,30 +148,24 @@ async fn slack_write(
         .slack
         .as_ref()
         .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("SLACK_BOT_TOKEN is not set; cannot reply")))?;
-    let session = slack.session();
-    let mut content = SlackMessageContent::new().with_text(text.to_owned());
-    if let Some(blocks) = blocks {
-        content = content.with_blocks(blocks);
-    }
-    let result = match target {
-        Target::New { channel, thread_ts } => {
-            let mut req = SlackApiChatPostMessageRequest::new(channel.into(), content);
-            if let Some(t) = thread_ts {
-                req = req.with_thread_ts(t.into());
-            }
-            session.chat_post_message(&req).await.map(|r| r.ts.0)
-        }
-        Target::Update { channel, ts } => session
-            .chat_update(&SlackApiChatUpdateRequest::new(channel.into(), content, ts.into()))
-            .await
-            .map(|_| ts.to_owned()),
+    // Through the transport's client: per-channel pacing, 429s waited out,
+    // and an error that tells the outbox whether (and when) to retry.
+    let blocks = match blocks {
+        Some(b) => Some(
+            b.iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| JobError::Permanent(anyhow::Error::new(e).context("building Block Kit blocks")))?,
+        ),
+        None => None,
     };
-    result.map_err(|e| match e {
-        slack_morphism::errors::SlackClientError::RateLimitError(r) => {
-            JobError::Retry { after: r.retry_after, error: anyhow::anyhow!("Slack rate-limited the reply") }
+    match target {
+        Target::New { channel, thread_ts } => Ok(slack.post_message(channel, text, blocks, thread_ts).await?),
+        Target::Update { channel, ts } => {
+            slack.update_message(channel, ts, text, blocks).await?;
+            Ok(ts.to_owned())
         }
-        other => JobError::retry(anyhow::Error::new(other).context("posting the reply to Slack")),
-    })
+    }
 }
 
 /// The longest Slack rate-limit wait taken inside a reply (Slack allows
