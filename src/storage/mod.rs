@@ -122,8 +122,12 @@ pub async fn connect(options: PgConnectOptions) -> Result<PgPool, DatabaseError>
 /// A loopback host with no `sslmode` in the URL connects without TLS: on
 /// loopback TLS protects nothing, and negotiating it (libpq's and sqlx's
 /// default `prefer`) cost about 100 ms per new connection here — a third of
-/// start-up, and a stall whenever the pool grows under load. An explicit
-/// `sslmode` is always obeyed.
+/// start-up, and a stall whenever the pool grows under load. Worse, sqlx
+/// 0.9.0 no longer sets `TCP_NODELAY` (sqlx#4335): a statement larger than
+/// one TLS record (16 KB, e.g. a group commit of a few dozen events) waited
+/// about 40 ms for a delayed ACK, which cost the ingest benchmark a factor of
+/// four. A remote database with TLS still has that stall on large statements
+/// until sqlx ships the fix. An explicit `sslmode` is always obeyed.
 pub fn options_from_url(url: &str) -> Result<PgConnectOptions, DatabaseError> {
     let options = url.parse::<PgConnectOptions>().map_err(|e| DatabaseError::BadUrl(e.to_string()))?;
     let explicit_sslmode =
