@@ -16,11 +16,13 @@
 //!   Postgres, then acknowledged.
 //! - [`jobs`]: workers for the durable outbox.
 //! - [`conversation`]: DM in → reply out, with memory.
+//! - [`briefing`], [`news`]: the morning briefing (scheduler, Gmail and news sections, delivery).
 //! - [`slack`]: the Slack Web API client and transport pieces.
 //! - [`storage`]: Postgres — connection, migrations, all SQL.
 //! - [`health`]: the readiness report.
 //! - [`error`], [`telemetry`]: the error and logging policies.
 
+pub mod briefing;
 pub mod cli;
 pub mod config;
 pub mod conversation;
@@ -29,6 +31,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod news;
 pub mod pipeline;
 pub mod slack;
 pub mod startup;

@@ -184,6 +184,7 @@ impl Application {
         });
 
         let workers = tokio::spawn(crate::jobs::run(state.clone(), state.wake_workers.clone(), shutdown.child_token()));
+        let scheduler = tokio::spawn(crate::briefing::scheduler::run(state.clone(), shutdown.child_token()));
         let app = crate::http::router(state.clone());
         let server_token = shutdown.clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move { server_token.cancelled().await });
@@ -191,6 +192,7 @@ impl Application {
         shutdown.cancel();
         let _ = ingest_task.await;
         let _ = workers.await;
+        let _ = scheduler.await;
         state.db.close().await;
         if let Some(pg) = embedded
             && let Err(e) = pg.stop().await

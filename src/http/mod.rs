@@ -2,11 +2,16 @@
 //! Handlers are thin: they authenticate, parse, hand work to the pipeline or
 //! a module, and map errors through [`crate::error::ApiError`].
 
+pub mod cron;
 pub mod health;
 
 use std::sync::Arc;
 
-use axum::{Router, extract::DefaultBodyLimit, routing::get};
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+};
 use tower_http::trace::TraceLayer;
 
 use crate::startup::AppState;
@@ -19,6 +24,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/cron/daily-summary", post(cron::daily_summary))
         .fallback(|| async { crate::error::ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -128,8 +128,10 @@ async fn run_one(state: &AppState, job: Job) {
 
 /// Runs one job by kind.
 async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
-    let _ = state;
-    Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind)))
+    match job.kind.as_str() {
+        crate::briefing::deliver::JOB_KIND => crate::briefing::deliver::run_job(state, job).await,
+        _ => Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind))),
+    }
 }
 
 /// What happens when a job dies: the user-facing kinds tell the user.

@@ -1,0 +1,308 @@
+//! Delivering briefings: the `briefing_deliver` job that composes, renders
+//! and posts a claimed daily briefing by DM, and the direct paths used by
+//! `/brief` (the slash command's `response_url`, else a DM) and the CLI.
+//!
+//! # Exactly once, and what is left of "at least once"
+//!
+//! The scheduler claims a daily briefing (a row in `briefings`, unique per
+//! user and local date) and enqueues its job (`dedupe_key`
+//! `briefing:<id>`) in ONE transaction: there is never a claim without a job
+//! (so never no briefing), nor two claims (so never two jobs). The job runs
+//! under a lease and is retried until it succeeds or its attempts run out,
+//! and then the row says `failed` with the reason — never silently nothing.
+//! A job whose row is no longer `claimed` does nothing.
+//!
+//! One window remains, and no design around a third-party API without
+//! idempotency keys can close it: if the process dies after Slack accepted
+//! `chat.postMessage` but before `mark_delivered` commits (a few
+//! milliseconds), the lease expires and the job posts the briefing a second
+//! time. Delivery is therefore at-least-once with a window of one Slack round
+//! trip per briefing; everything else is exactly once.
+
+use anyhow::Context as _;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use slack_morphism::{errors::SlackClientError, prelude::*};
+use uuid::Uuid;
+
+use super::{
+    compose::{self, Briefing, Section},
+    render::{self, Rendered},
+};
+use crate::{
+    jobs::JobError,
+    startup::AppState,
+    storage::{self, jobs::Job, users::User},
+};
+
+/// The job kind in the outbox.
+pub const JOB_KIND: &str = "briefing_deliver";
+/// Mail window when there was no earlier briefing.
+pub const DEFAULT_MAIL_WINDOW: Duration = Duration::hours(24);
+/// Longest mail window: after a long absence, a week of mail is already more
+/// than a morning message can summarise.
+pub const MAX_MAIL_WINDOW: Duration = Duration::days(7);
+
+/// The job's payload.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Payload {
+    pub briefing_id: Uuid,
+}
+
+/// The outbox dedupe key of a briefing's delivery.
+pub fn dedupe_key(briefing_id: Uuid) -> String {
+    format!("briefing:{briefing_id}")
+}
+
+/// Enqueues the delivery of a claimed briefing (idempotent).
+pub async fn enqueue(executor: impl sqlx::PgExecutor<'_>, briefing_id: Uuid) -> Result<(), sqlx::Error> {
+    let payload = serde_json::to_value(Payload { briefing_id }).expect("payload serializes");
+    storage::jobs::enqueue(executor, JOB_KIND, Some(&dedupe_key(briefing_id)), &payload, None).await.map(|_| ())
+}
+
+/// Where the mail window of a briefing starts.
+pub async fn mail_since(state: &AppState, user_id: &str, except: Option<Uuid>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let last = storage::briefings::last_mail_delivered_at(&state.db, user_id, except).await.unwrap_or_else(|e| {
+        tracing::warn!(user = %user_id, error = %e, "could not read the last briefing; using 24 h");
+        None
+    });
+    last.unwrap_or(now - DEFAULT_MAIL_WINDOW).max(now - MAX_MAIL_WINDOW)
+}
+
+/// Composes and renders one user's briefing.
+pub async fn build(
+    state: &AppState,
+    user: &User,
+    sections: Option<Section>,
+    briefing_id: Option<Uuid>,
+    local_date: NaiveDate,
+) -> (Briefing, Rendered) {
+    let since = mail_since(state, &user.user_id, briefing_id, Utc::now()).await;
+    let briefing = compose::compose(state, user, sections, since, local_date).await;
+    let rendered = render::render(&briefing);
+    (briefing, rendered)
+}
+
+/// Records each section's status on the briefing row.
+pub async fn record_sections(state: &AppState, id: Uuid, b: &Briefing) -> Result<(), sqlx::Error> {
+    let (email_status, email_detail) = match &b.email {
+        Some(e) => (e.status(), Some(e.detail())),
+        None => ("not_requested", None),
+    };
+    let (news_status, news_detail) = match &b.news {
+        Some(n) => (n.status().as_str(), Some(n.detail())),
+        None => ("not_requested", None),
+    };
+    storage::briefings::record_sections(
+        &state.db,
+        id,
+        email_status,
+        email_detail.as_deref(),
+        news_status,
+        news_detail.as_deref(),
+    )
+    .await
+}
+
+/// Where a message was posted.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub channel_id: String,
+    pub ts: String,
+}
+
+/// Why posting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// Worth retrying (network, Slack 5xx, rate limit).
+    #[error("{error}")]
+    Retry { after: Option<std::time::Duration>, error: String },
+    /// Retrying cannot help (user gone, token revoked, not configured).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Slack error codes that no retry will fix.
+const PERMANENT_SLACK_ERRORS: &[&str] = &[
+    "account_inactive",
+    "channel_not_found",
+    "user_not_found",
+    "user_disabled",
+    "cannot_dm_bot",
+    "is_archived",
+    "invalid_auth",
+    "not_authed",
+    "token_revoked",
+    "token_expired",
+    "missing_scope",
+    "no_permission",
+    "not_allowed_token_type",
+    "invalid_blocks",
+    "invalid_arguments",
+    "msg_too_long",
+    "team_access_not_granted",
+];
+
+fn classify(e: SlackClientError) -> PostError {
+    match e {
+        SlackClientError::RateLimitError(r) => {
+            PostError::Retry { after: r.retry_after, error: "Slack rate limit (HTTP 429)".into() }
+        }
+        SlackClientError::ApiError(a) if PERMANENT_SLACK_ERRORS.contains(&a.code.as_str()) => {
+            PostError::Permanent(format!("Slack refused: {}", a.code))
+        }
+        SlackClientError::ApiError(a) => PostError::Retry { after: None, error: format!("Slack error: {}", a.code) },
+        other => PostError::Retry { after: None, error: format!("Slack call failed: {other}") },
+    }
+}
+
+/// MERGE POINT: posts a message to the user's DM (opening it when its id is
+/// not stored). The only function here that talks to Slack; the transport's
+/// retrying client replaces its body at merge.
+pub async fn post_dm(state: &AppState, user: &User, message: &Rendered) -> Result<Posted, PostError> {
+    let slack = state
+        .slack
+        .as_ref()
+        .ok_or_else(|| PostError::Permanent("Slack is not configured (SLACK_BOT_TOKEN unset)".into()))?;
+    let blocks: Vec<SlackBlock> = serde_json::from_value(serde_json::Value::Array(message.blocks.clone()))
+        .map_err(|e| PostError::Permanent(format!("rendered blocks are not Block Kit: {e}")))?;
+    let session = slack.session();
+    let channel = match &user.dm_channel_id {
+        Some(c) => SlackChannelId(c.clone()),
+        None => {
+            let opened = session
+                .conversations_open(
+                    &SlackApiConversationsOpenRequest::new().with_users(vec![SlackUserId(user.user_id.clone())]),
+                )
+                .await
+                .map_err(classify)?;
+            if let Err(e) = storage::users::set_dm_channel(&state.db, &user.user_id, &opened.channel.id.0).await {
+                tracing::warn!(user = %user.user_id, error = %e, "could not store the DM channel");
+            }
+            opened.channel.id
+        }
+    };
+    let request = SlackApiChatPostMessageRequest::new(
+        channel,
+        SlackMessageContent::new().with_text(message.text.clone()).with_blocks(blocks),
+    );
+    let resp = session.chat_post_message(&request).await.map_err(classify)?;
+    Ok(Posted { channel_id: resp.channel.0, ts: resp.ts.0 })
+}
+
+/// Posts an ephemeral message to a slash command's `response_url`.
+pub async fn post_response_url(state: &AppState, response_url: &str, message: &Rendered) -> anyhow::Result<()> {
+    let url = url::Url::parse(response_url).context("the response_url is not a URL")?;
+    anyhow::ensure!(matches!(url.scheme(), "http" | "https"), "the response_url is not http(s)");
+    let resp =
+        state.http.post(url).json(&message.response_url_body()).send().await.context("posting to the response_url")?;
+    anyhow::ensure!(resp.status().is_success(), "the response_url answered HTTP {}", resp.status().as_u16());
+    Ok(())
+}
+
+/// Runs one `briefing_deliver` job. Idempotent: a briefing that is no longer
+/// `claimed` (delivered, failed, skipped, or deleted with its user) is done.
+pub async fn run_job(state: &AppState, job: &Job) -> Result<(), JobError> {
+    let payload: Payload = serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad briefing_deliver payload: {e}")))?;
+    let id = payload.briefing_id;
+    let Some(row) = storage::briefings::get(&state.db, id).await? else { return Ok(()) };
+    if row.status != "claimed" {
+        return Ok(());
+    }
+    let Some(user) = storage::users::get(&state.db, &row.user_id).await? else { return Ok(()) };
+    if !storage::users::team_is_active(&state.db, &user.team_id).await? {
+        storage::briefings::mark_skipped(&state.db, id, "workspace inactive").await?;
+        return Ok(());
+    }
+    let (briefing, rendered) = build(state, &user, None, Some(id), row.local_date).await;
+    record_sections(state, id, &briefing).await?;
+    match post_dm(state, &user, &rendered).await {
+        Ok(posted) => {
+            storage::briefings::mark_delivered(&state.db, id, &posted.channel_id, &posted.ts).await?;
+            tracing::info!(
+                user = %user.user_id, briefing = %id, email = briefing.email.as_ref().map(|e| e.status()),
+                "briefing delivered"
+            );
+            Ok(())
+        }
+        Err(PostError::Permanent(reason)) => {
+            tracing::error!(user = %user.user_id, briefing = %id, reason = %reason, "briefing could not be delivered");
+            storage::briefings::mark_failed(&state.db, id, &reason).await?;
+            Ok(())
+        }
+        Err(PostError::Retry { after, error }) => {
+            if job.attempts >= job.max_attempts {
+                storage::briefings::mark_failed(
+                    &state.db,
+                    id,
+                    &format!("gave up after {} attempts: {error}", job.attempts),
+                )
+                .await?;
+            }
+            Err(JobError::Retry { after, error: anyhow::anyhow!(error) })
+        }
+    }
+}
+
+/// How an on-demand briefing reached the user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Via {
+    ResponseUrl,
+    Dm { channel_id: String, ts: String },
+}
+
+/// An on-demand briefing that was delivered.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OnDemand {
+    pub briefing_id: Uuid,
+    pub via: Via,
+    pub email_status: Option<&'static str>,
+    pub news_status: Option<&'static str>,
+}
+
+/// Builds and delivers an on-demand briefing now (no queue: the caller is
+/// already asynchronous to Slack's ack). Tries the `response_url` first and
+/// falls back to a DM; the row records the outcome either way.
+pub async fn on_demand_for(
+    state: &AppState,
+    user: &User,
+    section: Option<Section>,
+    response_url: Option<&str>,
+    trigger: &str,
+) -> anyhow::Result<OnDemand> {
+    let local_date = Utc::now().with_timezone(&super::scheduler::user_tz(state, user.tz.as_deref())).date_naive();
+    let id = storage::briefings::insert_on_demand(&state.db, &user.user_id, local_date, trigger).await?;
+    let (briefing, rendered) = build(state, user, section, Some(id), local_date).await;
+    record_sections(state, id, &briefing).await?;
+    let mut via = None;
+    if let Some(url) = response_url {
+        match post_response_url(state, url, &rendered).await {
+            Ok(()) => {
+                storage::briefings::mark_delivered(&state.db, id, "response_url", "ephemeral").await?;
+                via = Some(Via::ResponseUrl);
+            }
+            Err(e) => {
+                tracing::warn!(user = %user.user_id, error = format!("{e:#}"), "response_url failed; sending a DM")
+            }
+        }
+    }
+    let via = match via {
+        Some(v) => v,
+        None => match post_dm(state, user, &rendered).await {
+            Ok(p) => {
+                storage::briefings::mark_delivered(&state.db, id, &p.channel_id, &p.ts).await?;
+                Via::Dm { channel_id: p.channel_id, ts: p.ts }
+            }
+            Err(e) => {
+                storage::briefings::mark_failed(&state.db, id, &e.to_string()).await?;
+                anyhow::bail!("the briefing could not be delivered: {e}");
+            }
+        },
+    };
+    Ok(OnDemand {
+        briefing_id: id,
+        via,
+        email_status: briefing.email.as_ref().map(|e| e.status()),
+        news_status: briefing.news.as_ref().map(|n| n.status().as_str()),
+    })
+}
