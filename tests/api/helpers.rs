@@ -1,10 +1,13 @@
 //! The test harness: a fresh database per test, fakes on loopback, and
 //! [`spawn_app`], which starts the real application on port 0.
 
-use std::{collections::HashMap, process::Output, time::Duration};
+use std::{collections::HashMap, process::Output, sync::Arc, time::Duration};
 
 use hmac::{Hmac, Mac};
-use robeing::{config::Config, startup::Application};
+use robeing::{
+    config::Config,
+    startup::{AppState, Application},
+};
 use sha2::Sha256;
 use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +57,8 @@ pub struct TestApp {
     pub port: u16,
     pub db: PgPool,
     pub db_url: Option<String>,
+    /// The running application's state, for calling library entry points.
+    pub state: Arc<AppState>,
     pub slack: Recorder,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
@@ -121,6 +126,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         port,
         db: state.db.clone(),
         db_url,
+        state,
         slack,
         http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
         shutdown,

@@ -6,4 +6,5 @@ mod fakes;
 #[allow(dead_code)]
 mod helpers;
 
+mod briefing;
 mod foundation;

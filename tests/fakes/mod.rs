@@ -4,5 +4,7 @@
 //! `tests/fixtures/`) and records every request it received, so a test can
 //! assert what was — and was not — sent.
 
+pub mod feeds;
+pub mod gmail;
 pub mod recorder;
 pub mod slack;

@@ -1,0 +1,585 @@
+//! Morning briefings: each user's own 09:00 across zones and daylight
+//! saving, exactly once across restarts, catch-up and recorded skips, every
+//! Gmail state said out loud (the seed's incident), news with a failed feed
+//! named, the cron endpoint, `/brief`, and `brief`/`status` on the binary.
+//!
+//! The scheduler loop is off in these apps (`BRIEFING_SCHEDULER=off`): the
+//! tests drive `run_due` with injected instants, so nothing sleeps until 09:00.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use robeing::briefing::{
+    self, Section,
+    deliver::Via,
+    email::{self, EmailSection},
+    scheduler::{DueSummary, Trigger, run_due},
+};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::{
+    fakes::{feeds, gmail, recorder::Recorder, slack::TEAM_ID},
+    helpers::*,
+};
+
+const POST: &str = "/api/chat.postMessage";
+const WAIT: Duration = Duration::from_secs(15);
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+struct Briefed {
+    app: TestApp,
+    feeds: Recorder,
+}
+
+async fn spawn(feed_paths: &[&str], extra: &[(&str, &str)]) -> Briefed {
+    let fake_feeds = feeds::start().await;
+    let mut vars = vec![
+        ("BRIEFING_SCHEDULER".to_string(), "off".to_string()),
+        ("NEWS_FEEDS".to_string(), feeds::feeds(&fake_feeds, feed_paths)),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let app = spawn_app_with(Options { vars, ..Default::default() }).await;
+    Briefed { app, feeds: fake_feeds }
+}
+
+fn google_vars() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("GOOGLE_CLIENT_ID", "client-id.apps.example"),
+        ("GOOGLE_CLIENT_SECRET", "gsecret"),
+        ("TOKEN_ENCRYPTION_KEY", KEY),
+    ]
+}
+
+/// A user known since `first_seen` (so earlier 09:00s are not "missed").
+async fn add_user(db: &PgPool, id: &str, tz: Option<&str>, locale: &str, time: Option<&str>, first_seen: &str) {
+    sqlx::query("INSERT INTO slack_teams (team_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(TEAM_ID)
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO slack_users (user_id, team_id, real_name, display_name, tz, locale, briefing_time, first_seen_at, last_seen_at)
+         VALUES ($1, $2, $3, $3, $4, $5, $6::time, $7::timestamptz, $7::timestamptz)",
+    )
+    .bind(id)
+    .bind(TEAM_ID)
+    .bind(format!("Name of {id}"))
+    .bind(tz)
+    .bind(locale)
+    .bind(time)
+    .bind(first_seen)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+async fn rows(
+    db: &PgPool,
+    user: &str,
+) -> Vec<(String, String, String, String, Option<String>, Option<String>, Option<String>)> {
+    sqlx::query_as(
+        "SELECT local_date::text, kind, trigger, status, email_status, news_status, COALESCE(skip_reason, failure_reason)
+         FROM briefings WHERE user_id = $1 ORDER BY claimed_at, local_date",
+    )
+    .bind(user)
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+/// Waits until no briefing of `user` is still `claimed`.
+async fn settled(db: &PgPool, user: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM briefings WHERE user_id = $1 AND status = 'claimed'")
+            .bind(user)
+            .fetch_one(db)
+            .await
+            .unwrap();
+        if open == 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "briefing of {user} still claimed after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn posts_to(slack: &Recorder, channel: &str) -> Vec<Value> {
+    slack.requests_to(POST).into_iter().map(|r| r.json()).filter(|j| j["channel"] == channel).collect()
+}
+
+fn all_text(message: &Value) -> String {
+    let mut out = vec![message["text"].as_str().unwrap_or_default().to_owned()];
+    for b in message["blocks"].as_array().into_iter().flatten() {
+        out.push(b["text"]["text"].as_str().unwrap_or_default().to_owned());
+        for e in b["elements"].as_array().into_iter().flatten() {
+            out.push(e["text"].as_str().unwrap_or_default().to_owned());
+        }
+        if let Some(t) = b["accessory"]["text"]["text"].as_str() {
+            out.push(format!("[button {t}]"));
+        }
+    }
+    out.join("\n")
+}
+
+fn summary(claimed: u32, already_sent: u32, skipped: u32) -> DueSummary {
+    DueSummary { claimed, already_sent, skipped, failed: 0 }
+}
+
+#[tokio::test]
+async fn seoul_and_new_york_each_get_one_briefing_at_their_own_nine_even_across_a_restart() {
+    let Briefed { app, feeds: _feeds } = spawn(&[feeds::RSS, feeds::ATOM], &[]).await;
+    add_user(&app.db, "U0SEOUL01", Some("Asia/Seoul"), "ko-KR", None, "2026-11-30T20:00:00Z").await;
+    add_user(&app.db, "U0NYC0001", Some("America/New_York"), "en-US", None, "2026-11-30T20:00:00Z").await;
+    let s = &app.state;
+
+    // 08:59 in Seoul: nothing is due anywhere.
+    assert_eq!(run_due(s, at("2026-11-30T23:59:00Z"), Trigger::Scheduler).await.unwrap(), summary(0, 0, 0));
+    // 09:00:05 in Seoul (19:00 in New York).
+    assert_eq!(run_due(s, at("2026-12-01T00:00:05Z"), Trigger::Scheduler).await.unwrap(), summary(1, 0, 0));
+    app.slack.wait_for(POST, 1, WAIT).await;
+    settled(&app.db, "U0SEOUL01").await;
+
+    // A restart at 09:00:30: a new process on the same database sends nothing twice.
+    let db_url = app.db_url.clone().unwrap();
+    let first_slack = app.slack.clone();
+    app.stop().await.unwrap();
+    let Briefed { app, feeds: _feeds2 } = spawn(&[feeds::RSS, feeds::ATOM], &[("DATABASE_URL", db_url.as_str())]).await;
+    let s = &app.state;
+    assert_eq!(run_due(s, at("2026-12-01T00:00:30Z"), Trigger::Scheduler).await.unwrap(), summary(0, 1, 0));
+    // 08:59 in New York: still only Seoul's, already sent.
+    assert_eq!(run_due(s, at("2026-12-01T13:59:00Z"), Trigger::Scheduler).await.unwrap(), summary(0, 1, 0));
+    // 09:00:10 in New York.
+    assert_eq!(run_due(s, at("2026-12-01T14:00:10Z"), Trigger::Scheduler).await.unwrap(), summary(1, 1, 0));
+    app.slack.wait_for(POST, 1, WAIT).await;
+    settled(&app.db, "U0NYC0001").await;
+    assert_eq!(run_due(s, at("2026-12-01T14:05:00Z"), Trigger::Scheduler).await.unwrap(), summary(0, 2, 0));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // Exactly one message each, in each one's language, nothing else.
+    let seoul = posts_to(&first_slack, "D0SEOUL01");
+    assert_eq!(seoul.len(), 1, "Seoul got {} briefings", seoul.len());
+    assert_eq!(first_slack.requests_to(POST).len(), 1);
+    assert_eq!(app.slack.requests_to(POST).len(), 1);
+    let nyc = posts_to(&app.slack, "D0NYC0001");
+    assert_eq!(nyc.len(), 1);
+    let (ko, en) = (all_text(&seoul[0]), all_text(&nyc[0]));
+    assert!(ko.contains("오늘의 브리핑") && ko.contains("2026년 12월 1일 (화)"), "{ko}");
+    assert!(en.contains("Your briefing") && en.contains("Tuesday, 1 December 2026"), "{en}");
+    for text in [&ko, &en] {
+        // Google is not configured here: the Gmail line says so; news arrived.
+        assert!(
+            text.contains("Gmail") && (text.contains("not set up") || text.contains("설정되어 있지 않아")),
+            "{text}"
+        );
+        assert!(text.contains("Rust 1.95 released with faster builds"), "{text}");
+        assert!(text.contains("Central bank holds rates &amp; signals &lt;cuts&gt; next year"), "escaped: {text}");
+    }
+
+    for (user, date) in [("U0SEOUL01", "2026-12-01"), ("U0NYC0001", "2026-12-01")] {
+        let r = rows(&app.db, user).await;
+        assert_eq!(r.len(), 1, "{user}: {r:?}");
+        let (d, kind, trigger, status, email, news, _) = &r[0];
+        assert_eq!(
+            (d.as_str(), kind.as_str(), trigger.as_str(), status.as_str()),
+            (date, "daily", "scheduler", "delivered")
+        );
+        assert_eq!((email.as_deref(), news.as_deref()), (Some("not_configured"), Some("ok")));
+    }
+    let ts: Option<String> = sqlx::query_scalar("SELECT message_ts FROM briefings WHERE user_id = 'U0NYC0001'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(ts.is_some_and(|t| t.contains('.')));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn down_from_eight_to_ten_catches_up_and_later_ones_are_recorded_as_missed() {
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
+    let known = "2026-12-01T22:00:00Z"; // 07:00 in Seoul
+    add_user(&app.db, "U0CATCH01", Some("Asia/Seoul"), "en-US", None, known).await;
+    add_user(&app.db, "U0EARLY01", Some("Asia/Seoul"), "en-US", Some("06:30"), "2026-12-01T20:00:00Z").await;
+    add_user(&app.db, "U0OFF0001", Some("Asia/Seoul"), "en-US", None, known).await;
+    sqlx::query("UPDATE slack_users SET briefing_enabled = false WHERE user_id = 'U0OFF0001'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO slack_teams (team_id, active, inactive_reason, inactive_since) VALUES ('T0GONE', false, 'app_uninstalled', now())")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO slack_users (user_id, team_id, tz, first_seen_at, last_seen_at) VALUES ('U0GONE001', 'T0GONE', 'Asia/Seoul', $1::timestamptz, $1::timestamptz)")
+        .bind(known)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let s = &app.state;
+
+    // Up at 06:00 (before the 06:30 user), down from 08:00, back at 10:00 KST.
+    assert_eq!(run_due(s, at("2026-12-01T21:00:00Z"), Trigger::Scheduler).await.unwrap(), summary(0, 0, 0));
+    let back = run_due(s, at("2026-12-02T01:00:00Z"), Trigger::Scheduler).await.unwrap();
+    // 09:00 was one hour ago: caught up. 06:30 was 3.5 h ago: past the 3 h
+    // window, recorded. The inactive workspace's user: recorded.
+    assert_eq!(back, summary(1, 0, 2));
+    settled(&app.db, "U0CATCH01").await;
+    let r = rows(&app.db, "U0CATCH01").await;
+    assert_eq!((r[0].2.as_str(), r[0].3.as_str()), ("catch_up", "delivered"), "{r:?}");
+    assert_eq!(posts_to(&app.slack, "D0CATCH01").len(), 1);
+
+    let r = rows(&app.db, "U0EARLY01").await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].3, "skipped");
+    let reason = r[0].6.clone().unwrap();
+    assert!(reason.starts_with("missed: service was down at 2026-12-02 06:30 Asia/Seoul"), "{reason}");
+    assert!(reason.contains("3 h catch-up window"), "{reason}");
+
+    let r = rows(&app.db, "U0GONE001").await;
+    assert_eq!((r[0].3.as_str(), r[0].6.as_deref()), ("skipped", Some("workspace inactive: app_uninstalled")));
+    assert!(rows(&app.db, "U0OFF0001").await.is_empty(), "briefing_enabled = false gets none");
+
+    // Running again records nothing twice; only one message was ever sent.
+    assert_eq!(run_due(s, at("2026-12-02T01:00:30Z"), Trigger::Scheduler).await.unwrap(), summary(0, 3, 0));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.slack.requests_to(POST).len(), 1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_seeds_incident_gmail_needs_reconnect_is_said_with_a_button_and_news_still_arrives() {
+    let mut extra = google_vars();
+    extra.push(("ROBEING_PUBLIC_URL", "https://robeing.lan.example"));
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS, feeds::ATOM], &extra).await;
+    let since = "2026-11-30T20:00:00Z";
+    for user in ["U0KIMJT01", "U0NOGMAIL", "U0CONNECT"] {
+        add_user(&app.db, user, Some("Asia/Seoul"), "en-US", None, since).await;
+    }
+    // The seed: Google refused the refresh token; the connection says so.
+    sqlx::query(
+        "INSERT INTO gmail_connections (user_id, state, google_email, broken_at, broken_reason)
+         VALUES ('U0KIMJT01', 'needs_reconnect', 'jt@example.com', '2026-11-27T00:00:05Z', 'invalid_grant: Token has been expired or revoked.')",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // Connected (the schema wants a token), but this branch cannot read tokens yet.
+    sqlx::query(
+        "INSERT INTO gmail_connections (user_id, state, google_email, refresh_token_ciphertext, token_key_id, connected_at)
+         VALUES ('U0CONNECT', 'connected', 'c@example.com', decode(repeat('ab', 40), 'hex'), 'k1', now())",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    assert_eq!(run_due(&app.state, at("2026-12-01T00:00:05Z"), Trigger::Scheduler).await.unwrap(), summary(3, 0, 0));
+    app.slack.wait_for(POST, 3, WAIT).await;
+    for user in ["U0KIMJT01", "U0NOGMAIL", "U0CONNECT"] {
+        settled(&app.db, user).await;
+    }
+
+    let seed = posts_to(&app.slack, "D0KIMJT01");
+    assert_eq!(seed.len(), 1);
+    let text = all_text(&seed[0]);
+    assert!(text.contains("access to Gmail stopped working on 2026-11-27 00:00 UTC"), "{text}");
+    assert!(text.contains("invalid_grant: Token has been expired or revoked."), "{text}");
+    assert!(text.contains("Rust 1.95 released with faster builds"), "news still arrives: {text}");
+    assert!(seed[0]["text"].as_str().unwrap().contains("reconnect Gmail"), "the notification says it too");
+    let button = seed[0]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|b| (b["accessory"]["action_id"] == "gmail_reconnect").then(|| b["accessory"].clone()))
+        .expect("a Reconnect Gmail button");
+    assert_eq!(button["text"]["text"], "Reconnect Gmail");
+    assert_eq!(button["url"], "https://robeing.lan.example/oauth/google/start");
+
+    let r = rows(&app.db, "U0KIMJT01").await;
+    assert_eq!(
+        (r[0].3.as_str(), r[0].4.as_deref(), r[0].5.as_deref()),
+        ("delivered", Some("needs_reconnect"), Some("ok"))
+    );
+    let detail: String = sqlx::query_scalar("SELECT email_detail FROM briefings WHERE user_id = 'U0KIMJT01'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(detail.contains("invalid_grant"), "the operator sees why: {detail}");
+
+    let none = all_text(&posts_to(&app.slack, "D0NOGMAIL")[0]);
+    assert!(none.contains("Your Gmail is not connected") && none.contains("[button Connect Gmail]"), "{none}");
+    assert_eq!(rows(&app.db, "U0NOGMAIL").await[0].4.as_deref(), Some("not_connected"));
+
+    let broken = all_text(&posts_to(&app.slack, "D0CONNECT")[0]);
+    assert!(broken.contains("could not be read this time: Gmail token access not wired"), "{broken}");
+    assert!(!broken.contains("[button"), "{broken}");
+    assert_eq!(rows(&app.db, "U0CONNECT").await[0].4.as_deref(), Some("error"));
+    assert_eq!(app.slack.requests_to(POST).len(), 3);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_feed_returning_garbage_is_named_and_the_rest_arrives_through_the_response_url() {
+    let Briefed { app, feeds: fake_feeds } = spawn(&[feeds::RSS, feeds::GARBAGE, feeds::ATOM, feeds::DOWN], &[]).await;
+    add_user(&app.db, "U0BRIEF01", Some("Asia/Seoul"), "en-US", None, "2026-11-01T00:00:00Z").await;
+    let response_url = app.slack.url("/commands/T0ROBEING/1234/abcd");
+
+    let done = briefing::on_demand(&app.state, "U0BRIEF01", None, Some(response_url)).await.unwrap();
+    assert_eq!(done.via, Via::ResponseUrl);
+    assert_eq!(done.news_status, Some("partial"));
+    let sent = app.slack.requests_to("/commands/T0ROBEING/1234/abcd");
+    assert_eq!(sent.len(), 1);
+    let body = sent[0].json();
+    assert_eq!(body["response_type"], "ephemeral");
+    let text = all_text(&body);
+    // Headlines from both good feeds, newest first, the shared story once.
+    let order: Vec<usize> = [
+        "Rust 1.95 released with faster builds",
+        "Leaders agree climate finance deal",
+        "Central bank holds rates",
+        "Chip makers report record quarter",
+        "Seoul subway opens new line",
+    ]
+    .iter()
+    .map(|t| text.find(t).unwrap_or_else(|| panic!("{t} missing: {text}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "newest first: {text}");
+    assert!(!text.to_lowercase().contains("long-awaited"), "top 5 only: {text}");
+    assert!(
+        text.contains("<https://news.example.com/world/climate-deal-001?at_medium=RSS&amp;at_campaign=rss|"),
+        "{text}"
+    );
+    // The failed feeds are named, with why.
+    assert!(text.contains("2 of 4 news feeds could not be read"), "{text}");
+    assert!(text.contains(&format!("{} (not an RSS or Atom feed", fake_feeds.url(feeds::GARBAGE))), "{text}");
+    assert!(text.contains(&format!("{} (HTTP 500)", fake_feeds.url(feeds::DOWN))), "{text}");
+    assert!(app.slack.requests_to(POST).is_empty(), "no DM when the response_url worked");
+
+    let r = rows(&app.db, "U0BRIEF01").await;
+    assert_eq!(
+        (r[0].1.as_str(), r[0].2.as_str(), r[0].3.as_str(), r[0].5.as_deref()),
+        ("on_demand", "command", "delivered", Some("partial"))
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn brief_email_and_brief_news_give_one_section_and_are_not_limited_per_day() {
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
+    add_user(&app.db, "U0BRIEF02", Some("Asia/Seoul"), "ko-KR", None, "2026-11-01T00:00:00Z").await;
+
+    let news = briefing::on_demand(&app.state, "U0BRIEF02", Some(Section::News), None).await.unwrap();
+    assert!(matches!(news.via, Via::Dm { ref channel_id, .. } if channel_id == "D0BRIEF02"));
+    let mail = briefing::on_demand(&app.state, "U0BRIEF02", Some(Section::Email), None).await.unwrap();
+    let posts = posts_to(&app.slack, "D0BRIEF02");
+    assert_eq!(posts.len(), 2);
+    let (n, m) = (all_text(&posts[0]), all_text(&posts[1]));
+    assert!(n.contains("뉴스") && !n.contains("Gmail"), "{n}");
+    assert!(m.contains("Gmail") && !m.contains("뉴스"), "{m}");
+    assert_eq!((news.email_status, news.news_status), (None, Some("ok")));
+    assert_eq!((mail.email_status, mail.news_status), (Some("not_configured"), None));
+    let r = rows(&app.db, "U0BRIEF02").await;
+    assert_eq!(r.len(), 2);
+    assert_eq!((r[0].4.as_deref(), r[0].5.as_deref()), (Some("not_requested"), Some("ok")));
+    assert_eq!((r[1].4.as_deref(), r[1].5.as_deref()), (Some("not_configured"), Some("not_requested")));
+
+    let err = briefing::on_demand(&app.state, "U0NOBODY1", None, None).await.unwrap_err();
+    assert!(err.to_string().contains("U0NOBODY1"), "{err}");
+    assert_eq!(app.slack.requests_to(POST).len(), 2);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn cron_endpoint_needs_the_bearer_secret_and_sends_nothing_twice() {
+    let secret = "cron-secret-rotated-7f3a";
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[("CRON_SECRET", secret)]).await;
+    // A user whose briefing time (UTC) was a minute ago, known for an hour.
+    let now = Utc::now();
+    let time = (now - chrono::Duration::minutes(1)).format("%H:%M").to_string();
+    let known = (now - chrono::Duration::hours(1)).to_rfc3339();
+    add_user(&app.db, "U0CRON001", Some("Etc/UTC"), "en-US", Some(&time), &known).await;
+    let url = format!("{}/api/cron/daily-summary", app.address);
+
+    for auth in [None, Some("Bearer wrong".to_string()), Some(secret.to_string()), Some(format!("Bearer {secret}x"))] {
+        let mut req = app.http.post(&url);
+        if let Some(a) = &auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains(secret), "{body}");
+    }
+    assert!(rows(&app.db, "U0CRON001").await.is_empty(), "refused calls did nothing");
+
+    let call = || app.http.post(&url).bearer_auth(secret).send();
+    let first: Value = call().await.unwrap().json().await.unwrap();
+    assert_eq!(first, serde_json::json!({ "ok": true, "claimed": 1, "already_sent": 0, "skipped": 0, "failed": 0 }));
+    let second: Value = call().await.unwrap().json().await.unwrap();
+    assert_eq!(second, serde_json::json!({ "ok": true, "claimed": 0, "already_sent": 1, "skipped": 0, "failed": 0 }));
+    app.slack.wait_for(POST, 1, WAIT).await;
+    settled(&app.db, "U0CRON001").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.slack.requests_to(POST).len(), 1);
+    let r = rows(&app.db, "U0CRON001").await;
+    assert_eq!((r.len(), r[0].2.as_str(), r[0].3.as_str()), (1, "cron", "delivered"));
+    app.stop().await.unwrap();
+
+    // Without CRON_SECRET the route does not exist.
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
+    let r = app.http.post(format!("{}/api/cron/daily-summary", app.address)).bearer_auth(secret).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn new_york_daylight_saving_days_get_one_briefing_at_local_nine() {
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
+    let s = &app.state;
+    // Spring forward, 2026-03-08: 02:00 EST → 03:00 EDT. 09:00 is 13:00 UTC
+    // (14:00 the day before); 02:30 does not exist and becomes 03:00 EDT.
+    add_user(&app.db, "U0SPRING1", Some("America/New_York"), "en-US", None, "2026-03-07T12:00:00Z").await;
+    add_user(&app.db, "U0SPRING2", Some("America/New_York"), "en-US", Some("02:30"), "2026-03-07T12:00:00Z").await;
+    assert_eq!(run_due(s, at("2026-03-07T13:59:50Z"), Trigger::Scheduler).await.unwrap(), summary(0, 0, 0));
+    assert_eq!(run_due(s, at("2026-03-07T14:00:10Z"), Trigger::Scheduler).await.unwrap(), summary(1, 0, 0));
+    assert_eq!(run_due(s, at("2026-03-08T06:59:50Z"), Trigger::Scheduler).await.unwrap(), summary(0, 1, 0));
+    assert_eq!(run_due(s, at("2026-03-08T07:00:10Z"), Trigger::Scheduler).await.unwrap(), summary(1, 1, 0));
+    assert_eq!(run_due(s, at("2026-03-08T12:59:50Z"), Trigger::Scheduler).await.unwrap(), summary(0, 2, 0));
+    assert_eq!(run_due(s, at("2026-03-08T13:00:10Z"), Trigger::Scheduler).await.unwrap(), summary(1, 1, 0));
+    assert_eq!(run_due(s, at("2026-03-08T14:00:10Z"), Trigger::Scheduler).await.unwrap(), summary(0, 2, 0));
+
+    // (The spring users are turned off so their missed autumn days stay out of the counts.)
+    sqlx::query("UPDATE slack_users SET briefing_enabled = false WHERE user_id LIKE 'U0SPRING%'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // Fall back, 2026-11-01: 02:00 EDT → 01:00 EST, a 25-hour day. 09:00 is
+    // 14:00 UTC; 01:30 happens twice and is sent at the first, once.
+    add_user(&app.db, "U0FALL001", Some("America/New_York"), "en-US", None, "2026-10-31T16:00:00Z").await;
+    add_user(&app.db, "U0FALL002", Some("America/New_York"), "en-US", Some("01:30"), "2026-10-31T16:00:00Z").await;
+    assert_eq!(run_due(s, at("2026-11-01T05:29:50Z"), Trigger::Scheduler).await.unwrap(), summary(0, 0, 0));
+    assert_eq!(run_due(s, at("2026-11-01T05:30:10Z"), Trigger::Scheduler).await.unwrap(), summary(1, 0, 0));
+    assert_eq!(run_due(s, at("2026-11-01T06:30:10Z"), Trigger::Scheduler).await.unwrap(), summary(0, 1, 0));
+    assert_eq!(run_due(s, at("2026-11-01T13:00:10Z"), Trigger::Scheduler).await.unwrap(), summary(0, 1, 0));
+    assert_eq!(run_due(s, at("2026-11-01T14:00:10Z"), Trigger::Scheduler).await.unwrap(), summary(1, 1, 0));
+
+    for (user, dates) in [
+        ("U0SPRING1", vec!["2026-03-07", "2026-03-08"]),
+        ("U0SPRING2", vec!["2026-03-08"]),
+        ("U0FALL001", vec!["2026-11-01"]),
+        ("U0FALL002", vec!["2026-11-01"]),
+    ] {
+        settled(&app.db, user).await;
+        let got: Vec<String> = rows(&app.db, user).await.into_iter().map(|r| r.0).collect();
+        assert_eq!(got, dates, "{user}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.slack.requests_to(POST).len(), 5);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_gmail_reader_lists_the_inbox_with_metadata_and_reports_refusal() {
+    robeing::startup::install_crypto_provider();
+    let fake = gmail::start().await;
+    let http = reqwest::Client::new();
+    let since = at("2026-11-29T00:00:00Z");
+    let items = email::list_inbox(&http, &fake.url(""), gmail::ACCESS_TOKEN, since).await.unwrap();
+    let subjects: Vec<&str> = items.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(subjects, vec!["Re: Lunch on Tuesday", "계약서 초안 검토 요청", "Last chance: 50% off"], "newest first");
+    assert_eq!(items[1].from, "\"박서연\" <seoyeon.park@partner.example>");
+    assert!(items[1].labels.contains(&"IMPORTANT".to_string()));
+
+    let list = fake.requests_to("/gmail/v1/users/me/messages");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].param("q").as_deref(), Some(format!("in:inbox after:{}", since.timestamp()).as_str()));
+    let gets: Vec<_> =
+        fake.requests().into_iter().filter(|r| r.path.starts_with("/gmail/v1/users/me/messages/")).collect();
+    assert_eq!(gets.len(), 3);
+    for g in &gets {
+        let q = g.query.clone().unwrap_or_default();
+        assert!(q.contains("format=metadata") && q.contains("metadataHeaders=Subject"), "{q}");
+        assert_eq!(g.headers["authorization"], format!("Bearer {}", gmail::ACCESS_TOKEN));
+    }
+
+    // The section built from them ranks the important personal mail first.
+    let s = briefing::compose::summarize(&items);
+    assert_eq!(s.top[0].subject, "계약서 초안 검토 요청");
+    assert_eq!(s.top[0].from, "박서연");
+    assert_eq!(s.top[0].gist, "종태님, 첨부한 계약서 초안 검토 부탁드립니다.");
+
+    let refused = email::list_inbox(&http, &fake.url(""), "ya29.revoked", since).await.unwrap_err();
+    assert!(refused.to_string().contains("401"), "{refused}");
+    assert!(!refused.to_string().contains("ya29"), "no token in errors: {refused}");
+    let _ = EmailSection::NotConnected;
+}
+
+#[tokio::test]
+async fn brief_dry_run_prints_and_status_reports_each_user_through_the_binary() {
+    let fake_feeds = feeds::start().await;
+    let slack = crate::fakes::slack::start().await;
+    let (db_url, _) = fresh_database().await;
+    let pool = PgPool::connect(&db_url).await.unwrap();
+    robeing::storage::migrate(&pool).await.unwrap();
+    add_user(&pool, "U0KIMJT01", Some("Asia/Seoul"), "ko-KR", None, "2026-11-01T00:00:00Z").await;
+    add_user(&pool, "U0NYC0001", Some("America/New_York"), "en-US", Some("07:30"), "2026-11-01T00:00:00Z").await;
+    sqlx::query(
+        "INSERT INTO gmail_connections (user_id, state, broken_at, broken_reason)
+         VALUES ('U0KIMJT01', 'needs_reconnect', '2026-11-27T00:00:05Z', 'invalid_grant')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let news = feeds::feeds(&fake_feeds, &[feeds::RSS]);
+    let slack_api = slack.url("/api");
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", &db_url),
+        ("NEWS_FEEDS", &news),
+        ("SLACK_BOT_TOKEN", BOT_TOKEN),
+        ("SLACK_API_URL", &slack_api),
+    ];
+    vars.extend(google_vars());
+
+    let out = run_binary(&["brief", "--user", "U0KIMJT01", "--dry-run"], &vars).await;
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    assert!(printed.contains("Gmail 다시 연결"), "the reconnect button is shown: {printed}");
+    assert!(
+        printed.contains("Central bank holds rates & signals <cuts> next year"),
+        "unescaped for a terminal: {printed}"
+    );
+    assert!(slack.requests_to(POST).is_empty(), "a dry run sends nothing");
+    assert!(rows(&pool, "U0KIMJT01").await.is_empty(), "a dry run records nothing");
+
+    let out = run_binary(&["brief", "--user", "U0NOBODY1"], &vars).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("U0NOBODY1"), "{}", text(&out));
+
+    let out = run_binary(&["brief", "--user", "U0NYC0001"], &vars).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(posts_to(&slack, "D0NYC0001").len(), 1);
+    let r = rows(&pool, "U0NYC0001").await;
+    assert_eq!((r[0].1.as_str(), r[0].2.as_str(), r[0].3.as_str()), ("on_demand", "cli", "delivered"));
+
+    let out = run_binary(&["status"], &vars).await;
+    let table = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    let kim = table.lines().find(|l| l.starts_with("U0KIMJT01")).unwrap_or_else(|| panic!("{table}"));
+    assert!(kim.contains("Asia/Seoul") && kim.contains("needs reconnect since 2026-11-27"), "{kim}");
+    assert!(kim.contains("never"), "{kim}");
+    let nyc = table.lines().find(|l| l.starts_with("U0NYC0001")).unwrap();
+    assert!(nyc.contains("not connected") && nyc.contains("delivered") && nyc.contains("email not_connected"), "{nyc}");
+
+    let out = run_binary(&["status", "--json"], &vars).await;
+    assert_eq!(out.status.code(), Some(0));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let users = json.as_array().unwrap();
+    assert_eq!(users.len(), 2);
+    assert_eq!(users[0]["user_id"], "U0KIMJT01");
+    assert_eq!(users[0]["gmail_state"], "needs_reconnect");
+    assert_eq!(users[0]["exchanges"], 0);
+    assert_eq!(users[1]["last_briefing_status"], "delivered");
+}
