@@ -17,6 +17,11 @@ pub const TOP_MAIL: usize = 5;
 pub const TOP_SENDERS: usize = 5;
 /// Longest gist, in characters: one line in Slack on a laptop.
 pub const GIST_CHARS: usize = 140;
+/// Longest wait for one section. Well under the job lease
+/// ([`crate::jobs::LEASE`], 90 s), so a slow Gmail or feed can never let a
+/// second worker take over a delivery that is still running; a section that
+/// times out says so in the briefing.
+pub const SECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Which part of the briefing (`/brief email`, `/brief news`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,6 +66,8 @@ pub struct Briefing {
     pub user_name: String,
     pub lang: Lang,
     pub local_date: NaiveDate,
+    /// The user's time zone, for the times the briefing mentions.
+    pub tz: chrono_tz::Tz,
     /// `None`: not requested.
     pub email: Option<EmailSection>,
     pub news: Option<Arc<News>>,
@@ -78,15 +85,42 @@ pub async fn compose(
 ) -> Briefing {
     let want_email = sections.is_none_or(|s| s == Section::Email);
     let want_news = sections.is_none_or(|s| s == Section::News);
-    let email_fut = async { if want_email { Some(email::fetch(state, user, since).await) } else { None } };
-    let news_fut =
-        async { if want_news { Some(crate::news::cached(&state.http, &state.config.news_feeds).await) } else { None } };
+    let email_fut = async {
+        if !want_email {
+            return None;
+        }
+        Some(tokio::time::timeout(SECTION_TIMEOUT, email::fetch(state, user, since)).await.unwrap_or_else(|_| {
+            EmailSection::Error { message: format!("Gmail did not answer within {} s", SECTION_TIMEOUT.as_secs()) }
+        }))
+    };
+    let news_fut = async {
+        if !want_news {
+            return None;
+        }
+        let feeds = &state.config.news_feeds;
+        Some(tokio::time::timeout(SECTION_TIMEOUT, crate::news::cached(&state.http, feeds)).await.unwrap_or_else(
+            |_| {
+                Arc::new(News {
+                    headlines: Vec::new(),
+                    failed: feeds
+                        .iter()
+                        .map(|u| crate::news::FeedFailure {
+                            url: u.to_string(),
+                            reason: format!("no answer within {} s", SECTION_TIMEOUT.as_secs()),
+                        })
+                        .collect(),
+                    feeds: feeds.len(),
+                })
+            },
+        ))
+    };
     let (email, news) = tokio::join!(email_fut, news_fut);
     Briefing {
         user_id: user.user_id.clone(),
         user_name: user.name().to_owned(),
         lang: Lang::from_locale(user.locale.as_deref()),
         local_date,
+        tz: super::scheduler::user_tz(state, user.tz.as_deref()),
         email,
         news,
         reconnect_url: email::reconnect_url(state, &user.user_id),

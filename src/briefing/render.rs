@@ -190,7 +190,7 @@ pub fn render(b: &Briefing) -> Rendered {
     }];
 
     if let Some(email) = &b.email {
-        let (email_blocks, line) = render_email(email, &b.reconnect_url, lang);
+        let (email_blocks, line) = render_email(email, &b.reconnect_url, lang, b.tz);
         blocks.extend(email_blocks);
         fallback.push(line);
     }
@@ -217,7 +217,7 @@ fn button(text: &str, url: &str) -> Value {
 }
 
 /// The Gmail blocks and the fallback line.
-fn render_email(email: &EmailSection, reconnect_url: &str, lang: Lang) -> (Vec<Value>, String) {
+fn render_email(email: &EmailSection, reconnect_url: &str, lang: Lang, tz: chrono_tz::Tz) -> (Vec<Value>, String) {
     let title = match lang {
         Lang::En => "📧 *Gmail*",
         Lang::Ko => "📧 *Gmail*",
@@ -331,7 +331,7 @@ fn render_email(email: &EmailSection, reconnect_url: &str, lang: Lang) -> (Vec<V
         }
         EmailSection::NeedsReconnect { since, reason } => {
             let reason = escape(&truncate_chars(reason, 200));
-            let when = since.format("%Y-%m-%d %H:%M UTC");
+            let when = format!("{} ({tz})", since.with_timezone(&tz).format("%Y-%m-%d %H:%M"));
             let (line, label) = match lang {
                 Lang::En => (
                     format!(
@@ -440,6 +440,7 @@ mod tests {
             user_name: "Jane <@U0ADMIN> & co".into(),
             lang,
             local_date: NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
+            tz: chrono_tz::Asia::Seoul,
             email,
             news: news.map(Arc::new),
             reconnect_url: "http://localhost:3000/oauth/google/start".into(),

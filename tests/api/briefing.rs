@@ -285,7 +285,7 @@ async fn the_seeds_incident_gmail_needs_reconnect_is_said_with_a_button_and_news
     let seed = posts_to(&app.slack, "D0KIMJT01");
     assert_eq!(seed.len(), 1);
     let text = all_text(&seed[0]);
-    assert!(text.contains("access to Gmail stopped working on 2026-11-27 00:00 UTC"), "{text}");
+    assert!(text.contains("access to Gmail stopped working on 2026-11-27 09:00 (Asia/Seoul)"), "{text}");
     assert!(text.contains("invalid_grant: Token has been expired or revoked."), "{text}");
     assert!(text.contains("Rust 1.95 released with faster builds"), "news still arrives: {text}");
     assert!(seed[0]["text"].as_str().unwrap().contains("reconnect Gmail"), "the notification says it too");
@@ -582,4 +582,98 @@ async fn brief_dry_run_prints_and_status_reports_each_user_through_the_binary() 
     assert_eq!(users[0]["gmail_state"], "needs_reconnect");
     assert_eq!(users[0]["exchanges"], 0);
     assert_eq!(users[1]["last_briefing_status"], "delivered");
+}
+
+/// Inserts a briefing row and its delivery job as a crashed worker left it:
+/// `running`, with a lease that has expired.
+async fn crashed_job(db: &PgPool, user: &str, status: &str) -> uuid::Uuid {
+    let id: uuid::Uuid = if status == "delivered" {
+        sqlx::query_scalar(
+            "INSERT INTO briefings (user_id, local_date, kind, trigger, status, email_status, news_status, channel_id, message_ts, delivered_at)
+             VALUES ($1, '2026-12-01', 'daily', 'scheduler', 'delivered', 'not_configured', 'ok', 'D0DONE001', '1764000000.000001', now()) RETURNING id",
+        )
+    } else {
+        sqlx::query_scalar(
+            "INSERT INTO briefings (user_id, local_date, kind, trigger) VALUES ($1, '2026-12-01', 'daily', 'scheduler') RETURNING id",
+        )
+    }
+    .bind(user)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (kind, dedupe_key, payload, state, attempts, locked_until)
+         VALUES ('briefing_deliver', 'briefing:' || $1::text, jsonb_build_object('briefing_id', $1::text), 'running', 1, now() - interval '1 second')",
+    )
+    .bind(id)
+    .execute(db)
+    .await
+    .unwrap();
+    id
+}
+
+async fn job_states(db: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT state FROM jobs WHERE kind = 'briefing_deliver' ORDER BY id")
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
+async fn wait_jobs_done(db: &PgPool, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while job_states(db).await != vec!["done".to_string(); n] {
+        assert!(tokio::time::Instant::now() < deadline, "jobs: {:?}", job_states(db).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_delivery_is_finished_once_by_the_next_worker_and_a_recorded_one_is_not_resent() {
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
+    add_user(&app.db, "U0CRASH01", Some("Asia/Seoul"), "en-US", None, "2026-11-30T20:00:00Z").await;
+    add_user(&app.db, "U0DONE001", Some("Asia/Seoul"), "en-US", None, "2026-11-30T20:00:00Z").await;
+    // Died after claiming, before sending: the briefing must still arrive.
+    crashed_job(&app.db, "U0CRASH01", "claimed").await;
+    // Died after recording the delivery, before finishing the job: nothing more.
+    crashed_job(&app.db, "U0DONE001", "delivered").await;
+
+    wait_jobs_done(&app.db, 2).await;
+    settled(&app.db, "U0CRASH01").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(posts_to(&app.slack, "D0CRASH01").len(), 1);
+    assert_eq!(app.slack.requests_to(POST).len(), 1, "the recorded one was not sent again");
+    assert_eq!(rows(&app.db, "U0CRASH01").await[0].3, "delivered");
+    // The scheduler, running after the crash, does not claim a second one.
+    assert_eq!(run_due(&app.state, at("2026-12-01T00:01:00Z"), Trigger::Scheduler).await.unwrap(), summary(0, 2, 0));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slack_rate_limit_is_retried_and_a_refusal_is_recorded_as_failed() {
+    use crate::fakes::recorder::Scripted;
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
+    add_user(&app.db, "U0RETRY01", Some("Asia/Seoul"), "en-US", Some("09:00"), "2026-11-30T20:00:00Z").await;
+    add_user(&app.db, "U0REFUSE1", Some("Asia/Seoul"), "en-US", Some("10:00"), "2026-11-30T20:00:00Z").await;
+
+    app.slack.script(
+        POST,
+        [Scripted::json(429, serde_json::json!({ "ok": false, "error": "ratelimited" }))
+            .with_header("retry-after", "1")],
+    );
+    assert_eq!(run_due(&app.state, at("2026-12-01T00:00:05Z"), Trigger::Scheduler).await.unwrap(), summary(1, 0, 0));
+    settled(&app.db, "U0RETRY01").await;
+    assert_eq!(rows(&app.db, "U0RETRY01").await[0].3, "delivered");
+    let attempts = app.slack.requests_to(POST);
+    assert_eq!(attempts.len(), 2, "one refused with 429, one accepted");
+    assert_eq!(attempts[0].json()["channel"], attempts[1].json()["channel"]);
+
+    app.slack.script(POST, [Scripted::json(200, serde_json::json!({ "ok": false, "error": "account_inactive" }))]);
+    assert_eq!(run_due(&app.state, at("2026-12-01T01:00:05Z"), Trigger::Scheduler).await.unwrap(), summary(1, 1, 0));
+    settled(&app.db, "U0REFUSE1").await;
+    let r = rows(&app.db, "U0REFUSE1").await;
+    assert_eq!((r[0].3.as_str(), r[0].6.as_deref()), ("failed", Some("Slack refused: account_inactive")));
+    wait_jobs_done(&app.db, 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.slack.requests_to(POST).len(), 3, "a refusal is not retried");
+    app.stop().await.unwrap();
 }
