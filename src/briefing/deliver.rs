@@ -6,7 +6,7 @@
 //!
 //! The scheduler claims a daily briefing (a row in `briefings`, unique per
 //! user and local date) and enqueues its job (`dedupe_key`
-//! `briefing:<id>`) in ONE transaction: there is never a claim without a job
+//! `briefing:<id>`) in ONE statement: there is never a claim without a job
 //! (so never no briefing), nor two claims (so never two jobs). The job runs
 //! under a lease and is retried until it succeeds or its attempts run out,
 //! and then the row says `failed` with the reason — never silently nothing.
@@ -48,15 +48,10 @@ pub struct Payload {
     pub briefing_id: Uuid,
 }
 
-/// The outbox dedupe key of a briefing's delivery.
+/// The outbox dedupe key of a briefing's delivery (the claim statement,
+/// `storage::briefings::claim_daily_batch`, builds the same).
 pub fn dedupe_key(briefing_id: Uuid) -> String {
     format!("briefing:{briefing_id}")
-}
-
-/// Enqueues the delivery of a claimed briefing (idempotent).
-pub async fn enqueue(executor: impl sqlx::PgExecutor<'_>, briefing_id: Uuid) -> Result<(), sqlx::Error> {
-    let payload = serde_json::to_value(Payload { briefing_id }).expect("payload serializes");
-    storage::jobs::enqueue(executor, JOB_KIND, Some(&dedupe_key(briefing_id)), &payload, None).await.map(|_| ())
 }
 
 /// Where the mail window of a briefing starts.

@@ -46,25 +46,40 @@ pub async fn daily_since(
     Ok(rows.into_iter().map(|r| (r.user_id, r.local_date)).collect())
 }
 
-/// Claims the daily briefing of `user_id` for `local_date`. `None` when it
-/// was already claimed (by this or another process, now or before a restart).
-pub async fn claim_daily(
+/// Claims many daily briefings and enqueues each claimed one's delivery job
+/// (`job_kind`, dedupe key `briefing:<id>`, payload `{"briefing_id": id}`)
+/// in ONE statement, so a claim never exists without its job. Returns the
+/// (user, local date) pairs claimed now; the others were already claimed.
+pub async fn claim_daily_batch(
     executor: impl PgExecutor<'_>,
-    user_id: &str,
-    local_date: NaiveDate,
-    trigger: &str,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"INSERT INTO briefings (user_id, local_date, kind, trigger, status)
-           VALUES ($1, $2, 'daily', $3, 'claimed')
-           ON CONFLICT (user_id, local_date) WHERE kind = 'daily' DO NOTHING
-           RETURNING id"#,
-        user_id,
-        local_date,
-        trigger
+    user_ids: &[String],
+    local_dates: &[NaiveDate],
+    triggers: &[String],
+    job_kind: &str,
+) -> Result<Vec<(String, NaiveDate, Uuid)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"WITH due AS (
+               SELECT * FROM unnest($1::text[], $2::date[], $3::text[]) AS d(user_id, local_date, trigger)
+           ), claimed AS (
+               INSERT INTO briefings (user_id, local_date, kind, trigger, status)
+               SELECT user_id, local_date, 'daily', trigger, 'claimed' FROM due
+               ON CONFLICT (user_id, local_date) WHERE kind = 'daily' DO NOTHING
+               RETURNING id, user_id, local_date
+           ), queued AS (
+               INSERT INTO jobs (kind, dedupe_key, payload)
+               SELECT $4, 'briefing:' || id::text, jsonb_build_object('briefing_id', id) FROM claimed
+               ON CONFLICT (dedupe_key) DO NOTHING
+               RETURNING id
+           )
+           SELECT user_id AS "user_id!", local_date AS "local_date!", id AS "id!" FROM claimed"#,
+        user_ids,
+        local_dates,
+        triggers,
+        job_kind
     )
-    .fetch_optional(executor)
-    .await
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.local_date, r.id)).collect())
 }
 
 /// Records that the daily briefing of `local_date` will not be sent, and

@@ -677,3 +677,123 @@ async fn a_slack_rate_limit_is_retried_and_a_refusal_is_recorded_as_failed() {
     assert_eq!(app.slack.requests_to(POST).len(), 3, "a refusal is not retried");
     app.stop().await.unwrap();
 }
+
+/// User + system CPU time of this process, and its peak resident memory (Linux).
+fn cpu_and_peak_rss() -> (Duration, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    // Fields after the command name: utime is the 12th, stime the 13th (clock ticks, 100 Hz).
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (Duration::from_millis(ticks * 10), hwm_kb)
+}
+
+/// The "Briefing" benchmark of `docs/benchmarks.md`. Run alone, in release:
+/// `cargo test --release --test api bench_briefing -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand, see docs/benchmarks.md"]
+async fn bench_briefing_10k_users() {
+    let users: i64 = std::env::var("BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS, feeds::ATOM], &[]).await;
+    sqlx::query("INSERT INTO slack_teams (team_id) VALUES ($1)").bind(TEAM_ID).execute(&app.db).await.unwrap();
+    sqlx::query(
+        "INSERT INTO slack_users (user_id, team_id, real_name, tz, locale, first_seen_at, last_seen_at)
+         SELECT 'U' || lpad(i::text, 8, '0'), $1, 'User ' || i, 'Asia/Seoul', CASE WHEN i % 2 = 0 THEN 'ko-KR' ELSE 'en-US' END,
+                '2026-11-30T20:00:00Z', '2026-11-30T20:00:00Z'
+         FROM generate_series(1, $2) AS i",
+    )
+    .bind(TEAM_ID)
+    .bind(users)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let (cpu0, _) = cpu_and_peak_rss();
+    let started = std::time::Instant::now();
+    let s = run_due(&app.state, at("2026-12-01T00:00:05Z"), Trigger::Scheduler).await.unwrap();
+    let claim_wall = started.elapsed();
+    assert_eq!(s.claimed as i64, users);
+    let (cpu_claim, rss_claim) = cpu_and_peak_rss();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1800);
+    loop {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM briefings WHERE status = 'claimed'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{open} still claimed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let wall = started.elapsed();
+    let (cpu1, rss1) = cpu_and_peak_rss();
+    let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM briefings WHERE status = 'delivered'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(delivered, users);
+    let posts = app.slack.requests_to(POST).len();
+    println!(
+        "BENCH daily: users={users} claim_wall={:.2}s claim_cpu={:.2}s rss_after_claim={}MB total_wall={:.2}s total_cpu={:.2}s \
+         cpu_per_briefing={:.3}ms peak_rss={}MB posts={posts} rate={:.0}/s",
+        claim_wall.as_secs_f64(),
+        (cpu_claim - cpu0).as_secs_f64(),
+        rss_claim / 1024,
+        wall.as_secs_f64(),
+        (cpu1 - cpu0).as_secs_f64(),
+        (cpu1 - cpu0).as_secs_f64() * 1000.0 / users as f64,
+        rss1 / 1024,
+        users as f64 / wall.as_secs_f64(),
+    );
+
+    // Gmail reads against a fake answering each call in 50 ms.
+    let fake = crate::fakes::recorder::Recorder::start(std::sync::Arc::new(|r: &crate::fakes::recorder::Recorded| {
+        let body = if r.path == "/gmail/v1/users/me/messages" {
+            serde_json::json!({ "messages": (0..10).map(|i| serde_json::json!({ "id": format!("m{i}") })).collect::<Vec<_>>() })
+        } else {
+            serde_json::json!({
+                "labelIds": ["INBOX", "UNREAD"], "snippet": "A short snippet. More.", "internalDate": "1795996800000",
+                "payload": { "headers": [ { "name": "From", "value": "A <a@example.com>" }, { "name": "Subject", "value": "Hello" } ] }
+            })
+        };
+        crate::fakes::recorder::Scripted::json(200, body).delayed(Duration::from_millis(50))
+    }))
+    .await;
+    let readers: usize = std::env::var("BENCH_GMAIL_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let (cpu0, _) = cpu_and_peak_rss();
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(robeing::jobs::CONCURRENCY));
+    for _ in 0..readers {
+        let http = app.state.http.clone();
+        let base = fake.url("");
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _p = permits.acquire_owned().await.unwrap();
+            email::list_inbox(&http, &base, "token", at("2026-11-30T00:00:00Z")).await.unwrap().len()
+        });
+    }
+    let mut items = 0;
+    while let Some(n) = tasks.join_next().await {
+        items += n.unwrap();
+    }
+    let wall = started.elapsed();
+    let (cpu1, rss2) = cpu_and_peak_rss();
+    println!(
+        "BENCH gmail: users={readers} messages={items} calls={} wall={:.2}s cpu={:.2}s cpu_per_user={:.3}ms peak_rss={}MB",
+        fake.requests().len(),
+        wall.as_secs_f64(),
+        (cpu1 - cpu0).as_secs_f64(),
+        (cpu1 - cpu0).as_secs_f64() * 1000.0 / readers as f64,
+        rss2 / 1024
+    );
+    app.stop().await.unwrap();
+}
