@@ -23,6 +23,14 @@ pub const GIST_CHARS: usize = 140;
 /// times out says so in the briefing.
 pub const SECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Longest LLM summary shown, in characters: three short sentences.
+pub const LLM_SUMMARY_CHARS: usize = 600;
+/// How long the LLM may take. Its summary is one optional line on top of the
+/// extractive one, not worth holding the briefing for.
+pub const LLM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Messages the LLM is shown (the highest ranked).
+pub const LLM_MAX_ITEMS: usize = 20;
+
 /// Which part of the briefing (`/brief email`, `/brief news`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -73,6 +81,10 @@ pub struct Briefing {
     pub news: Option<Arc<News>>,
     /// Where the Reconnect button leads (from [`email::reconnect_url`]).
     pub reconnect_url: String,
+    /// The LLM's summary of the mail, when `LLM_BASE_URL` is set and it answered.
+    pub mail_summary: Option<String>,
+    /// Why the LLM summary is missing although an LLM is configured.
+    pub mail_summary_error: Option<String>,
 }
 
 /// Builds the requested sections for `user`: mail since `since`, headlines.
@@ -115,16 +127,85 @@ pub async fn compose(
         ))
     };
     let (email, news) = tokio::join!(email_fut, news_fut);
+    let lang = Lang::from_locale(user.locale.as_deref());
+    let (mut mail_summary, mut mail_summary_error) = (None, None);
+    if let (Some(EmailSection::Ok { items }), Some(llm)) = (&email, &state.config.llm)
+        && !items.is_empty()
+    {
+        match tokio::time::timeout(LLM_TIMEOUT, llm_summary(&state.http, llm, items, lang)).await {
+            Ok(Ok(s)) => mail_summary = Some(s),
+            Ok(Err(e)) => mail_summary_error = Some(format!("{e:#}")),
+            Err(_) => mail_summary_error = Some(format!("no answer within {} s", LLM_TIMEOUT.as_secs())),
+        }
+        if let Some(e) = &mail_summary_error {
+            tracing::warn!(user = %user.user_id, error = %e, "LLM mail summary failed; the extractive summary stands");
+        }
+    }
     Briefing {
         user_id: user.user_id.clone(),
         user_name: user.name().to_owned(),
-        lang: Lang::from_locale(user.locale.as_deref()),
+        lang,
         local_date,
         tz: super::scheduler::user_tz(state, user.tz.as_deref()),
         email,
         news,
         reconnect_url: email::reconnect_url(state, &user.user_id),
+        mail_summary,
+        mail_summary_error,
     }
+}
+
+/// Asks an OpenAI-compatible chat-completions API for a short summary of
+/// the mail (senders, subjects, labels and Gmail's snippets; never bodies).
+pub async fn llm_summary(
+    http: &reqwest::Client,
+    llm: &crate::config::OpenAiCompatible,
+    items: &[MailItem],
+    lang: Lang,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    use secrecy::ExposeSecret as _;
+    let mut ranked: Vec<&MailItem> = items.iter().collect();
+    ranked.sort_by(|a, b| score(b).cmp(&score(a)).then(b.received_at.cmp(&a.received_at)));
+    let listing: Vec<String> = ranked
+        .iter()
+        .take(LLM_MAX_ITEMS)
+        .map(|m| {
+            format!(
+                "- From: {} | Subject: {} | Labels: {} | Snippet: {}",
+                sender_name(&m.from),
+                truncate_chars(&collapse(&m.subject), 200),
+                m.labels.join(","),
+                truncate_chars(&collapse(&unescape_html(&m.snippet)), 300)
+            )
+        })
+        .collect();
+    let language = match lang {
+        Lang::En => "English",
+        Lang::Ko => "Korean",
+    };
+    let body = serde_json::json!({
+        "model": llm.model,
+        "temperature": 0.2,
+        "max_tokens": 300,
+        "messages": [
+            { "role": "system", "content": format!(
+                "You summarise a person's new email for their morning briefing. Answer in {language}, in at most three short sentences of plain text (no markdown, no links, no lists). Say first what needs their attention. Use only the messages given; never invent." ) },
+            { "role": "user", "content": format!("{} new messages:\n{}", items.len(), listing.join("\n")) }
+        ]
+    });
+    let mut request =
+        http.post(format!("{}/chat/completions", llm.base_url.as_str().trim_end_matches('/'))).json(&body);
+    if let Some(key) = &llm.api_key {
+        request = request.bearer_auth(key.expose_secret());
+    }
+    let resp = request.send().await.context("calling the LLM")?;
+    let status = resp.status();
+    anyhow::ensure!(status.is_success(), "the LLM answered HTTP {}", status.as_u16());
+    let answer: serde_json::Value = resp.json().await.context("reading the LLM's answer")?;
+    let text = answer["choices"][0]["message"]["content"].as_str().map(collapse).unwrap_or_default();
+    anyhow::ensure!(!text.is_empty(), "the LLM's answer had no text");
+    Ok(truncate_chars(&text, LLM_SUMMARY_CHARS))
 }
 
 /// The mail section reduced to what is shown.

@@ -80,7 +80,13 @@ pub async fn build(
 /// Records each section's status on the briefing row.
 pub async fn record_sections(state: &AppState, id: Uuid, b: &Briefing) -> Result<(), sqlx::Error> {
     let (email_status, email_detail) = match &b.email {
-        Some(e) => (e.status(), Some(e.detail())),
+        Some(e) => {
+            let mut detail = e.detail();
+            if let Some(err) = &b.mail_summary_error {
+                detail.push_str(&format!("; LLM summary unavailable ({err}), extractive summary sent"));
+            }
+            (e.status(), Some(detail))
+        }
         None => ("not_requested", None),
     };
     let (news_status, news_detail) = match &b.news {
@@ -257,7 +263,9 @@ pub struct OnDemand {
 
 /// Builds and delivers an on-demand briefing now (no queue: the caller is
 /// already asynchronous to Slack's ack). Tries the `response_url` first and
-/// falls back to a DM; the row records the outcome either way.
+/// falls back to a DM; the row records the outcome either way. An ephemeral
+/// `response_url` reply has no channel or ts: the row stores
+/// `channel_id = 'response_url'`, `message_ts = 'ephemeral'`.
 pub async fn on_demand_for(
     state: &AppState,
     user: &User,
@@ -267,6 +275,10 @@ pub async fn on_demand_for(
 ) -> anyhow::Result<OnDemand> {
     let local_date = Utc::now().with_timezone(&super::scheduler::user_tz(state, user.tz.as_deref())).date_naive();
     let id = storage::briefings::insert_on_demand(&state.db, &user.user_id, local_date, trigger).await?;
+    if !storage::users::team_is_active(&state.db, &user.team_id).await? {
+        storage::briefings::mark_skipped(&state.db, id, "workspace inactive").await?;
+        anyhow::bail!("{}'s workspace {} is inactive: nothing was sent", user.user_id, user.team_id);
+    }
     let (briefing, rendered) = build(state, user, section, Some(id), local_date).await;
     record_sections(state, id, &briefing).await?;
     let mut via = None;

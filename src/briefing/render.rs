@@ -190,7 +190,7 @@ pub fn render(b: &Briefing) -> Rendered {
     }];
 
     if let Some(email) = &b.email {
-        let (email_blocks, line) = render_email(email, &b.reconnect_url, lang, b.tz);
+        let (email_blocks, line) = render_email(email, &b.reconnect_url, lang, b.tz, b.mail_summary.as_deref());
         blocks.extend(email_blocks);
         fallback.push(line);
     }
@@ -217,7 +217,13 @@ fn button(text: &str, url: &str) -> Value {
 }
 
 /// The Gmail blocks and the fallback line.
-fn render_email(email: &EmailSection, reconnect_url: &str, lang: Lang, tz: chrono_tz::Tz) -> (Vec<Value>, String) {
+fn render_email(
+    email: &EmailSection,
+    reconnect_url: &str,
+    lang: Lang,
+    tz: chrono_tz::Tz,
+    llm_summary: Option<&str>,
+) -> (Vec<Value>, String) {
     let title = match lang {
         Lang::En => "📧 *Gmail*",
         Lang::Ko => "📧 *Gmail*",
@@ -267,6 +273,10 @@ fn render_email(email: &EmailSection, reconnect_url: &str, lang: Lang, tz: chron
                     s.unread,
                     senders.join(", ")
                 ),
+            };
+            let head = match llm_summary {
+                Some(summary) => format!("{head}\n>{}", escape(&truncate_chars(summary, compose::LLM_SUMMARY_CHARS))),
+                None => head,
             };
             let lines: Vec<String> = s
                 .top
@@ -444,6 +454,8 @@ mod tests {
             email,
             news: news.map(Arc::new),
             reconnect_url: "http://localhost:3000/oauth/google/start".into(),
+            mail_summary: Some("<@U0ADMIN> wrote & asked".into()),
+            mail_summary_error: None,
         }
     }
 
@@ -564,6 +576,16 @@ mod tests {
         let all = texts(&r).join("\n");
         assert!(all.contains("Gmail이 연결되어 있지 않아"), "{all}");
         assert!(all.contains("2026년 11월 28일 (토)"), "{all}");
+    }
+
+    #[test]
+    fn the_llm_summary_is_quoted_and_escaped() {
+        let items = vec![mail(3, "Contract".into())];
+        let r = render(&briefing(Some(EmailSection::Ok { items }), None, Lang::En));
+        assert_within_limits(&r);
+        let all = texts(&r).join("\n");
+        assert!(all.contains("\n>&lt;@U0ADMIN&gt; wrote &amp; asked"), "{all}");
+        assert!(all.contains("*Contract*"), "{all}");
     }
 
     #[test]

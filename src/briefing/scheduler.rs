@@ -14,7 +14,9 @@
 //! A briefing whose time passed while robeing was down is sent late when
 //! robeing comes back within `BRIEFING_CATCH_UP_HOURS`; after that, a
 //! `skipped` row says it was missed and why. Users of an inactive workspace
-//! get a `skipped` row too. Nothing is skipped silently.
+//! get a `skipped` row too. Nothing is skipped silently. A user's first
+//! briefing is the first whose time comes after robeing first saw them, so
+//! a new user is never told they "missed" one.
 
 use std::{collections::HashSet, sync::Arc, time::Duration as StdDuration};
 

@@ -797,3 +797,51 @@ async fn bench_briefing_10k_users() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_llm_summarises_mail_from_metadata_only_when_configured() {
+    use crate::fakes::recorder::{Recorded, Scripted};
+    robeing::startup::install_crypto_provider();
+    let llm_fake = Recorder::start(std::sync::Arc::new(|_: &Recorded| {
+        Scripted::json(
+            200,
+            serde_json::json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "model": "small-model",
+                "choices": [ { "index": 0, "finish_reason": "stop",
+                    "message": { "role": "assistant", "content": "박서연 님의 계약서 검토 요청이\n가장 급합니다." } } ]
+            }),
+        )
+    }))
+    .await;
+    let gmail_fake = gmail::start().await;
+    let http = reqwest::Client::new();
+    let items =
+        email::list_inbox(&http, &gmail_fake.url(""), gmail::ACCESS_TOKEN, at("2026-11-29T00:00:00Z")).await.unwrap();
+    let llm = robeing::config::OpenAiCompatible {
+        base_url: url::Url::parse(&llm_fake.url("/v1")).unwrap(),
+        api_key: Some(secrecy::SecretString::from("llm-key-123")),
+        model: "small-model".into(),
+    };
+    let summary = briefing::compose::llm_summary(&http, &llm, &items, briefing::compose::Lang::Ko).await.unwrap();
+    assert_eq!(summary, "박서연 님의 계약서 검토 요청이 가장 급합니다.");
+
+    let calls = llm_fake.requests_to("/v1/chat/completions");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].headers["authorization"], "Bearer llm-key-123");
+    let body = calls[0].json();
+    assert_eq!(body["model"], "small-model");
+    let system = body["messages"][0]["content"].as_str().unwrap();
+    assert!(system.contains("Korean"), "{system}");
+    let user = body["messages"][1]["content"].as_str().unwrap();
+    assert!(user.starts_with("3 new messages:"), "{user}");
+    // The most important message first; snippets unescaped; no token.
+    let first = user.lines().nth(1).unwrap();
+    assert!(first.contains("From: 박서연 | Subject: 계약서 초안 검토 요청 | Labels: IMPORTANT"), "{first}");
+    assert!(user.contains("our biggest deals won't last"), "{user}");
+    assert!(!user.contains(gmail::ACCESS_TOKEN));
+
+    // An LLM that fails is an error the caller records (the extractive summary stands).
+    llm_fake.script("/v1/chat/completions", [Scripted::json(503, serde_json::json!({ "error": "overloaded" }))]);
+    let err = briefing::compose::llm_summary(&http, &llm, &items, briefing::compose::Lang::En).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+}
