@@ -678,14 +678,14 @@ async fn a_slack_rate_limit_is_retried_and_a_refusal_is_recorded_as_failed() {
     app.stop().await.unwrap();
 }
 
-/// User + system CPU time of this process, and its peak resident memory (Linux).
-fn cpu_and_peak_rss() -> (Duration, u64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// User + system CPU time and peak resident memory of a process (Linux `/proc`).
+fn cpu_and_peak_rss(pid: &str) -> (Duration, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    // Fields after the command name: utime is the 12th, stime the 13th (clock ticks, 100 Hz).
+    // After the command name: utime is the 12th field, stime the 13th (clock ticks, 100 Hz).
     let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
         + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let hwm_kb = status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -695,36 +695,86 @@ fn cpu_and_peak_rss() -> (Duration, u64) {
     (Duration::from_millis(ticks * 10), hwm_kb)
 }
 
-/// The "Briefing" benchmark of `docs/benchmarks.md`. Run alone, in release:
+/// The "Briefing" benchmark of `docs/benchmarks.md`: the real binary
+/// (`robeing serve`, its own process, so its CPU and memory are measured
+/// alone) against fakes in this process. Run by hand, in release:
 /// `cargo test --release --test api bench_briefing -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run by hand, see docs/benchmarks.md"]
 async fn bench_briefing_10k_users() {
+    robeing::startup::install_crypto_provider();
     let users: i64 = std::env::var("BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS, feeds::ATOM], &[]).await;
-    sqlx::query("INSERT INTO slack_teams (team_id) VALUES ($1)").bind(TEAM_ID).execute(&app.db).await.unwrap();
+    let fake_feeds = feeds::start().await;
+    let slack = crate::fakes::slack::start().await;
+    let (db_url, _) = fresh_database().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let secret = "bench-cron-secret";
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_robeing"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir.path())
+        .envs([
+            ("DATABASE_URL", db_url.as_str()),
+            ("ROBEING_LISTEN", &format!("127.0.0.1:{port}")),
+            ("SLACK_BOT_TOKEN", BOT_TOKEN),
+            ("SLACK_SIGNING_SECRET", SIGNING_SECRET),
+            ("SLACK_API_URL", &slack.url("/api")),
+            ("NEWS_FEEDS", &feeds::feeds(&fake_feeds, &[feeds::RSS, feeds::ATOM])),
+            ("BRIEFING_SCHEDULER", "off"),
+            ("CRON_SECRET", secret),
+            ("RUST_LOG", "warn"),
+            ("LOG_FORMAT", "json"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "robeing serve did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pool = PgPool::connect(&db_url).await.unwrap();
+    sqlx::query("INSERT INTO slack_teams (team_id) VALUES ($1)").bind(TEAM_ID).execute(&pool).await.unwrap();
+    // Every user's briefing time was a minute ago (UTC), so one cron call claims them all.
+    let now = Utc::now();
     sqlx::query(
-        "INSERT INTO slack_users (user_id, team_id, real_name, tz, locale, first_seen_at, last_seen_at)
-         SELECT 'U' || lpad(i::text, 8, '0'), $1, 'User ' || i, 'Asia/Seoul', CASE WHEN i % 2 = 0 THEN 'ko-KR' ELSE 'en-US' END,
-                '2026-11-30T20:00:00Z', '2026-11-30T20:00:00Z'
+        "INSERT INTO slack_users (user_id, team_id, real_name, tz, locale, briefing_time, first_seen_at, last_seen_at)
+         SELECT 'U' || lpad(i::text, 8, '0'), $1, 'User ' || i, 'Etc/UTC', CASE WHEN i % 2 = 0 THEN 'ko-KR' ELSE 'en-US' END,
+                $3::time, $4, $4
          FROM generate_series(1, $2) AS i",
     )
     .bind(TEAM_ID)
     .bind(users)
-    .execute(&app.db)
+    .bind((now - chrono::Duration::minutes(1)).format("%H:%M").to_string())
+    .bind(now - chrono::Duration::hours(1))
+    .execute(&pool)
     .await
     .unwrap();
 
-    let (cpu0, _) = cpu_and_peak_rss();
+    let (cpu0, rss_idle) = cpu_and_peak_rss(&pid);
     let started = std::time::Instant::now();
-    let s = run_due(&app.state, at("2026-12-01T00:00:05Z"), Trigger::Scheduler).await.unwrap();
+    let r: Value = http
+        .post(format!("{base}/api/cron/daily-summary"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let claim_wall = started.elapsed();
-    assert_eq!(s.claimed as i64, users);
-    let (cpu_claim, rss_claim) = cpu_and_peak_rss();
+    assert_eq!(r["claimed"].as_i64(), Some(users), "{r}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1800);
     loop {
         let open: i64 = sqlx::query_scalar("SELECT count(*) FROM briefings WHERE status = 'claimed'")
-            .fetch_one(&app.db)
+            .fetch_one(&pool)
             .await
             .unwrap();
         if open == 0 {
@@ -734,28 +784,29 @@ async fn bench_briefing_10k_users() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let wall = started.elapsed();
-    let (cpu1, rss1) = cpu_and_peak_rss();
-    let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM briefings WHERE status = 'delivered'")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let (cpu1, rss_peak) = cpu_and_peak_rss(&pid);
+    let delivered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM briefings WHERE status = 'delivered'").fetch_one(&pool).await.unwrap();
     assert_eq!(delivered, users);
-    let posts = app.slack.requests_to(POST).len();
     println!(
-        "BENCH daily: users={users} claim_wall={:.2}s claim_cpu={:.2}s rss_after_claim={}MB total_wall={:.2}s total_cpu={:.2}s \
-         cpu_per_briefing={:.3}ms peak_rss={}MB posts={posts} rate={:.0}/s",
+        "BENCH daily: users={users} claim_wall={:.2}s total_wall={:.2}s robeing_cpu={:.2}s cpu_per_briefing={:.3}ms \
+         rss_idle={}MB peak_rss={}MB posts={} rate={:.0}/s",
         claim_wall.as_secs_f64(),
-        (cpu_claim - cpu0).as_secs_f64(),
-        rss_claim / 1024,
         wall.as_secs_f64(),
         (cpu1 - cpu0).as_secs_f64(),
         (cpu1 - cpu0).as_secs_f64() * 1000.0 / users as f64,
-        rss1 / 1024,
+        rss_idle / 1024,
+        rss_peak / 1024,
+        slack.requests_to(POST).len(),
         users as f64 / wall.as_secs_f64(),
     );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.parse().unwrap()), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
 
-    // Gmail reads against a fake answering each call in 50 ms.
-    let fake = crate::fakes::recorder::Recorder::start(std::sync::Arc::new(|r: &crate::fakes::recorder::Recorded| {
+    // Gmail reads (the library's reader, in this process) against a fake
+    // answering every call in 50 ms; CPU here includes the fake's.
+    let fake = Recorder::start(std::sync::Arc::new(|r: &crate::fakes::recorder::Recorded| {
         let body = if r.path == "/gmail/v1/users/me/messages" {
             serde_json::json!({ "messages": (0..10).map(|i| serde_json::json!({ "id": format!("m{i}") })).collect::<Vec<_>>() })
         } else {
@@ -768,14 +819,12 @@ async fn bench_briefing_10k_users() {
     }))
     .await;
     let readers: usize = std::env::var("BENCH_GMAIL_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let (cpu0, _) = cpu_and_peak_rss();
+    let (cpu0, _) = cpu_and_peak_rss("self");
     let started = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(robeing::jobs::CONCURRENCY));
     for _ in 0..readers {
-        let http = app.state.http.clone();
-        let base = fake.url("");
-        let permits = permits.clone();
+        let (http, base, permits) = (http.clone(), fake.url(""), permits.clone());
         tasks.spawn(async move {
             let _p = permits.acquire_owned().await.unwrap();
             email::list_inbox(&http, &base, "token", at("2026-11-30T00:00:00Z")).await.unwrap().len()
@@ -786,16 +835,14 @@ async fn bench_briefing_10k_users() {
         items += n.unwrap();
     }
     let wall = started.elapsed();
-    let (cpu1, rss2) = cpu_and_peak_rss();
+    let (cpu1, _) = cpu_and_peak_rss("self");
     println!(
-        "BENCH gmail: users={readers} messages={items} calls={} wall={:.2}s cpu={:.2}s cpu_per_user={:.3}ms peak_rss={}MB",
+        "BENCH gmail: users={readers} messages={items} calls={} wall={:.2}s cpu_incl_fake={:.2}s cpu_per_user={:.3}ms",
         fake.requests().len(),
         wall.as_secs_f64(),
         (cpu1 - cpu0).as_secs_f64(),
         (cpu1 - cpu0).as_secs_f64() * 1000.0 / readers as f64,
-        rss2 / 1024
     );
-    app.stop().await.unwrap();
 }
 
 #[tokio::test]
