@@ -892,3 +892,49 @@ async fn the_llm_summarises_mail_from_metadata_only_when_configured() {
     let err = briefing::compose::llm_summary(&http, &llm, &items, briefing::compose::Lang::En).await.unwrap_err();
     assert!(err.to_string().contains("503"), "{err}");
 }
+
+#[tokio::test]
+async fn the_scheduler_inside_serve_sends_a_due_briefing_on_its_own() {
+    let fake_feeds = feeds::start().await;
+    let (db_url, _) = fresh_database().await;
+    let pool = PgPool::connect(&db_url).await.unwrap();
+    robeing::storage::migrate(&pool).await.unwrap();
+    let now = Utc::now();
+    let time = (now - chrono::Duration::minutes(1)).format("%H:%M").to_string();
+    add_user(
+        &pool,
+        "U0LOOP001",
+        Some("Etc/UTC"),
+        "en-US",
+        Some(&time),
+        &(now - chrono::Duration::hours(1)).to_rfc3339(),
+    )
+    .await;
+    add_user(
+        &pool,
+        "U0LATER01",
+        Some("Etc/UTC"),
+        "en-US",
+        Some(&(now + chrono::Duration::hours(2)).format("%H:%M").to_string()),
+        &(now - chrono::Duration::hours(1)).to_rfc3339(),
+    )
+    .await;
+
+    // The scheduler is on (the default): nothing calls run_due.
+    let app = spawn_app_with(Options {
+        vars: vec![
+            ("DATABASE_URL".into(), db_url.clone()),
+            ("NEWS_FEEDS".into(), feeds::feeds(&fake_feeds, &[feeds::RSS])),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let posts = app.slack.wait_for(POST, 1, WAIT).await;
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].json()["channel"], "D0LOOP001");
+    settled(&app.db, "U0LOOP001").await;
+    let r = rows(&app.db, "U0LOOP001").await;
+    assert_eq!((r.len(), r[0].2.as_str(), r[0].3.as_str()), (1, "scheduler", "delivered"));
+    assert!(rows(&app.db, "U0LATER01").await.is_empty(), "not due yet");
+    app.stop().await.unwrap();
+}
