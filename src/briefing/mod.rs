@@ -8,12 +8,14 @@
 //! - [`compose`]: gathers the sections and summarises the mail.
 //! - [`render`]: Block Kit within Slack's limits, plus a plain-text fallback.
 //! - [`deliver`]: the `briefing_deliver` job, posting by DM or `response_url`.
+//! - [`home`]: the App Home settings view and its actions.
 //!
 //! [`on_demand`] is `/brief`'s entry point.
 
 pub mod compose;
 pub mod deliver;
 pub mod email;
+pub mod home;
 pub mod render;
 pub mod scheduler;
 

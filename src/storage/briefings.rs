@@ -324,3 +324,55 @@ pub async fn status(executor: impl PgExecutor<'_>) -> Result<Vec<StatusRow>, sql
     .fetch_all(executor)
     .await
 }
+
+/// Sets a user's own briefing time (`None`: the operator's `BRIEFING_TIME`).
+pub async fn set_briefing_time(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    time: Option<NaiveTime>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query!(r#"UPDATE slack_users SET briefing_time = $2 WHERE user_id = $1"#, user_id, time)
+        .execute(executor)
+        .await
+        .map(|r| r.rows_affected() == 1)
+}
+
+/// Turns a user's daily briefing on or off.
+pub async fn set_briefing_enabled(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    enabled: bool,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query!(r#"UPDATE slack_users SET briefing_enabled = $2 WHERE user_id = $1"#, user_id, enabled)
+        .execute(executor)
+        .await
+        .map(|r| r.rows_affected() == 1)
+}
+
+/// The user's most recent briefing, any kind.
+pub async fn latest(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Option<Briefing>, sqlx::Error> {
+    sqlx::query_as!(
+        Briefing,
+        r#"SELECT id, user_id, local_date, kind, trigger, status, email_status, news_status, email_detail,
+                  news_detail, channel_id, message_ts, skip_reason, failure_reason, claimed_at, delivered_at
+           FROM briefings WHERE user_id = $1 ORDER BY claimed_at DESC, id LIMIT 1"#,
+        user_id
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Whether the user's daily briefing of `local_date` has a row (any status).
+pub async fn daily_exists(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    local_date: NaiveDate,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM briefings WHERE user_id = $1 AND local_date = $2 AND kind = 'daily') AS "e!""#,
+        user_id,
+        local_date
+    )
+    .fetch_one(executor)
+    .await
+}

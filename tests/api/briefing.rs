@@ -938,3 +938,63 @@ async fn the_scheduler_inside_serve_sends_a_due_briefing_on_its_own() {
     assert!(rows(&app.db, "U0LATER01").await.is_empty(), "not due yet");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn app_home_shows_the_next_and_last_briefing_and_its_actions_change_the_schedule() {
+    use robeing::briefing::home::{self, HomeOutcome};
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
+    add_user(&app.db, "U0HOME001", Some("Asia/Seoul"), "en-US", None, "2026-11-30T20:00:00Z").await;
+    let s = &app.state;
+    let view_text = |v: &Value| {
+        let blocks: Vec<slack_morphism::prelude::SlackBlock> = serde_json::from_value(v["blocks"].clone()).unwrap();
+        assert_eq!(blocks.len(), 4);
+        all_text(v)
+    };
+
+    let v = home::view(s, "U0HOME001", at("2026-11-30T23:00:00Z")).await.unwrap();
+    assert_eq!(v["type"], "home");
+    let t = view_text(&v);
+    assert!(t.contains("Next briefing: *Tue 1 Dec, 09:00* (Asia/Seoul)") && t.contains("No briefing yet."), "{t}");
+    assert_eq!(v["blocks"][3]["elements"][0]["initial_option"]["value"], "default");
+
+    // 08:00 in Seoul: move it to 10:00.
+    let done = home::handle_action(s, "U0HOME001", home::ACTION_TIME, Some("10:00"), at("2026-11-30T23:00:00Z")).await;
+    assert_eq!(done.unwrap(), HomeOutcome::TimeSet(chrono::NaiveTime::from_hms_opt(10, 0, 0)));
+    assert_eq!(run_due(s, at("2026-12-01T00:00:05Z"), Trigger::Scheduler).await.unwrap(), summary(0, 0, 0));
+    assert_eq!(run_due(s, at("2026-12-01T01:00:05Z"), Trigger::Scheduler).await.unwrap(), summary(1, 0, 0));
+    settled(&app.db, "U0HOME001").await;
+    let t = view_text(&home::view(s, "U0HOME001", at("2026-12-01T02:00:00Z")).await.unwrap());
+    assert!(t.contains("Next briefing: *Wed 2 Dec, 10:00*"), "{t}");
+    // (Delivered at the real clock's time: only the scheduler's clock is injected.)
+    assert!(t.contains("Last briefing: ") && t.contains(" · delivered · email not_configured, news ok"), "{t}");
+
+    // Off: the next day has none.
+    assert_eq!(
+        home::handle_action(s, "U0HOME001", home::ACTION_TOGGLE, Some("off"), at("2026-12-01T02:00:00Z"))
+            .await
+            .unwrap(),
+        HomeOutcome::Enabled(false)
+    );
+    assert!(view_text(&home::view(s, "U0HOME001", at("2026-12-01T02:00:00Z")).await.unwrap()).contains("is *off*"));
+    assert_eq!(run_due(s, at("2026-12-02T01:00:05Z"), Trigger::Scheduler).await.unwrap(), summary(0, 0, 0));
+    // On again at 15:00, long after 10:00: today says why it has none (not "service was down").
+    home::handle_action(s, "U0HOME001", home::ACTION_TOGGLE, Some("on"), at("2026-12-02T06:00:00Z")).await.unwrap();
+    assert_eq!(run_due(s, at("2026-12-02T06:00:30Z"), Trigger::Scheduler).await.unwrap(), summary(0, 1, 0));
+    let r = rows(&app.db, "U0HOME001").await;
+    assert_eq!((r[1].0.as_str(), r[1].3.as_str()), ("2026-12-02", "skipped"));
+    assert!(r[1].6.as_deref().unwrap().starts_with("settings changed in App Home at 15:00"), "{r:?}");
+
+    // Send one now: a DM, recorded as on demand from App Home.
+    let sent = home::handle_action(s, "U0HOME001", home::ACTION_SEND_NOW, None, Utc::now()).await.unwrap();
+    assert!(matches!(sent, HomeOutcome::Sent(Via::Dm { .. })));
+    assert_eq!(posts_to(&app.slack, "D0HOME001").len(), 2);
+    assert_eq!(rows(&app.db, "U0HOME001").await[2].2, "app_home");
+
+    for (action, value) in
+        [(home::ACTION_TIME, Some("25:00")), ("briefing_nope", None), (home::ACTION_TOGGLE, Some("maybe"))]
+    {
+        assert!(home::handle_action(s, "U0HOME001", action, value, Utc::now()).await.is_err(), "{action} {value:?}");
+    }
+    assert_eq!(app.slack.requests_to(POST).len(), 2);
+    app.stop().await.unwrap();
+}
