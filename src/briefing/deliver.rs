@@ -156,10 +156,23 @@ fn classify(e: SlackClientError) -> PostError {
     }
 }
 
+/// Longest wait for Slack to accept a briefing (both calls). With the
+/// sections' own limits this keeps a delivery well inside the job lease.
+pub const SLACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// MERGE POINT: posts a message to the user's DM (opening it when its id is
 /// not stored). The only function here that talks to Slack; the transport's
 /// retrying client replaces its body at merge.
 pub async fn post_dm(state: &AppState, user: &User, message: &Rendered) -> Result<Posted, PostError> {
+    tokio::time::timeout(SLACK_TIMEOUT, post_dm_inner(state, user, message)).await.unwrap_or_else(|_| {
+        Err(PostError::Retry {
+            after: None,
+            error: format!("Slack did not answer within {} s", SLACK_TIMEOUT.as_secs()),
+        })
+    })
+}
+
+async fn post_dm_inner(state: &AppState, user: &User, message: &Rendered) -> Result<Posted, PostError> {
     let slack = state
         .slack
         .as_ref()

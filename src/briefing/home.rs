@@ -172,7 +172,7 @@ pub async fn handle_action(
         let time = user.briefing_time.unwrap_or(state.config.briefing_time);
         let today = now.with_timezone(&tz).date_naive();
         let at = scheduled_at(today, time, tz);
-        let grace = Duration::from_std(state.config.briefing_catch_up).unwrap_or(Duration::hours(3));
+        let grace = super::scheduler::catch_up_window(state);
         if now - at > grace {
             let reason = format!(
                 "settings changed in App Home at {} {tz}, after today's {} briefing time",

@@ -94,13 +94,20 @@ pub fn scheduled_at(date: NaiveDate, time: NaiveTime, tz: Tz) -> DateTime<Utc> {
     }
 }
 
+/// How late a briefing may still be sent: `BRIEFING_CATCH_UP_HOURS`, but
+/// never less than [`CATCH_UP_AFTER`], so that `0` ("no catch-up after a
+/// restart") still lets a tick, or a slow database, be a little late.
+pub fn catch_up_window(state: &AppState) -> Duration {
+    Duration::from_std(state.config.briefing_catch_up).unwrap_or(Duration::hours(3)).max(CATCH_UP_AFTER)
+}
+
 /// Claims (and queues) every daily briefing due at `now` that has no row
 /// yet, and records the ones that can no longer be sent.
 pub async fn run_due(state: &AppState, now: DateTime<Utc>, trigger: Trigger) -> anyhow::Result<DueSummary> {
     let candidates = storage::briefings::candidates(&state.db).await?;
     let existing: HashSet<(String, NaiveDate)> =
         storage::briefings::daily_since(&state.db, now.date_naive() - Duration::days(3)).await?.into_iter().collect();
-    let grace = Duration::from_std(state.config.briefing_catch_up).unwrap_or(Duration::hours(3));
+    let grace = catch_up_window(state);
     let horizon = match trigger {
         Trigger::Scheduler => now,
         Trigger::Cron => now + CRON_EARLY,
@@ -136,11 +143,15 @@ pub async fn run_due(state: &AppState, now: DateTime<Utc>, trigger: Trigger) -> 
                 skip(state, &c.user_id, date, trigger_name(trigger, late), &reason).await
             } else if late > grace {
                 let reason = format!(
-                    "missed: service was down at {} {tz} ({} UTC); it ran again at {} {tz}, past the {} h catch-up window",
+                    "missed: service was down at {} {tz} ({} UTC); it ran again at {} {tz}, past the {} catch-up window",
                     at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
                     at.format("%H:%M"),
                     now.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
-                    grace.num_hours()
+                    if grace.num_minutes() % 60 == 0 {
+                        format!("{} h", grace.num_hours())
+                    } else {
+                        format!("{} min", grace.num_minutes())
+                    }
                 );
                 skip(state, &c.user_id, date, trigger_name(trigger, late), &reason).await
             } else {
