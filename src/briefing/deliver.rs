@@ -12,12 +12,14 @@
 //! and then the row says `failed` with the reason — never silently nothing.
 //! A job whose row is no longer `claimed` does nothing.
 //!
-//! One window remains, and no design around a third-party API without
-//! idempotency keys can close it: if the process dies after Slack accepted
-//! `chat.postMessage` but before `mark_delivered` commits (a few
-//! milliseconds), the lease expires and the job posts the briefing a second
-//! time. Delivery is therefore at-least-once with a window of one Slack round
-//! trip per briefing; everything else is exactly once.
+//! Slack's `chat.postMessage` has no idempotency key, so a crash after Slack
+//! accepted the message but before `mark_delivered` commits would, on the
+//! retry, post it again. To close most of that window every briefing carries
+//! message metadata (`robeing_briefing`, its id), and a retried job first
+//! looks for it in the DM's history ([`find_posted`]) and records the message
+//! it finds instead of posting. What remains is honest at-least-once: if that
+//! history check itself fails (Slack down, scope missing) the retry posts
+//! anyway, because a briefing sent twice is better than none.
 
 use anyhow::Context as _;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -163,8 +165,13 @@ pub const SLACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20
 /// MERGE POINT: posts a message to the user's DM (opening it when its id is
 /// not stored). The only function here that talks to Slack; the transport's
 /// retrying client replaces its body at merge.
-pub async fn post_dm(state: &AppState, user: &User, message: &Rendered) -> Result<Posted, PostError> {
-    tokio::time::timeout(SLACK_TIMEOUT, post_dm_inner(state, user, message)).await.unwrap_or_else(|_| {
+pub async fn post_dm(
+    state: &AppState,
+    user: &User,
+    message: &Rendered,
+    briefing_id: Option<Uuid>,
+) -> Result<Posted, PostError> {
+    tokio::time::timeout(SLACK_TIMEOUT, post_dm_inner(state, user, message, briefing_id)).await.unwrap_or_else(|_| {
         Err(PostError::Retry {
             after: None,
             error: format!("Slack did not answer within {} s", SLACK_TIMEOUT.as_secs()),
@@ -172,7 +179,12 @@ pub async fn post_dm(state: &AppState, user: &User, message: &Rendered) -> Resul
     })
 }
 
-async fn post_dm_inner(state: &AppState, user: &User, message: &Rendered) -> Result<Posted, PostError> {
+async fn post_dm_inner(
+    state: &AppState,
+    user: &User,
+    message: &Rendered,
+    briefing_id: Option<Uuid>,
+) -> Result<Posted, PostError> {
     let slack = state
         .slack
         .as_ref()
@@ -195,12 +207,52 @@ async fn post_dm_inner(state: &AppState, user: &User, message: &Rendered) -> Res
             opened.channel.id
         }
     };
-    let request = SlackApiChatPostMessageRequest::new(
-        channel,
-        SlackMessageContent::new().with_text(message.text.clone()).with_blocks(blocks),
-    );
+    let mut content = SlackMessageContent::new().with_text(message.text.clone()).with_blocks(blocks);
+    if let Some(id) = briefing_id {
+        content = content.with_metadata(SlackMessageMetadata {
+            event_type: METADATA_EVENT.into(),
+            event_payload: Some([("briefing_id".to_owned(), id.to_string())].into_iter().collect()),
+        });
+    }
+    let request = SlackApiChatPostMessageRequest::new(channel, content);
     let resp = session.chat_post_message(&request).await.map_err(classify)?;
     Ok(Posted { channel_id: resp.channel.0, ts: resp.ts.0 })
+}
+
+/// The Slack message metadata `event_type` that marks a briefing, with
+/// `briefing_id` in its payload.
+pub const METADATA_EVENT: &str = "robeing_briefing";
+
+/// MERGE POINT (with [`post_dm`]): looks in the user's DM for a briefing
+/// message an earlier attempt already posted (by its metadata), so a retry
+/// after a crash records that message instead of posting a second one.
+pub async fn find_posted(
+    state: &AppState,
+    user: &User,
+    briefing_id: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Option<Posted>, PostError> {
+    let (Some(slack), Some(channel)) = (state.slack.as_ref(), user.dm_channel_id.as_ref()) else { return Ok(None) };
+    let request = SlackApiConversationsHistoryRequest::new()
+        .with_channel(SlackChannelId(channel.clone()))
+        .with_oldest(SlackTs(format!("{}.000000", since.timestamp() - 1)))
+        .with_limit(50)
+        .with_include_all_metadata(true);
+    let history = tokio::time::timeout(SLACK_TIMEOUT, slack.session().conversations_history(&request))
+        .await
+        .map_err(|_| PostError::Retry { after: None, error: "Slack did not answer conversations.history".into() })?
+        .map_err(classify)?;
+    let wanted = briefing_id.to_string();
+    Ok(history
+        .messages
+        .into_iter()
+        .find(|m| {
+            m.content.metadata.as_ref().is_some_and(|md| {
+                md.event_type == METADATA_EVENT
+                    && md.event_payload.as_ref().and_then(|p| p.get("briefing_id")) == Some(&wanted)
+            })
+        })
+        .map(|m| Posted { channel_id: channel.clone(), ts: m.origin.ts.0 }))
 }
 
 /// Posts an ephemeral message to a slash command's `response_url`.
@@ -228,9 +280,24 @@ pub async fn run_job(state: &AppState, job: &Job) -> Result<(), JobError> {
         storage::briefings::mark_skipped(&state.db, id, "workspace inactive").await?;
         return Ok(());
     }
+    // A retry may follow an attempt that posted and then died before
+    // recording it (sections are recorded before posting, so only then).
+    if job.attempts > 1 && row.email_status.is_some() {
+        match find_posted(state, &user, id, row.claimed_at).await {
+            Ok(Some(posted)) => {
+                storage::briefings::mark_delivered(&state.db, id, &posted.channel_id, &posted.ts).await?;
+                tracing::info!(user = %user.user_id, briefing = %id, "briefing was already posted; recorded it");
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(user = %user.user_id, briefing = %id, error = %e, "could not check for an earlier post; posting")
+            }
+        }
+    }
     let (briefing, rendered) = build(state, &user, None, Some(id), row.local_date).await;
     record_sections(state, id, &briefing).await?;
-    match post_dm(state, &user, &rendered).await {
+    match post_dm(state, &user, &rendered, Some(id)).await {
         Ok(posted) => {
             storage::briefings::mark_delivered(&state.db, id, &posted.channel_id, &posted.ts).await?;
             tracing::info!(
@@ -308,7 +375,7 @@ pub async fn on_demand_for(
     }
     let via = match via {
         Some(v) => v,
-        None => match post_dm(state, user, &rendered).await {
+        None => match post_dm(state, user, &rendered, Some(id)).await {
             Ok(p) => {
                 storage::briefings::mark_delivered(&state.db, id, &p.channel_id, &p.ts).await?;
                 Via::Dm { channel_id: p.channel_id, ts: p.ts }

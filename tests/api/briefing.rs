@@ -633,14 +633,17 @@ async fn a_crashed_delivery_is_finished_once_by_the_next_worker_and_a_recorded_o
     add_user(&app.db, "U0CRASH01", Some("Asia/Seoul"), "en-US", None, "2026-11-30T20:00:00Z").await;
     add_user(&app.db, "U0DONE001", Some("Asia/Seoul"), "en-US", None, "2026-11-30T20:00:00Z").await;
     // Died after claiming, before sending: the briefing must still arrive.
-    crashed_job(&app.db, "U0CRASH01", "claimed").await;
+    let crashed = crashed_job(&app.db, "U0CRASH01", "claimed").await;
     // Died after recording the delivery, before finishing the job: nothing more.
     crashed_job(&app.db, "U0DONE001", "delivered").await;
 
     wait_jobs_done(&app.db, 2).await;
     settled(&app.db, "U0CRASH01").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(posts_to(&app.slack, "D0CRASH01").len(), 1);
+    let posted = posts_to(&app.slack, "D0CRASH01");
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0]["metadata"]["event_type"], "robeing_briefing");
+    assert_eq!(posted[0]["metadata"]["event_payload"]["briefing_id"], crashed.to_string());
     assert_eq!(app.slack.requests_to(POST).len(), 1, "the recorded one was not sent again");
     assert_eq!(rows(&app.db, "U0CRASH01").await[0].3, "delivered");
     // The scheduler, running after the crash, does not claim a second one.
@@ -996,5 +999,48 @@ async fn app_home_shows_the_next_and_last_briefing_and_its_actions_change_the_sc
         assert!(home::handle_action(s, "U0HOME001", action, value, Utc::now()).await.is_err(), "{action} {value:?}");
     }
     assert_eq!(app.slack.requests_to(POST).len(), 2);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_after_a_crash_between_posting_and_recording_finds_the_message_instead_of_reposting() {
+    use crate::fakes::recorder::Scripted;
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
+    add_user(&app.db, "U0POSTED1", Some("Asia/Seoul"), "en-US", None, "2026-11-30T20:00:00Z").await;
+    sqlx::query("UPDATE slack_users SET dm_channel_id = 'D0POSTED1' WHERE user_id = 'U0POSTED1'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // The first attempt recorded the sections, posted, and died before recording the post.
+    let id = crashed_job(&app.db, "U0POSTED1", "claimed").await;
+    let history = serde_json::json!({
+        "ok": true, "has_more": false,
+        "messages": [
+            { "type": "message", "user": "U0POSTED1", "text": "thanks", "ts": "1764000000.000900" },
+            { "type": "message", "user": "U0BOT0001", "text": "Your briefing", "ts": "1764000000.000777",
+              "metadata": { "event_type": "robeing_briefing", "event_payload": { "briefing_id": id.to_string() } } }
+        ]
+    });
+    app.slack.script("/api/conversations.history", [Scripted::json(200, history)]);
+    sqlx::query("UPDATE briefings SET email_status = 'not_configured', news_status = 'ok' WHERE id = $1")
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    wait_jobs_done(&app.db, 1).await;
+    let (status, ts): (String, Option<String>) =
+        sqlx::query_as("SELECT status, message_ts FROM briefings WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), ts.as_deref()), ("delivered", Some("1764000000.000777")));
+    let looked = app.slack.requests_to("/api/conversations.history");
+    assert_eq!(looked.len(), 1);
+    assert_eq!(looked[0].param("channel").as_deref(), Some("D0POSTED1"));
+    assert_eq!(looked[0].param("include_all_metadata").as_deref(), Some("true"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.slack.requests_to(POST).is_empty(), "not posted a second time");
     app.stop().await.unwrap();
 }
