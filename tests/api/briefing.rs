@@ -923,11 +923,12 @@ async fn the_scheduler_inside_serve_sends_a_due_briefing_on_its_own() {
     )
     .await;
 
-    // The scheduler is on (the default): nothing calls run_due.
+    // The scheduler loop is on (as in production): nothing calls run_due.
     let app = spawn_app_with(Options {
         vars: vec![
             ("DATABASE_URL".into(), db_url.clone()),
             ("NEWS_FEEDS".into(), feeds::feeds(&fake_feeds, &[feeds::RSS])),
+            ("BRIEFING_SCHEDULER".into(), "on".into()),
         ],
         ..Default::default()
     })

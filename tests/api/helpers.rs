@@ -112,6 +112,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     vars.insert("SLACK_API_URL".into(), slack.url("/api"));
     vars.insert("LOG_FORMAT".into(), "json".into());
     vars.insert("NEWS_FEEDS".into(), "http://127.0.0.1:9/feed.xml".into());
+    // Tests drive briefings with injected clocks; a test that wants the loop sets it on.
+    vars.insert("BRIEFING_SCHEDULER".into(), "off".into());
     for (k, v) in options.vars {
         vars.insert(k, v);
     }
