@@ -1,5 +1,5 @@
 //! The command line (operator contract): `serve` (default), `migrate`,
-//! `doctor`. Each command returns its exit code: 0 success, 1 runtime
+//! `doctor`, `brief`, `status`. Each command returns its exit code: 0 success, 1 runtime
 //! failure, 2 bad usage or configuration.
 
 use clap::{Parser, Subcommand};
@@ -30,6 +30,21 @@ pub enum Command {
         /// The Slack user id (U…).
         #[arg(long)]
         user: String,
+    },
+    /// Build (and unless --dry-run, send) one user's briefing now.
+    Brief {
+        /// The Slack user id (U…).
+        #[arg(long)]
+        user: String,
+        /// Print the briefing instead of sending it (records nothing).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Per user: Slack id, name, time zone, Gmail state, last briefing, stored exchanges.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -98,8 +113,169 @@ async fn run(command: Command) -> i32 {
             }
         }
         Command::ConnectLink { user } => connect_link(&config, &user).await,
+        Command::Brief { user, dry_run } => brief(config, &user, dry_run).await,
+        Command::Status { json } => status(config, json).await,
         Command::Doctor => unreachable!("handled above"),
     }
+}
+
+/// The state `brief` and `status` need, without the HTTP server: the
+/// database (migrated), the Slack client and the HTTP client.
+async fn command_state(
+    config: Config,
+) -> Result<
+    (
+        std::sync::Arc<crate::startup::AppState>,
+        Option<crate::storage::embedded::EmbeddedPostgres>,
+        tokio_util::sync::CancellationToken,
+    ),
+    crate::startup::StartupError,
+> {
+    install_crypto_provider();
+    let db = open_database(&config).await?;
+    let embedded = db.embedded.clone();
+    let crate::startup::Assembled { state, shutdown, .. } = crate::startup::assemble(config, db)?;
+    Ok((state, embedded, shutdown))
+}
+
+/// `robeing brief --user <id> [--dry-run]`.
+async fn brief(config: Config, user_id: &str, dry_run: bool) -> i32 {
+    let (state, embedded, shutdown) = match command_state(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("robeing: {e}");
+            return e.exit_code;
+        }
+    };
+    let code = async {
+        let user = match crate::storage::users::get(&state.db, user_id).await {
+            Ok(Some(u)) => u,
+            Ok(None) => {
+                eprintln!(
+                    "robeing: unknown Slack user `{user_id}`: robeing knows a user once they have written to it (see `robeing status`)"
+                );
+                return EXIT_CONFIG;
+            }
+            Err(e) => {
+                eprintln!("robeing: reading user `{user_id}`: {e}");
+                return EXIT_FAILURE;
+            }
+        };
+        if dry_run {
+            let tz = crate::briefing::scheduler::user_tz(&state, user.tz.as_deref());
+            let date = chrono::Utc::now().with_timezone(&tz).date_naive();
+            let (_, rendered) = crate::briefing::deliver::build(&state, &user, None, None, date).await;
+            println!("{}", crate::briefing::render::to_terminal(&rendered));
+            return EXIT_OK;
+        }
+        match crate::briefing::deliver::on_demand_for(&state, &user, None, None, "cli").await {
+            Ok(done) => {
+                println!(
+                    "briefing {} delivered to {user_id} ({:?}); email {}, news {}",
+                    done.briefing_id,
+                    done.via,
+                    done.email_status.unwrap_or("-"),
+                    done.news_status.unwrap_or("-")
+                );
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("robeing: {e:#}");
+                EXIT_FAILURE
+            }
+        }
+    }
+    .await;
+    shutdown.cancel();
+    state.db.close().await;
+    if let Some(pg) = embedded {
+        let _ = pg.stop().await;
+    }
+    code
+}
+
+/// `robeing status [--json]`.
+async fn status(config: Config, json: bool) -> i32 {
+    install_crypto_provider();
+    let default_tz = config.default_timezone;
+    let db = match open_database(&config).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("robeing: {e}");
+            return e.exit_code;
+        }
+    };
+    let rows = crate::storage::briefings::status(&db.pool).await;
+    db.pool.close().await;
+    if let Some(pg) = db.embedded {
+        let _ = pg.stop().await;
+    }
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("robeing: reading status: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into()));
+        return EXIT_OK;
+    }
+    let day = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_else(|| "?".into())
+    };
+    let mut table = vec![[
+        "USER".to_string(),
+        "NAME".into(),
+        "TZ".into(),
+        "GMAIL".into(),
+        "LAST BRIEFING".into(),
+        "SECTIONS".into(),
+        "EXCHANGES".into(),
+    ]];
+    for r in &rows {
+        let gmail = match r.gmail_state.as_deref() {
+            Some("connected") => format!("connected since {}", day(r.gmail_since)),
+            Some("needs_reconnect") => format!(
+                "needs reconnect since {} ({})",
+                day(r.gmail_since),
+                r.gmail_broken_reason.as_deref().unwrap_or("no reason")
+            ),
+            _ => "not connected".into(),
+        };
+        let last = match (&r.last_briefing_status, r.last_briefing_at) {
+            (Some(status), at) => {
+                let mut s = format!("{} {status} ({})", day(at), r.last_briefing_kind.as_deref().unwrap_or("?"));
+                if let Some(reason) = &r.last_briefing_reason {
+                    s.push_str(&format!(": {reason}"));
+                }
+                s
+            }
+            (None, _) => "never".into(),
+        };
+        let sections = match (&r.last_email_status, &r.last_news_status) {
+            (None, None) => "-".into(),
+            (e, n) => format!("email {}, news {}", e.as_deref().unwrap_or("-"), n.as_deref().unwrap_or("-")),
+        };
+        let tz = r.tz.clone().unwrap_or_else(|| format!("{default_tz} (default)"));
+        let name = r.name.clone().unwrap_or_else(|| "-".into());
+        let enabled = if r.briefing_enabled { "" } else { " [briefing off]" };
+        table.push([r.user_id.clone(), name, tz, gmail, format!("{last}{enabled}"), sections, r.exchanges.to_string()]);
+    }
+    let widths: Vec<usize> =
+        (0..7).map(|i| table.iter().map(|row| row[i].chars().count()).max().unwrap_or(0)).collect();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell}{}", " ".repeat(widths[i] - cell.chars().count())))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    if rows.is_empty() {
+        println!("(no users yet: a user appears once they write to robeing)");
+    }
+    EXIT_OK
 }
 
 /// `robeing connect-link --user U…`: the seed's "generate the OAuth URL for

@@ -65,6 +65,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("NEWS_FEEDS", "a default list (see README)", "comma-separated RSS/Atom URLs"),
     ("BRIEFING_TIME", "`09:00`", "default local time of the briefing"),
     ("BRIEFING_CATCH_UP_HOURS", "`3`", "how late a missed briefing is still sent after a restart"),
+    (
+        "BRIEFING_SCHEDULER",
+        "`on`",
+        "`off` → briefings are sent only by `POST /api/cron/daily-summary`, `/brief` and `robeing brief`",
+    ),
     ("DEFAULT_TIMEZONE", "`Asia/Seoul`", "time zone when Slack gives none"),
     ("CRON_SECRET", "unset → `POST /api/cron/daily-summary` answers 404", "bearer secret for the cron endpoint"),
     ("RUST_LOG", "`info`", "log filter"),
@@ -164,6 +169,8 @@ pub struct Config {
     pub news_feeds: Vec<Url>,
     pub briefing_time: NaiveTime,
     pub briefing_catch_up: Duration,
+    /// Whether `serve` runs the built-in briefing scheduler (`BRIEFING_SCHEDULER`).
+    pub briefing_scheduler: bool,
     pub default_timezone: Tz,
     pub cron_secret: Option<SecretString>,
     pub log_filter: String,
@@ -338,6 +345,17 @@ impl Config {
             },
             None => Duration::from_secs(3 * 3600),
         };
+        let briefing_scheduler = match get("BRIEFING_SCHEDULER").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("on") | Some("true") | Some("1") => true,
+            Some("off") | Some("false") | Some("0") => false,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "BRIEFING_SCHEDULER",
+                    format!("`{other}` is neither on nor off"),
+                    "use on (the default) or off (when an external cron calls POST /api/cron/daily-summary)",
+                ));
+            }
+        };
         let default_timezone = match get("DEFAULT_TIMEZONE") {
             Some(v) => v.parse::<Tz>().map_err(|_| {
                 ConfigError::new(
@@ -385,6 +403,7 @@ impl Config {
             news_feeds,
             briefing_time,
             briefing_catch_up,
+            briefing_scheduler,
             default_timezone,
             cron_secret: get("CRON_SECRET").map(SecretString::from),
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".into()),

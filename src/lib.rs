@@ -18,11 +18,13 @@
 //! - [`conversation`]: DM in → reply out, with memory.
 //! - [`google`]: Gmail: OAuth, the token vault, refresh, prompts, the Gmail client.
 //! - [`memory`]: ChromaDB vector memory and the embedders.
+//! - [`briefing`], [`news`]: the morning briefing (scheduler, Gmail and news sections, delivery).
 //! - [`slack`]: the Slack Web API client and transport pieces.
 //! - [`storage`]: Postgres — connection, migrations, all SQL.
 //! - [`health`]: the readiness report; [`metrics`]: Prometheus counters.
 //! - [`error`], [`telemetry`]: the error and logging policies.
 
+pub mod briefing;
 pub mod cli;
 pub mod config;
 pub mod conversation;
@@ -34,6 +36,7 @@ pub mod http;
 pub mod jobs;
 pub mod memory;
 pub mod metrics;
+pub mod news;
 pub mod pipeline;
 pub mod slack;
 pub mod startup;

@@ -102,6 +102,49 @@ fn hostname() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown".into())
 }
 
+/// The shared state with its ingest committer, built from an opened
+/// database. `serve` adds the HTTP listener and the workers; the one-shot
+/// commands (`brief`, `status`, `console`) use it as it is.
+pub struct Assembled {
+    pub state: Arc<AppState>,
+    /// Cancelling it stops the ingest committer (after draining).
+    pub shutdown: CancellationToken,
+    pub ingest_task: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the clients (Slack, HTTP, ChromaDB memory) and the ingest
+/// committer around an opened database.
+pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError> {
+    let slack = match &config.slack.bot_token {
+        Some(token) => Some(SlackApi::new(&config.slack.api_url, token).map_err(StartupError::runtime)?),
+        None => None,
+    };
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .user_agent(concat!("robeing/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")
+        .map_err(StartupError::runtime)?;
+    let shutdown = CancellationToken::new();
+    let wake_workers = Arc::new(Notify::new());
+    let (ingest, ingest_task) = Ingest::start(db.pool.clone(), wake_workers.clone(), shutdown.child_token());
+    let live: Live = Arc::new(LiveStatus::default());
+    let memory = crate::memory::Memory::from_config(&config, http.clone());
+    let state = Arc::new(AppState {
+        config: Arc::new(config),
+        db: db.pool,
+        db_target: db.target,
+        slack,
+        live,
+        http,
+        ingest,
+        wake_workers,
+        memory,
+    });
+    Ok(Assembled { state, shutdown, ingest_task })
+}
+
 /// A built, not yet running, application.
 pub struct Application {
     port: u16,
@@ -127,48 +170,19 @@ impl Application {
                 .map_err(|e| StartupError { exit_code: e.exit_code(), error: e.into() })?;
         }
 
-        let slack = match &config.slack.bot_token {
-            Some(token) => Some(SlackApi::new(&config.slack.api_url, token).map_err(StartupError::runtime)?),
-            None => None,
-        };
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "database ready");
-        if let Some(slack) = &slack {
-            check_bot_token(slack).await?;
-        }
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "Slack token checked");
-
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .user_agent(concat!("robeing/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")
-            .map_err(StartupError::runtime)?;
-
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding ROBEING_LISTEN {}", config.listen))
             .map_err(StartupError::config)?;
         let port = listener.local_addr().map_err(StartupError::runtime)?.port();
-
-        let shutdown = CancellationToken::new();
-        let wake_workers = Arc::new(Notify::new());
-        let (ingest, ingest_task) = Ingest::start(db.pool.clone(), wake_workers.clone(), shutdown.child_token());
-        let live: Live = Arc::new(LiveStatus::default());
-
-        let memory = crate::memory::Memory::from_config(&config, http.clone());
-        let state = Arc::new(AppState {
-            config: Arc::new(config),
-            db: db.pool,
-            db_target: db.target,
-            slack,
-            live,
-            http,
-            ingest,
-            wake_workers,
-            memory,
-        });
-        Ok(Self { port, listener, state, embedded: db.embedded, shutdown, ingest_task, started })
+        let embedded = db.embedded.clone();
+        let Assembled { state, shutdown, ingest_task } = assemble(config, db)?;
+        if let Some(slack) = &state.slack {
+            check_bot_token(slack).await?;
+        }
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "Slack token checked");
+        Ok(Self { port, listener, state, embedded, shutdown, ingest_task, started })
     }
 
     pub fn port(&self) -> u16 {
@@ -205,6 +219,7 @@ impl Application {
                 tokio::spawn(crate::slack::socket_mode::run(state.clone(), token, shutdown.child_token()))
             });
         tokio::spawn(crate::memory::log_backlog(state.clone(), shutdown.child_token()));
+        let scheduler = tokio::spawn(crate::briefing::scheduler::run(state.clone(), shutdown.child_token()));
         let app = crate::http::router(state.clone());
         let server_token = shutdown.clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move { server_token.cancelled().await });
@@ -215,6 +230,7 @@ impl Application {
         if let Some(socket_mode) = socket_mode {
             let _ = socket_mode.await;
         }
+        let _ = scheduler.await;
         state.db.close().await;
         if let Some(pg) = embedded
             && let Err(e) = pg.stop().await

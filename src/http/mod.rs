@@ -2,6 +2,7 @@
 //! Handlers are thin: they authenticate, parse, hand work to the pipeline or
 //! a module, and map errors through [`crate::error::ApiError`].
 
+pub mod cron;
 pub mod health;
 pub mod metrics;
 pub mod oauth;
@@ -9,7 +10,11 @@ pub mod slack;
 
 use std::sync::Arc;
 
-use axum::{Router, extract::DefaultBodyLimit, routing::get};
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+};
 use tower_http::trace::TraceLayer;
 
 use crate::startup::AppState;
@@ -26,6 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(slack::router())
         .route("/oauth/google/start", get(oauth::start))
         .route("/oauth/google/callback", get(oauth::callback))
+        .route("/api/cron/daily-summary", post(cron::daily_summary))
         .fallback(|| async { crate::error::ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

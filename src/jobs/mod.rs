@@ -143,6 +143,7 @@ async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
         }
         crate::memory::UPSERT_JOB => crate::memory::run_upsert_job(state, job).await,
         crate::memory::FORGET_JOB => crate::memory::run_forget_job(state, job).await,
+        crate::briefing::deliver::JOB_KIND => crate::briefing::deliver::run_job(state, job).await,
         _ => Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind))),
     }
 }

@@ -8,6 +8,7 @@
 //! names the host, port and database it tried, so the seed's `auth_db` instead
 //! of `main_db` is visible in one line.
 
+pub mod briefings;
 pub mod embedded;
 pub mod events;
 pub mod exchanges;

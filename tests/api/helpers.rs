@@ -1,10 +1,13 @@
 //! The test harness: a fresh database per test, fakes on loopback, and
 //! [`spawn_app`], which starts the real application on port 0.
 
-use std::{collections::HashMap, process::Output, time::Duration};
+use std::{collections::HashMap, process::Output, sync::Arc, time::Duration};
 
 use hmac::{Hmac, Mac};
-use robeing::{config::Config, startup::Application};
+use robeing::{
+    config::Config,
+    startup::{AppState, Application},
+};
 use sha2::Sha256;
 use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -54,12 +57,12 @@ pub struct TestApp {
     pub port: u16,
     pub db: PgPool,
     pub db_url: Option<String>,
+    /// The running application's state, for calling library entry points.
+    pub state: Arc<AppState>,
     pub slack: Recorder,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    /// The running application's state, for tests that drive a module directly.
-    pub state: std::sync::Arc<robeing::startup::AppState>,
 }
 
 impl TestApp {
@@ -109,6 +112,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     vars.insert("SLACK_API_URL".into(), slack.url("/api"));
     vars.insert("LOG_FORMAT".into(), "json".into());
     vars.insert("NEWS_FEEDS".into(), "http://127.0.0.1:9/feed.xml".into());
+    // Tests drive briefings with injected clocks; a test that wants the loop sets it on.
+    vars.insert("BRIEFING_SCHEDULER".into(), "off".into());
     for (k, v) in options.vars {
         vars.insert(k, v);
     }
@@ -123,11 +128,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         port,
         db: state.db.clone(),
         db_url,
+        state,
         slack,
         http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
         shutdown,
         task,
-        state,
     }
 }
 

@@ -6,6 +6,7 @@ mod fakes;
 #[allow(dead_code)]
 mod helpers;
 
+mod briefing;
 mod cli;
 mod conversation;
 mod foundation;

@@ -5,6 +5,8 @@
 //! assert what was — and was not — sent.
 
 pub mod chroma;
+pub mod feeds;
+pub mod gmail;
 pub mod google;
 pub mod llm;
 pub mod recorder;

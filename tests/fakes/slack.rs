@@ -36,7 +36,11 @@ pub async fn start() -> Recorder {
                 Scripted::json(200, v)
             }
             "conversations.open" => {
-                let users = r.param("users").unwrap_or_default();
+                // slack-morphism sends `users` as a JSON array; Slack's docs say a comma-separated string.
+                let users = match r.json().get("users").and_then(|u| u.as_array()) {
+                    Some(list) => list.iter().filter_map(|u| u.as_str()).collect::<Vec<_>>().join(","),
+                    None => r.param("users").unwrap_or_default(),
+                };
                 let mut v = fixture("conversations.open");
                 v["channel"]["id"] = format!("D{}", users.trim_start_matches('U')).into();
                 Scripted::json(200, v)

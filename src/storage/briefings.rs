@@ -1,0 +1,378 @@
+//! Briefings (`briefings`): the daily claim that makes "exactly once per
+//! user per local date" hold across restarts and replicas, on-demand rows,
+//! per-section status, delivery and skips; plus the read-only views the
+//! scheduler, the briefing's Gmail section and `robeing status` need
+//! (`slack_users` joined with `slack_teams`, `gmail_connections`).
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A user as the scheduler sees them.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub user_id: String,
+    pub tz: Option<String>,
+    pub briefing_time: Option<NaiveTime>,
+    pub first_seen_at: DateTime<Utc>,
+    pub team_active: bool,
+    pub team_inactive_reason: Option<String>,
+}
+
+/// Every user whose briefing is enabled, with their workspace's state.
+pub async fn candidates(executor: impl PgExecutor<'_>) -> Result<Vec<Candidate>, sqlx::Error> {
+    sqlx::query_as!(
+        Candidate,
+        r#"SELECT u.user_id, u.tz, u.briefing_time, u.first_seen_at,
+                  COALESCE(t.active, true) AS "team_active!", t.inactive_reason AS "team_inactive_reason?"
+           FROM slack_users u LEFT JOIN slack_teams t ON t.team_id = u.team_id
+           WHERE u.briefing_enabled
+           ORDER BY u.user_id"#
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Daily rows (any status) for local dates from `from` on: what is already
+/// claimed, delivered or recorded as skipped.
+pub async fn daily_since(
+    executor: impl PgExecutor<'_>,
+    from: NaiveDate,
+) -> Result<Vec<(String, NaiveDate)>, sqlx::Error> {
+    let rows =
+        sqlx::query!(r#"SELECT user_id, local_date FROM briefings WHERE kind = 'daily' AND local_date >= $1"#, from)
+            .fetch_all(executor)
+            .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.local_date)).collect())
+}
+
+/// Claims many daily briefings and enqueues each claimed one's delivery job
+/// (`job_kind`, dedupe key `briefing:<id>`, payload `{"briefing_id": id}`)
+/// in ONE statement, so a claim never exists without its job. Returns the
+/// (user, local date) pairs claimed now; the others were already claimed.
+pub async fn claim_daily_batch(
+    executor: impl PgExecutor<'_>,
+    user_ids: &[String],
+    local_dates: &[NaiveDate],
+    triggers: &[String],
+    job_kind: &str,
+) -> Result<Vec<(String, NaiveDate, Uuid)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"WITH due AS (
+               SELECT * FROM unnest($1::text[], $2::date[], $3::text[]) AS d(user_id, local_date, trigger)
+           ), claimed AS (
+               INSERT INTO briefings (user_id, local_date, kind, trigger, status)
+               SELECT user_id, local_date, 'daily', trigger, 'claimed' FROM due
+               ON CONFLICT (user_id, local_date) WHERE kind = 'daily' DO NOTHING
+               RETURNING id, user_id, local_date
+           ), queued AS (
+               INSERT INTO jobs (kind, dedupe_key, payload)
+               SELECT $4, 'briefing:' || id::text, jsonb_build_object('briefing_id', id) FROM claimed
+               ON CONFLICT (dedupe_key) DO NOTHING
+               RETURNING id
+           )
+           SELECT user_id AS "user_id!", local_date AS "local_date!", id AS "id!" FROM claimed"#,
+        user_ids,
+        local_dates,
+        triggers,
+        job_kind
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.local_date, r.id)).collect())
+}
+
+/// Records that the daily briefing of `local_date` will not be sent, and
+/// why. `None` when a row for that date already exists.
+pub async fn skip_daily(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    local_date: NaiveDate,
+    trigger: &str,
+    reason: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"INSERT INTO briefings (user_id, local_date, kind, trigger, status, skip_reason)
+           VALUES ($1, $2, 'daily', $3, 'skipped', $4)
+           ON CONFLICT (user_id, local_date) WHERE kind = 'daily' DO NOTHING
+           RETURNING id"#,
+        user_id,
+        local_date,
+        trigger,
+        reason
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Starts an on-demand briefing (`/brief`, the CLI): not limited per day.
+pub async fn insert_on_demand(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    local_date: NaiveDate,
+    trigger: &str,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"INSERT INTO briefings (user_id, local_date, kind, trigger, status)
+           VALUES ($1, $2, 'on_demand', $3, 'claimed') RETURNING id"#,
+        user_id,
+        local_date,
+        trigger
+    )
+    .fetch_one(executor)
+    .await
+}
+
+/// One briefing row.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Briefing {
+    pub id: Uuid,
+    pub user_id: String,
+    pub local_date: NaiveDate,
+    pub kind: String,
+    pub trigger: String,
+    pub status: String,
+    pub email_status: Option<String>,
+    pub news_status: Option<String>,
+    pub email_detail: Option<String>,
+    pub news_detail: Option<String>,
+    pub channel_id: Option<String>,
+    pub message_ts: Option<String>,
+    pub skip_reason: Option<String>,
+    pub failure_reason: Option<String>,
+    pub claimed_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Briefing>, sqlx::Error> {
+    sqlx::query_as!(
+        Briefing,
+        r#"SELECT id, user_id, local_date, kind, trigger, status, email_status, news_status, email_detail,
+                  news_detail, channel_id, message_ts, skip_reason, failure_reason, claimed_at, delivered_at
+           FROM briefings WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Every briefing of one user, newest first.
+pub async fn for_user(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<Briefing>, sqlx::Error> {
+    sqlx::query_as!(
+        Briefing,
+        r#"SELECT id, user_id, local_date, kind, trigger, status, email_status, news_status, email_detail,
+                  news_detail, channel_id, message_ts, skip_reason, failure_reason, claimed_at, delivered_at
+           FROM briefings WHERE user_id = $1 ORDER BY claimed_at DESC, id"#,
+        user_id
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Records how complete each section is, before the message is sent, so an
+/// operator sees it even if sending fails.
+pub async fn record_sections(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    email_status: &str,
+    email_detail: Option<&str>,
+    news_status: &str,
+    news_detail: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE briefings SET email_status = $2, email_detail = $3, news_status = $4, news_detail = $5
+           WHERE id = $1 AND status = 'claimed'"#,
+        id,
+        email_status,
+        email_detail,
+        news_status,
+        news_detail
+    )
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+/// Marks a claimed briefing delivered, with where it was posted.
+pub async fn mark_delivered(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    channel_id: &str,
+    message_ts: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE briefings SET status = 'delivered', channel_id = $2, message_ts = $3, delivered_at = now()
+           WHERE id = $1 AND status = 'claimed'"#,
+        id,
+        channel_id,
+        message_ts
+    )
+    .execute(executor)
+    .await
+    .map(|r| r.rows_affected() == 1)
+}
+
+/// Marks a claimed briefing failed, with why.
+pub async fn mark_failed(executor: impl PgExecutor<'_>, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE briefings SET status = 'failed', failure_reason = $2 WHERE id = $1 AND status = 'claimed'"#,
+        id,
+        reason
+    )
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+/// Marks a claimed briefing skipped, with why.
+pub async fn mark_skipped(executor: impl PgExecutor<'_>, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE briefings SET status = 'skipped', skip_reason = $2 WHERE id = $1 AND status = 'claimed'"#,
+        id,
+        reason
+    )
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+/// When the user's last briefing that included mail was delivered (the
+/// start of the next briefing's mail window), other than `except`.
+pub async fn last_mail_delivered_at(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    except: Option<Uuid>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT max(delivered_at) FROM briefings
+           WHERE user_id = $1 AND status = 'delivered' AND kind = 'daily' AND email_status = 'ok'
+             AND ($2::uuid IS NULL OR id <> $2)"#,
+        user_id,
+        except
+    )
+    .fetch_one(executor)
+    .await
+}
+
+/// A user's Gmail connection as the briefing needs it (never a token).
+#[derive(Debug, Clone)]
+pub struct GmailState {
+    pub state: String,
+    pub google_email: Option<String>,
+    pub connected_at: Option<DateTime<Utc>>,
+    pub broken_at: Option<DateTime<Utc>>,
+    pub broken_reason: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn gmail_state(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Option<GmailState>, sqlx::Error> {
+    sqlx::query_as!(
+        GmailState,
+        r#"SELECT state, google_email, connected_at, broken_at, broken_reason, updated_at
+           FROM gmail_connections WHERE user_id = $1"#,
+        user_id
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// One line of `robeing status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusRow {
+    pub user_id: String,
+    pub name: Option<String>,
+    pub tz: Option<String>,
+    pub briefing_enabled: bool,
+    pub briefing_time: Option<NaiveTime>,
+    pub gmail_state: Option<String>,
+    pub gmail_since: Option<DateTime<Utc>>,
+    pub gmail_broken_reason: Option<String>,
+    pub last_briefing_at: Option<DateTime<Utc>>,
+    pub last_briefing_kind: Option<String>,
+    pub last_briefing_status: Option<String>,
+    pub last_email_status: Option<String>,
+    pub last_news_status: Option<String>,
+    pub last_briefing_reason: Option<String>,
+    pub exchanges: i64,
+}
+
+/// Every user with their Gmail state, last briefing and stored exchanges.
+pub async fn status(executor: impl PgExecutor<'_>) -> Result<Vec<StatusRow>, sqlx::Error> {
+    sqlx::query_as!(
+        StatusRow,
+        r#"SELECT u.user_id,
+                  COALESCE(NULLIF(u.display_name, ''), NULLIF(u.real_name, '')) AS "name?",
+                  u.tz, u.briefing_enabled, u.briefing_time,
+                  g.state AS "gmail_state?",
+                  (CASE g.state WHEN 'connected' THEN g.connected_at
+                                WHEN 'needs_reconnect' THEN g.broken_at
+                                ELSE g.updated_at END) AS "gmail_since?",
+                  g.broken_reason AS "gmail_broken_reason?",
+                  b.at AS "last_briefing_at?", b.kind AS "last_briefing_kind?", b.status AS "last_briefing_status?",
+                  b.email_status AS "last_email_status?", b.news_status AS "last_news_status?",
+                  COALESCE(b.failure_reason, b.skip_reason) AS "last_briefing_reason?",
+                  (SELECT count(*) FROM exchanges e WHERE e.user_id = u.user_id) AS "exchanges!"
+           FROM slack_users u
+           LEFT JOIN gmail_connections g ON g.user_id = u.user_id
+           LEFT JOIN LATERAL (
+               SELECT COALESCE(delivered_at, claimed_at) AS at, kind, status, email_status, news_status,
+                      failure_reason, skip_reason
+               FROM briefings WHERE user_id = u.user_id ORDER BY claimed_at DESC LIMIT 1
+           ) b ON true
+           ORDER BY u.user_id"#
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Sets a user's own briefing time (`None`: the operator's `BRIEFING_TIME`).
+pub async fn set_briefing_time(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    time: Option<NaiveTime>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query!(r#"UPDATE slack_users SET briefing_time = $2 WHERE user_id = $1"#, user_id, time)
+        .execute(executor)
+        .await
+        .map(|r| r.rows_affected() == 1)
+}
+
+/// Turns a user's daily briefing on or off.
+pub async fn set_briefing_enabled(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    enabled: bool,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query!(r#"UPDATE slack_users SET briefing_enabled = $2 WHERE user_id = $1"#, user_id, enabled)
+        .execute(executor)
+        .await
+        .map(|r| r.rows_affected() == 1)
+}
+
+/// The user's most recent briefing, any kind.
+pub async fn latest(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Option<Briefing>, sqlx::Error> {
+    sqlx::query_as!(
+        Briefing,
+        r#"SELECT id, user_id, local_date, kind, trigger, status, email_status, news_status, email_detail,
+                  news_detail, channel_id, message_ts, skip_reason, failure_reason, claimed_at, delivered_at
+           FROM briefings WHERE user_id = $1 ORDER BY claimed_at DESC, id LIMIT 1"#,
+        user_id
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+/// Whether the user's daily briefing of `local_date` has a row (any status).
+pub async fn daily_exists(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    local_date: NaiveDate,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM briefings WHERE user_id = $1 AND local_date = $2 AND kind = 'daily') AS "e!""#,
+        user_id,
+        local_date
+    )
+    .fetch_one(executor)
+    .await
+}
