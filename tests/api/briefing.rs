@@ -487,7 +487,7 @@ async fn the_gmail_reader_lists_the_inbox_with_metadata_and_reports_refusal() {
     let fake = gmail::start().await;
     let http = reqwest::Client::new();
     let since = at("2026-11-29T00:00:00Z");
-    let items = email::list_inbox(&http, &fake.url(""), gmail::ACCESS_TOKEN, since).await.unwrap();
+    let items = list_inbox(&http, &fake.url(""), gmail::ACCESS_TOKEN, since).await.unwrap();
     let subjects: Vec<&str> = items.iter().map(|m| m.subject.as_str()).collect();
     assert_eq!(subjects, vec!["Re: Lunch on Tuesday", "계약서 초안 검토 요청", "Last chance: 50% off"], "newest first");
     assert_eq!(items[1].from, "\"박서연\" <seoyeon.park@partner.example>");
@@ -511,7 +511,7 @@ async fn the_gmail_reader_lists_the_inbox_with_metadata_and_reports_refusal() {
     assert_eq!(s.top[0].from, "박서연");
     assert_eq!(s.top[0].gist, "종태님, 첨부한 계약서 초안 검토 부탁드립니다.");
 
-    let refused = email::list_inbox(&http, &fake.url(""), "ya29.revoked", since).await.unwrap_err();
+    let refused = list_inbox(&http, &fake.url(""), "ya29.revoked", since).await.unwrap_err();
     assert!(refused.to_string().contains("401"), "{refused}");
     assert!(!refused.to_string().contains("ya29"), "no token in errors: {refused}");
     let _ = EmailSection::NotConnected;
@@ -830,7 +830,7 @@ async fn bench_briefing_10k_users() {
         let (http, base, permits) = (http.clone(), fake.url(""), permits.clone());
         tasks.spawn(async move {
             let _p = permits.acquire_owned().await.unwrap();
-            email::list_inbox(&http, &base, "token", at("2026-11-30T00:00:00Z")).await.unwrap().len()
+            list_inbox(&http, &base, "token", at("2026-11-30T00:00:00Z")).await.unwrap().len()
         });
     }
     let mut items = 0;
@@ -865,8 +865,7 @@ async fn the_llm_summarises_mail_from_metadata_only_when_configured() {
     .await;
     let gmail_fake = gmail::start().await;
     let http = reqwest::Client::new();
-    let items =
-        email::list_inbox(&http, &gmail_fake.url(""), gmail::ACCESS_TOKEN, at("2026-11-29T00:00:00Z")).await.unwrap();
+    let items = list_inbox(&http, &gmail_fake.url(""), gmail::ACCESS_TOKEN, at("2026-11-29T00:00:00Z")).await.unwrap();
     let llm = robeing::config::OpenAiCompatible {
         base_url: url::Url::parse(&llm_fake.url("/v1")).unwrap(),
         api_key: Some(secrecy::SecretString::from("llm-key-123")),
@@ -1044,4 +1043,21 @@ async fn a_retry_after_a_crash_between_posting_and_recording_finds_the_message_i
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.slack.requests_to(POST).is_empty(), "not posted a second time");
     app.stop().await.unwrap();
+}
+
+/// Reads an inbox through the Gmail connection's client, as the briefing's
+/// Gmail section does (after it obtained a token).
+async fn list_inbox(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<email::MailItem>, robeing::google::gmail::GmailError> {
+    let client = robeing::google::gmail::GmailClient::new(http.clone(), url::Url::parse(base).unwrap());
+    let token = secrecy::SecretString::from(token.to_owned());
+    let ids = client.list_inbox_since(&token, since, email::MAX_MESSAGES as u32).await?;
+    let mut items: Vec<email::MailItem> =
+        client.metadata_many(&token, &ids).await?.into_iter().map(email::from_meta).collect();
+    items.sort_by_key(|m| std::cmp::Reverse(m.received_at));
+    Ok(items)
 }

@@ -786,3 +786,56 @@ async fn no_token_reaches_the_logs() {
         assert!(!text.contains(&secret), "`{secret}` appears in the logs");
     }
 }
+
+/// The seed's headline job, end to end: a connected user's briefing carries
+/// their inbox; when Google revokes the token the next briefing still
+/// arrives, says Gmail needs reconnecting, offers the button, and exactly one
+/// reconnect prompt is sent.
+#[tokio::test]
+async fn briefings_read_the_connected_inbox_and_say_so_when_the_token_is_revoked() {
+    let env = setup().await;
+    assert_eq!(env.connect().await.0, 200);
+    env.wait_for_post("Gmail connected as", 1).await;
+
+    let sent = robeing::briefing::on_demand(&env.app.state, USER, None, None).await.unwrap();
+    let briefing = env.wait_for_post("Subject m1", 1).await;
+    assert_eq!(briefing.len(), 1, "the briefing lists the inbox");
+    let body = String::from_utf8_lossy(&briefing[0].body).to_string();
+    for subject in ["Subject m1", "Subject m2", "Subject m3"] {
+        assert!(body.contains(subject), "{subject} missing: {body}");
+    }
+    let status: (String,) = sqlx::query_as("SELECT email_status FROM briefings ORDER BY claimed_at DESC LIMIT 1")
+        .fetch_one(&env.app.db)
+        .await
+        .unwrap();
+    assert_eq!(status.0, "ok");
+
+    // Google revokes the grant (password change, Testing-mode expiry…).
+    env.google.revoke_all();
+    env.expire_access_token().await;
+    robeing::briefing::on_demand(&env.app.state, USER, None, None).await.unwrap();
+    let status: (String, Option<String>) =
+        sqlx::query_as("SELECT email_status, email_detail FROM briefings ORDER BY claimed_at DESC LIMIT 1")
+            .fetch_one(&env.app.db)
+            .await
+            .unwrap();
+    assert_eq!(status.0, "needs_reconnect", "{status:?}");
+    let posts = env.posts();
+    let last_briefing = posts
+        .iter()
+        .rev()
+        .find(|r| r.json()["blocks"].to_string().contains("gmail_reconnect"))
+        .expect("a briefing with the Reconnect button");
+    let blocks = last_briefing.json()["blocks"].to_string();
+    assert!(blocks.contains("/oauth/google/start?t="), "the button is a signed connect link: {blocks}");
+    // And exactly one reconnect prompt for this breakage, however many briefings follow.
+    robeing::briefing::on_demand(&env.app.state, USER, None, None).await.unwrap();
+    let prompt_jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'gmail_reconnect_prompt'")
+        .fetch_one(&env.app.db)
+        .await
+        .unwrap();
+    assert_eq!(prompt_jobs, 1, "one prompt per breakage");
+    let _ = sent;
+    let row = env.row().await.unwrap();
+    assert_eq!(row.state, "needs_reconnect");
+}
