@@ -114,7 +114,9 @@ pub async fn fetch(state: &AppState, user: &User, since: DateTime<Utc>) -> Email
         Err(GmailAccessError::NeedsReconnect { since, reason }) => EmailSection::NeedsReconnect { since, reason },
         Err(GmailAccessError::Temporary(e)) => {
             tracing::warn!(user = %user.user_id, error = format!("{e:#}"), "Gmail could not be read");
-            EmailSection::Error { message: "Gmail could not be read this time (Google or the network failed)".into() }
+            EmailSection::Error {
+                message: "Gmail could not be read this time; the operator's log has the cause".into(),
+            }
         }
     }
 }

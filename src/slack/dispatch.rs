@@ -189,18 +189,47 @@ pub async fn publish_home(state: &AppState, user_id: &str) -> Result<(), JobErro
     let name = user.as_ref().map(|u| u.name().to_owned()).unwrap_or_else(|| user_id.to_owned());
     let gmail = storage::users::gmail_state(&state.db, user_id).await?;
     let mut blocks = home_blocks(&name, gmail.as_deref());
+    if user.is_some() {
+        match crate::briefing::home::view(state, user_id, chrono::Utc::now()).await {
+            Ok(view) => {
+                blocks.push(serde_json::json!({ "type": "divider" }));
+                blocks.extend(view["blocks"].as_array().cloned().unwrap_or_default());
+            }
+            // The Home tab still shows the rest; the failure is logged once here.
+            Err(e) => {
+                tracing::warn!(user = user_id, error = format!("{e:#}"), "briefing settings left out of App Home")
+            }
+        }
+    }
     blocks.push(serde_json::json!({ "type": "divider" }));
     blocks.extend(crate::google::prompt::home_blocks(state, user_id).await);
     slack(state)?.publish_home(user_id, blocks).await?;
     Ok(())
 }
 
-/// Slash commands: acknowledged by the transport; the briefing module acts
-/// on `/brief`. (For now: logged only.)
+/// Slash commands, after the transport's "preparing…" ack. `/brief`,
+/// `/brief email`, `/brief news`: the briefing, delivered to the command's
+/// `response_url` (ephemeral), else by DM.
 pub async fn handle_command(state: &AppState, command: &SlashCommand) -> Result<(), JobError> {
-    let _ = state;
-    tracing::info!(command = %command.command, user = %command.user_id, "slash command received; no handler yet");
-    Ok(())
+    match command.command.as_str() {
+        "/brief" => {
+            ensure_user(state, &command.team_id, &command.user_id).await?;
+            let arg = command.text.trim();
+            let section = crate::briefing::Section::parse(arg);
+            if section.is_none() && !arg.is_empty() {
+                tracing::info!(user = %command.user_id, "unknown /brief argument; sending the whole briefing");
+            }
+            let response_url = Some(command.response_url.clone()).filter(|u| !u.is_empty());
+            crate::briefing::on_demand(state, &command.user_id, section, response_url)
+                .await
+                .map(|_| ())
+                .map_err(|e| JobError::retry(anyhow::Error::new(e).context("/brief")))
+        }
+        other => {
+            tracing::warn!(command = other, user = %command.user_id, "slash command with no handler; acknowledged and ignored");
+            Ok(())
+        }
+    }
 }
 
 /// Block Kit actions. URL buttons (Reconnect/Connect Gmail) need nothing
@@ -210,6 +239,22 @@ pub async fn handle_action(state: &AppState, action: &BlockAction) -> Result<(),
         crate::google::prompt::RECONNECT_ACTION => Ok(()),
         crate::google::prompt::DISCONNECT_ACTION => {
             crate::google::prompt::disconnect(state, &action.user_id).await?;
+            publish_home(state, &action.user_id).await
+        }
+        crate::conversation::FORGET_CONFIRM_ACTION | crate::conversation::FORGET_CANCEL_ACTION => {
+            let confirmed = action.action_id == crate::conversation::FORGET_CONFIRM_ACTION;
+            crate::conversation::handle_forget_action(state, &action.user_id, confirmed).await
+        }
+        id if id.starts_with("briefing_") => {
+            ensure_user(state, &action.team_id, &action.user_id).await?;
+            crate::briefing::home::handle_action(
+                state,
+                &action.user_id,
+                id,
+                action.value.as_deref(),
+                chrono::Utc::now(),
+            )
+            .await?;
             publish_home(state, &action.user_id).await
         }
         other => {

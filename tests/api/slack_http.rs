@@ -424,8 +424,10 @@ async fn app_home_opened_publishes_the_home_tab_waiting_out_a_429() {
 #[tokio::test]
 async fn slash_commands_and_interactions_are_acked_and_recorded() {
     let app = spawn_app().await;
+    let response_url: String =
+        url::form_urlencoded::byte_serialize(app.slack.url("/commands/1/2/3").as_bytes()).collect();
     let form = format!(
-        "token=x&team_id={TEAM_ID}&team_domain=robeing&channel_id=C0GENERAL&channel_name=general&user_id={USER}&user_name=jane&command=%2Fbrief&text=&api_app_id=A0ROBEING&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2F1%2F2%2F3&trigger_id=13345224609.738474920.8088930838d88f008e0"
+        "token=x&team_id={TEAM_ID}&team_domain=robeing&channel_id=C0GENERAL&channel_name=general&user_id={USER}&user_name=jane&command=%2Fbrief&text=news&api_app_id=A0ROBEING&response_url={response_url}&trigger_id=13345224609.738474920.8088930838d88f008e0"
     );
     let r = Post::signed("/slack/commands", form.clone(), "application/x-www-form-urlencoded").send(&app).await;
     assert_eq!(r.status(), 200);
@@ -457,7 +459,16 @@ async fn slash_commands_and_interactions_are_acked_and_recorded() {
     assert_eq!(count(&app.db, "SELECT count(*) FROM slack_events").await, 2);
     assert_eq!(job_outcome(&app.db, "cmd:13345224609.738474920.8088930838d88f008e0").await.0, "done");
     assert_eq!(job_outcome(&app.db, "act:999.888.abc").await.0, "done");
-    assert_eq!(slack_calls(&app), Vec::<String>::new(), "no handler sends anything yet");
+    // `/brief news` answered once, privately, at its response_url: the news
+    // section only, saying the (unreachable) feed could not be read. The
+    // Reconnect URL button needed nothing beyond the ack.
+    let answers = app.slack.requests_to("/commands/1/2/3");
+    assert_eq!(answers.len(), 1, "{:?}", slack_calls(&app));
+    let answer = answers[0].json();
+    assert_eq!(answer["response_type"], "ephemeral");
+    assert!(answer.to_string().contains("127.0.0.1:9/feed.xml"), "the failed feed is named: {answer}");
+    assert!(!answer.to_string().contains("Gmail"), "only the news section: {answer}");
+    assert_eq!(slack_calls(&app), vec!["/api/users.info".to_owned(), "/commands/1/2/3".to_owned()]);
     app.stop().await.unwrap();
 }
 
@@ -579,4 +590,47 @@ async fn the_one_statement_group_commit_keeps_first_wins_and_one_job_per_event()
         count(&pool, "SELECT count(*) FROM jobs WHERE kind = 'slack_event' AND team_id = 'T0ROBEING' AND payload->>'event_id' = substr(dedupe_key, 7)").await,
         3
     );
+}
+
+#[tokio::test]
+async fn app_home_buttons_change_settings_and_republish_the_home_tab() {
+    let app = spawn_app().await;
+    let action = |trigger: &str, action_id: &str, value: &str| {
+        let payload = json!({"type": "block_actions", "team": {"id": TEAM_ID}, "user": {"id": USER, "team_id": TEAM_ID},
+            "trigger_id": trigger, "view": {"id": "V0HOME", "type": "home"},
+            "actions": [{"action_id": action_id, "value": value, "type": "button", "action_ts": "1764000000.1"}]});
+        serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+    };
+    let r = Post::signed(
+        "/slack/interactions",
+        action("1.1.off", "briefing_toggle", "off"),
+        "application/x-www-form-urlencoded",
+    )
+    .send(&app)
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(job_outcome(&app.db, "act:1.1.off").await.0, "done");
+    let enabled: bool = sqlx::query_scalar("SELECT briefing_enabled FROM slack_users WHERE user_id = $1")
+        .bind(USER)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(!enabled, "the toggle turned the daily briefing off");
+    let published = app.slack.requests_to("/api/views.publish");
+    assert_eq!(published.len(), 1, "Home is republished after the change");
+    let view = published[0].json().to_string();
+    assert!(view.contains("briefing_toggle") && view.contains("Gmail"), "settings and Gmail sections: {view}");
+
+    // An action nobody handles is acknowledged and changes nothing.
+    let r = Post::signed(
+        "/slack/interactions",
+        action("1.2.x", "no_such_action", "x"),
+        "application/x-www-form-urlencoded",
+    )
+    .send(&app)
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(job_outcome(&app.db, "act:1.2.x").await.0, "done");
+    assert_eq!(app.slack.requests_to("/api/views.publish").len(), 1);
+    app.stop().await.unwrap();
 }

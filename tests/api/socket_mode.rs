@@ -46,10 +46,10 @@ async fn wait_readyz(app: &TestApp, needle: &str) -> (u16, String) {
     panic!("readyz never said {needle}: {last:?}");
 }
 
-fn command_payload(trigger: &str) -> serde_json::Value {
+fn command_payload(trigger: &str, response_url: &str) -> serde_json::Value {
     json!({"token": "x", "team_id": TEAM_ID, "team_domain": "robeing", "channel_id": "C0GENERAL", "channel_name": "general",
            "user_id": USER, "user_name": "jane", "command": "/brief", "text": "", "api_app_id": "A0ROBEING",
-           "response_url": "https://hooks.slack.com/commands/1/2/3", "trigger_id": trigger})
+           "response_url": response_url, "trigger_id": trigger})
 }
 
 #[tokio::test]
@@ -77,7 +77,7 @@ async fn envelopes_are_acked_after_they_are_recorded_and_dedupe_with_http() {
         1
     );
 
-    conn.envelope("slash_commands", "env-2", command_payload("111.222.sock"));
+    conn.envelope("slash_commands", "env-2", command_payload("111.222.sock", &app.slack.url("/commands/1/2/3")));
     let ack = conn.next(WAIT).await.unwrap();
     assert_eq!(ack["envelope_id"], "env-2");
     assert_eq!(ack["payload"]["response_type"], "ephemeral");
@@ -103,12 +103,13 @@ async fn envelopes_are_acked_after_they_are_recorded_and_dedupe_with_http() {
         assert_eq!(count(&app.db, &format!("SELECT count(*) FROM jobs WHERE dedupe_key = 'event:{id}'")).await, 1);
     }
     // Jobs ran: each of the two DMs got exactly one reply, whichever
-    // transport delivered it first; the command and the action sent nothing.
+    // transport delivered it first; /brief answered once at its response_url.
     assert_eq!(job_outcome(&app.db, "cmd:111.222.sock").await.0, "done");
     for id in ["Ev0SOCKET", "Ev0HTTPFIRST"] {
         assert_eq!(job_outcome(&app.db, id).await.0, "done");
     }
     assert_eq!(app.slack.requests_to("/api/chat.postMessage").len(), 2);
+    assert_eq!(app.slack.requests_to("/commands/1/2/3").len(), 1);
     assert!(conn.next(Duration::from_millis(300)).await.is_none(), "nothing but acks was sent");
     app.stop().await.unwrap();
 }
