@@ -64,8 +64,10 @@ pub async fn run() -> i32 {
     };
 
     let db = open_database(&config).await;
+    let mut pool = None;
     let embedded = match db {
         Ok(db) => {
+            pool = Some(db.pool.clone());
             let name = crate::storage::current_database(&db.pool).await.unwrap_or_else(|_| "?".into());
             report(Line {
                 ok: true,
@@ -195,6 +197,93 @@ pub async fn run() -> i32 {
         });
     }
 
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+    if let (Some(vault), Some(pool)) = (crate::google::vault::Vault::from_config(&config), &pool) {
+        match vault.verify_canaries(pool).await {
+            Ok(ids) => report(Line {
+                ok: true,
+                required: true,
+                what: format!("token encryption key: stored canaries decrypt (key ids: {})", ids.join(", ")),
+                fix: None,
+            }),
+            Err(e) => report(Line {
+                ok: false,
+                required: true,
+                what: format!("token encryption key: {e}"),
+                fix: Some("set TOKEN_ENCRYPTION_KEY to the key the tokens were stored with (put a new key in TOKEN_ENCRYPTION_KEY and the old one in TOKEN_ENCRYPTION_KEY_PREVIOUS to rotate)".into()),
+            }),
+        }
+    }
+    if let Some(google) = &config.google {
+        // Any HTTP answer (Google says 400 to an empty request) means the
+        // endpoint is reachable; only a network failure is a problem.
+        match http.post(google.token_url.as_str()).form(&[("grant_type", "refresh_token")]).send().await {
+            Ok(r) => report(Line {
+                ok: true,
+                required: true,
+                what: format!("Google: token endpoint {} reachable (HTTP {})", google.token_url, r.status().as_u16()),
+                fix: None,
+            }),
+            Err(e) => report(Line {
+                ok: false,
+                required: true,
+                what: format!("Google: token endpoint {} unreachable: {e}", google.token_url),
+                fix: Some("check the network path to Google (GOOGLE_TOKEN_URL)".into()),
+            }),
+        }
+    }
+    if let Some(llm) = &config.llm {
+        let mut request = http.get(format!("{}/models", llm.base_url));
+        if let Some(key) = &llm.api_key {
+            request = request.bearer_auth(secrecy::ExposeSecret::expose_secret(key));
+        }
+        match request.send().await {
+            Ok(r)
+                if r.status() == reqwest::StatusCode::UNAUTHORIZED || r.status() == reqwest::StatusCode::FORBIDDEN =>
+            {
+                report(Line {
+                    ok: false,
+                    required: true,
+                    what: format!("LLM: {} refused the key (HTTP {})", llm.base_url, r.status().as_u16()),
+                    fix: Some("check LLM_API_KEY".into()),
+                })
+            }
+            Ok(r) => report(Line {
+                ok: true,
+                required: true,
+                what: format!("LLM: {} reachable (HTTP {}), model {}", llm.base_url, r.status().as_u16(), llm.model),
+                fix: None,
+            }),
+            Err(e) => report(Line {
+                ok: false,
+                required: true,
+                what: format!("LLM: {} unreachable: {e}", llm.base_url),
+                fix: Some("check LLM_BASE_URL, or unset it to use the built-in responder".into()),
+            }),
+        }
+    }
+    if let Some(memory) = crate::memory::Memory::from_config(&config, http.clone()) {
+        match memory.verify_dimension().await {
+            Ok((name, dimension)) => report(Line {
+                ok: true,
+                required: true,
+                what: format!("ChromaDB: collection matches the embedder ({name}, {dimension} dimensions)"),
+                fix: None,
+            }),
+            Err(e) => report(Line {
+                ok: false,
+                required: true,
+                what: format!("ChromaDB: {e:#}"),
+                fix: Some("use the embedder the collection was made with, or a new CHROMA_COLLECTION".into()),
+            }),
+        }
+    }
+    if let Some(pool) = &pool {
+        for line in data_health(pool, &config).await {
+            report(line);
+        }
+    }
+
     if let Some(pg) = embedded {
         let _ = pg.stop().await;
     }
@@ -205,4 +294,61 @@ pub async fn run() -> i32 {
         println!("\ndoctor: all required checks passed");
         EXIT_OK
     }
+}
+
+/// Data health: what the seed's operator had to find with hand-written SQL.
+/// Warnings (`!`), not failures: the service works, people need attention.
+async fn data_health(pool: &sqlx::PgPool, config: &Config) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let health = crate::storage::health::data_health(pool, config.default_timezone).await;
+    let h = match health {
+        Ok(h) => h,
+        Err(e) => {
+            lines.push(Line { ok: false, required: false, what: format!("data health: cannot read: {e}"), fix: None });
+            return lines;
+        }
+    };
+    if h.needs_reconnect.is_empty() {
+        lines.push(Line {
+            ok: true,
+            required: false,
+            what: "Gmail: no connection needs reconnecting".into(),
+            fix: None,
+        });
+    } else {
+        lines.push(Line {
+            ok: false,
+            required: false,
+            what: format!("Gmail: {} need reconnecting: {}", h.needs_reconnect.len(), h.needs_reconnect.join("; ")),
+            fix: Some(
+                "they were DMed a Reconnect button; `robeing connect-link --user <id>` prints a fresh link".into(),
+            ),
+        });
+    }
+    if config.chroma.is_some() {
+        lines.push(Line {
+            ok: h.not_in_memory == 0,
+            required: false,
+            what: format!("ChromaDB: {} replied exchanges not yet in memory", h.not_in_memory),
+            fix: Some("they are retried automatically while ChromaDB is reachable; see /readyz (outbox)".into()),
+        });
+    }
+    lines.push(Line {
+        ok: h.failed_exchanges == 0,
+        required: false,
+        what: format!("exchanges: {} stored, {} failed (the user got an apology)", h.exchanges, h.failed_exchanges),
+        fix: Some("see `robeing status` and the logs for the reason".into()),
+    });
+    lines.push(Line {
+        ok: h.briefings_not_delivered == 0 && h.briefings_incomplete == 0,
+        required: false,
+        what: format!(
+            "briefings today: {} delivered ({} incomplete), {} not delivered",
+            h.briefings_delivered, h.briefings_incomplete, h.briefings_not_delivered
+        ),
+        fix: Some(
+            "`robeing status` shows which users and sections; `robeing brief --user <id>` sends one again".into(),
+        ),
+    });
+    lines
 }

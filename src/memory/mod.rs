@@ -89,6 +89,21 @@ impl Memory {
         }))
     }
 
+    /// For `doctor`: the embedder's name and dimension (embedding a probe when
+    /// the dimension is not known in advance), checked against the
+    /// collection's recorded dimension.
+    pub async fn verify_dimension(&self) -> anyhow::Result<(String, usize)> {
+        let dimension = match self.embedder.dimension() {
+            Some(d) => d,
+            None => {
+                let probe = self.embedder.embed(&["robeing doctor".to_owned()]).await?;
+                probe.first().map(Vec::len).ok_or_else(|| anyhow::anyhow!("the embedder returned no vector"))?
+            }
+        };
+        self.collection(dimension).await?;
+        Ok((self.embedder.name(), dimension))
+    }
+
     /// The collection's id, checking (once per process) that it was made for
     /// vectors of `dimension`.
     pub async fn collection(&self, dimension: usize) -> anyhow::Result<String> {

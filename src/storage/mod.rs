@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod events;
 pub mod exchanges;
 pub mod gmail;
+pub mod health;
 pub mod jobs;
 pub mod oauth_states;
 pub mod users;
