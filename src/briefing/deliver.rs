@@ -285,7 +285,7 @@ pub async fn run_job(state: &AppState, job: &Job) -> Result<(), JobError> {
     if job.attempts > 1 && row.email_status.is_some() {
         match find_posted(state, &user, id, row.claimed_at).await {
             Ok(Some(posted)) => {
-                storage::briefings::mark_delivered(&state.db, id, &posted.channel_id, &posted.ts).await?;
+                delivered(state, id, &posted.channel_id, &posted.ts).await?;
                 tracing::info!(user = %user.user_id, briefing = %id, "briefing was already posted; recorded it");
                 return Ok(());
             }
@@ -299,7 +299,7 @@ pub async fn run_job(state: &AppState, job: &Job) -> Result<(), JobError> {
     record_sections(state, id, &briefing).await?;
     match post_dm(state, &user, &rendered, Some(id)).await {
         Ok(posted) => {
-            storage::briefings::mark_delivered(&state.db, id, &posted.channel_id, &posted.ts).await?;
+            delivered(state, id, &posted.channel_id, &posted.ts).await?;
             tracing::info!(
                 user = %user.user_id, briefing = %id, email = briefing.email.as_ref().map(|e| e.status()),
                 "briefing delivered"
@@ -365,7 +365,7 @@ pub async fn on_demand_for(
     if let Some(url) = response_url {
         match post_response_url(state, url, &rendered).await {
             Ok(()) => {
-                storage::briefings::mark_delivered(&state.db, id, "response_url", "ephemeral").await?;
+                delivered(state, id, "response_url", "ephemeral").await?;
                 via = Some(Via::ResponseUrl);
             }
             Err(e) => {
@@ -377,7 +377,7 @@ pub async fn on_demand_for(
         Some(v) => v,
         None => match post_dm(state, user, &rendered, Some(id)).await {
             Ok(p) => {
-                storage::briefings::mark_delivered(&state.db, id, &p.channel_id, &p.ts).await?;
+                delivered(state, id, &p.channel_id, &p.ts).await?;
                 Via::Dm { channel_id: p.channel_id, ts: p.ts }
             }
             Err(e) => {
@@ -392,4 +392,17 @@ pub async fn on_demand_for(
         email_status: briefing.email.as_ref().map(|e| e.status()),
         news_status: briefing.news.as_ref().map(|n| n.status().as_str()),
     })
+}
+
+/// Records a briefing as delivered and counts its sections in `/metrics`.
+async fn delivered(state: &AppState, id: Uuid, channel_id: &str, ts: &str) -> Result<bool, sqlx::Error> {
+    let marked = storage::briefings::mark_delivered(&state.db, id, channel_id, ts).await?;
+    if marked && let Ok(Some((email, news))) = storage::briefings::section_statuses(&state.db, id).await {
+        let m = crate::metrics::metrics();
+        for (section, status) in [("email", email), ("news", news)] {
+            let status = status.unwrap_or_else(|| "unknown".into());
+            m.briefings.get_or_create(&crate::metrics::SectionStatus { section: section.into(), status }).inc();
+        }
+    }
+    Ok(marked)
 }

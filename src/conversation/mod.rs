@@ -312,6 +312,7 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<Recorded, J
     // a known one is claimed if it still waits and nobody holds it.
     let claim = CLAIM.as_secs_f64();
     if let Some(e) = storage::exchanges::insert(&state.db, &new, claim).await? {
+        crate::metrics::metrics().exchanges_stored.inc();
         return Ok(Recorded::Ours(e));
     }
     if let Some(e) = storage::exchanges::claim(&state.db, &message.channel_id, &message.ts, claim).await? {
@@ -352,6 +353,12 @@ async fn deliver(turn: &Turn<'_>, reply: Reply, placeholder: Option<String>) -> 
         memory::enqueue_upsert(&mut *tx, ex.id).await?;
     }
     tx.commit().await?;
+    if marked {
+        let m = crate::metrics::metrics();
+        m.replies.get_or_create(&crate::metrics::outcome("replied")).inc();
+        let waited = (chrono::Utc::now() - ex.received_at).num_milliseconds().max(0) as f64 / 1000.0;
+        m.reply_latency_seconds.observe(waited);
+    }
     if marked && memorize {
         state.wake_workers.notify_one();
     }
@@ -764,6 +771,7 @@ pub async fn on_reply_job_dead(state: &AppState, job: &Job, error: &anyhow::Erro
             None
         }
     };
+    crate::metrics::metrics().replies.get_or_create(&crate::metrics::outcome("failed")).inc();
     match storage::exchanges::mark_failed(&state.db, exchange.id, &reason, ts.as_deref()).await {
         Ok(_) => {
             tracing::warn!(exchange = %exchange.id, user = %exchange.user_id, "reply failed for good; the user got an apology")

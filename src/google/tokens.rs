@@ -79,7 +79,10 @@ async fn token(state: &AppState, user_id: &str, force: bool) -> Result<SecretStr
                 tracing::warn!(user_id, attempt, error = format!("{e:#}"), "token refresh failed; retrying");
                 tokio::time::sleep(REFRESH_BACKOFF * 2u32.pow(attempt - 1)).await;
             }
-            Err(RefreshError::Transient(e) | RefreshError::Permanent(e)) => return Err(GmailAccessError::Temporary(e)),
+            Err(RefreshError::Transient(e) | RefreshError::Permanent(e)) => {
+                crate::metrics::metrics().token_refreshes.get_or_create(&crate::metrics::outcome("error")).inc();
+                return Err(GmailAccessError::Temporary(e));
+            }
         }
     };
     match outcome {
@@ -88,6 +91,7 @@ async fn token(state: &AppState, user_id: &str, force: bool) -> Result<SecretStr
             storage::gmail::update_tokens(&mut *tx, user_id, &tokens).await?;
             tx.commit().await?;
             tracing::info!(user_id, "Gmail access token refreshed");
+            crate::metrics::metrics().token_refreshes.get_or_create(&crate::metrics::outcome("ok")).inc();
             Ok(access)
         }
         Refreshed::Revoked { reason } => {
@@ -95,6 +99,7 @@ async fn token(state: &AppState, user_id: &str, force: bool) -> Result<SecretStr
             tx.commit().await?;
             state.wake_workers.notify_one();
             tracing::warn!(user_id, reason = %reason, "Gmail connection needs reconnect");
+            crate::metrics::metrics().token_refreshes.get_or_create(&crate::metrics::outcome("invalid_grant")).inc();
             Err(GmailAccessError::NeedsReconnect { since: since.unwrap_or_else(Utc::now), reason })
         }
     }

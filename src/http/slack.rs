@@ -57,6 +57,23 @@ pub fn router() -> Router<Arc<AppState>> {
         // Refuses an oversized declared Content-Length before reading it;
         // `verified_body` also reads at most MAX_BODY_BYTES.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(count_rejections))
+}
+
+/// Counts refused Slack requests by reason in `/metrics`.
+async fn count_rejections(response: Response) -> Response {
+    let reason = match response.status().as_u16() {
+        400 => "malformed",
+        401 => "bad_signature",
+        413 => "too_large",
+        503 => "unavailable",
+        _ => return response,
+    };
+    crate::metrics::metrics()
+        .events_rejected
+        .get_or_create(&crate::metrics::Reason { reason: reason.to_owned() })
+        .inc();
+    response
 }
 
 /// Reads the body (bounded) and checks Slack's signature over its raw bytes.

@@ -365,7 +365,13 @@ async fn upsert_batch(state: &AppState, memory: &Memory, jobs: &[Job]) -> anyhow
         // Forgotten (or already memorized) before we got here: nothing to do.
         return Ok(());
     }
-    memory.remember_many(&exchanges).await?;
+    let upserted = memory.remember_many(&exchanges).await;
+    let outcome = if upserted.is_ok() { "ok" } else { "error" };
+    crate::metrics::metrics()
+        .chroma_upserts
+        .get_or_create(&crate::metrics::outcome(outcome))
+        .inc_by(exchanges.len() as u64);
+    upserted?;
     let wanted: Vec<Uuid> = exchanges.iter().map(|e| e.id).collect();
     let kept = storage::exchanges::set_memorized_many(&state.db, &wanted).await?;
     let gone: Vec<Uuid> = wanted.into_iter().filter(|id| !kept.contains(id)).collect();

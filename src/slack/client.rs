@@ -90,6 +90,14 @@ impl From<SlackError> for JobError {
     }
 }
 
+/// Counts one Web API attempt in `/metrics` (429s have their own status).
+fn count_call(method: &str, status: &str) {
+    crate::metrics::metrics()
+        .slack_api_calls
+        .get_or_create(&crate::metrics::MethodStatus { method: method.to_owned(), status: status.to_owned() })
+        .inc();
+}
+
 /// What one attempt's failure means.
 enum Failure {
     RateLimited(Duration),
@@ -262,10 +270,21 @@ impl SlackApi {
         let mut backoff = BACKOFF_START;
         for n in 1..=MAX_ATTEMPTS {
             let failure = match tokio::time::timeout(CALL_TIMEOUT, attempt()).await {
-                Ok(Ok(v)) => return Ok(v),
+                Ok(Ok(v)) => {
+                    count_call(method, "ok");
+                    return Ok(v);
+                }
                 Ok(Err(e)) => classify(e),
                 Err(_) => Failure::Transient(format!("no answer within {CALL_TIMEOUT:?}")),
             };
+            count_call(
+                method,
+                match &failure {
+                    Failure::RateLimited(_) => "429",
+                    Failure::Transient(_) => "transient",
+                    Failure::Refused(_) => "refused",
+                },
+            );
             let last = n == MAX_ATTEMPTS;
             match failure {
                 Failure::Refused(code) => return Err(SlackError::Refused { method, code }),

@@ -376,3 +376,14 @@ pub async fn daily_exists(
     .fetch_one(executor)
     .await
 }
+
+/// A briefing's recorded section statuses (email, news).
+pub async fn section_statuses(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<(Option<String>, Option<String>)>, sqlx::Error> {
+    let row = sqlx::query!(r#"SELECT email_status, news_status FROM briefings WHERE id = $1"#, id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.map(|r| (r.email_status, r.news_status)))
+}

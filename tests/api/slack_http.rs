@@ -634,3 +634,36 @@ async fn app_home_buttons_change_settings_and_republish_the_home_tab() {
     assert_eq!(app.slack.requests_to("/api/views.publish").len(), 1);
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn metrics_count_received_deduplicated_and_rejected_events() {
+    let app = spawn_app().await;
+    let ev = dm("Ev0METRICS", USER, "hi");
+    assert_eq!(Post::event(&ev).send(&app).await.status(), 200);
+    assert_eq!(Post::event(&ev).send(&app).await.status(), 200);
+    let _ = job_outcome(&app.db, "Ev0METRICS").await;
+    let unsigned = app
+        .http
+        .post(format!("{}/slack/events", app.address))
+        .header("content-type", "application/json")
+        .body(ev.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {prefix}:\n{text}"))
+    };
+    // Counters are process-wide and tests share the process: at least ours.
+    assert!(value("robeing_events_received_total{source=\"http\",kind=\"message\"}") >= 1.0, "{text}");
+    assert!(value("robeing_events_deduplicated_total{source=\"http\",kind=\"message\"}") >= 1.0, "{text}");
+    assert!(value("robeing_events_rejected_total{reason=\"bad_signature\"}") >= 1.0, "{text}");
+    assert!(value("robeing_jobs_finished_total{source=\"done\",kind=\"slack_event\"}") >= 1.0, "{text}");
+    assert!(value("robeing_slack_api_calls_total{method=\"chat.postMessage\",status=\"ok\"}") >= 1.0, "{text}");
+    app.stop().await.unwrap();
+}
