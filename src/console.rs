@@ -9,7 +9,7 @@
 //! and, for the console channel only, hands the text to the [`Sink`], which
 //! prints it here instead of posting to Slack. `/brief` prints the briefing
 //! as text (the `brief --dry-run` path: nothing recorded); `/quit` or end
-//! of input ends the session.
+//! of input ends the session, after the session's memory writes are done.
 
 use std::{
     io::{IsTerminal as _, Write as _},
@@ -46,6 +46,12 @@ const REPLY_WAIT: Duration = Duration::from_secs(150);
 /// How often the console checks whether the exchange is final. Short enough
 /// to feel immediate at a terminal, long enough to cost nothing.
 const POLL: Duration = Duration::from_millis(50);
+
+/// How long leaving the console waits for the session's memory writes
+/// (ChromaDB upserts, queued when each reply is stored) to finish: a local
+/// upsert takes tens of milliseconds, so this only runs out when ChromaDB
+/// is down, and then the jobs stay queued for the next run.
+const MEMORY_DRAIN: Duration = Duration::from_secs(10);
 
 /// One message the conversation "posted" to the console.
 #[derive(Debug)]
@@ -131,6 +137,9 @@ pub async fn run(config: Config) -> i32 {
             EXIT_FAILURE
         }
     };
+    if state.memory.is_some() {
+        drain_memory(&state).await;
+    }
     shutdown.cancel();
     let _ = ingest_task.await;
     let _ = workers.await;
@@ -139,6 +148,30 @@ pub async fn run(config: Config) -> i32 {
         let _ = pg.stop().await;
     }
     code
+}
+
+/// Waits (at most [`MEMORY_DRAIN`]) until no memory write is pending.
+async fn drain_memory(state: &AppState) {
+    let deadline = tokio::time::Instant::now() + MEMORY_DRAIN;
+    loop {
+        let pending: i64 = match storage::jobs::backlog(&state.db).await {
+            Ok(rows) => rows.iter().filter(|b| b.kind == crate::memory::UPSERT_JOB).map(|b| b.pending).sum(),
+            Err(e) => {
+                eprintln!("robeing: reading the memory backlog: {e}");
+                return;
+            }
+        };
+        if pending == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!(
+                "robeing: {pending} memory write(s) still queued (is ChromaDB reachable?); the next robeing run finishes them"
+            );
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// The console workspace and user, named from `$USER`, in `$LANG`'s

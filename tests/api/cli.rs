@@ -47,10 +47,13 @@ type ExchangeRow = (String, String, String, Option<String>, Option<String>);
 #[tokio::test]
 async fn console_answers_like_a_dm_prints_the_briefing_and_stores_the_exchanges() {
     let fake_feeds = crate::fakes::feeds::start().await;
+    let chroma = crate::fakes::chroma::Chroma::start().await;
+    let chroma_url = chroma.url();
     let (db, _) = fresh_database().await;
     let news = crate::fakes::feeds::feeds(&fake_feeds, &[crate::fakes::feeds::RSS]);
     let vars = [
         ("DATABASE_URL", db.as_str()),
+        ("CHROMA_URL", chroma_url.as_str()),
         ("NEWS_FEEDS", news.as_str()),
         ("USER", "jane"),
         ("LANG", "en_US.UTF-8"),
@@ -81,6 +84,17 @@ async fn console_answers_like_a_dm_prints_the_briefing_and_stores_the_exchanges(
     assert!(rows[0].3.as_deref().unwrap().starts_with("안녕하세요, jane님!"), "{rows:?}");
     assert_eq!((rows[1].1.as_str(), rows[1].2.as_str()), ("hi", "replied"));
     assert!(rows.iter().all(|r| r.4.as_deref().is_some_and(|ts| ts.starts_with("console."))), "{rows:?}");
+    // The memory jobs ran as for a DM: both exchanges are in ChromaDB, by exchange id.
+    let ids: Vec<(String,)> =
+        sqlx::query_as("SELECT id::text FROM exchanges WHERE memorized_at IS NOT NULL ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(ids.len(), 2, "both exchanges memorized before the console exited");
+    let mut recorded: Vec<String> = chroma.records_of("U0CONSOLE").await.into_iter().map(|(id, _)| id).collect();
+    recorded.sort();
+    assert_eq!(recorded, ids.into_iter().map(|(id,)| id).collect::<Vec<_>>());
+    assert_eq!(chroma.count().await, 2, "nothing else in ChromaDB");
     let sources: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT source FROM slack_events").fetch_all(&pool).await.unwrap();
     assert_eq!(sources, vec!["console".to_string()]);
