@@ -222,3 +222,28 @@ async fn status_shows_every_gmail_state_and_the_last_briefing_through_the_binary
     assert_eq!(json[1]["exchanges"], 2);
     assert_eq!(json[1]["last_email_status"], "ok");
 }
+
+#[tokio::test]
+async fn console_runs_on_the_embedded_database_by_default_and_remembers_across_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let vars = [
+        ("ROBEING_DATA_DIR", dir.as_str()),
+        ("USER", "jane"),
+        ("LANG", "ko_KR.UTF-8"),
+        ("NEWS_FEEDS", "http://127.0.0.1:9/feed.xml"),
+    ];
+    let out = run_binary_with_stdin(&["console"], &vars, "hello\n").await;
+    let first = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(first.contains("robeing> Hi, jane!"), "English text gets English: {first}");
+    assert!(text(&out).contains("database `robeing`"), "says where it stores: {}", text(&out));
+
+    // A second run finds the first run's exchange (the embedded database was stopped cleanly and kept).
+    let out = run_binary_with_stdin(&["console"], &vars, "상태\n").await;
+    let second = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(second.starts_with("robeing> *상태*"), "Korean text gets Korean: {second}");
+    assert!(second.contains("저장된 대화: 2건"), "the first run's exchange and this one: {second}");
+    assert_eq!(second.matches("robeing> ").count(), 1, "{second}");
+}
