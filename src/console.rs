@@ -130,7 +130,14 @@ pub async fn run(config: Config) -> i32 {
             eprintln!(
                 "robeing console on {target}: you are {USER_ID}. Type a message; /brief for your briefing, /quit to leave."
             );
-            session(&state, &mut rx).await
+            // Ctrl-C leaves like /quit, so the embedded database is stopped cleanly.
+            tokio::select! {
+                code = session(&state, &mut rx) => code,
+                _ = tokio::signal::ctrl_c() => {
+                    println!();
+                    EXIT_OK
+                }
+            }
         }
         Err(e) => {
             eprintln!("robeing: preparing the console user: {e}");
