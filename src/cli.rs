@@ -1,5 +1,5 @@
 //! The command line (operator contract): `serve` (default), `migrate`,
-//! `doctor`, `brief`, `status`. Each command returns its exit code: 0 success, 1 runtime
+//! `doctor`, `brief`, `status`, `connect-link`, `console`. Each command returns its exit code: 0 success, 1 runtime
 //! failure, 2 bad usage or configuration.
 
 use clap::{Parser, Subcommand};
@@ -46,6 +46,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Talk to robeing in this terminal (the same pipeline and replies as a Slack DM; /brief, /quit).
+    Console,
 }
 
 /// Parses arguments (exit 2 on bad usage) and runs the command.
@@ -79,7 +81,9 @@ async fn run(command: Command) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    crate::telemetry::init(&config.log_filter, config.log_format);
+    // The console is a conversation on this terminal: only warnings interrupt it unless RUST_LOG says otherwise.
+    let quiet = matches!(command, Command::Console) && std::env::var_os("RUST_LOG").is_none();
+    crate::telemetry::init(if quiet { "warn" } else { &config.log_filter }, config.log_format);
     match command {
         Command::Serve => match Application::build(config).await {
             Ok(app) => match app.run_until_stopped().await {
@@ -115,6 +119,7 @@ async fn run(command: Command) -> i32 {
         Command::ConnectLink { user } => connect_link(&config, &user).await,
         Command::Brief { user, dry_run } => brief(config, &user, dry_run).await,
         Command::Status { json } => status(config, json).await,
+        Command::Console => crate::console::run(config).await,
         Command::Doctor => unreachable!("handled above"),
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! - [`config`]: every setting, loaded and validated once (the operator contract).
 //! - [`startup`]: builds the application, supervises its tasks, shuts down gracefully.
-//! - [`cli`], [`doctor`]: the command line.
+//! - [`cli`], [`doctor`]: the command line; [`console`]: a terminal transport.
 //! - [`http`]: the axum routes.
 //! - [`pipeline`]: the one path every Slack input takes: group-committed to
 //!   Postgres, then acknowledged.
@@ -27,6 +27,7 @@
 pub mod briefing;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod conversation;
 pub mod doctor;
 pub mod error;

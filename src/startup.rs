@@ -37,6 +37,9 @@ pub struct AppState {
     pub wake_workers: Arc<Notify>,
     /// ChromaDB vector memory; `None` when `CHROMA_URL` is unset.
     pub memory: Option<Arc<crate::memory::Memory>>,
+    /// Set only by `robeing console`: replies in the console's channel are
+    /// printed there instead of posted to Slack.
+    pub console: std::sync::OnceLock<crate::console::Sink>,
 }
 
 /// A start-up failure and the exit code it maps to.
@@ -141,6 +144,7 @@ pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError>
         ingest,
         wake_workers,
         memory,
+        console: std::sync::OnceLock::new(),
     });
     Ok(Assembled { state, shutdown, ingest_task })
 }

@@ -144,6 +144,16 @@ async fn slack_write(
     text: &str,
     blocks: Option<Vec<SlackBlock>>,
 ) -> Result<String, JobError> {
+    // `robeing console`: its channel is a terminal, not Slack.
+    if let Some(console) = state.console.get() {
+        let (channel, update) = match &target {
+            Target::New { channel, .. } => (*channel, None),
+            Target::Update { channel, ts } => (*channel, Some(*ts)),
+        };
+        if channel == crate::console::CHANNEL_ID {
+            return Ok(console.write(text, update));
+        }
+    }
     let slack = state
         .slack
         .as_ref()

@@ -99,3 +99,210 @@ async fn doctor_checks_the_key_google_and_data_health() {
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("✗ token encryption key") && t.contains("TOKEN_ENCRYPTION_KEY"), "{t}");
 }
+
+/// user, text, status, reply, reply ts
+type ExchangeRow = (String, String, String, Option<String>, Option<String>);
+
+#[tokio::test]
+async fn console_answers_like_a_dm_prints_the_briefing_and_stores_the_exchanges() {
+    let fake_feeds = crate::fakes::feeds::start().await;
+    let chroma = crate::fakes::chroma::Chroma::start().await;
+    let chroma_url = chroma.url();
+    let (db, _) = fresh_database().await;
+    let news = crate::fakes::feeds::feeds(&fake_feeds, &[crate::fakes::feeds::RSS]);
+    let vars = [
+        ("DATABASE_URL", db.as_str()),
+        ("CHROMA_URL", chroma_url.as_str()),
+        ("NEWS_FEEDS", news.as_str()),
+        ("USER", "jane"),
+        ("LANG", "en_US.UTF-8"),
+        ("DEFAULT_TIMEZONE", "Asia/Seoul"),
+        ("RUST_LOG", "warn"),
+    ];
+    let out = run_binary_with_stdin(&["console"], &vars, "하이\nhi\n/brief\n/quit\nnot read after quit\n").await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let korean = stdout.find("robeing> 안녕하세요, jane님!").unwrap_or_else(|| panic!("Korean greeting: {stdout}"));
+    let english = stdout.find("robeing> Hi, jane!").unwrap_or_else(|| panic!("English greeting: {stdout}"));
+    assert!(korean < english, "replies come in order: {stdout}");
+    assert!(stdout.contains("Gmail is not set up on this robeing"), "explicit Gmail line: {stdout}");
+    assert!(stdout.contains("Central bank holds rates & signals <cuts> next year"), "news section: {stdout}");
+    assert!(stdout.find("Central bank").unwrap() > english, "the briefing follows the replies: {stdout}");
+    assert_eq!(stdout.matches("robeing> ").count(), 2, "one reply per message, nothing after /quit: {stdout}");
+
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let rows: Vec<ExchangeRow> = sqlx::query_as(
+        "SELECT e.user_id, e.user_text, e.status, e.reply_text, e.reply_ts FROM exchanges e ORDER BY e.received_at, e.user_ts",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2.as_str()), ("U0CONSOLE", "하이", "replied"));
+    assert!(rows[0].3.as_deref().unwrap().starts_with("안녕하세요, jane님!"), "{rows:?}");
+    assert_eq!((rows[1].1.as_str(), rows[1].2.as_str()), ("hi", "replied"));
+    assert!(rows.iter().all(|r| r.4.as_deref().is_some_and(|ts| ts.starts_with("console."))), "{rows:?}");
+    // The memory jobs ran as for a DM: both exchanges are in ChromaDB, by exchange id.
+    let ids: Vec<(String,)> =
+        sqlx::query_as("SELECT id::text FROM exchanges WHERE memorized_at IS NOT NULL ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(ids.len(), 2, "both exchanges memorized before the console exited");
+    let mut recorded: Vec<String> = chroma.records_of("U0CONSOLE").await.into_iter().map(|(id, _)| id).collect();
+    recorded.sort();
+    assert_eq!(recorded, ids.into_iter().map(|(id,)| id).collect::<Vec<_>>());
+    assert_eq!(chroma.count().await, 2, "nothing else in ChromaDB");
+    let sources: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT source FROM slack_events").fetch_all(&pool).await.unwrap();
+    assert_eq!(sources, vec!["console".to_string()]);
+    let (locale, tz, enabled): (Option<String>, Option<String>, bool) =
+        sqlx::query_as("SELECT locale, tz, briefing_enabled FROM slack_users WHERE user_id = 'U0CONSOLE'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((locale.as_deref(), tz.as_deref(), enabled), (Some("en-US"), Some("Asia/Seoul"), false));
+    let briefings: i64 = sqlx::query_scalar("SELECT count(*) FROM briefings").fetch_one(&pool).await.unwrap();
+    assert_eq!(briefings, 0, "/brief in the console is a dry run");
+    let unfinished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state <> 'done'").fetch_one(&pool).await.unwrap();
+    assert_eq!(unfinished, 0, "every job the console queued ran");
+}
+
+#[tokio::test]
+async fn status_shows_every_gmail_state_and_the_last_briefing_through_the_binary() {
+    let (db, _) = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    robeing::storage::migrate(&pool).await.unwrap();
+    sqlx::query("INSERT INTO slack_teams (team_id) VALUES ('T0ROBEING')").execute(&pool).await.unwrap();
+    for (user, name, tz) in [
+        ("U0CONN001", Some("conn"), Some("Asia/Seoul")),
+        ("U0BROKEN1", Some("broken"), Some("Europe/Berlin")),
+        ("U0GONE001", Some("gone"), None),
+        ("U0NEVER01", None, None),
+    ] {
+        sqlx::query("INSERT INTO slack_users (user_id, team_id, display_name, tz) VALUES ($1, 'T0ROBEING', $2, $3)")
+            .bind(user)
+            .bind(name)
+            .bind(tz)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO gmail_connections (user_id, state, google_email, refresh_token_ciphertext, token_key_id, connected_at)
+         VALUES ('U0CONN001', 'connected', 'conn@example.com', decode(repeat('ab', 40), 'hex'), '0011223344556677', '2026-11-20T08:00:00Z')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO gmail_connections (user_id, state, broken_at, broken_reason)
+         VALUES ('U0BROKEN1', 'needs_reconnect', '2026-11-26T09:00:00Z', 'Google refused the saved authorization (invalid_grant)')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO gmail_connections (user_id, state) VALUES ('U0GONE001', 'disconnected')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO briefings (user_id, local_date, kind, trigger, status, email_status, news_status, channel_id, message_ts, delivered_at)
+         VALUES ('U0CONN001', '2026-11-27', 'daily', 'scheduler', 'delivered', 'ok', 'partial', 'D0CONN001', '1764000000.000001', '2026-11-27T00:00:03Z')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO briefings (user_id, local_date, kind, trigger, status, failure_reason)
+         VALUES ('U0BROKEN1', '2026-11-27', 'daily', 'scheduler', 'failed', 'channel_not_found')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for ts in ["1.000001", "1.000002"] {
+        sqlx::query(
+            "INSERT INTO exchanges (user_id, channel_id, user_ts, user_text) VALUES ('U0CONN001', 'D0CONN001', $1, 'hello')",
+        )
+        .bind(ts)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let vars = [("DATABASE_URL", db.as_str()), ("DEFAULT_TIMEZONE", "Asia/Seoul")];
+
+    let out = run_binary(&["status"], &vars).await;
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let line = |user: &str| {
+        table.lines().find(|l| l.starts_with(user)).unwrap_or_else(|| panic!("{user} missing: {table}")).to_owned()
+    };
+    let conn = line("U0CONN001");
+    assert!(conn.contains("conn") && conn.contains("Asia/Seoul"), "{conn}");
+    assert!(conn.contains("connected since 2026-11-20 08:00 UTC"), "{conn}");
+    assert!(conn.contains("2026-11-27 00:00 UTC delivered (daily)"), "{conn}");
+    assert!(conn.contains("email ok, news partial"), "{conn}");
+    assert!(conn.trim_end().ends_with(" 2"), "two exchanges: {conn}");
+    let broken = line("U0BROKEN1");
+    assert!(
+        broken.contains(
+            "needs reconnect since 2026-11-26 09:00 UTC (Google refused the saved authorization (invalid_grant))"
+        ),
+        "{broken}"
+    );
+    assert!(broken.contains("failed (daily): channel_not_found"), "{broken}");
+    assert!(broken.trim_end().ends_with(" 0"), "{broken}");
+    let gone = line("U0GONE001");
+    assert!(
+        gone.contains("not connected") && gone.contains("Asia/Seoul (default)") && gone.contains("never"),
+        "{gone}"
+    );
+    let never = line("U0NEVER01");
+    assert!(never.contains("not connected") && never.contains("never"), "{never}");
+    assert!(!table.contains("conn@example.com"), "no e-mail address in the table: {table}");
+    assert_eq!(table.lines().count(), 5, "a header and one line per user: {table}");
+
+    let out = run_binary(&["status", "--json"], &vars).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<(&str, Option<&str>)> =
+        json.as_array().unwrap().iter().map(|u| (u["user_id"].as_str().unwrap(), u["gmail_state"].as_str())).collect();
+    assert_eq!(
+        states,
+        vec![
+            ("U0BROKEN1", Some("needs_reconnect")),
+            ("U0CONN001", Some("connected")),
+            ("U0GONE001", Some("disconnected")),
+            ("U0NEVER01", None),
+        ]
+    );
+    assert_eq!(json[1]["exchanges"], 2);
+    assert_eq!(json[1]["last_email_status"], "ok");
+}
+
+#[tokio::test]
+async fn console_runs_on_the_embedded_database_by_default_and_remembers_across_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let vars = [
+        ("ROBEING_DATA_DIR", dir.as_str()),
+        ("USER", "jane"),
+        ("LANG", "ko_KR.UTF-8"),
+        ("NEWS_FEEDS", "http://127.0.0.1:9/feed.xml"),
+    ];
+    let out = run_binary_with_stdin(&["console"], &vars, "hello\n").await;
+    let first = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(first.contains("robeing> Hi, jane!"), "English text gets English: {first}");
+    assert!(text(&out).contains("database `robeing`"), "says where it stores: {}", text(&out));
+
+    // A second run finds the first run's exchange (the embedded database was stopped cleanly and kept).
+    let out = run_binary_with_stdin(&["console"], &vars, "상태\n").await;
+    let second = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(second.starts_with("robeing> *상태*"), "Korean text gets Korean: {second}");
+    assert!(second.contains("저장된 대화: 2건"), "the first run's exchange and this one: {second}");
+    assert_eq!(second.matches("robeing> ").count(), 1, "{second}");
+}

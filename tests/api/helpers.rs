@@ -154,6 +154,33 @@ pub async fn run_binary(args: &[&str], vars: &[(&str, &str)]) -> Output {
     out
 }
 
+/// Runs the binary like [`run_binary`], writing `input` to its stdin and
+/// then closing it (end of input), and collects its output.
+pub async fn run_binary_with_stdin(args: &[&str], vars: &[(&str, &str)], input: &str) -> Output {
+    use tokio::io::AsyncWriteExt as _;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_robeing"));
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("LOG_FORMAT", "json").args(args);
+    let dir = tempfile::tempdir().unwrap();
+    cmd.current_dir(dir.path());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("binary finished within 60 s")
+        .unwrap();
+    drop(dir);
+    out
+}
+
 pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
