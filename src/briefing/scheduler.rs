@@ -259,11 +259,38 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = format!("{e:#}"), "could not check for due briefings; will retry"),
         }
+        if let Err(e) = remind_broken_connections(&state, Utc::now()).await {
+            tracing::warn!(error = format!("{e:#}"), "could not send reconnect reminders; will retry");
+        }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.cancelled() => break,
         }
     }
+}
+
+/// How long before a user's next daily briefing a still-broken Gmail
+/// connection gets its single reminder: the evening before a 09:00 briefing,
+/// early enough to reconnect, late enough not to follow the first prompt at
+/// once.
+pub const REMINDER_LEAD: chrono::Duration = chrono::Duration::hours(12);
+
+/// Sends the one reminder per breakage (`google::remind_before_briefing`
+/// records it) to users whose Gmail still needs reconnecting and whose next
+/// daily briefing is within [`REMINDER_LEAD`]. Returns how many were sent.
+pub async fn remind_broken_connections(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    if state.config.google.is_none() {
+        return Ok(0);
+    }
+    let mut sent = 0;
+    for user_id in crate::storage::gmail::awaiting_reminder(&state.db, now - chrono::Duration::hours(1)).await? {
+        let Some(user) = crate::storage::users::get(&state.db, &user_id).await? else { continue };
+        let Some(next) = super::home::next_at(state, &user, now).await? else { continue };
+        if next - now <= REMINDER_LEAD && crate::google::remind_before_briefing(state, &user_id).await? {
+            sent += 1;
+        }
+    }
+    Ok(sent)
 }
 
 #[cfg(test)]

@@ -301,3 +301,19 @@ pub async fn reseal(
     .await
     .map(|r| r.rows_affected() == 1)
 }
+
+/// Users whose connection needs reconnecting, who were prompted before
+/// `prompted_before` and not yet reminded.
+pub async fn awaiting_reminder(
+    executor: impl PgExecutor<'_>,
+    prompted_before: DateTime<Utc>,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT user_id FROM gmail_connections
+           WHERE state = 'needs_reconnect' AND reconnect_reminded_at IS NULL AND reconnect_prompted_at < $1
+           ORDER BY user_id"#,
+        prompted_before
+    )
+    .fetch_all(executor)
+    .await
+}

@@ -839,3 +839,31 @@ async fn briefings_read_the_connected_inbox_and_say_so_when_the_token_is_revoked
     let row = env.row().await.unwrap();
     assert_eq!(row.state, "needs_reconnect");
 }
+
+#[tokio::test]
+async fn a_still_broken_connection_gets_one_reminder_the_evening_before_the_briefing() {
+    use chrono::TimeZone as _;
+    let env = setup().await;
+    assert_eq!(env.connect().await.0, 200);
+    env.google.revoke_all();
+    env.expire_access_token().await;
+    assert!(google::access_token(&env.app.state, USER).await.is_err());
+    env.wait_for_post("Reconnect Gmail", 1).await;
+    let prompted_at = env.row().await.unwrap().reconnect_prompted_at.expect("the prompt was recorded");
+    let remind = |now| robeing::briefing::scheduler::remind_broken_connections(&env.app.state, now);
+
+    // Asia/Seoul, 09:00 briefing. 10:00 local the next day: 23 h to go — too early.
+    let morning =
+        chrono::Utc.with_ymd_and_hms(2026, 12, 1, 1, 0, 0).unwrap().max(prompted_at + chrono::Duration::hours(2));
+    assert_eq!(remind(morning).await.unwrap(), 0);
+    // 23:00 local: 10 h before the briefing — the one reminder.
+    let evening =
+        chrono::Utc.with_ymd_and_hms(2026, 12, 1, 14, 0, 0).unwrap().max(prompted_at + chrono::Duration::hours(2));
+    assert_eq!(remind(evening).await.unwrap(), 1);
+    let reminders = env.wait_for_post("Reminder", 1).await;
+    assert_eq!(reminders.len(), 1);
+    assert!(reminders[0].json()["blocks"].to_string().contains("/oauth/google/start?t="), "with the button");
+    // Never a second one for the same breakage.
+    assert_eq!(remind(evening + chrono::Duration::minutes(1)).await.unwrap(), 0);
+    assert_eq!(env.posts_containing("Reminder").len(), 1);
+}
