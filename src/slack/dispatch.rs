@@ -179,6 +179,28 @@ pub fn home_blocks(name: &str, gmail_state: Option<&str>) -> Vec<serde_json::Val
             "Type `/brief` anywhere for your briefing now (Gmail summary and news). It also arrives every morning."
                 .to_owned(),
         ),
+        section(
+            "*Your data.* robeing keeps our conversations to remember them. You can have it forget everything."
+                .to_owned(),
+        ),
+        serde_json::json!({
+            "type": "actions",
+            "block_id": "forget",
+            "elements": [{
+                "type": "button",
+                "action_id": crate::conversation::FORGET_CONFIRM_ACTION,
+                "text": { "type": "plain_text", "text": "Forget me" },
+                "style": "danger",
+                "value": "forget",
+                // Slack's own confirmation step: nothing is deleted unless confirmed.
+                "confirm": {
+                    "title": { "type": "plain_text", "text": "Forget everything?" },
+                    "text": { "type": "mrkdwn", "text": "All our conversations are deleted from robeing's database and its memory. This cannot be undone." },
+                    "confirm": { "type": "plain_text", "text": "Forget me" },
+                    "deny": { "type": "plain_text", "text": "Keep" }
+                }
+            }]
+        }),
     ]
 }
 

@@ -620,6 +620,10 @@ async fn app_home_buttons_change_settings_and_republish_the_home_tab() {
     assert_eq!(published.len(), 1, "Home is republished after the change");
     let view = published[0].json().to_string();
     assert!(view.contains("briefing_toggle") && view.contains("Gmail"), "settings and Gmail sections: {view}");
+    assert!(
+        view.contains("forget_confirm") && view.contains("\"confirm\""),
+        "a Forget me button with a confirmation: {view}"
+    );
 
     // An action nobody handles is acknowledged and changes nothing.
     let r = Post::signed(
