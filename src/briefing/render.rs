@@ -105,18 +105,10 @@ fn plain(mrkdwn: &str) -> String {
     out.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
-/// Escapes the three characters Slack's markup gives meaning to.
+/// Escapes the three characters Slack's markup gives meaning to (the
+/// transport's one escaping rule).
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::slack::client::escape_mrkdwn(s)
 }
 
 /// `<url|title>` for an http(s) URL, else the escaped title alone.

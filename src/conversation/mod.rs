@@ -84,17 +84,7 @@ pub const FORGET_CANCEL_ACTION: &str = "forget_cancel";
 /// Escapes the three characters Slack's mrkdwn treats as control (so user or
 /// LLM text cannot mention `<!channel>`, users or links), and replaces NUL.
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\0' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::slack::client::escape_mrkdwn(&text.replace('\0', "\u{FFFD}"))
 }
 
 /// Splits (escaped) text into chunks of at most `max` characters, preferring
