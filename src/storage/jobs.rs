@@ -46,7 +46,8 @@ pub async fn enqueue(
 /// Claims up to `limit` due jobs (and jobs whose lease expired), leasing
 /// each for `lease_secs`.
 pub async fn claim(executor: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -> Result<Vec<Job>, sqlx::Error> {
-    let rows = sqlx::query!(
+    sqlx::query_as!(
+        Job,
         r#"UPDATE jobs SET state = 'running', attempts = attempts + 1,
                   locked_until = now() + make_interval(secs => $2), updated_at = now()
            WHERE id IN (
@@ -61,18 +62,7 @@ pub async fn claim(executor: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -
         lease_secs
     )
     .fetch_all(executor)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Job {
-            id: r.id,
-            kind: r.kind,
-            payload: r.payload,
-            attempts: r.attempts,
-            max_attempts: r.max_attempts,
-            created_at: r.created_at,
-        })
-        .collect())
+    .await
 }
 
 /// Marks a job done.
@@ -168,7 +158,8 @@ pub async fn claim_kind(
     limit: i64,
     lease_secs: f64,
 ) -> Result<Vec<Job>, sqlx::Error> {
-    let rows = sqlx::query!(
+    sqlx::query_as!(
+        Job,
         r#"UPDATE jobs SET state = 'running', attempts = attempts + 1,
                   locked_until = now() + make_interval(secs => $3), updated_at = now()
            WHERE id IN (
@@ -184,16 +175,5 @@ pub async fn claim_kind(
         lease_secs
     )
     .fetch_all(executor)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Job {
-            id: r.id,
-            kind: r.kind,
-            payload: r.payload,
-            attempts: r.attempts,
-            max_attempts: r.max_attempts,
-            created_at: r.created_at,
-        })
-        .collect())
+    .await
 }
