@@ -183,7 +183,7 @@ impl Application {
         let embedded = db.embedded.clone();
         let Assembled { state, shutdown, ingest_task } = assemble(config, db)?;
         if let Some(slack) = &state.slack {
-            check_bot_token(slack).await?;
+            check_bot_token(slack, &state.db).await?;
         }
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "Slack token checked");
         Ok(Self { port, listener, state, embedded, shutdown, ingest_task, started })
@@ -263,11 +263,22 @@ async fn wait_for_signal() {
 
 /// `auth.test` at start-up: a refused token is a configuration error; an
 /// unreachable Slack is logged and shown in `/readyz`, and start-up goes on
-/// (Slack outages must not keep robeing down once Slack returns).
-async fn check_bot_token(slack: &SlackApi) -> Result<(), StartupError> {
+/// (Slack outages must not keep robeing down once Slack returns). An
+/// accepted token for a workspace recorded as uninstalled or revoked means it
+/// was reinstalled: it is active again, and the log says so.
+async fn check_bot_token(slack: &SlackApi, db: &sqlx::PgPool) -> Result<(), StartupError> {
     match tokio::time::timeout(std::time::Duration::from_secs(5), slack.auth_test()).await {
         Ok(Ok(who)) => {
             tracing::info!(team = %who.team_id, bot_user = %who.user_id, "Slack bot token accepted");
+            let team = who.team_id.to_string();
+            match crate::storage::users::reactivate_team(db, &team).await {
+                Ok(Some(reason)) => tracing::warn!(
+                    team = %team, was = %reason,
+                    "workspace was inactive and its bot token works again (reinstalled): outbound work resumes"
+                ),
+                Ok(None) => {}
+                Err(e) => return Err(StartupError::runtime(e)),
+            }
             Ok(())
         }
         Ok(Err(slack_morphism::errors::SlackClientError::ApiError(e))) => Err(StartupError::config(anyhow::anyhow!(

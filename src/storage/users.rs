@@ -60,6 +60,21 @@ pub async fn deactivate_team(executor: impl PgExecutor<'_>, team_id: &str, reaso
     .map(|_| ())
 }
 
+/// Marks a workspace active again (its bot token was accepted by
+/// `auth.test` after a reinstall) and returns why it had been inactive, or
+/// `None` when it was already active or unknown.
+pub async fn reactivate_team(executor: impl PgExecutor<'_>, team_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"UPDATE slack_teams t SET active = true, inactive_reason = NULL, inactive_since = NULL, updated_at = now()
+           FROM (SELECT team_id, inactive_reason FROM slack_teams WHERE team_id = $1 AND NOT active FOR UPDATE) old
+           WHERE t.team_id = old.team_id
+           RETURNING old.inactive_reason AS "reason!""#,
+        team_id
+    )
+    .fetch_optional(executor)
+    .await
+}
+
 /// Workspaces that are inactive, with why.
 pub async fn inactive_teams(executor: impl PgExecutor<'_>) -> Result<Vec<(String, String)>, sqlx::Error> {
     let rows = sqlx::query!(

@@ -498,6 +498,33 @@ async fn an_uninstalled_workspace_is_inactive_and_its_later_work_stops() {
 }
 
 #[tokio::test]
+async fn a_reinstalled_workspace_is_active_again_once_its_bot_token_is_accepted() {
+    let app = spawn_app().await;
+    let gone = callback("Ev0UNINSTALL", json!({"type": "app_uninstalled", "event_ts": "1.1"}));
+    assert_eq!(Post::event(&gone).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0UNINSTALL").await.0, "done");
+    let url = app.db_url.clone().unwrap();
+    app.stop().await.unwrap();
+
+    // The operator reinstalls the app and restarts robeing with its token:
+    // auth.test accepts it for T0ROBEING, so the workspace works again.
+    let app = spawn_app_with(Options { vars: vec![("DATABASE_URL".into(), url)], ..Default::default() }).await;
+    let (active, reason): (bool, Option<String>) =
+        sqlx::query_as("SELECT active, inactive_reason FROM slack_teams WHERE team_id = 'T0ROBEING'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(active, "reactivated at start-up");
+    assert_eq!(reason, None);
+    let ready: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    assert!(!ready.to_string().contains("app_uninstalled"), "{ready}");
+    assert_eq!(Post::event(&dm("Ev0AGAIN", USER, "hello again")).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0AGAIN").await.0, "done", "work for the workspace runs again");
+    assert!(slack_calls(&app).contains(&"/api/chat.postMessage".to_owned()), "{:?}", slack_calls(&app));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn postgres_down_at_receipt_is_503_and_the_redelivery_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(Options { embedded_data_dir: Some(dir.path().to_path_buf()), ..Default::default() }).await;
