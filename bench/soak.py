@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Soak test: a steady stream of distinct, signed DM events into
+`POST /slack/events` of a release build for a long time, with the process's
+memory sampled every few seconds, and at the end a check that every
+acknowledged event became exactly one replied exchange.
+
+Everything real but Slack: robeing (release), the machine's PostgreSQL, and
+(with --chroma) a real ChromaDB server, so vector memory and its upsert
+worker run too. Slack is bench/fake_slack.py on loopback.
+
+Usage: python3 bench/soak.py [--minutes 30] [--rate 50] [--sample 5] [--chroma]
+Results: a CSV of (seconds, rss_kib) in --out, and a summary with the RSS
+slope (least squares, after a warm-up) and the counts.
+Needs: a release build (BENCH_BIN or $CARGO_TARGET_DIR/release/robeing),
+psql, PostgreSQL at BENCH_ADMIN_URL.
+"""
+import argparse, hashlib, hmac, http.client, json, os, shutil, socket, subprocess, sys, tempfile, threading, time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--minutes", type=float, default=30)
+ap.add_argument("--rate", type=float, default=50, help="events per second")
+ap.add_argument("--sample", type=float, default=5, help="seconds between RSS samples")
+ap.add_argument("--warmup", type=float, default=120, help="seconds left out of the slope")
+ap.add_argument("--users", type=int, default=50)
+ap.add_argument("--chroma", action="store_true", help="run a real ChromaDB and turn memory on")
+ap.add_argument("--out", default="soak.csv")
+args = ap.parse_args()
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+admin = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+binary = os.environ.get("BENCH_BIN") or os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")), "release", "robeing")
+if not os.access(binary, os.X_OK):
+    sys.exit(f"no release build at {binary}: run cargo build --release")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def psql(url, sql):
+    return subprocess.run(["psql", url, "-Atc", sql], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def wait_http(port, path, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", path)
+            if c.getresponse().status < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"nothing answered on port {port}{path}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+work = tempfile.mkdtemp(prefix="robeing-soak-")
+db = f"robeing_soak_{int(time.time())}"
+psql(admin, f"CREATE DATABASE {db}")
+db_url = admin.rsplit("/", 1)[0] + "/" + db
+procs = []
+secret = f"soak-secret-{time.time()}"
+port, slack_port = free_port(), free_port()
+procs.append(subprocess.Popen([sys.executable, os.path.join(root, "bench", "fake_slack.py"), str(slack_port)]))
+env = {
+    "PATH": os.environ["PATH"], "DATABASE_URL": db_url, "ROBEING_LISTEN": f"127.0.0.1:{port}",
+    "SLACK_BOT_TOKEN": "xoxb-soak", "SLACK_SIGNING_SECRET": secret,
+    "SLACK_API_URL": f"http://127.0.0.1:{slack_port}/api", "LOG_FORMAT": "json", "RUST_LOG": "warn",
+    "NEWS_FEEDS": "http://127.0.0.1:9/feed.xml", "BRIEFING_SCHEDULER": "off",
+}
+if args.chroma:
+    chroma_bin = os.environ.get("ROBEING_CHROMA_BIN", os.path.expanduser("~/.cache/robeing/chroma-venv/bin/chroma"))
+    chroma_port = free_port()
+    procs.append(subprocess.Popen([chroma_bin, "run", "--path", os.path.join(work, "chroma"), "--host", "127.0.0.1",
+                                   "--port", str(chroma_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}))
+    wait_http(chroma_port, "/api/v2/heartbeat")
+    env["CHROMA_URL"] = f"http://127.0.0.1:{chroma_port}"
+log = open(os.path.join(work, "robeing.log"), "w")
+app = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+procs.append(app)
+
+
+def cleanup():
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    try:
+        psql(admin, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    except subprocess.CalledProcessError:
+        pass
+    shutil.rmtree(work, ignore_errors=True)
+
+
+try:
+    wait_http(port, "/healthz")
+    start = time.time()
+    duration = args.minutes * 60
+    sent = [0]
+    acked = [0]
+    errors = {}
+    lock = threading.Lock()
+
+    def event(i):
+        ts = str(int(time.time()))
+        user = "U0SOAK%03d" % (i % args.users)
+        body = json.dumps({
+            "token": "unused", "team_id": "T0ROBEING", "api_app_id": "A0ROBEING", "type": "event_callback",
+            "event_id": "EvSOAK%09d" % i, "event_time": int(ts),
+            "event": {"type": "message", "channel": "D%s" % user[1:], "channel_type": "im", "user": user,
+                      "text": "soak message %d: 오늘 회의는 몇 시였지?" % i, "ts": "%s.%06d" % (ts, i % 1000000),
+                      "event_ts": "%s.%06d" % (ts, i % 1000000), "client_msg_id": "%08x-soak" % i},
+        }, ensure_ascii=False, separators=(",", ":")).encode()
+        sig = "v0=" + hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+        return body, {"content-type": "application/json", "x-slack-request-timestamp": ts, "x-slack-signature": sig}
+
+    def sender(worker, workers):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        i = worker
+        interval = workers / args.rate
+        due = start + worker / args.rate
+        while True:
+            now = time.time()
+            if now - start >= duration:
+                return
+            if due > now:
+                time.sleep(due - now)
+            body, headers = event(i)
+            retry = 0
+            while True:  # like Slack: redeliver on failure, with X-Slack-Retry-Num
+                try:
+                    h = dict(headers)
+                    if retry:
+                        h["x-slack-retry-num"] = str(retry)
+                    conn.request("POST", "/slack/events", body=body, headers=h)
+                    resp = conn.getresponse()
+                    resp.read()
+                    if resp.status == 200:
+                        break
+                    key = f"HTTP {resp.status}"
+                except OSError as e:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    key = type(e).__name__
+                with lock:
+                    errors[key] = errors.get(key, 0) + 1
+                retry += 1
+                time.sleep(min(2 ** retry, 10))
+            with lock:
+                sent[0] += 1
+                acked[0] += 1
+            i += workers
+            due += interval
+
+    workers = 4
+    threads = [threading.Thread(target=sender, args=(w, workers), daemon=True) for w in range(workers)]
+    for t in threads:
+        t.start()
+    samples = []
+    with open(args.out, "w") as out:
+        out.write("seconds,rss_kib,acked,backlog\n")
+        while any(t.is_alive() for t in threads):
+            t = time.time() - start
+            r = rss_kib(app.pid)
+            backlog = psql(db_url, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')") if int(t) % 30 < args.sample else ""
+            samples.append((t, r))
+            out.write(f"{t:.1f},{r},{acked[0]},{backlog}\n")
+            out.flush()
+            time.sleep(args.sample)
+    # Let the workers finish the last events, then count.
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if int(psql(db_url, "SELECT count(*) FROM exchanges WHERE status = 'received'")) == 0 and \
+                int(psql(db_url, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")) == 0:
+            break
+        time.sleep(1)
+    stats = psql(db_url, "SELECT (SELECT count(*) FROM slack_events), (SELECT count(*) FROM exchanges), "
+                         "(SELECT count(*) FROM exchanges WHERE status='replied'), (SELECT count(*) FROM exchanges WHERE status='failed'), "
+                         "(SELECT count(*) FROM exchanges WHERE memorized_at IS NOT NULL), (SELECT count(*) FROM jobs WHERE state = 'dead'), (SELECT count(*) FROM (SELECT event_id FROM exchanges GROUP BY 1 HAVING count(*) > 1) d)")
+    events, exchanges, replied, failed, memorized, dead, dup = (int(x) for x in stats.split("|"))
+    pts = [(t, r) for t, r in samples if t >= args.warmup]
+    n = len(pts)
+    mt = sum(t for t, _ in pts) / n
+    mr = sum(r for _, r in pts) / n
+    slope = sum((t - mt) * (r - mr) for t, r in pts) / sum((t - mt) ** 2 for t, _ in pts)  # KiB per second
+    rs = sorted(r for _, r in pts)
+    print(json.dumps({
+        "minutes": args.minutes, "rate_per_s": args.rate, "chroma": args.chroma, "acked": acked[0],
+        "retries_by_cause": errors, "slack_events": events, "exchanges": exchanges, "replied": replied,
+        "failed": failed, "memorized": memorized, "dead_jobs": dead, "duplicate_exchanges": dup, "lost": acked[0] - exchanges,
+        "rss_kib_first_after_warmup": pts[0][1], "rss_kib_last": pts[-1][1], "rss_kib_median": rs[n // 2],
+        "rss_kib_max": rs[-1], "rss_slope_kib_per_hour": round(slope * 3600, 1), "samples": n,
+    }, indent=2))
+finally:
+    cleanup()
