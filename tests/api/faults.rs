@@ -234,6 +234,7 @@ async fn expire_leases_of_the_dead(db: &PgPool) -> (u64, u64) {
 }
 
 fn http() -> reqwest::Client {
+    robeing::startup::install_crypto_provider();
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
@@ -277,7 +278,8 @@ async fn postgres_restarted_under_a_stream_of_events_loses_nothing_and_replies_o
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut saw_503 = false;
     while tokio::time::Instant::now() < deadline {
-        if http.get(format!("{}/readyz", server.address)).send().await.unwrap().status() == 503 {
+        let r = http.get(format!("{}/readyz", server.address)).send().await;
+        if r.unwrap_or_else(|e| panic!("robeing stopped answering: {e}\n{}", server.logs())).status() == 503 {
             saw_503 = true;
             break;
         }
@@ -288,7 +290,8 @@ async fn postgres_restarted_under_a_stream_of_events_loses_nothing_and_replies_o
     let pg = EmbeddedPostgres::start(dir.path()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if http.get(format!("{}/readyz", server.address)).send().await.unwrap().status() == 200 {
+        let r = http.get(format!("{}/readyz", server.address)).send().await;
+        if r.unwrap_or_else(|e| panic!("robeing stopped answering: {e}\n{}", server.logs())).status() == 200 {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "/readyz recovers when Postgres is back");
@@ -317,9 +320,11 @@ async fn postgres_restarted_under_a_stream_of_events_loses_nothing_and_replies_o
     // Let any straggling duplicate show itself before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stored = assert_one_reply_each(&db, &ws, &ids, 0).await;
+    let logs = server.logs();
     eprintln!(
-        "faults: postgres restart: {} events sent, {met_outage} met the outage ({refused} attempts answered 503 and redelivered), {stored} exchanges stored, {} replies, lost 0, duplicates 0",
+        "faults: postgres restart: {} events sent, {met_outage} met the outage ({refused} attempts answered 503 and redelivered), {} bookkeeping writes retried through it, {stored} exchanges stored, {} replies, lost 0, duplicates 0",
         ids.len(),
+        logs.matches("the database is unreachable; retrying").count(),
         ws.messages().len()
     );
     server.stop().await;
@@ -635,6 +640,10 @@ async fn robeing_killed_mid_reply_and_mid_briefing_replies_and_briefs_exactly_on
     let mut vars = base_vars(&fake);
     vars.push(("DATABASE_URL".into(), db_url.clone()));
     vars.push(("CRON_SECRET".into(), CRON.into()));
+    let llm = crate::fakes::llm::start().await;
+    vars.push(("LLM_BASE_URL".into(), crate::fakes::llm::base_url(&llm)));
+    vars.push(("LLM_MODEL".into(), crate::fakes::llm::MODEL.into()));
+    vars.push(("LLM_API_KEY".into(), crate::fakes::llm::API_KEY.into()));
     let mut server = Server::start(vars).await;
     let db = PgPool::connect(&db_url).await.unwrap();
     let http = http();
@@ -679,6 +688,34 @@ async fn robeing_killed_mid_reply_and_mid_briefing_replies_and_briefs_exactly_on
         server.logs()
     })
     .await;
+
+    // Mid-LLM: the model takes its time, the placeholder ("…") is up and
+    // recorded, and robeing is killed while the completion is in flight.
+    llm.script(crate::fakes::llm::PATH, [crate::fakes::llm::answer("too late").delayed(Duration::from_secs(60))]);
+    let before = ws.messages().len();
+    let e = dm_event("Ev0KIL0003", "U0KIL0003", 4, "think hard about this");
+    ids.push("Ev0KIL0003".to_owned());
+    deliver(&http, &server.address, &e, Duration::from_secs(10)).await;
+    ws.wait_for_messages(before + 1, Duration::from_secs(20)).await;
+    wait_count(
+        &db,
+        "SELECT count(*) FROM exchanges WHERE event_id = 'Ev0KIL0003' AND status = 'received' AND reply_ts IS NOT NULL",
+        1,
+        Duration::from_secs(10),
+        || server.logs(),
+    )
+    .await;
+    server.kill9().await;
+    kills += 1;
+    assert!(expire_leases_of_the_dead(&db).await.0 >= 1, "the killed process left its reply job running");
+    server.restart().await;
+    wait_count(&db, "SELECT count(*) FROM exchanges WHERE status = 'replied'", 4, Duration::from_secs(20), || {
+        server.logs()
+    })
+    .await;
+    let placeholder = ws.messages_in(&channel_of("U0KIL0003"));
+    assert_eq!(placeholder.len(), 1, "{placeholder:#?}");
+    assert_eq!(placeholder[0].text, "LLM says: think hard about this", "the placeholder became the answer");
 
     // Mid-briefing: the cron claims two briefings; the first post is held,
     // and robeing is killed while it waits.

@@ -10,11 +10,6 @@ use nix::{sys::signal, unistd::Pid};
 /// How long a cold `robeing serve` may take to answer `/healthz`.
 const START_TIMEOUT: Duration = Duration::from_secs(45);
 
-/// A free loopback port (bound, read and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A `robeing serve` process.
 pub struct Server {
     pub port: u16,
@@ -28,14 +23,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `robeing serve` with `vars` (plus PATH, `ROBEING_LISTEN` on a
-    /// free port and JSON logs) in a fresh working directory, and waits
-    /// until it answers `/healthz`.
+    /// Starts `robeing serve` with `vars` (plus PATH, `ROBEING_LISTEN` and
+    /// JSON logs) in a fresh working directory, and waits until it says it
+    /// is ready. It binds port 0 and the port is read from its own "robeing
+    /// is ready" log line, so a port another test took meanwhile can never
+    /// be mistaken for this server.
     pub async fn start(vars: Vec<(String, String)>) -> Self {
-        let port = free_port();
+        robeing::startup::install_crypto_provider();
         let mut s = Self {
-            port,
-            address: format!("http://127.0.0.1:{port}"),
+            port: 0,
+            address: String::new(),
             vars,
             dir: tempfile::tempdir().unwrap(),
             child: None,
@@ -57,6 +54,18 @@ impl Server {
             .collect()
     }
 
+    /// The port the current process announced in its "robeing is ready" line.
+    fn announced_port(&self) -> Option<u16> {
+        let log = std::fs::read_to_string(self.log_path(self.starts)).ok()?;
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "robeing is ready")
+            .and_then(|v| v["port"].as_u64())
+            .map(|p| p as u16)
+    }
+
+    /// Runs the binary on `self.port` (0 on the first start: any free port;
+    /// a restart keeps the port, as a supervisor's restart would).
     async fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
@@ -77,15 +86,24 @@ impl Server {
         self.child = Some(cmd.spawn().expect("starting the robeing binary"));
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(r) = self.http.get(format!("{}/healthz", self.address)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("robeing serve exited with {status} during start-up:\n{}", self.logs());
             }
-            assert!(tokio::time::Instant::now() < deadline, "robeing serve did not answer in time:\n{}", self.logs());
+            if let Some(port) = self.announced_port() {
+                assert!(self.port == 0 || self.port == port, "restarted on another port");
+                self.port = port;
+                self.address = format!("http://127.0.0.1:{port}");
+                if let Ok(r) = self.http.get(format!("{}/healthz", self.address)).send().await
+                    && r.status().is_success()
+                {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "robeing serve did not get ready in time:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
