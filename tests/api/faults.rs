@@ -241,6 +241,28 @@ fn http() -> reqwest::Client {
 // ---------------------------------------------------------------------------
 // 1. Postgres restarted under a steady stream of signed DM events.
 
+/// A failed test SIGKILLs robeing (`kill_on_drop`), which cannot stop its
+/// embedded cluster; this stops it so no postgres outlives the test.
+struct StopClusterIfPanicking(std::path::PathBuf);
+
+impl Drop for StopClusterIfPanicking {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let dir = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(pg) = robeing::storage::embedded::EmbeddedPostgres::start(&dir).await {
+                    let _ = pg.stop().await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
 #[tokio::test]
 async fn postgres_restarted_under_a_stream_of_events_loses_nothing_and_replies_once() {
     use robeing::storage::embedded::EmbeddedPostgres;
@@ -248,6 +270,7 @@ async fn postgres_restarted_under_a_stream_of_events_loses_nothing_and_replies_o
     const PER_USER: usize = 2;
     let (fake, ws) = slack::start_with_workspace().await;
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = StopClusterIfPanicking(dir.path().to_path_buf());
     let mut vars = base_vars(&fake);
     vars.push(("ROBEING_DATA_DIR".into(), dir.path().display().to_string()));
     let server = Server::start(vars).await;
