@@ -121,8 +121,17 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
 
 /// Where a Slack write goes.
 enum Target<'a> {
-    New { channel: &'a str, thread_ts: Option<&'a str> },
-    Update { channel: &'a str, ts: &'a str },
+    /// A new message; `tag` marks the first message of a reply (placeholder
+    /// or answer) with its exchange, for [`earlier_post`].
+    New {
+        channel: &'a str,
+        thread_ts: Option<&'a str>,
+        tag: Option<Uuid>,
+    },
+    Update {
+        channel: &'a str,
+        ts: &'a str,
+    },
 }
 
 /// Every Slack write of the conversation goes through here (one place to
@@ -160,11 +169,54 @@ async fn slack_write(
         None => None,
     };
     match target {
-        Target::New { channel, thread_ts } => Ok(slack.post_message(channel, text, blocks, thread_ts).await?),
+        Target::New { channel, thread_ts, tag } => {
+            let id = tag.map(|id| id.to_string());
+            let tag = id.as_deref().map(reply_tag);
+            Ok(slack.post_tagged_message(channel, text, blocks, thread_ts, tag.as_ref()).await?)
+        }
         Target::Update { channel, ts } => {
             slack.update_message(channel, ts, text, blocks).await?;
             Ok(ts.to_owned())
         }
+    }
+}
+
+/// The Slack message metadata `event_type` of a reply's first message, with
+/// the exchange id as `exchange_id` in its payload.
+pub const REPLY_METADATA_EVENT: &str = "robeing_reply";
+
+fn reply_tag(exchange_id: &str) -> crate::slack::client::Tag<'_> {
+    crate::slack::client::Tag { event_type: REPLY_METADATA_EVENT, key: "exchange_id", value: exchange_id }
+}
+
+/// The ts of a reply (or placeholder) an earlier attempt posted for this
+/// exchange without recording it — it timed out waiting for Slack's answer,
+/// or the process died before the exchange was marked — found by its
+/// metadata in the DM after the user's message. The reply then updates that
+/// message instead of posting a second one. When Slack refuses the lookup
+/// (a missing `im:history` scope) the reply is posted: two replies are
+/// better than none. A transient failure retries the job.
+async fn earlier_post(state: &AppState, exchange: &Exchange) -> Result<Option<String>, JobError> {
+    let Some(slack) = state.slack.as_ref() else { return Ok(None) };
+    if state.console.get().is_some_and(|_| exchange.channel_id == crate::console::CHANNEL_ID) {
+        return Ok(None);
+    }
+    let id = exchange.id.to_string();
+    match slack
+        .find_tagged(&exchange.channel_id, exchange.thread_ts.as_deref(), &exchange.user_ts, &reply_tag(&id))
+        .await
+    {
+        Ok(found) => {
+            if let Some(ts) = &found {
+                tracing::info!(exchange = %exchange.id, ts = %ts, "an earlier attempt posted this reply; updating it instead of posting again");
+            }
+            Ok(found)
+        }
+        Err(e @ crate::slack::client::SlackError::Refused { .. }) => {
+            tracing::warn!(exchange = %exchange.id, error = %e, "could not look for an earlier post; posting");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -178,7 +230,7 @@ const MAX_INLINE_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 async fn post_patiently(state: &AppState, channel: &str, thread_ts: Option<&str>, text: &str) -> Result<(), JobError> {
     let mut tries = 0;
     loop {
-        match slack_write(state, Target::New { channel, thread_ts }, text, None).await {
+        match slack_write(state, Target::New { channel, thread_ts, tag: None }, text, None).await {
             Err(JobError::Retry { after: Some(wait), .. }) if tries < 3 && wait <= MAX_INLINE_RATE_LIMIT_WAIT => {
                 tries += 1;
                 tokio::time::sleep(wait).await;
@@ -245,8 +297,9 @@ pub async fn handle_message(state: &AppState, message: &DirectMessage) -> Result
     let user = storage::users::get(&state.db, &message.user_id).await?.ok_or_else(|| {
         JobError::retry(anyhow::anyhow!("user {} is not stored yet; the DM waits for the user row", message.user_id))
     })?;
-    let exchange = match record(state, message).await? {
-        Recorded::Ours(e) => e,
+    let (exchange, again) = match record(state, message).await? {
+        Recorded::New(e) => (e, false),
+        Recorded::Again(e) => (e, true),
         Recorded::Final(e) => {
             tracing::info!(exchange = %e.id, status = %e.status, "message already answered; not replying again");
             return Ok(());
@@ -258,21 +311,28 @@ pub async fn handle_message(state: &AppState, message: &DirectMessage) -> Result
             });
         }
     };
-    let result = reply_to(state, &user, &exchange).await;
+    let result = reply_to(state, &user, &exchange, again).await;
     if result.is_err()
-        && let Err(e) = storage::exchanges::release(&state.db, exchange.id).await
+        && let Err(e) =
+            crate::jobs::persist("releasing a reply claim", || storage::exchanges::release(&state.db, exchange.id))
+                .await
     {
         tracing::warn!(error = %e, exchange = %exchange.id, "could not release the reply claim; it expires by itself");
     }
     result
 }
 
-/// Composes, posts and records the reply to a claimed exchange.
-async fn reply_to(state: &AppState, user: &User, exchange: &Exchange) -> Result<(), JobError> {
+/// Composes, posts and records the reply to a claimed exchange. `again`:
+/// an earlier attempt may have posted without recording it (see
+/// [`earlier_post`]).
+async fn reply_to(state: &AppState, user: &User, exchange: &Exchange, again: bool) -> Result<(), JobError> {
     let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
     let turn = Turn { state, user, exchange, lang };
     let intent = intent::detect(&exchange.user_text);
     let mut placeholder = exchange.reply_ts.clone();
+    if placeholder.is_none() && again {
+        placeholder = earlier_post(state, exchange).await?;
+    }
     let reply = match &state.config.llm {
         Some(llm) if !intent.is_command() => llm_reply(&turn, llm, &mut placeholder).await?,
         _ => builtin_reply(&turn, intent).await?,
@@ -282,8 +342,11 @@ async fn reply_to(state: &AppState, user: &User, exchange: &Exchange) -> Result<
 
 /// What storing a message found.
 enum Recorded {
-    /// New, or waiting and now claimed by us: reply to it.
-    Ours(Exchange),
+    /// New, and claimed by us: reply to it.
+    New(Exchange),
+    /// Stored earlier, still waiting, and now claimed by us: reply to it,
+    /// minding that an earlier attempt may have posted already.
+    Again(Exchange),
     /// Replied or failed already: never reply again.
     Final(Exchange),
     /// Another worker is replying right now.
@@ -313,10 +376,10 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<Recorded, J
     let claim = CLAIM.as_secs_f64();
     if let Some(e) = storage::exchanges::insert(&state.db, &new, claim).await? {
         crate::metrics::metrics().exchanges_stored.inc();
-        return Ok(Recorded::Ours(e));
+        return Ok(Recorded::New(e));
     }
     if let Some(e) = storage::exchanges::claim(&state.db, &message.channel_id, &message.ts, claim).await? {
-        return Ok(Recorded::Ours(e));
+        return Ok(Recorded::Again(e));
     }
     let e = storage::exchanges::by_message(&state.db, &message.channel_id, &message.ts)
         .await?
@@ -335,7 +398,8 @@ async fn deliver(turn: &Turn<'_>, reply: Reply, placeholder: Option<String>) -> 
     let first_ts = match &placeholder {
         Some(ts) => slack_write(state, Target::Update { channel, ts }, &first, reply.blocks).await?,
         None => {
-            let ts = slack_write(state, Target::New { channel, thread_ts }, &first, reply.blocks).await?;
+            let ts =
+                slack_write(state, Target::New { channel, thread_ts, tag: Some(ex.id) }, &first, reply.blocks).await?;
             if chunks.len() > 0 || !reply.extra.is_empty() {
                 // A retry after a partial delivery updates this message instead of repeating it.
                 storage::exchanges::set_placeholder(&state.db, ex.id, &ts).await?;
@@ -381,7 +445,11 @@ async fn llm_reply(
         tokio::select! {
             r = &mut call => r,
             _ = tokio::time::sleep(PLACEHOLDER_AFTER) => {
-                let target = Target::New { channel: &turn.exchange.channel_id, thread_ts: turn.exchange.thread_ts.as_deref() };
+                let target = Target::New {
+                    channel: &turn.exchange.channel_id,
+                    thread_ts: turn.exchange.thread_ts.as_deref(),
+                    tag: Some(turn.exchange.id),
+                };
                 match slack_write(state, target, strings::PLACEHOLDER, None).await {
                     Ok(ts) => {
                         if let Err(e) = storage::exchanges::set_placeholder(&state.db, turn.exchange.id, &ts).await {
@@ -710,7 +778,7 @@ pub async fn handle_forget_action(state: &AppState, user_id: &str, confirmed: bo
     } else {
         strings::forget_cancelled(lang).to_owned()
     };
-    slack_write(state, Target::New { channel: &channel, thread_ts: None }, &escape(&text), None).await?;
+    slack_write(state, Target::New { channel: &channel, thread_ts: None, tag: None }, &escape(&text), None).await?;
     Ok(())
 }
 
@@ -760,7 +828,7 @@ pub async fn on_reply_job_dead(state: &AppState, job: &Job, error: &anyhow::Erro
     let channel = exchange.channel_id.as_str();
     let target = match &exchange.reply_ts {
         Some(ts) => Target::Update { channel, ts },
-        None => Target::New { channel, thread_ts: exchange.thread_ts.as_deref() },
+        None => Target::New { channel, thread_ts: exchange.thread_ts.as_deref(), tag: None },
     };
     let posted = slack_write(state, target, &apology, None).await;
     let mut reason: String = format!("{error:#}").chars().take(2_000).collect();
@@ -800,7 +868,7 @@ async fn apologise_for_unstored_dm(state: &AppState, event_id: &str, error: &any
         && event.get("subtype").is_none();
     let (Some(channel), true) = (field("channel"), is_human_dm) else { return };
     let lang = Lang::detect(field("text").unwrap_or(""), None);
-    let target = Target::New { channel, thread_ts: field("thread_ts") };
+    let target = Target::New { channel, thread_ts: field("thread_ts"), tag: None };
     match slack_write(state, target, &escape(strings::apology(lang)), None).await {
         Ok(_) => tracing::warn!(
             event_id,

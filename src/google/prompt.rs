@@ -17,7 +17,12 @@ use super::{
     GmailStatus, RECONNECT_PROMPT_JOB, links,
     vault::{Purpose, Vault},
 };
-use crate::{jobs::JobError, startup::AppState, storage};
+use crate::{
+    jobs::JobError,
+    slack::client::{SlackError, Tag},
+    startup::AppState,
+    storage,
+};
 
 /// How often a user who never connected Gmail is offered the connect button
 /// when they ask for something that needs it: once a day is a reminder,
@@ -135,10 +140,33 @@ pub async fn run_reconnect_prompt_job(state: &AppState, payload: &Value) -> Resu
     let link = links::connect_link(&state.config, &job.user_id)
         .map_err(|e| JobError::Permanent(anyhow::anyhow!("cannot make a connect link: {e}")))?;
     let (text, blocks) = reconnect_prompt_blocks(link.as_str(), broken_at, conn.broken_reason.as_deref().unwrap_or(""));
-    let (channel, ts) = post_dm(state, &job.user_id, &text, blocks).await.map_err(JobError::retry)?;
+    let slack = state.slack.as_ref().ok_or_else(|| JobError::Permanent(anyhow::anyhow!("Slack is not configured")))?;
+    let channel = slack.open_dm(&job.user_id).await?;
+    // The prompt carries its breakage as message metadata; a retry after an
+    // attempt whose post Slack took but whose answer was lost (a timeout, a
+    // 5xx, a crash) finds it instead of prompting twice.
+    let breakage = job.broken_at_us.to_string();
+    let tag = Tag { event_type: PROMPT_METADATA_EVENT, key: "broken_at_us", value: &breakage };
+    let oldest = format!("{}.000000", broken_at.timestamp() - 1);
+    let earlier = match slack.find_tagged(&channel, None, &oldest, &tag).await {
+        Ok(found) => found,
+        Err(e @ SlackError::Refused { .. }) => {
+            tracing::warn!(user = %job.user_id, error = %e, "could not look for an earlier prompt; posting");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let ts = match earlier {
+        Some(ts) => ts,
+        None => slack.post_tagged_message(&channel, &text, Some(blocks), None, Some(&tag)).await?,
+    };
     storage::gmail::record_reconnect_prompt(&state.db, &job.user_id, broken_at, &channel, &ts).await?;
     Ok(())
 }
+
+/// The Slack message metadata `event_type` of a reconnect prompt, with the
+/// breakage (`broken_at_us`) in its payload.
+pub const PROMPT_METADATA_EVENT: &str = "robeing_reconnect_prompt";
 
 /// For "a user without a working Gmail asks for something that needs it":
 /// a broken connection gets its one prompt (if not sent yet); a user who

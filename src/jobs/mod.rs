@@ -55,6 +55,46 @@ pub fn backoff(attempts: i32) -> Duration {
     Duration::from_secs((1u64 << exp.min(9)).min(300))
 }
 
+/// How long a worker keeps trying to record a job's outcome (or release a
+/// claim) while Postgres is unreachable. A restart of Postgres takes
+/// seconds; without this, a job in flight during it would wait for its
+/// [`LEASE`] to expire (a reply delayed by a minute and a half). Shorter
+/// than the lease, so a long outage still ends in the lease's retry.
+pub const RECORD_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Whether a database error is the connection's (Postgres down, restarting,
+/// or the pool out of connections) rather than the statement's.
+pub fn is_connection_error(e: &sqlx::Error) -> bool {
+    match e {
+        // Class 08: connection exception; class 57: operator intervention
+        // (admin shutdown, crash shutdown, cannot connect now).
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57")),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs a small bookkeeping write until it succeeds, retrying connection
+/// errors with backoff for up to [`RECORD_PATIENCE`].
+pub async fn persist<T, F, Fut>(what: &str, mut write: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + RECORD_PATIENCE;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Err(e) if is_connection_error(&e) && tokio::time::Instant::now() + wait < deadline => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what}: the database is unreachable; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs workers until `shutdown`, then waits for in-flight jobs.
 pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
@@ -108,23 +148,26 @@ async fn run_one(state: &AppState, job: Job) {
     };
     let label = |outcome: &str| crate::metrics::sk(outcome, &job.kind);
     let m = crate::metrics::metrics();
+    let db = &state.db;
     let outcome = match result {
         Ok(()) => {
             m.jobs_finished.get_or_create(&label("done")).inc();
-            crate::storage::jobs::complete(&state.db, job.id).await
+            persist("recording a finished job", || crate::storage::jobs::complete(db, job.id)).await
         }
         Err(JobError::Retry { after, error }) if job.attempts < job.max_attempts => {
             m.jobs_finished.get_or_create(&label("retry")).inc();
             let wait = after.unwrap_or_else(|| backoff(job.attempts));
             tracing::warn!(parent: &span, error = format!("{error:#}"), retry_in_secs = wait.as_secs_f64(), "job failed; will retry");
             let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-            crate::storage::jobs::retry_at(&state.db, job.id, at, &format!("{error:#}")).await
+            let error = format!("{error:#}");
+            persist("recording a job's retry", || crate::storage::jobs::retry_at(db, job.id, at, &error)).await
         }
         Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
             tracing::error!(parent: &span, error = format!("{error:#}"), "job failed for the last time; it is now dead");
             m.jobs_finished.get_or_create(&label("dead")).inc();
             on_dead(state, &job, &error).await;
-            crate::storage::jobs::bury(&state.db, job.id, &format!("{error:#}")).await
+            let error = format!("{error:#}");
+            persist("recording a dead job", || crate::storage::jobs::bury(db, job.id, &error)).await
         }
     };
     if let Err(e) = outcome {

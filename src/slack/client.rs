@@ -169,6 +169,20 @@ impl Pacer {
     }
 }
 
+/// Messages read back by [`SlackApi::find_tagged`]: robeing's own posts
+/// for one message follow it closely, so one page is enough.
+pub const HISTORY_LIMIT: u32 = 100;
+
+/// Slack message metadata robeing attaches to a post so that a retry can
+/// recognise it: `event_type` names what the post is, `key`/`value` which
+/// record it belongs to (`robeing_reply`, `exchange_id`, the exchange's id).
+#[derive(Debug, Clone, Copy)]
+pub struct Tag<'a> {
+    pub event_type: &'a str,
+    pub key: &'a str,
+    pub value: &'a str,
+}
+
 /// A Slack Web API client bound to the bot token.
 #[derive(Clone)]
 pub struct SlackApi {
@@ -339,12 +353,32 @@ impl SlackApi {
         blocks: Option<Vec<serde_json::Value>>,
         thread_ts: Option<&str>,
     ) -> Result<String, SlackError> {
+        self.post_tagged_message(channel, text, blocks, thread_ts, None).await
+    }
+
+    /// [`SlackApi::post_message`] carrying a [`Tag`] as Slack message
+    /// metadata, so a later attempt can find this post with
+    /// [`SlackApi::find_tagged`] instead of posting it again.
+    pub async fn post_tagged_message(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: Option<Vec<serde_json::Value>>,
+        thread_ts: Option<&str>,
+        tag: Option<&Tag<'_>>,
+    ) -> Result<String, SlackError> {
         let mut body = serde_json::json!({ "channel": channel, "text": text });
         if let Some(blocks) = blocks {
             body["blocks"] = blocks.into();
         }
         if let Some(ts) = thread_ts {
             body["thread_ts"] = ts.into();
+        }
+        if let Some(tag) = tag {
+            body["metadata"] = serde_json::json!({
+                "event_type": tag.event_type,
+                "event_payload": { tag.key: tag.value },
+            });
         }
         let wait = self.pacer.take(channel);
         if wait > MAX_INLINE_WAIT {
@@ -356,6 +390,70 @@ impl SlackApi {
         }
         let v = self.post_json("chat.postMessage", Repeat::OnlyIfRefusedUnprocessed, &body).await?;
         string_field(&v, "ts", "chat.postMessage")
+    }
+
+    /// Looks for a message carrying `tag` in a channel (or, with
+    /// `thread_ts`, in that thread) posted after `oldest`: the ts of an
+    /// earlier attempt's post whose outcome was never recorded (a timeout, a
+    /// crash). Reads the newest [`HISTORY_LIMIT`] messages only; robeing's
+    /// posts for one message come right after it.
+    pub async fn find_tagged(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        oldest: &str,
+        tag: &Tag<'_>,
+    ) -> Result<Option<String>, SlackError> {
+        let limit = HISTORY_LIMIT.to_string();
+        let (method, v) = match thread_ts {
+            Some(thread) => {
+                let v = self
+                    .call("conversations.replies", Repeat::Safe, || {
+                        let limit = limit.clone();
+                        async move {
+                            let params = vec![
+                                ("channel", Some(channel)),
+                                ("ts", Some(thread)),
+                                ("oldest", Some(oldest)),
+                                ("limit", Some(limit.as_str())),
+                                ("include_all_metadata", Some("true")),
+                            ];
+                            self.session().http_session_api.http_get("conversations.replies", &params, None).await
+                        }
+                    })
+                    .await?;
+                ("conversations.replies", v)
+            }
+            None => {
+                let v = self
+                    .call("conversations.history", Repeat::Safe, || {
+                        let limit = limit.clone();
+                        async move {
+                            let params = vec![
+                                ("channel", Some(channel)),
+                                ("oldest", Some(oldest)),
+                                ("limit", Some(limit.as_str())),
+                                ("include_all_metadata", Some("true")),
+                            ];
+                            self.session().http_session_api.http_get("conversations.history", &params, None).await
+                        }
+                    })
+                    .await?;
+                ("conversations.history", v)
+            }
+        };
+        let messages = v
+            .get("messages")
+            .and_then(|m| m.as_array())
+            .ok_or(SlackError::Refused { method, code: "answer without messages".into() })?;
+        Ok(messages
+            .iter()
+            .find(|m| {
+                m.pointer("/metadata/event_type").and_then(|t| t.as_str()) == Some(tag.event_type)
+                    && m.pointer(&format!("/metadata/event_payload/{}", tag.key)).and_then(|v| v.as_str())
+                        == Some(tag.value)
+            })
+            .and_then(|m| m.get("ts").and_then(|t| t.as_str()).map(str::to_owned)))
     }
 
     /// `chat.update` of a message robeing posted (idempotent).

@@ -92,8 +92,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
+    spawn_app_with_slack(options, slack::start().await).await
+}
+
+/// [`spawn_app_with`] against a fake Slack the test started itself.
+pub async fn spawn_app_with_slack(options: Options, slack: Recorder) -> TestApp {
     robeing::startup::install_crypto_provider();
-    let slack = slack::start().await;
     let mut vars: HashMap<String, String> = HashMap::new();
     let db_url = match &options.embedded_data_dir {
         Some(dir) => {

@@ -92,6 +92,38 @@ impl Chroma {
         }
     }
 
+    /// Kills the server with SIGKILL (no shutdown, whatever it was doing);
+    /// the data directory stays for [`Chroma::restart`].
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every record id in robeing's collection.
+    pub async fn all_ids(&self) -> Vec<String> {
+        let Some(c) = self.collection().await else { return Vec::new() };
+        let id = c["id"].as_str().unwrap();
+        let v: Value = self
+            .http
+            .post(format!("{}/{id}/get", self.collections()))
+            .json(&json!({ "include": [] }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["ids"].as_array().cloned().unwrap_or_default().iter().filter_map(|i| i.as_str().map(str::to_owned)).collect()
+    }
+
     /// Starts it again on the same path and port.
     pub async fn restart(&mut self) {
         self.run().await;

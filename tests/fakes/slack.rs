@@ -1,9 +1,13 @@
 //! A fake Slack Web API (`/api/<method>`), answering with recorded
 //! responses from `tests/fixtures/slack/`.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use super::recorder::{Recorded, Recorder, Scripted};
@@ -19,7 +23,157 @@ fn fixture(name: &str) -> serde_json::Value {
 /// Starts the fake. Known users (id → (real name, display name, tz, locale))
 /// are answered by `users.info`.
 pub async fn start() -> Recorder {
-    let ts = Arc::new(AtomicU64::new(1_764_000_000_000_100));
+    start_with_workspace().await.0
+}
+
+/// One message the fake workspace holds (what a user would see).
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub channel: String,
+    pub ts: String,
+    pub thread_ts: Option<String>,
+    pub text: String,
+    pub metadata: Option<serde_json::Value>,
+    /// How many times `chat.update` changed it.
+    pub updates: u32,
+}
+
+/// A fault the fake applies to the next `chat.postMessage` calls, in order.
+#[derive(Debug, Clone)]
+pub enum PostFault {
+    /// HTTP 429 with `Retry-After: secs`; nothing is posted (as Slack does).
+    RateLimited(u32),
+    /// This HTTP status (5xx); nothing is posted.
+    Fails(u16),
+    /// The message IS posted, then the answer is this HTTP status: the
+    /// ambiguous failure a client cannot tell from [`PostFault::Fails`].
+    PostedThenFails(u16),
+    /// The message IS posted, and the answer comes only after this long (a
+    /// client with a shorter timeout sees a timeout; a process killed
+    /// meanwhile never learns the ts).
+    PostedThenLate(Duration),
+}
+
+#[derive(Default)]
+struct WorkspaceInner {
+    messages: Vec<Message>,
+    faults: VecDeque<PostFault>,
+    faults_served: u32,
+}
+
+/// The fake's state: the messages posted and the faults still to serve.
+/// `conversations.history` / `conversations.replies` answer from it (with
+/// `include_all_metadata`), like Slack.
+#[derive(Clone, Default)]
+pub struct Workspace {
+    inner: Arc<Mutex<WorkspaceInner>>,
+}
+
+impl Workspace {
+    /// Queues faults for the next `chat.postMessage` calls.
+    pub fn fault_posts(&self, faults: impl IntoIterator<Item = PostFault>) {
+        self.inner.lock().unwrap().faults.extend(faults);
+    }
+    /// Faults queued but not yet served.
+    pub fn faults_left(&self) -> usize {
+        self.inner.lock().unwrap().faults.len()
+    }
+    /// Faults served so far.
+    pub fn faults_served(&self) -> u32 {
+        self.inner.lock().unwrap().faults_served
+    }
+    /// Every message posted, in order.
+    pub fn messages(&self) -> Vec<Message> {
+        self.inner.lock().unwrap().messages.clone()
+    }
+    /// Messages posted to one channel.
+    pub fn messages_in(&self, channel: &str) -> Vec<Message> {
+        self.messages().into_iter().filter(|m| m.channel == channel).collect()
+    }
+    /// Waits (bounded) until `count` messages were posted in total.
+    pub async fn wait_for_messages(&self, count: usize, within: Duration) -> Vec<Message> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.messages();
+            if got.len() >= count || tokio::time::Instant::now() >= deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn post(&self, r: &Recorded, ts: &str) -> Option<PostFault> {
+        let mut g = self.inner.lock().unwrap();
+        let fault = g.faults.pop_front();
+        if fault.is_some() {
+            g.faults_served += 1;
+        }
+        if matches!(fault, None | Some(PostFault::PostedThenFails(_)) | Some(PostFault::PostedThenLate(_))) {
+            let json = r.json();
+            g.messages.push(Message {
+                channel: r.param("channel").unwrap_or_default(),
+                ts: ts.to_owned(),
+                thread_ts: r.param("thread_ts"),
+                text: r.param("text").unwrap_or_default(),
+                metadata: json.get("metadata").cloned().filter(|m| !m.is_null()),
+                updates: 0,
+            });
+        }
+        fault
+    }
+
+    fn update(&self, r: &Recorded) -> bool {
+        let (channel, ts) = (r.param("channel").unwrap_or_default(), r.param("ts").unwrap_or_default());
+        let mut g = self.inner.lock().unwrap();
+        match g.messages.iter_mut().find(|m| m.channel == channel && m.ts == ts) {
+            Some(m) => {
+                m.text = r.param("text").unwrap_or_default();
+                m.updates += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `conversations.history` (thread = None: top-level messages) or
+    /// `conversations.replies` (messages of that thread), newest first,
+    /// after `oldest`.
+    fn history(&self, r: &Recorded, thread: Option<String>) -> serde_json::Value {
+        let channel = r.param("channel").unwrap_or_default();
+        let oldest: f64 = r.param("oldest").and_then(|o| o.parse().ok()).unwrap_or(0.0);
+        let with_metadata = r.param("include_all_metadata").as_deref() == Some("true");
+        let g = self.inner.lock().unwrap();
+        let messages: Vec<serde_json::Value> = g
+            .messages
+            .iter()
+            .rev()
+            .filter(|m| m.channel == channel && m.ts.parse::<f64>().unwrap_or(0.0) > oldest)
+            .filter(|m| match &thread {
+                None => m.thread_ts.is_none(),
+                Some(t) => m.thread_ts.as_deref() == Some(t.as_str()),
+            })
+            .map(|m| {
+                let mut v = serde_json::json!({
+                    "type": "message", "user": BOT_USER_ID, "bot_id": "B0BOT0001", "text": m.text, "ts": m.ts
+                });
+                if let (true, Some(md)) = (with_metadata, &m.metadata) {
+                    v["metadata"] = md.clone();
+                }
+                v
+            })
+            .collect();
+        serde_json::json!({ "ok": true, "has_more": false, "messages": messages })
+    }
+}
+
+/// Starts the fake with its [`Workspace`]: posted messages are kept (and
+/// read back by `conversations.history`), and faults can be scripted for
+/// `chat.postMessage`. Message ts follow the wall clock, like Slack's.
+pub async fn start_with_workspace() -> (Recorder, Workspace) {
+    let workspace = Workspace::default();
+    let ws = workspace.clone();
+    let now_micros = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let ts = Arc::new(AtomicU64::new(now_micros()));
     let handler = move |r: &Recorded| -> Scripted {
         let method = r.path.trim_start_matches("/api/");
         match method {
@@ -45,9 +199,42 @@ pub async fn start() -> Recorder {
                 v["channel"]["id"] = format!("D{}", users.trim_start_matches('U')).into();
                 Scripted::json(200, v)
             }
+            "conversations.history" => Scripted::json(200, ws.history(r, None)),
+            "conversations.replies" => {
+                let thread = r.param("ts").unwrap_or_default();
+                Scripted::json(200, ws.history(r, Some(thread)))
+            }
             "chat.postMessage" | "chat.update" | "chat.postEphemeral" => {
-                let n = ts.fetch_add(1, Ordering::SeqCst);
+                // Strictly increasing, and never behind the wall clock.
+                let now = now_micros();
+                let mut n = 0;
+                let _ = ts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+                    n = (p + 1).max(now);
+                    Some(n)
+                });
                 let stamp = format!("{}.{:06}", n / 1_000_000, n % 1_000_000);
+                let fault = match method {
+                    "chat.postMessage" => ws.post(r, &stamp),
+                    "chat.update" => {
+                        ws.update(r);
+                        None
+                    }
+                    _ => None,
+                };
+                let failed =
+                    |status: u16| Scripted::json(status, serde_json::json!({ "ok": false, "error": "internal_error" }));
+                match fault {
+                    Some(PostFault::RateLimited(secs)) => {
+                        return Scripted::json(429, serde_json::json!({ "ok": false, "error": "ratelimited" }))
+                            .with_header("Retry-After", &secs.to_string());
+                    }
+                    Some(PostFault::Fails(status)) | Some(PostFault::PostedThenFails(status)) => return failed(status),
+                    _ => {}
+                }
+                let late = match fault {
+                    Some(PostFault::PostedThenLate(d)) => d,
+                    _ => Duration::ZERO,
+                };
                 Scripted::json(
                     200,
                     serde_json::json!({
@@ -57,6 +244,7 @@ pub async fn start() -> Recorder {
                         "message": { "type": "message", "user": BOT_USER_ID, "text": r.param("text").unwrap_or_default(), "ts": stamp }
                     }),
                 )
+                .delayed(late)
             }
             "views.publish" => {
                 Scripted::json(200, serde_json::json!({ "ok": true, "view": { "id": "V0HOME", "type": "home" } }))
@@ -64,5 +252,5 @@ pub async fn start() -> Recorder {
             _ => Scripted::json(200, serde_json::json!({ "ok": false, "error": "unknown_method" })),
         }
     };
-    Recorder::start(Arc::new(handler)).await
+    (Recorder::start(Arc::new(handler)).await, workspace)
 }
