@@ -11,5 +11,6 @@ mod cli;
 mod conversation;
 mod foundation;
 mod gmail;
+mod request_id;
 mod slack_http;
 mod socket_mode;

@@ -1,0 +1,62 @@
+//! One span per HTTP request with an id: the id is echoed in
+//! `x-request-id`, appears on the request's log line, and the log never
+//! holds a query string (the OAuth callback's `code` and `state`).
+
+use crate::helpers::*;
+
+fn id_of(r: &reqwest::Response) -> String {
+    r.headers().get("x-request-id").expect("every response carries x-request-id").to_str().unwrap().to_owned()
+}
+
+fn is_generated(id: &str) -> bool {
+    id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[tokio::test]
+async fn requests_get_an_id_that_is_echoed_and_logged_without_the_query() {
+    let (logs, _guard) = capture_logs();
+    let app = spawn_app().await;
+    let url = |path: &str| format!("{}{path}", app.address);
+
+    let first = id_of(&app.get("/healthz").await);
+    let second = id_of(&app.get("/no-such-route").await);
+    assert!(is_generated(&first) && is_generated(&second), "{first} {second}");
+    assert_ne!(first, second, "a fresh id per request");
+
+    let r = app.http.get(url("/healthz")).header("x-request-id", "lb-7f3a.2:9_x").send().await.unwrap();
+    assert_eq!(id_of(&r), "lb-7f3a.2:9_x", "a sane caller id is echoed");
+    for odd in ["two words", "code=4/0AbC", &"x".repeat(65)] {
+        let r = app.http.get(url("/healthz")).header("x-request-id", odd).send().await.unwrap();
+        let id = id_of(&r);
+        assert!(is_generated(&id), "`{odd}` is replaced by a fresh id, got `{id}`");
+    }
+
+    // Google's redirect back, with its single-use secrets in the query.
+    let code = "4/0AcodeSECRETf00d";
+    let state = "stateSECRETbeef1234";
+    let r = app
+        .http
+        .get(url(&format!("/oauth/google/callback?state={state}&code={code}&scope=gmail.readonly")))
+        .header("x-request-id", "req-oauth-callback-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id_of(&r), "req-oauth-callback-1");
+    let page = r.text().await.unwrap();
+    assert!(!page.contains(code) && !page.contains(state), "{page}");
+
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("req-oauth-callback-1"))
+        .unwrap_or_else(|| panic!("the callback's request id is logged: {text}"));
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(json["span"]["request_id"], "req-oauth-callback-1", "{line}");
+    assert_eq!(json["span"]["path"], "/oauth/google/callback", "{line}");
+    assert_eq!(json["span"]["method"], "GET", "{line}");
+    assert_eq!(json["fields"]["status"], 400, "the response line has the status: {line}");
+    for secret in [code, state, "scope=gmail"] {
+        assert!(!text.contains(secret), "`{secret}` appears in the logs: {text}");
+    }
+    app.stop().await.unwrap();
+}
