@@ -28,11 +28,10 @@
 //!    backoff. When the job dies, [`on_reply_job_dead`] posts the apology
 //!    (over the placeholder, if any) and marks the exchange `failed` with why.
 //!
-//! Every user-facing sentence lives in [`strings`].
+//! Every user-facing sentence lives in [`crate::i18n`] (its `chat` part).
 
 pub mod intent;
 pub mod llm;
-pub mod strings;
 
 use std::time::Duration;
 
@@ -41,12 +40,12 @@ use chrono_tz::Tz;
 use slack_morphism::prelude::*;
 use uuid::Uuid;
 
-use self::{
-    intent::Intent,
-    llm::ChatMessage,
-    strings::{Lang, StatusFacts},
-};
+use self::{intent::Intent, llm::ChatMessage};
 use crate::{
+    i18n::{
+        Lang,
+        chat::{self as strings, StatusFacts},
+    },
     jobs::JobError,
     memory,
     slack::events::DirectMessage,

@@ -179,11 +179,19 @@ async fn events_route(State(state): State<Arc<AppState>>, request: Request) -> R
 }
 
 /// The immediate, ephemeral answer to a slash command (Slack wants one within
-/// 3 s; the real work runs from the outbox).
-pub fn command_ack(command: &str) -> serde_json::Value {
-    let text = match command {
-        "/brief" => "Preparing your briefing…".to_owned(),
-        other => format!("Working on `{}`…", crate::slack::client::escape_mrkdwn(other)),
+/// 3 s; the real work runs from the outbox), in the user's language: the
+/// command's own text decides when it has letters (`/brief 뉴스`), else the
+/// stored Slack locale (a slash command carries none).
+pub async fn command_ack(state: &AppState, payload: &serde_json::Value) -> serde_json::Value {
+    let field = |name: &str| payload.get(name).and_then(|v| v.as_str()).unwrap_or_default();
+    let locale = match field("user_id") {
+        "" => None,
+        user => crate::storage::users::get(&state.db, user).await.ok().flatten().and_then(|u| u.locale),
+    };
+    let lang = crate::i18n::Lang::detect(field("text"), locale.as_deref());
+    let text = match field("command") {
+        "/brief" => crate::i18n::briefing::ack(lang).to_owned(),
+        other => crate::i18n::briefing::working_on(lang, &crate::slack::client::escape_mrkdwn(other)),
     };
     serde_json::json!({ "response_type": "ephemeral", "text": text })
 }
@@ -202,9 +210,9 @@ async fn commands_route(State(state): State<Arc<AppState>>, request: Request) ->
         return Ok(axum::http::StatusCode::OK.into_response());
     }
     let keys = events::command_keys(&payload).map_err(|e| ApiError::BadRequest(e.into()))?;
-    let command = payload["command"].as_str().unwrap_or_default().to_owned();
+    let ack = command_ack(&state, &payload).await;
     record(&state, keys, retry_num(&headers), payload).await?;
-    Ok(Json(command_ack(&command)).into_response())
+    Ok(Json(ack).into_response())
 }
 
 async fn interactions_route(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {

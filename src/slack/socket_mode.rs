@@ -301,7 +301,10 @@ async fn handle_envelope(state: &AppState, kind: &str, envelope: serde_json::Val
             tracing::warn!(kind, why, "Socket Mode payload cannot be recorded; acknowledged and dropped");
         }
         Ok(keys) => {
-            let command = payload.get("command").and_then(|c| c.as_str()).map(str::to_owned);
+            let command_ack = match payload.get("command") {
+                Some(_) => Some(crate::http::slack::command_ack(state, &payload).await),
+                None => None,
+            };
             let event = NewEvent {
                 event_id: keys.event_id,
                 team_id: keys.team_id,
@@ -324,8 +327,8 @@ async fn handle_envelope(state: &AppState, kind: &str, envelope: serde_json::Val
                     return;
                 }
             }
-            if let Some(command) = command {
-                ack["payload"] = crate::http::slack::command_ack(&command);
+            if let Some(command_ack) = command_ack {
+                ack["payload"] = command_ack;
             }
         }
     }

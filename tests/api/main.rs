@@ -11,6 +11,7 @@ mod cli;
 mod conversation;
 mod foundation;
 mod gmail;
+mod i18n;
 mod request_id;
 mod slack_http;
 mod socket_mode;
