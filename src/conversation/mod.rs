@@ -642,8 +642,7 @@ async fn export(turn: &Turn<'_>) -> Result<Reply, JobError> {
         let when = e.received_at.with_timezone(&tz).format("%Y-%m-%d %H:%M");
         let reply = match (&e.reply_text, e.status.as_str()) {
             (Some(r), _) => r.clone(),
-            (None, "failed") => "(no reply: failed)".to_owned(),
-            (None, _) => "(no reply yet)".to_owned(),
+            (None, status) => strings::export_no_reply(lang, status == "failed").to_owned(),
         };
         let block = escape(&format!(
             "[{when}] {}: {}\n[{when}] robeing: {}\n\n",

@@ -247,6 +247,16 @@ pub fn export_you(lang: Lang) -> &'static str {
     }
 }
 
+/// In a history export, where an exchange has no reply.
+pub fn export_no_reply(lang: Lang, failed: bool) -> &'static str {
+    match (lang, failed) {
+        (Lang::Ko, true) => "(답하지 못함)",
+        (Lang::En, true) => "(no reply: failed)",
+        (Lang::Ko, false) => "(아직 답하지 않음)",
+        (Lang::En, false) => "(no reply yet)",
+    }
+}
+
 pub fn apology(lang: Lang) -> &'static str {
     match lang {
         Lang::Ko => "죄송해요, 방금 메시지에 답을 드리지 못했어요. 잠시 후 다시 보내 주시겠어요?",

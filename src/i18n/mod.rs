@@ -183,6 +183,8 @@ mod tests {
             ("chat::export_empty", chat::export_empty(lang).into()),
             ("chat::export_part", chat::export_part(lang, 1, 2)),
             ("chat::export_you", chat::export_you(lang).into()),
+            ("chat::export_no_reply", chat::export_no_reply(lang, true).into()),
+            ("chat::export_no_reply_yet", chat::export_no_reply(lang, false).into()),
             ("chat::apology", chat::apology(lang).into()),
             ("gmail::connect_button", gmail::connect_button(lang).into()),
             ("gmail::reconnect_button", gmail::reconnect_button(lang).into()),
