@@ -74,7 +74,10 @@ pub async fn run(state: &AppState, job: &Job) -> Result<(), JobError> {
     {
         return Err(stopped(team, &reason));
     }
-    route(state, event).await
+    // The event's own span inside the job's: one grep for the event id
+    // follows it from the ack (pipeline) through its handling.
+    use tracing::Instrument as _;
+    route(state, event).instrument(tracing::info_span!("slack_event", event_id, kind = %kind, job = %job.id)).await
 }
 
 fn team_of(event: &SlackEvent) -> Option<&str> {

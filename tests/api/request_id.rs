@@ -60,3 +60,32 @@ async fn requests_get_an_id_that_is_echoed_and_logged_without_the_query() {
     }
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_events_handling_is_logged_in_a_span_with_its_event_id() {
+    let (logs, _guard) = capture_logs();
+    let app = spawn_app().await;
+    // A slash command robeing has no handler for: its job logs a warning.
+    let form = "team_id=T0ROBEING&channel_id=C0GENERAL&user_id=U0TEST001&command=%2Fnothing&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2F1%2F2%2F3&trigger_id=77.88.spanned";
+    let r =
+        crate::slack_http::Post::signed("/slack/commands", form, "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 200);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let line = loop {
+        let text = logs.text();
+        if let Some(l) = text.lines().find(|l| l.contains("slash command with no handler")) {
+            break l.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the job's warning was logged: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["span"]["name"], "slack_event", "{line}");
+    assert_eq!(json["span"]["event_id"], "cmd:77.88.spanned", "{line}");
+    assert_eq!(json["span"]["kind"], "slash_command", "{line}");
+    assert!(json["span"]["job"].as_str().is_some_and(|j| !j.is_empty()), "{line}");
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id::text FROM jobs WHERE kind = 'slack_event'").fetch_all(&app.db).await.unwrap();
+    assert_eq!(ids, [json["span"]["job"].as_str().unwrap().to_owned()], "the span names the event's job");
+    app.stop().await.unwrap();
+}
