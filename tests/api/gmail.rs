@@ -821,7 +821,15 @@ async fn a_still_broken_connection_gets_one_reminder_the_evening_before_the_brie
     env.expire_access_token().await;
     assert!(google::access_token(&env.app.state, USER).await.is_err());
     env.wait_for_post("Reconnect Gmail", 1).await;
-    let prompted_at = env.row().await.unwrap().reconnect_prompted_at.expect("the prompt was recorded");
+    // The job records the prompt just after posting it: wait (bounded) for the record.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let prompted_at = loop {
+        if let Some(at) = env.row().await.unwrap().reconnect_prompted_at {
+            break at;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the prompt was recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let remind = |now| robeing::briefing::scheduler::remind_broken_connections(&env.app.state, now);
 
     // Asia/Seoul, 09:00 briefing. 10:00 local the next day: 23 h to go — too early.
