@@ -306,10 +306,7 @@ async fn handle_envelope(state: &AppState, kind: &str, envelope: serde_json::Val
             tracing::warn!(kind, why, "Socket Mode payload cannot be recorded; acknowledged and dropped");
         }
         Ok(keys) => {
-            let command_ack = match payload.get("command") {
-                Some(_) => Some(crate::http::slack::command_ack(state, &payload).await),
-                None => None,
-            };
+            let command_ack = crate::http::slack::CommandAck::of(&payload);
             let event = NewEvent {
                 event_id: keys.event_id,
                 team_id: keys.team_id,
@@ -333,7 +330,7 @@ async fn handle_envelope(state: &AppState, kind: &str, envelope: serde_json::Val
                 }
             }
             if let Some(command_ack) = command_ack {
-                ack["payload"] = command_ack;
+                ack["payload"] = command_ack.answer(state).await;
             }
         }
     }
