@@ -259,7 +259,9 @@ mod tests {
         for failure in gmail::Failure::ALL {
             t.push(("gmail::callback_failed(each)", gmail::callback_failed(lang, failure).into()));
         }
-        for page in web::Page::examples() {
+        let pages = web::Page::examples();
+        assert_eq!(pages.len(), 21, "every page (the duplicate-parameter one twice)");
+        for page in pages {
             let p = page.text(lang);
             t.push(("web::Page title", p.title.into()));
             t.push(("web::Page what", p.what));

@@ -314,30 +314,37 @@ impl Page {
         }
     }
 
-    /// One of each, for tests that check every page in both languages.
+    /// One of each, for tests that check every page in both languages:
+    /// walked with [`Page::next_example`], whose `match` has no wildcard, so
+    /// a new page does not compile until it is part of this list.
     pub fn examples() -> Vec<Page> {
-        vec![
-            Page::DuplicateParam { param: "state".into(), callback: true },
-            Page::DuplicateParam { param: "t".into(), callback: false },
-            Page::NotConfigured,
-            Page::MissingToken,
-            Page::LinkExpired,
-            Page::LinkInvalid,
-            Page::UnknownUser,
-            Page::StartFailed,
-            Page::NoState,
-            Page::CodeAndError,
-            Page::NeitherCodeNorError,
-            Page::Declined,
-            Page::GoogleError { error: "server_error".into() },
-            Page::Connected { email: "a@example.com".into(), slack_name: "Jane".into() },
-            Page::UnknownState,
-            Page::ReusedState,
-            Page::ExpiredState,
-            Page::CodeRejected { error: "invalid_grant".into() },
-            Page::NoRefreshToken,
-            Page::MissingScope,
-            Page::CallbackFailed,
-        ]
+        let first = Page::DuplicateParam { param: "state".into(), callback: true };
+        std::iter::successors(Some(first), Page::next_example).collect()
+    }
+
+    fn next_example(&self) -> Option<Page> {
+        Some(match self {
+            Page::DuplicateParam { callback: true, .. } => Page::DuplicateParam { param: "t".into(), callback: false },
+            Page::DuplicateParam { callback: false, .. } => Page::NotConfigured,
+            Page::NotConfigured => Page::MissingToken,
+            Page::MissingToken => Page::LinkExpired,
+            Page::LinkExpired => Page::LinkInvalid,
+            Page::LinkInvalid => Page::UnknownUser,
+            Page::UnknownUser => Page::StartFailed,
+            Page::StartFailed => Page::NoState,
+            Page::NoState => Page::CodeAndError,
+            Page::CodeAndError => Page::NeitherCodeNorError,
+            Page::NeitherCodeNorError => Page::Declined,
+            Page::Declined => Page::GoogleError { error: "server_error".into() },
+            Page::GoogleError { .. } => Page::Connected { email: "a@example.com".into(), slack_name: "Jane".into() },
+            Page::Connected { .. } => Page::UnknownState,
+            Page::UnknownState => Page::ReusedState,
+            Page::ReusedState => Page::ExpiredState,
+            Page::ExpiredState => Page::CodeRejected { error: "invalid_grant".into() },
+            Page::CodeRejected { .. } => Page::NoRefreshToken,
+            Page::NoRefreshToken => Page::MissingScope,
+            Page::MissingScope => Page::CallbackFailed,
+            Page::CallbackFailed => return None,
+        })
     }
 }
