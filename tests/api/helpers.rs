@@ -216,6 +216,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
 /// (`info`), like production. The test runtime is single-threaded, so the
 /// app spawned by the test logs here too.
 pub fn capture_logs() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+    capture_logs_at("info")
+}
+
+/// [`capture_logs`] with another filter (`RUST_LOG` syntax).
+pub fn capture_logs_at(filter: &str) -> (LogBuffer, tracing::subscriber::DefaultGuard) {
     // While at most one dispatcher is registered, tracing-core computes a
     // new callsite's interest from the *registering thread's* dispatcher
     // alone (`has_just_one`), so another test's thread (no subscriber) could
@@ -227,7 +232,7 @@ pub fn capture_logs() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
     let logs = LogBuffer::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(logs.clone())
         .finish();
     (logs, tracing::subscriber::set_default(subscriber))
