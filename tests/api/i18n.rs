@@ -247,3 +247,27 @@ async fn app_home_the_briefing_and_the_brief_ack_speak_the_users_language() {
     assert_eq!(ack("U0NEWCOME2", "").await, "Preparing your briefing…");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_brief_ack_over_socket_mode_speaks_the_users_language() {
+    use crate::fakes::socket_mode::FakeSocketMode;
+    let fake = FakeSocketMode::start().await;
+    let vars = vec![("SLACK_APP_TOKEN".to_owned(), "xapp-1-A0ROBEING-i18n".to_owned())];
+    let app = spawn_app_with(Options { vars, ..Default::default() }).await;
+    add_users(&app).await;
+    fake.serve_urls_from(&app.slack, 3);
+    let mut conn = fake.accept(WAIT).await.expect("robeing connects");
+    conn.hello();
+    let response_url = app.slack.url("/commands/1/2/3");
+    for (n, (user, expected)) in
+        [(KO, "브리핑을 준비하고 있어요…"), (EN, "Preparing your briefing…")].into_iter().enumerate()
+    {
+        let payload = serde_json::json!({"team_id": TEAM_ID, "channel_id": "C0GENERAL", "user_id": user,
+            "command": "/brief", "text": "", "response_url": response_url, "trigger_id": format!("5.6.sock{n}")});
+        conn.envelope("slash_commands", &format!("env-i18n-{n}"), payload);
+        let ack = conn.next(WAIT).await.expect("the envelope is acked");
+        assert_eq!(ack["envelope_id"], format!("env-i18n-{n}"));
+        assert_eq!(ack["payload"]["text"], expected, "{user}: {ack}");
+    }
+    app.stop().await.unwrap();
+}
