@@ -115,28 +115,47 @@ pub async fn run() -> i32 {
     };
 
     if let Some(token) = &config.slack.bot_token {
-        match crate::slack::client::SlackApi::new(&config.slack.api_url, token) {
-            Ok(slack) => match tokio::time::timeout(Duration::from_secs(5), slack.auth_test()).await {
-                Ok(Ok(who)) => report(Line {
+        use crate::slack::scopes;
+        match scopes::auth_test(&config.slack.api_url, token, Duration::from_secs(5)).await {
+            Ok(who) => {
+                report(Line {
                     ok: true,
                     required: true,
                     what: format!("Slack: auth.test ok (team {}, bot user {})", who.team_id, who.user_id),
                     fix: None,
-                }),
-                Ok(Err(e)) => report(Line {
-                    ok: false,
-                    required: true,
-                    what: format!("Slack: auth.test failed: {e}"),
-                    fix: Some(format!("check SLACK_BOT_TOKEN and that {} is reachable", config.slack.api_url)),
-                }),
-                Err(_) => report(Line {
-                    ok: false,
-                    required: true,
-                    what: format!("Slack: {} did not answer within 5 s", config.slack.api_url),
-                    fix: Some("check the network path to Slack (SLACK_API_URL)".into()),
-                }),
-            },
-            Err(e) => report(Line { ok: false, required: true, what: format!("Slack: client: {e:#}"), fix: None }),
+                });
+                let required = scopes::required_bot_scopes();
+                match &who.scopes {
+                    Some(granted) => {
+                        let missing = scopes::missing(&required, granted);
+                        report(Line {
+                            ok: missing.is_empty(),
+                            required: true,
+                            what: if missing.is_empty() {
+                                format!("Slack: the bot token has all {} scopes manifest.yaml requests", required.len())
+                            } else {
+                                format!("Slack: the bot token lacks the scope(s) {}", missing.join(", "))
+                            },
+                            fix: Some(
+                                "reinstall the app from manifest.yaml (api.slack.com/apps → your app → App Manifest, then Install App → Reinstall) and put the new token in SLACK_BOT_TOKEN".into(),
+                            ),
+                        });
+                    }
+                    None => report(Line {
+                        ok: false,
+                        required: false,
+                        what: "Slack: auth.test sent no x-oauth-scopes header, so the token's scopes are unknown"
+                            .into(),
+                        fix: Some(format!("check that SLACK_API_URL ({}) is Slack's Web API", config.slack.api_url)),
+                    }),
+                }
+            }
+            Err(e) => report(Line {
+                ok: false,
+                required: true,
+                what: format!("Slack: auth.test failed: {e}"),
+                fix: Some(format!("check SLACK_BOT_TOKEN and that {} is reachable", config.slack.api_url)),
+            }),
         }
     } // a missing token was already reported by require_for_serve
 

@@ -21,6 +21,7 @@
 //! - [`briefing`], [`news`]: the morning briefing (scheduler, Gmail and news sections, delivery).
 //! - [`slack`]: the Slack Web API client and transport pieces.
 //! - [`storage`]: Postgres — connection, migrations, all SQL.
+//! - [`i18n`]: every sentence a user sees, in Korean and English.
 //! - [`health`]: the readiness report; [`metrics`]: Prometheus counters.
 //! - [`error`], [`telemetry`]: the error and logging policies.
 
@@ -34,6 +35,7 @@ pub mod error;
 pub mod google;
 pub mod health;
 pub mod http;
+pub mod i18n;
 pub mod jobs;
 pub mod memory;
 pub mod metrics;

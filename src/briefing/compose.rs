@@ -9,6 +9,7 @@ use std::{collections::HashMap, sync::Arc};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::email::{self, EmailSection, MailItem};
+use crate::i18n::Lang;
 use crate::{news::News, startup::AppState, storage::users::User};
 
 /// Mail items shown by subject and gist.
@@ -46,23 +47,6 @@ impl Section {
             "email" | "mail" | "gmail" | "메일" | "이메일" => Some(Self::Email),
             "news" | "뉴스" => Some(Self::News),
             _ => None,
-        }
-    }
-}
-
-/// The language of a briefing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    Ko,
-}
-
-impl Lang {
-    /// Korean for `ko`, `ko-KR`, `ko_KR`…; English otherwise.
-    pub fn from_locale(locale: Option<&str>) -> Self {
-        match locale {
-            Some(l) if l.to_ascii_lowercase().starts_with("ko") => Self::Ko,
-            _ => Self::En,
         }
     }
 }
@@ -127,7 +111,7 @@ pub async fn compose(
         ))
     };
     let (email, news) = tokio::join!(email_fut, news_fut);
-    let lang = Lang::from_locale(user.locale.as_deref());
+    let lang = Lang::of_locale(user.locale.as_deref());
     let (mut mail_summary, mut mail_summary_error) = (None, None);
     if let (Some(EmailSection::Ok { items }), Some(llm)) = (&email, &state.config.llm)
         && !items.is_empty()
@@ -180,10 +164,7 @@ pub async fn llm_summary(
             )
         })
         .collect();
-    let language = match lang {
-        Lang::En => "English",
-        Lang::Ko => "Korean",
-    };
+    let language = lang.name();
     let body = serde_json::json!({
         "model": llm.model,
         "temperature": 0.2,
@@ -381,9 +362,6 @@ mod tests {
 
     #[test]
     fn locale_and_section_parsing() {
-        assert_eq!(Lang::from_locale(Some("ko-KR")), Lang::Ko);
-        assert_eq!(Lang::from_locale(Some("en-US")), Lang::En);
-        assert_eq!(Lang::from_locale(None), Lang::En);
         assert_eq!(Section::parse(" Email "), Some(Section::Email));
         assert_eq!(Section::parse("뉴스"), Some(Section::News));
         assert_eq!(Section::parse("weather"), None);

@@ -10,11 +10,14 @@ use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde_json::{Value, json};
 
 use super::{
-    compose::Lang,
     render::escape,
     scheduler::{scheduled_at, user_tz},
 };
-use crate::{startup::AppState, storage};
+use crate::{
+    i18n::{Lang, briefing as words},
+    startup::AppState,
+    storage,
+};
 
 /// `action_id` of the time picker (value `HH:MM`, or `default`).
 pub const ACTION_TIME: &str = "briefing_time";
@@ -47,44 +50,31 @@ pub async fn view(state: &AppState, user_id: &str, now: DateTime<Utc>) -> anyhow
     let user = storage::users::get(&state.db, user_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("unknown Slack user `{user_id}`"))?;
-    let lang = Lang::from_locale(user.locale.as_deref());
+    let lang = Lang::of_locale(user.locale.as_deref());
     let tz = user_tz(state, user.tz.as_deref());
-    let ko = lang == Lang::Ko;
     let next = match next_at(state, &user, now).await? {
-        Some(at) => {
-            let local = at.with_timezone(&tz);
-            if ko {
-                format!("다음 브리핑: *{}* ({tz})", local.format("%m월 %d일 %H:%M"))
-            } else {
-                format!("Next briefing: *{}* ({tz})", local.format("%a %-d %b, %H:%M"))
-            }
-        }
-        None if ko => "매일 브리핑이 *꺼져* 있습니다.".into(),
-        None => "Your daily briefing is *off*.".into(),
+        Some(at) => words::next_at(lang, at, tz),
+        None => words::off(lang).to_owned(),
     };
     let last = match storage::briefings::latest(&state.db, user_id).await? {
-        None if ko => "아직 브리핑이 없습니다.".to_owned(),
-        None => "No briefing yet.".to_owned(),
+        None => words::none_yet(lang).to_owned(),
         Some(b) => {
             let when = b.delivered_at.unwrap_or(b.claimed_at).with_timezone(&tz).format("%Y-%m-%d %H:%M");
-            let sections = format!(
-                "email {}, news {}",
-                b.email_status.as_deref().unwrap_or("-"),
-                b.news_status.as_deref().unwrap_or("-")
-            );
             let reason = b.skip_reason.or(b.failure_reason).map(|r| format!(" — {}", escape(&r))).unwrap_or_default();
-            if ko {
-                format!("지난 브리핑: {when} · {} · {sections}{reason}", b.status)
-            } else {
-                format!("Last briefing: {when} · {} · {sections}{reason}", b.status)
-            }
+            words::last(
+                lang,
+                &when.to_string(),
+                &b.status,
+                b.email_status.as_deref().unwrap_or("-"),
+                b.news_status.as_deref().unwrap_or("-"),
+                &reason,
+            )
         }
     };
     let current = user.briefing_time.map(|t| t.format("%H:%M").to_string()).unwrap_or_else(|| "default".into());
     let option = |value: &str| {
         let text = if value == "default" {
-            let d = state.config.briefing_time.format("%H:%M");
-            if ko { format!("기본값 ({d})") } else { format!("Default ({d})") }
+            words::default_time(lang, &state.config.briefing_time.format("%H:%M").to_string())
         } else {
             value.to_owned()
         };
@@ -95,30 +85,26 @@ pub async fn view(state: &AppState, user_id: &str, now: DateTime<Utc>) -> anyhow
     if !values.contains(&current) {
         values.push(current.clone());
     }
-    let (toggle_text, toggle_value) = match (user.briefing_enabled, ko) {
-        (true, false) => ("Turn off", "off"),
-        (true, true) => ("끄기", "off"),
-        (false, false) => ("Turn on", "on"),
-        (false, true) => ("켜기", "on"),
-    };
+    let toggle_text = words::toggle(lang, user.briefing_enabled);
+    let toggle_value = if user.briefing_enabled { "off" } else { "on" };
     Ok(json!({
         "type": "home",
         "blocks": [
-            { "type": "header", "text": { "type": "plain_text", "text": if ko { "☀️ 모닝 브리핑" } else { "☀️ Morning briefing" } } },
+            { "type": "header", "text": { "type": "plain_text", "text": words::settings_header(lang) } },
             { "type": "section", "text": { "type": "mrkdwn", "text": next } },
             { "type": "context", "elements": [ { "type": "mrkdwn", "text": last } ] },
             { "type": "actions", "elements": [
                 {
                     "type": "static_select",
                     "action_id": ACTION_TIME,
-                    "placeholder": { "type": "plain_text", "text": if ko { "브리핑 시간" } else { "Briefing time" } },
+                    "placeholder": { "type": "plain_text", "text": words::time_placeholder(lang) },
                     "initial_option": option(&current),
                     "options": values.iter().map(|v| option(v)).collect::<Vec<_>>(),
                 },
                 { "type": "button", "action_id": ACTION_TOGGLE, "value": toggle_value,
                   "text": { "type": "plain_text", "text": toggle_text } },
                 { "type": "button", "action_id": ACTION_SEND_NOW, "value": "now", "style": "primary",
-                  "text": { "type": "plain_text", "text": if ko { "지금 받기" } else { "Send one now" } } },
+                  "text": { "type": "plain_text", "text": words::send_now(lang) } },
             ] },
         ]
     }))

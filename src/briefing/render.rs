@@ -7,16 +7,18 @@
 //! fit become "…and N more"), and every string that came from outside (mail
 //! subjects and senders, feed titles, names, error reasons) is escaped
 //! (`&`, `<`, `>`) so it can neither break the markup nor forge a mention
-//! or a link.
+//! or a link. The words are in [`crate::i18n::briefing`].
 
-use chrono::{Datelike as _, NaiveDate};
 use serde_json::{Value, json};
 
 use super::{
-    compose::{self, Briefing, Lang, truncate_chars},
+    compose::{self, Briefing, truncate_chars},
     email::EmailSection,
 };
-use crate::news::News;
+use crate::{
+    i18n::{self, Lang, briefing as words},
+    news::News,
+};
 
 /// Slack: at most 50 blocks per message.
 pub const MAX_BLOCKS: usize = 50;
@@ -133,10 +135,7 @@ pub fn pack(head: &str, lines: &[String], lang: Lang) -> String {
         if used + n > MAX_SECTION_CHARS - MORE_RESERVE {
             let rest = lines.len() - i;
             out.push('\n');
-            out.push_str(&match lang {
-                Lang::En => format!("…and {rest} more"),
-                Lang::Ko => format!("…외 {rest}건 더"),
-            });
+            out.push_str(&words::and_more(lang, rest));
             return out;
         }
         out.push('\n');
@@ -146,40 +145,17 @@ pub fn pack(head: &str, lines: &[String], lang: Lang) -> String {
     out
 }
 
-fn date_label(date: NaiveDate, lang: Lang) -> String {
-    match lang {
-        Lang::En => date.format("%A, %-d %B %Y").to_string(),
-        Lang::Ko => {
-            const DAYS: [&str; 7] = ["월", "화", "수", "목", "금", "토", "일"];
-            format!(
-                "{}년 {}월 {}일 ({})",
-                date.year(),
-                date.month(),
-                date.day(),
-                DAYS[date.weekday().num_days_from_monday() as usize]
-            )
-        }
-    }
-}
-
 /// Renders the briefing.
 pub fn render(b: &Briefing) -> Rendered {
     let lang = b.lang;
     let name = escape(&truncate_chars(&b.user_name, MAX_NAME_CHARS));
     let mut blocks = vec![
-        json!({ "type": "header", "text": { "type": "plain_text", "emoji": true, "text": match lang {
-            Lang::En => "☀️ Your briefing",
-            Lang::Ko => "☀️ 오늘의 브리핑",
-        } } }),
-        json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": match lang {
-            Lang::En => format!("Good morning, {name} · {}", date_label(b.local_date, lang)),
-            Lang::Ko => format!("{name}님, 좋은 아침입니다 · {}", date_label(b.local_date, lang)),
-        } } ] }),
+        json!({ "type": "header", "text": { "type": "plain_text", "emoji": true, "text": words::header(lang) } }),
+        json!({ "type": "context", "elements": [
+            { "type": "mrkdwn", "text": words::greeting(lang, &name, b.local_date) }
+        ] }),
     ];
-    let mut fallback = vec![match lang {
-        Lang::En => format!("Your briefing for {}", date_label(b.local_date, lang)),
-        Lang::Ko => format!("{} 브리핑", date_label(b.local_date, lang)),
-    }];
+    let mut fallback = vec![words::fallback_title(lang, b.local_date)];
 
     if let Some(email) = &b.email {
         let (email_blocks, line) = render_email(email, &b.reconnect_url, lang, b.tz, b.mail_summary.as_deref());
@@ -216,10 +192,7 @@ fn render_email(
     tz: chrono_tz::Tz,
     llm_summary: Option<&str>,
 ) -> (Vec<Value>, String) {
-    let title = match lang {
-        Lang::En => "📧 *Gmail*",
-        Lang::Ko => "📧 *Gmail*",
-    };
+    let title = words::gmail_title(lang);
     let with_button = |text: String, label: &str| -> Value {
         let mut section = mrkdwn_section(text);
         section["accessory"] = button(label, reconnect_url);
@@ -227,10 +200,7 @@ fn render_email(
     };
     match email {
         EmailSection::Ok { items } if items.is_empty() => {
-            let line = match lang {
-                Lang::En => "No new mail since your last briefing.".to_owned(),
-                Lang::Ko => "지난 브리핑 이후 새 메일이 없습니다.".to_owned(),
-            };
+            let line = words::no_new_mail(lang);
             (vec![mrkdwn_section(format!("{title}\n{line}"))], format!("Gmail: {line}"))
         }
         EmailSection::Ok { items } => {
@@ -246,26 +216,9 @@ fn render_email(
                 .collect();
             let others = s.senders.len().saturating_sub(compose::TOP_SENDERS);
             if others > 0 {
-                senders.push(match lang {
-                    Lang::En => format!("and {others} others"),
-                    Lang::Ko => format!("외 {others}명"),
-                });
+                senders.push(words::and_others(lang, others));
             }
-            let head = match lang {
-                Lang::En => format!(
-                    "{title} — {} new message{} ({} unread)\nFrom: {}",
-                    s.count,
-                    if s.count == 1 { "" } else { "s" },
-                    s.unread,
-                    senders.join(", ")
-                ),
-                Lang::Ko => format!(
-                    "{title} — 새 메일 {}통 (읽지 않음 {}통)\n보낸 사람: {}",
-                    s.count,
-                    s.unread,
-                    senders.join(", ")
-                ),
-            };
+            let head = words::mail_head(lang, title, s.count, s.unread, &senders.join(", "));
             let head = match llm_summary {
                 Some(summary) => format!("{head}\n>{}", escape(&truncate_chars(summary, compose::LLM_SUMMARY_CHARS))),
                 None => head,
@@ -275,10 +228,7 @@ fn render_email(
                 .iter()
                 .map(|t| {
                     let subject = if t.subject.is_empty() {
-                        match lang {
-                            Lang::En => "(no subject)".to_owned(),
-                            Lang::Ko => "(제목 없음)".to_owned(),
-                        }
+                        words::no_subject(lang).to_owned()
                     } else {
                         escape(&truncate_chars(&t.subject, MAX_TITLE_CHARS))
                     };
@@ -296,78 +246,30 @@ fn render_email(
             let mut text = pack(&head, &lines, lang);
             if more > 0 && text.chars().count() + 40 <= MAX_SECTION_CHARS {
                 text.push('\n');
-                text.push_str(&match lang {
-                    Lang::En => format!("…and {more} more in your inbox"),
-                    Lang::Ko => format!("…받은편지함에 {more}통 더"),
-                });
+                text.push_str(&words::more_in_inbox(lang, more));
             }
-            let line = match lang {
-                Lang::En => format!("Gmail: {} new, {} unread", s.count, s.unread),
-                Lang::Ko => format!("Gmail: 새 메일 {}통, 읽지 않음 {}통", s.count, s.unread),
-            };
-            (vec![mrkdwn_section(text)], line)
+            (vec![mrkdwn_section(text)], words::mail_line(lang, s.count, s.unread))
         }
         EmailSection::NotConfigured => {
-            let line = match lang {
-                Lang::En => {
-                    "Gmail is not set up on this robeing, so there is no mail summary. Ask your operator to configure Google."
-                }
-                Lang::Ko => {
-                    "이 robeing에는 Gmail 연동이 설정되어 있지 않아 메일 요약이 없습니다. 운영자에게 Google 설정을 요청하세요."
-                }
-            };
+            let line = words::mail_not_configured(lang);
             (vec![mrkdwn_section(format!("{title}\n{line}"))], format!("Gmail: {line}"))
         }
         EmailSection::NotConnected => {
-            let (line, label) = match lang {
-                Lang::En => (
-                    "Your Gmail is not connected, so there is no mail summary. Connect it to see your inbox here.",
-                    "Connect Gmail",
-                ),
-                Lang::Ko => (
-                    "Gmail이 연결되어 있지 않아 메일 요약이 없습니다. 연결하면 여기에서 받은편지함을 볼 수 있습니다.",
-                    "Gmail 연결",
-                ),
-            };
+            let (line, label) = (words::mail_not_connected(lang), i18n::gmail::connect_button(lang));
             (vec![with_button(format!("{title}\n{line}"), label)], format!("Gmail: {line}"))
         }
         EmailSection::NeedsReconnect { since, reason } => {
             let reason = escape(&truncate_chars(reason, 200));
             let when = format!("{} ({tz})", since.with_timezone(&tz).format("%Y-%m-%d %H:%M"));
-            let (line, label) = match lang {
-                Lang::En => (
-                    format!(
-                        "⚠️ Your mail could not be read: access to Gmail stopped working on {when} ({reason}). Reconnect Gmail to get your mail summary back."
-                    ),
-                    "Reconnect Gmail",
-                ),
-                Lang::Ko => (
-                    format!(
-                        "⚠️ 메일을 읽지 못했습니다: {when}부터 Gmail 접근이 끊겼습니다 ({reason}). Gmail을 다시 연결하면 메일 요약이 돌아옵니다."
-                    ),
-                    "Gmail 다시 연결",
-                ),
-            };
-            let fallback = match lang {
-                Lang::En => "Gmail: could not be read — reconnect Gmail".to_owned(),
-                Lang::Ko => "Gmail: 읽지 못함 — Gmail을 다시 연결하세요".to_owned(),
-            };
+            let (line, label) =
+                (words::mail_needs_reconnect(lang, &when, &reason), i18n::gmail::reconnect_button(lang));
+            let fallback = words::mail_needs_reconnect_line(lang).to_owned();
             (vec![with_button(format!("{title}\n{line}"), label)], fallback)
         }
         EmailSection::Error { message } => {
             let message = escape(&truncate_chars(message, 300));
-            let line = match lang {
-                Lang::En => format!(
-                    "⚠️ Your mail could not be read this time: {message}. The rest of this briefing is complete."
-                ),
-                Lang::Ko => {
-                    format!("⚠️ 이번에는 메일을 읽지 못했습니다: {message}. 브리핑의 나머지 부분은 정상입니다.")
-                }
-            };
-            let fallback = match lang {
-                Lang::En => "Gmail: could not be read this time".to_owned(),
-                Lang::Ko => "Gmail: 이번에는 읽지 못함".to_owned(),
-            };
+            let line = words::mail_error(lang, &message);
+            let fallback = words::mail_error_line(lang).to_owned();
             (vec![mrkdwn_section(format!("{title}\n{line}"))], fallback)
         }
     }
@@ -375,20 +277,12 @@ fn render_email(
 
 /// The news blocks and the fallback line.
 fn render_news(news: &News, lang: Lang) -> (Vec<Value>, String) {
-    let title = match lang {
-        Lang::En => "📰 *News*",
-        Lang::Ko => "📰 *뉴스*",
-    };
+    let title = words::news_title(lang);
     let mut blocks = Vec::new();
     let fallback = if news.headlines.is_empty() {
-        let line = match (lang, news.feeds > 0 && news.failed.len() == news.feeds) {
-            (Lang::En, true) => "⚠️ No news feed could be read.",
-            (Lang::Ko, true) => "⚠️ 뉴스 피드를 하나도 읽지 못했습니다.",
-            (Lang::En, false) => "No headlines right now.",
-            (Lang::Ko, false) => "지금은 헤드라인이 없습니다.",
-        };
+        let line = words::no_news(lang, news.feeds > 0 && news.failed.len() == news.feeds);
         blocks.push(mrkdwn_section(format!("{title}\n{line}")));
-        format!("{}: {line}", if lang == Lang::Ko { "뉴스" } else { "News" })
+        format!("{}: {line}", words::news_label(lang))
     } else {
         let lines: Vec<String> = news
             .headlines
@@ -402,16 +296,10 @@ fn render_news(news: &News, lang: Lang) -> (Vec<Value>, String) {
             })
             .collect();
         blocks.push(mrkdwn_section(pack(title, &lines, lang)));
-        match lang {
-            Lang::En => format!("News: {} headlines", news.headlines.len()),
-            Lang::Ko => format!("뉴스: 헤드라인 {}건", news.headlines.len()),
-        }
+        words::news_line(lang, news.headlines.len())
     };
     if !news.failed.is_empty() {
-        let head = match lang {
-            Lang::En => format!("⚠️ {} of {} news feeds could not be read:", news.failed.len(), news.feeds),
-            Lang::Ko => format!("⚠️ 뉴스 피드 {}개 중 {}개를 읽지 못했습니다:", news.feeds, news.failed.len()),
-        };
+        let head = words::feeds_failed(lang, news.failed.len(), news.feeds);
         let lines: Vec<String> = news
             .failed
             .iter()
@@ -428,7 +316,7 @@ fn render_news(news: &News, lang: Lang) -> (Vec<Value>, String) {
 mod tests {
     use std::sync::Arc;
 
-    use chrono::{DateTime, Utc};
+    use chrono::{DateTime, NaiveDate, Utc};
 
     use super::*;
     use crate::{

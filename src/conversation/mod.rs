@@ -28,11 +28,10 @@
 //!    backoff. When the job dies, [`on_reply_job_dead`] posts the apology
 //!    (over the placeholder, if any) and marks the exchange `failed` with why.
 //!
-//! Every user-facing sentence lives in [`strings`].
+//! Every user-facing sentence lives in [`crate::i18n`] (its `chat` part).
 
 pub mod intent;
 pub mod llm;
-pub mod strings;
 
 use std::time::Duration;
 
@@ -41,12 +40,12 @@ use chrono_tz::Tz;
 use slack_morphism::prelude::*;
 use uuid::Uuid;
 
-use self::{
-    intent::Intent,
-    llm::ChatMessage,
-    strings::{Lang, StatusFacts},
-};
+use self::{intent::Intent, llm::ChatMessage};
 use crate::{
+    i18n::{
+        Lang,
+        chat::{self as strings, StatusFacts},
+    },
     jobs::JobError,
     memory,
     slack::events::DirectMessage,
@@ -711,8 +710,7 @@ async fn export(turn: &Turn<'_>) -> Result<Reply, JobError> {
         let when = e.received_at.with_timezone(&tz).format("%Y-%m-%d %H:%M");
         let reply = match (&e.reply_text, e.status.as_str()) {
             (Some(r), _) => r.clone(),
-            (None, "failed") => "(no reply: failed)".to_owned(),
-            (None, _) => "(no reply yet)".to_owned(),
+            (None, status) => strings::export_no_reply(lang, status == "failed").to_owned(),
         };
         let block = escape(&format!(
             "[{when}] {}: {}\n[{when}] robeing: {}\n\n",

@@ -18,8 +18,9 @@ use super::{
     vault::{Purpose, Vault},
 };
 use crate::{
+    i18n::{self, Lang, gmail as words},
     jobs::JobError,
-    slack::client::{SlackError, Tag},
+    slack::client::{SlackError, Tag, escape_mrkdwn},
     startup::AppState,
     storage,
 };
@@ -72,11 +73,13 @@ pub async fn notify(state: &AppState, user_id: &str, text: &str) {
     }
 }
 
-/// Posts a notice with a fresh connect button.
-pub async fn notify_with_button(state: &AppState, user_id: &str, text: &str, label: &str) {
+/// Posts a notice with a fresh Connect Gmail button, in the user's language.
+pub async fn notify_with_button(state: &AppState, user_id: &str, text: impl Fn(Lang) -> String) {
+    let lang = i18n::user_lang(&state.db, user_id).await;
+    let text = &text(lang);
     let mut blocks = vec![section(text)];
     if let Ok(url) = links::connect_link(&state.config, user_id) {
-        blocks.push(button_row(label, url.as_str()));
+        blocks.push(button_row(words::connect_button(lang), url.as_str()));
     }
     if let Err(e) = post_dm(state, user_id, text, blocks).await {
         tracing::warn!(user_id, error = format!("{e:#}"), "could not DM the user about their Gmail connection");
@@ -107,13 +110,10 @@ fn slack_date(t: DateTime<Utc>) -> String {
 }
 
 /// The reconnect prompt for a breakage: why, since when, and the button.
-pub fn reconnect_prompt_blocks(link: &str, since: DateTime<Utc>, reason: &str) -> (String, Vec<Value>) {
-    let text = format!(
-        ":warning: *I can no longer read your Gmail* (since {}).\n*Why:* {reason}\nUntil you reconnect, your morning briefing will say that email could not be read. Click *Reconnect Gmail* and sign in with Google; it takes a minute.",
-        slack_date(since)
-    );
-    let fallback = "I can no longer read your Gmail. Click Reconnect Gmail to sign in with Google again.".to_owned();
-    (fallback, vec![section(&text), button_row("Reconnect Gmail", link)])
+pub fn reconnect_prompt_blocks(lang: Lang, link: &str, since: DateTime<Utc>, reason: &str) -> (String, Vec<Value>) {
+    let text = words::reconnect_prompt(lang, &slack_date(since), &escape_mrkdwn(reason));
+    let fallback = words::reconnect_prompt_fallback(lang).to_owned();
+    (fallback, vec![section(&text), button_row(words::reconnect_button(lang), link)])
 }
 
 #[derive(serde::Deserialize)]
@@ -139,7 +139,9 @@ pub async fn run_reconnect_prompt_job(state: &AppState, payload: &Value) -> Resu
     }
     let link = links::connect_link(&state.config, &job.user_id)
         .map_err(|e| JobError::Permanent(anyhow::anyhow!("cannot make a connect link: {e}")))?;
-    let (text, blocks) = reconnect_prompt_blocks(link.as_str(), broken_at, conn.broken_reason.as_deref().unwrap_or(""));
+    let lang = i18n::user_lang(&state.db, &job.user_id).await;
+    let (text, blocks) =
+        reconnect_prompt_blocks(lang, link.as_str(), broken_at, conn.broken_reason.as_deref().unwrap_or(""));
     let slack = state.slack.as_ref().ok_or_else(|| JobError::Permanent(anyhow::anyhow!("Slack is not configured")))?;
     let channel = slack.open_dm(&job.user_id).await?;
     // The prompt carries its breakage as message metadata; a retry after an
@@ -198,10 +200,10 @@ pub async fn prompt_if_needed(state: &AppState, user_id: &str) -> anyhow::Result
                 return Ok(false);
             }
             let link = links::connect_link(&state.config, user_id).context("making a connect link")?;
-            let text = "To include your email in briefings, I need read-only access to your Gmail. Click *Connect Gmail* and sign in with Google.";
-            let blocks = vec![section(text), button_row("Connect Gmail", link.as_str())];
-            let (channel, ts) =
-                post_dm(state, user_id, "Connect Gmail to include your email in briefings.", blocks).await?;
+            let lang = i18n::user_lang(&state.db, user_id).await;
+            let blocks =
+                vec![section(words::connect_prompt(lang)), button_row(words::connect_button(lang), link.as_str())];
+            let (channel, ts) = post_dm(state, user_id, words::connect_prompt_fallback(lang), blocks).await?;
             storage::gmail::record_connect_prompt(&state.db, user_id, &channel, &ts).await?;
             Ok(true)
         }
@@ -221,17 +223,12 @@ pub async fn remind_before_briefing(state: &AppState, user_id: &str) -> anyhow::
         return Ok(false);
     }
     let link = links::connect_link(&state.config, user_id).context("making a connect link")?;
-    let (_, mut blocks) = reconnect_prompt_blocks(
-        link.as_str(),
-        conn.broken_at.unwrap_or_else(Utc::now),
-        conn.broken_reason.as_deref().unwrap_or(""),
-    );
-    blocks[0] = section(&format!(
-        ":alarm_clock: *Reminder:* I still cannot read your Gmail (since {}), so tomorrow's briefing will not include your email.\n*Why:* {}",
-        slack_date(conn.broken_at.unwrap_or_else(Utc::now)),
-        conn.broken_reason.as_deref().unwrap_or("")
-    ));
-    post_dm(state, user_id, "Reminder: reconnect Gmail before your next briefing.", blocks).await?;
+    let lang = i18n::user_lang(&state.db, user_id).await;
+    let since = conn.broken_at.unwrap_or_else(Utc::now);
+    let reason = conn.broken_reason.as_deref().unwrap_or("");
+    let (_, mut blocks) = reconnect_prompt_blocks(lang, link.as_str(), since, reason);
+    blocks[0] = section(&words::reminder(lang, &slack_date(since), &escape_mrkdwn(reason)));
+    post_dm(state, user_id, words::reminder_fallback(lang), blocks).await?;
     Ok(true)
 }
 
@@ -268,56 +265,54 @@ pub async fn disconnect(state: &AppState, user_id: &str) -> anyhow::Result<bool>
 
 /// The Gmail section of the user's App Home.
 pub async fn home_blocks(state: &AppState, user_id: &str) -> Vec<Value> {
-    let mut blocks = vec![json!({ "type": "header", "text": { "type": "plain_text", "text": "Gmail" } })];
+    let lang = i18n::user_lang(&state.db, user_id).await;
+    let mut blocks =
+        vec![json!({ "type": "header", "text": { "type": "plain_text", "text": words::home_title(lang) } })];
     if state.config.google.is_none() {
-        blocks.push(section(
-            "Gmail is not configured on this robeing; briefings leave email out. (Operator: set GOOGLE_CLIENT_ID.)",
-        ));
+        blocks.push(section(words::home_not_configured(lang)));
         return blocks;
     }
     let status = match super::status(state, user_id).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(user_id, error = %e, "could not read the Gmail connection for App Home");
-            blocks.push(section("I could not look up your Gmail connection just now; please try again shortly."));
+            blocks.push(section(words::home_lookup_failed(lang)));
             return blocks;
         }
     };
     let link = links::connect_link(&state.config, user_id).ok();
     match status {
         GmailStatus::Connected { email, since } => {
-            blocks.push(section(&format!(
-                ":white_check_mark: Connected as *{email}*{}.",
-                since.map(|t| format!(" since {}", slack_date(t))).unwrap_or_default()
-            )));
+            let since = since.map(slack_date);
+            blocks.push(section(&words::home_connected(lang, &escape_mrkdwn(&email), since.as_deref())));
             blocks.push(json!({
                 "type": "actions",
                 "block_id": "gmail_connection",
                 "elements": [{
                     "type": "button",
                     "action_id": DISCONNECT_ACTION,
-                    "text": { "type": "plain_text", "text": "Disconnect Gmail" },
+                    "text": { "type": "plain_text", "text": words::disconnect_button(lang) },
                     "style": "danger",
                     "value": "disconnect",
                     "confirm": {
-                        "title": { "type": "plain_text", "text": "Disconnect Gmail?" },
-                        "text": { "type": "mrkdwn", "text": "Briefings will no longer include your email, and robeing's access is revoked at Google." },
-                        "confirm": { "type": "plain_text", "text": "Disconnect" },
-                        "deny": { "type": "plain_text", "text": "Keep" }
+                        "title": { "type": "plain_text", "text": words::disconnect_confirm_title(lang) },
+                        "text": { "type": "mrkdwn", "text": words::disconnect_confirm_text(lang) },
+                        "confirm": { "type": "plain_text", "text": words::disconnect_confirm(lang) },
+                        "deny": { "type": "plain_text", "text": i18n::home::keep(lang) }
                     }
                 }]
             }));
         }
         GmailStatus::NeedsReconnect { since, reason, .. } => {
-            blocks.push(section(&format!(":warning: *Needs reconnect* since {}.\n*Why:* {reason}", slack_date(since))));
+            blocks.push(section(&words::home_needs_reconnect(lang, &slack_date(since), &escape_mrkdwn(&reason))));
             if let Some(link) = link {
-                blocks.push(button_row("Reconnect Gmail", link.as_str()));
+                blocks.push(button_row(words::reconnect_button(lang), link.as_str()));
             }
         }
         GmailStatus::NotConnected | GmailStatus::NotConfigured => {
-            blocks.push(section("Not connected: briefings leave your email out."));
+            blocks.push(section(words::home_not_connected(lang)));
             if let Some(link) = link {
-                blocks.push(button_row("Connect Gmail", link.as_str()));
+                blocks.push(button_row(words::connect_button(lang), link.as_str()));
             }
         }
     }

@@ -2,7 +2,9 @@
 //! side of connecting Gmail. Every outcome is a small HTML page that tells
 //! the person what happened and what to do, with the right status code; when
 //! the Slack user is known, they also get a DM (sent in the background, so a
-//! slow Slack never holds the browser).
+//! slow Slack never holds the browser). Pages and DMs are in the user's
+//! language ([`crate::i18n`]): the stored Slack locale of the user the link or
+//! `state` belongs to, the browser's `Accept-Language` before that is known.
 //!
 //! Authentication: `start` accepts only a signed, unexpired connect link
 //! ([`crate::google::links`]); `callback` only a stored, unexpired, unused
@@ -14,7 +16,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     extract::{RawQuery, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::Utc;
@@ -25,97 +27,70 @@ use crate::{
         oauth::{self, CallbackError, StartError},
         prompt,
     },
+    i18n::{
+        self, Lang,
+        gmail::{self as words, Failure},
+        web::Page,
+    },
+    slack::client::escape_mrkdwn,
     startup::AppState,
 };
 
-/// Parses a query string, refusing any parameter given twice.
+/// Parses a query string, refusing any parameter given twice (the error
+/// names that parameter, reduced to safe characters).
 fn single_valued(raw: Option<&str>) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if out.insert(k.to_string(), v.into_owned()).is_some() {
-            return Err(format!("the parameter `{}` was given more than once", escape(&clip(&k))));
+            return Err(clip(&k));
         }
     }
     Ok(out)
 }
 
+/// The browser's language, until the Slack user is known.
+fn browser_lang(headers: &HeaderMap) -> Lang {
+    Lang::from_accept_language(headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
+}
+
 /// `GET /oauth/google/start?t=<signed link token>`.
-pub async fn start(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
+pub async fn start(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let lang = browser_lang(&headers);
     let params = match single_valued(raw.as_deref()) {
         Ok(p) => p,
-        Err(why) => return page(StatusCode::BAD_REQUEST, "This link is not valid", &why, ASK_AGAIN),
+        Err(param) => {
+            return page(StatusCode::BAD_REQUEST, lang, Page::DuplicateParam { param, callback: false });
+        }
     };
     if state.config.google.is_none() {
-        return page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Gmail is not set up",
-            "This robeing has no Google OAuth client configured, so Gmail cannot be connected.",
-            "Ask your operator to set GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET.",
-        );
+        return page(StatusCode::SERVICE_UNAVAILABLE, lang, Page::NotConfigured);
     }
     let Some(token) = params.get("t") else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "This link is not valid",
-            "The link is missing its signed token.",
-            ASK_AGAIN,
-        );
+        return page(StatusCode::BAD_REQUEST, lang, Page::MissingToken);
     };
     let user_id = match links::verify(&state.config, token, Utc::now()) {
         Ok(user) => user,
         Err(LinkError::Expired) => {
             // The signature is good, so robeing made this link for someone; send
             // that person (and only them) a fresh one.
+            let mut lang = lang;
             if let Some(user) = expired_link_user(&state, token) {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    prompt::notify_with_button(
-                        &state,
-                        &user,
-                        "That Gmail link had expired (links work for 15 minutes). Here is a fresh one.",
-                        "Connect Gmail",
-                    )
-                    .await;
-                });
+                lang = i18n::user_lang(&state.db, &user).await;
+                dm_with_button(&state, &user, |l| words::link_expired(l).to_owned());
             }
-            return page(
-                StatusCode::BAD_REQUEST,
-                "This link has expired",
-                "Connect links work for 15 minutes. I have sent you a fresh one in Slack.",
-                "Open Slack and click the new button.",
-            );
+            return page(StatusCode::BAD_REQUEST, lang, Page::LinkExpired);
         }
-        Err(LinkError::NotConfigured) => {
-            return page(StatusCode::SERVICE_UNAVAILABLE, "Gmail is not set up", "Gmail is not configured.", "");
-        }
-        Err(LinkError::Invalid) => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "This link is not valid",
-                "The link was changed or was not made by robeing.",
-                ASK_AGAIN,
-            );
-        }
+        Err(LinkError::NotConfigured) => return page(StatusCode::SERVICE_UNAVAILABLE, lang, Page::NotConfigured),
+        Err(LinkError::Invalid) => return page(StatusCode::BAD_REQUEST, lang, Page::LinkInvalid),
     };
+    let lang = i18n::user_lang(&state.db, &user_id).await;
     match oauth::begin(&state, &user_id).await {
         Ok(url) => no_store((StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()),
-        Err(StartError::UnknownUser) => page(
-            StatusCode::BAD_REQUEST,
-            "Unknown Slack user",
-            "robeing has not met the Slack user this link was made for.",
-            "Send robeing a direct message in Slack first, then ask for a new link.",
-        ),
-        Err(StartError::NotConfigured) => {
-            page(StatusCode::SERVICE_UNAVAILABLE, "Gmail is not set up", "Gmail is not configured.", "")
-        }
+        Err(StartError::UnknownUser) => page(StatusCode::BAD_REQUEST, lang, Page::UnknownUser),
+        Err(StartError::NotConfigured) => page(StatusCode::SERVICE_UNAVAILABLE, lang, Page::NotConfigured),
         Err(StartError::Internal(e)) => {
             tracing::error!(error = format!("{e:#}"), "could not start the Google OAuth flow");
-            page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "robeing could not start the Google sign-in.",
-                "Please try again in a minute; the operator's logs have the cause.",
-            )
+            page(StatusCode::INTERNAL_SERVER_ERROR, lang, Page::StartFailed)
         }
     }
 }
@@ -127,166 +102,98 @@ fn expired_link_user(state: &AppState, token: &str) -> Option<String> {
     links::verify(&state.config, token, chrono::DateTime::<Utc>::UNIX_EPOCH).ok()
 }
 
-const ASK_AGAIN: &str = "Ask robeing in Slack for a new link (the Gmail section of its Home tab has one).";
-
 /// `GET /oauth/google/callback?state=…&code=…` (or `error=…`).
-pub async fn callback(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
+pub async fn callback(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let lang = browser_lang(&headers);
     let params = match single_valued(raw.as_deref()) {
         Ok(p) => p,
-        Err(why) => return page(StatusCode::BAD_REQUEST, "This sign-in response is not valid", &why, ASK_AGAIN),
+        Err(param) => return page(StatusCode::BAD_REQUEST, lang, Page::DuplicateParam { param, callback: true }),
     };
     let Some(state_value) = params.get("state") else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in response is not valid",
-            "It has no `state` parameter, so it did not come from a sign-in robeing started.",
-            ASK_AGAIN,
-        );
+        return page(StatusCode::BAD_REQUEST, lang, Page::NoState);
     };
     let (code, error) = (params.get("code"), params.get("error"));
     if code.is_some() && error.is_some() {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in response is not valid",
-            "It carries both a code and an error.",
-            ASK_AGAIN,
-        );
+        return page(StatusCode::BAD_REQUEST, lang, Page::CodeAndError);
     }
     let (user_id, verifier) = match oauth::consume_state(&state, state_value).await {
         Ok(found) => found,
-        Err(e) => return failure(&state, e),
+        Err(e) => {
+            let lang = match e.user_id() {
+                Some(user) => i18n::user_lang(&state.db, user).await,
+                None => lang,
+            };
+            return failure(&state, lang, e);
+        }
     };
+    let lang = i18n::user_lang(&state.db, &user_id).await;
     if let Some(error) = error {
         let error = clip(error);
         if error == "access_denied" {
-            dm_with_button(
-                &state,
-                &user_id,
-                "You declined Gmail access, so briefings will leave your email out. If that was a mistake, click *Connect Gmail* and choose *Allow*.",
-                "Connect Gmail",
-            );
-            return page(
-                StatusCode::OK,
-                "Gmail was not connected",
-                "You declined access on Google's page, so robeing cannot read your Gmail and briefings will leave email out.",
-                "Changed your mind? Use the Connect Gmail button robeing sent you in Slack.",
-            );
+            dm_with_button(&state, &user_id, |l| words::declined(l).to_owned());
+            return page(StatusCode::OK, lang, Page::Declined);
         }
-        dm_with_button(
-            &state,
-            &user_id,
-            &format!("Google did not connect your Gmail (it said `{error}`). Please try again with the button below."),
-            "Connect Gmail",
-        );
-        return page(
-            StatusCode::BAD_REQUEST,
-            "Gmail was not connected",
-            &format!("Google answered with the error `{}`.", escape(&error)),
-            "Try again with the button robeing sent you in Slack.",
-        );
+        let shown = error.clone();
+        dm_with_button(&state, &user_id, move |l| words::google_error(l, &shown));
+        return page(StatusCode::BAD_REQUEST, lang, Page::GoogleError { error });
     }
     let Some(code) = code else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in response is not valid",
-            "It has neither a code nor an error.",
-            ASK_AGAIN,
-        );
+        return page(StatusCode::BAD_REQUEST, lang, Page::NeitherCodeNorError);
     };
     match oauth::complete(&state, user_id, verifier, code).await {
         Ok(connected) => {
-            let what = format!(
-                "robeing can now read the inbox of {} (read-only) for the Slack user {}.",
-                escape(&connected.email),
-                escape(&connected.slack_name)
-            );
+            let shown = Page::Connected { email: connected.email.clone(), slack_name: connected.slack_name.clone() };
             let bg = state.clone();
             tokio::spawn(async move {
-                let text = format!(
-                    ":white_check_mark: Gmail connected as *{}*. Your briefings will include your inbox.",
-                    connected.email
-                );
+                let email = escape_mrkdwn(&connected.email);
                 if let Some((channel, ts)) = &connected.previous_prompt {
+                    let text = words::connected(lang, &email);
                     let blocks =
                         vec![serde_json::json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })];
                     if let Err(e) = prompt::update_message(&bg, channel, ts, &text, blocks).await {
                         tracing::warn!(error = format!("{e:#}"), "could not update the earlier Reconnect message");
                     }
                 }
-                prompt::notify(&bg, &connected.user_id, &format!("Gmail connected as {}", connected.email)).await;
+                prompt::notify(&bg, &connected.user_id, &words::connected_short(lang, &email)).await;
             });
-            page(StatusCode::OK, "Gmail connected", &what, "You can close this tab and go back to Slack.")
+            page(StatusCode::OK, lang, shown)
         }
-        Err(e) => failure(&state, e),
+        Err(e) => failure(&state, lang, e),
     }
 }
 
 /// The page (and DM) for a failed callback.
-fn failure(state: &Arc<AppState>, e: CallbackError) -> Response {
+fn failure(state: &Arc<AppState>, lang: Lang, e: CallbackError) -> Response {
     let user = e.user_id().map(str::to_owned);
-    let (status, title, what, next, dm): (StatusCode, &str, String, &str, Option<String>) = match &e {
-        CallbackError::UnknownState => (
-            StatusCode::BAD_REQUEST,
-            "This sign-in link is not valid",
-            "robeing did not start this sign-in (or the link was altered).".into(),
-            ASK_AGAIN,
-            None,
-        ),
-        CallbackError::ReusedState { .. } => (
-            StatusCode::BAD_REQUEST,
-            "This sign-in was already used",
-            "Each sign-in works once; this one was already completed or attempted.".into(),
-            "If Gmail is not connected yet, use the button robeing sent you in Slack.",
-            Some("That Gmail sign-in link was already used. If Gmail is still not connected, use this fresh button.".into()),
-        ),
-        CallbackError::ExpiredState { .. } => (
-            StatusCode::BAD_REQUEST,
-            "This sign-in has expired",
-            "A sign-in must be finished within 10 minutes of starting it.".into(),
-            "Start again with the button robeing sent you in Slack.",
-            Some("Your Gmail sign-in took longer than 10 minutes and expired. Start again with this button.".into()),
-        ),
-        CallbackError::CodeRejected { error, .. } => (
-            StatusCode::BAD_REQUEST,
-            "Google refused the sign-in",
-            format!("Google did not accept the sign-in code (`{}`).", escape(error)),
-            "Start again with the button robeing sent you in Slack.",
-            Some("Google refused the Gmail sign-in. Please try again with this button.".into()),
-        ),
-        CallbackError::NoRefreshToken { .. } => (
-            StatusCode::BAD_REQUEST,
-            "Gmail was not connected",
-            "Google did not give robeing lasting (offline) access, so it could not read your Gmail tomorrow.".into(),
-            "Remove robeing at https://myaccount.google.com/permissions, then connect again with the button in Slack.",
-            Some("Google did not give me lasting access to your Gmail. Remove robeing at https://myaccount.google.com/permissions, then click *Connect Gmail* again.".into()),
-        ),
-        CallbackError::MissingScope { .. } => (
-            StatusCode::BAD_REQUEST,
-            "Gmail access was not granted",
-            "You signed in, but did not allow robeing to read your email.".into(),
-            "Connect again and tick the box that lets robeing read your Gmail.",
-            Some("You signed in but did not tick *Read your email*, so I still cannot read your Gmail. Click *Connect Gmail* and allow it.".into()),
-        ),
+    let (status, shown, dm): (StatusCode, Page, Option<Failure>) = match &e {
+        CallbackError::UnknownState => (StatusCode::BAD_REQUEST, Page::UnknownState, None),
+        CallbackError::ReusedState { .. } => (StatusCode::BAD_REQUEST, Page::ReusedState, Some(Failure::Reused)),
+        CallbackError::ExpiredState { .. } => (StatusCode::BAD_REQUEST, Page::ExpiredState, Some(Failure::Expired)),
+        CallbackError::CodeRejected { error, .. } => {
+            (StatusCode::BAD_REQUEST, Page::CodeRejected { error: error.clone() }, Some(Failure::CodeRejected))
+        }
+        CallbackError::NoRefreshToken { .. } => {
+            (StatusCode::BAD_REQUEST, Page::NoRefreshToken, Some(Failure::NoRefreshToken))
+        }
+        CallbackError::MissingScope { .. } => {
+            (StatusCode::BAD_REQUEST, Page::MissingScope, Some(Failure::MissingScope))
+        }
         CallbackError::Internal(cause) => {
             tracing::error!(error = format!("{cause:#}"), "Google OAuth callback failed");
-            (
-                StatusCode::BAD_GATEWAY,
-                "Something went wrong",
-                "robeing could not finish connecting Gmail (Google or the database did not answer).".into(),
-                "Please try again in a minute with the button in Slack.",
-                Some("Something went wrong while connecting your Gmail. Please try again in a minute.".into()),
-            )
+            (StatusCode::BAD_GATEWAY, Page::CallbackFailed, Some(Failure::Internal))
         }
     };
-    if let (Some(user), Some(text)) = (user, dm) {
-        dm_with_button(state, &user, &text, "Connect Gmail");
+    if let (Some(user), Some(failure)) = (user, dm) {
+        dm_with_button(state, &user, move |l| words::callback_failed(l, failure).to_owned());
     }
-    page(status, title, &what, next)
+    page(status, lang, shown)
 }
 
-fn dm_with_button(state: &Arc<AppState>, user_id: &str, text: &str, label: &'static str) {
-    let (state, user_id, text) = (state.clone(), user_id.to_owned(), text.to_owned());
-    tokio::spawn(async move { prompt::notify_with_button(&state, &user_id, &text, label).await });
+/// DMs the user (in the background) a notice in their language with a fresh
+/// Connect Gmail button.
+fn dm_with_button(state: &Arc<AppState>, user_id: &str, text: impl Fn(Lang) -> String + Send + 'static) {
+    let (state, user_id) = (state.clone(), user_id.to_owned());
+    tokio::spawn(async move { prompt::notify_with_button(&state, &user_id, text).await });
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -296,15 +203,17 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// A minimal HTML page. `what` may contain already-escaped HTML; titles and
-/// `next` are escaped here.
-fn page(status: StatusCode, title: &str, what: &str, next: &str) -> Response {
+/// A minimal HTML page in `lang`; every text is escaped here.
+fn page(status: StatusCode, lang: Lang, shown: Page) -> Response {
+    let text = shown.text(lang);
     let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+        "<!doctype html><html lang=\"{l}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>{t} · robeing</title><style>body{{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;line-height:1.5}}</style>\
-         </head><body><h1>{t}</h1><p>{what}</p><p>{n}</p></body></html>",
-        t = escape(title),
-        n = escape(next),
+         </head><body><h1>{t}</h1><p>{w}</p><p>{n}</p></body></html>",
+        l = lang.tag(),
+        t = escape(text.title),
+        w = escape(&text.what),
+        n = escape(text.next),
     );
     let mut response = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -178,14 +178,48 @@ async fn events_route(State(state): State<Arc<AppState>>, request: Request) -> R
     }
 }
 
-/// The immediate, ephemeral answer to a slash command (Slack wants one within
-/// 3 s; the real work runs from the outbox).
-pub fn command_ack(command: &str) -> serde_json::Value {
-    let text = match command {
-        "/brief" => "Preparing your briefing…".to_owned(),
-        other => format!("Working on `{}`…", crate::slack::client::escape_mrkdwn(other)),
-    };
-    serde_json::json!({ "response_type": "ephemeral", "text": text })
+/// How long the `/brief` acknowledgement may wait for the user's stored
+/// locale: the ack is due within Slack's 3 s, and English beats a late ack.
+pub const ACK_LOCALE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// What a slash command's acknowledgement depends on, taken from its payload
+/// before the payload is handed to the pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct CommandAck {
+    command: String,
+    text: String,
+    user_id: String,
+}
+
+impl CommandAck {
+    /// `None` when the payload is not a slash command.
+    pub fn of(payload: &serde_json::Value) -> Option<Self> {
+        let field = |name: &str| payload.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        payload.get("command")?;
+        Some(Self { command: field("command"), text: field("text"), user_id: field("user_id") })
+    }
+
+    /// The immediate, ephemeral answer to a slash command (Slack wants one
+    /// within 3 s; the real work runs from the outbox), in the user's
+    /// language: the command's own text decides when it has letters (`/brief
+    /// 뉴스`), else the stored Slack locale (a slash command carries none).
+    pub async fn answer(&self, state: &AppState) -> serde_json::Value {
+        let locale = match self.user_id.as_str() {
+            "" => None,
+            user => tokio::time::timeout(ACK_LOCALE_WAIT, crate::storage::users::get(&state.db, user))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+                .and_then(|u| u.locale),
+        };
+        let lang = crate::i18n::Lang::detect(&self.text, locale.as_deref());
+        let text = match self.command.as_str() {
+            "/brief" => crate::i18n::briefing::ack(lang).to_owned(),
+            other => crate::i18n::briefing::working_on(lang, &crate::slack::client::escape_mrkdwn(other)),
+        };
+        serde_json::json!({ "response_type": "ephemeral", "text": text })
+    }
 }
 
 fn form_to_json(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
@@ -202,9 +236,9 @@ async fn commands_route(State(state): State<Arc<AppState>>, request: Request) ->
         return Ok(axum::http::StatusCode::OK.into_response());
     }
     let keys = events::command_keys(&payload).map_err(|e| ApiError::BadRequest(e.into()))?;
-    let command = payload["command"].as_str().unwrap_or_default().to_owned();
+    let ack = CommandAck::of(&payload).unwrap_or_default();
     record(&state, keys, retry_num(&headers), payload).await?;
-    Ok(Json(command_ack(&command)).into_response())
+    Ok(Json(ack.answer(&state).await).into_response())
 }
 
 async fn interactions_route(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {

@@ -11,6 +11,7 @@
 use anyhow::Context as _;
 
 use crate::{
+    i18n::{Lang, home as words},
     jobs::JobError,
     slack::{
         client::{SlackApi, SlackError, escape_mrkdwn},
@@ -73,7 +74,10 @@ pub async fn run(state: &AppState, job: &Job) -> Result<(), JobError> {
     {
         return Err(stopped(team, &reason));
     }
-    route(state, event).await
+    // The event's own span inside the job's: one grep for the event id
+    // follows it from the ack (pipeline) through its handling.
+    use tracing::Instrument as _;
+    route(state, event).instrument(tracing::info_span!("slack_event", event_id, kind = %kind, job = %job.id)).await
 }
 
 fn team_of(event: &SlackEvent) -> Option<&str> {
@@ -160,44 +164,31 @@ async fn refresh_profile(state: &AppState, team_id: &str, user_id: &str) -> Resu
 }
 
 /// The Home tab: who the user is to robeing, their Gmail state, how to use
-/// `/brief`. A minimal status view; other modules add to it.
-pub fn home_blocks(name: &str, gmail_state: Option<&str>) -> Vec<serde_json::Value> {
-    let gmail = match gmail_state {
-        Some("connected") => "Gmail: connected. Your briefing includes a summary of your inbox.",
-        Some("needs_reconnect") => "Gmail: needs reconnecting. robeing can no longer read your inbox.",
-        Some(_) | None => "Gmail: not connected. Your briefing has news only until you connect it.",
-    };
-    let section = |text: String| serde_json::json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } });
+/// `/brief`, in the user's language. A minimal status view; other modules
+/// add to it.
+pub fn home_blocks(lang: Lang, name: &str, gmail_state: Option<&str>) -> Vec<serde_json::Value> {
+    let section = |text: &str| serde_json::json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } });
     vec![
         serde_json::json!({ "type": "header", "text": { "type": "plain_text", "text": "robeing" } }),
-        section(format!(
-            "Hi *{}*. I'm robeing, your assistant: write to me in this app's Messages tab and I'll answer, remembering what we talked about.",
-            escape_mrkdwn(name)
-        )),
-        section(gmail.to_owned()),
-        section(
-            "Type `/brief` anywhere for your briefing now (Gmail summary and news). It also arrives every morning."
-                .to_owned(),
-        ),
-        section(
-            "*Your data.* robeing keeps our conversations to remember them. You can have it forget everything."
-                .to_owned(),
-        ),
+        section(&words::intro(lang, &escape_mrkdwn(name))),
+        section(words::gmail_state(lang, gmail_state)),
+        section(words::brief_usage(lang)),
+        section(words::your_data(lang)),
         serde_json::json!({
             "type": "actions",
             "block_id": "forget",
             "elements": [{
                 "type": "button",
                 "action_id": crate::conversation::FORGET_CONFIRM_ACTION,
-                "text": { "type": "plain_text", "text": "Forget me" },
+                "text": { "type": "plain_text", "text": words::forget_button(lang) },
                 "style": "danger",
                 "value": "forget",
                 // Slack's own confirmation step: nothing is deleted unless confirmed.
                 "confirm": {
-                    "title": { "type": "plain_text", "text": "Forget everything?" },
-                    "text": { "type": "mrkdwn", "text": "All our conversations are deleted from robeing's database and its memory. This cannot be undone." },
-                    "confirm": { "type": "plain_text", "text": "Forget me" },
-                    "deny": { "type": "plain_text", "text": "Keep" }
+                    "title": { "type": "plain_text", "text": words::forget_confirm_title(lang) },
+                    "text": { "type": "mrkdwn", "text": words::forget_confirm_text(lang) },
+                    "confirm": { "type": "plain_text", "text": words::forget_button(lang) },
+                    "deny": { "type": "plain_text", "text": words::keep(lang) }
                 }
             }]
         }),
@@ -210,7 +201,8 @@ pub async fn publish_home(state: &AppState, user_id: &str) -> Result<(), JobErro
     let user = storage::users::get(&state.db, user_id).await?;
     let name = user.as_ref().map(|u| u.name().to_owned()).unwrap_or_else(|| user_id.to_owned());
     let gmail = storage::users::gmail_state(&state.db, user_id).await?;
-    let mut blocks = home_blocks(&name, gmail.as_deref());
+    let lang = Lang::of_locale(user.as_ref().and_then(|u| u.locale.as_deref()));
+    let mut blocks = home_blocks(lang, &name, gmail.as_deref());
     if user.is_some() {
         match crate::briefing::home::view(state, user_id, chrono::Utc::now()).await {
             Ok(view) => {

@@ -1,9 +1,10 @@
 //! Everything Slack: the Web API client ([`client`]), the Socket Mode
-//! connection ([`socket_mode`]), our `SlackEvent` enum and its parsing
+//! connection ([`socket_mode`]), the token's scopes ([`scopes`]), our `SlackEvent` enum and its parsing
 //! ([`events`]), and the `slack_event` job that routes each stored event
 //! ([`dispatch`]). The HTTP routes are in [`crate::http::slack`].
 
 pub mod client;
 pub mod dispatch;
 pub mod events;
+pub mod scopes;
 pub mod socket_mode;

@@ -32,6 +32,7 @@ use secrecy::SecretString;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::{
     health::SocketModeState,
@@ -265,7 +266,11 @@ async fn connection(
             kind @ ("events_api" | "slash_commands" | "interactive") => {
                 let kind = kind.to_owned();
                 let (state, out) = (state.clone(), out.clone());
-                tokio::spawn(async move { handle_envelope(&state, &kind, envelope, &out).await });
+                // One span per envelope, carrying its id (the Socket Mode
+                // counterpart of an HTTP request's request_id).
+                let id = envelope.get("envelope_id").and_then(|e| e.as_str()).unwrap_or("-").to_owned();
+                let span = tracing::info_span!("envelope", envelope_id = %id, kind = %kind);
+                tokio::spawn(async move { handle_envelope(&state, &kind, envelope, &out).await }.instrument(span));
             }
             other => tracing::debug!(kind = other, "Socket Mode frame of an unknown type; ignored"),
         }
@@ -301,7 +306,7 @@ async fn handle_envelope(state: &AppState, kind: &str, envelope: serde_json::Val
             tracing::warn!(kind, why, "Socket Mode payload cannot be recorded; acknowledged and dropped");
         }
         Ok(keys) => {
-            let command = payload.get("command").and_then(|c| c.as_str()).map(str::to_owned);
+            let command_ack = crate::http::slack::CommandAck::of(&payload);
             let event = NewEvent {
                 event_id: keys.event_id,
                 team_id: keys.team_id,
@@ -324,8 +329,8 @@ async fn handle_envelope(state: &AppState, kind: &str, envelope: serde_json::Val
                     return;
                 }
             }
-            if let Some(command) = command {
-                ack["payload"] = crate::http::slack::command_ack(&command);
+            if let Some(command_ack) = command_ack {
+                ack["payload"] = command_ack.answer(state).await;
             }
         }
     }

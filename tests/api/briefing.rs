@@ -878,7 +878,7 @@ async fn the_llm_summarises_mail_from_metadata_only_when_configured() {
         api_key: Some(secrecy::SecretString::from("llm-key-123")),
         model: "small-model".into(),
     };
-    let summary = briefing::compose::llm_summary(&http, &llm, &items, briefing::compose::Lang::Ko).await.unwrap();
+    let summary = briefing::compose::llm_summary(&http, &llm, &items, robeing::i18n::Lang::Ko).await.unwrap();
     assert_eq!(summary, "박서연 님의 계약서 검토 요청이 가장 급합니다.");
 
     let calls = llm_fake.requests_to("/v1/chat/completions");
@@ -898,7 +898,7 @@ async fn the_llm_summarises_mail_from_metadata_only_when_configured() {
 
     // An LLM that fails is an error the caller records (the extractive summary stands).
     llm_fake.script("/v1/chat/completions", [Scripted::json(503, serde_json::json!({ "error": "overloaded" }))]);
-    let err = briefing::compose::llm_summary(&http, &llm, &items, briefing::compose::Lang::En).await.unwrap_err();
+    let err = briefing::compose::llm_summary(&http, &llm, &items, robeing::i18n::Lang::En).await.unwrap_err();
     assert!(err.to_string().contains("503"), "{err}");
 }
 

@@ -100,6 +100,47 @@ async fn doctor_checks_the_key_google_and_data_health() {
     assert!(t.contains("✗ token encryption key") && t.contains("TOKEN_ENCRYPTION_KEY"), "{t}");
 }
 
+#[tokio::test]
+async fn doctor_names_a_missing_bot_scope_and_the_fix() {
+    use crate::fakes::slack::{BOT_SCOPES, auth_test_with_scopes};
+    let slack = crate::fakes::slack::start().await;
+    let (db, _) = fresh_database().await;
+    let api = slack.url("/api");
+    let vars = [
+        ("SLACK_BOT_TOKEN", BOT_TOKEN),
+        ("SLACK_SIGNING_SECRET", SIGNING_SECRET),
+        ("SLACK_API_URL", api.as_str()),
+        ("DATABASE_URL", db.as_str()),
+    ];
+
+    let out = run_binary(&["doctor"], &vars).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("✓ Slack: the bot token has all 6 scopes"), "{t}");
+    let calls = slack.requests_to("/api/auth.test");
+    assert_eq!(calls.len(), 1, "one auth.test call reads both the identity and the scopes");
+    assert_eq!(calls[0].headers["authorization"], format!("Bearer {BOT_TOKEN}"));
+
+    // The token was installed before `users:read` was added to the manifest.
+    let without: Vec<&str> = BOT_SCOPES.iter().copied().filter(|s| *s != "users:read").collect();
+    slack.script("/api/auth.test", [auth_test_with_scopes(&without)]);
+    let out = run_binary(&["doctor"], &vars).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "a missing scope fails doctor: {t}");
+    assert!(t.contains("✓ Slack: auth.test ok"), "the token itself is valid: {t}");
+    assert!(t.contains("✗ Slack: the bot token lacks the scope(s) users:read"), "{t}");
+    assert!(t.contains("reinstall the app from manifest.yaml"), "{t}");
+    assert!(!t.contains(BOT_TOKEN), "the token is never printed: {t}");
+
+    // Two missing: both named, in the manifest's order.
+    let fewer: Vec<&str> = without.iter().copied().filter(|s| *s != "im:history").collect();
+    slack.script("/api/auth.test", [auth_test_with_scopes(&fewer)]);
+    let out = run_binary(&["doctor"], &vars).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("lacks the scope(s) im:history, users:read"), "{t}");
+}
+
 /// user, text, status, reply, reply ts
 type ExchangeRow = (String, String, String, Option<String>, Option<String>);
 

@@ -731,39 +731,12 @@ async fn app_home_shows_the_state_and_disconnect_revokes_at_google() {
     assert_eq!(err.email_status(), "needs_reconnect");
 }
 
-/// Captured log output (a `MakeWriter` over a shared buffer).
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn no_token_reaches_the_logs() {
     // The operator's default filter (RUST_LOG=info), JSON like production.
     // The test runtime is single-threaded, so a thread-local subscriber sees
     // everything the app does.
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = crate::helpers::capture_logs();
 
     let env = setup().await;
     assert_eq!(env.connect().await.0, 200);
@@ -776,9 +749,8 @@ async fn no_token_reaches_the_logs() {
     assert!(google::access_token(&env.app.state, USER).await.is_err());
     env.wait_for_post("Reconnect Gmail", 1).await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    // Something was captured. (Not every line is guaranteed: tracing caches
-    // per-callsite interest process-wide, and other tests' threads race it.)
+    let text = logs.text();
+    // Something was captured.
     assert!(text.contains("robeing::"), "{text}");
     let mut secrets = env.google.issued();
     secrets.extend([crate::fakes::google::CLIENT_SECRET.to_owned(), KEY.to_owned()]);

@@ -188,3 +188,56 @@ pub async fn run_binary_with_stdin(args: &[&str], vars: &[(&str, &str)], input: 
 pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
+
+/// Captured log output (a `MakeWriter` over a shared buffer).
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Captures this thread's logs as JSON at the operator's default filter
+/// (`info`), like production. The test runtime is single-threaded, so the
+/// app spawned by the test logs here too.
+pub fn capture_logs() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+    capture_logs_at("info")
+}
+
+/// [`capture_logs`] with another filter (`RUST_LOG` syntax).
+pub fn capture_logs_at(filter: &str) -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+    // While at most one dispatcher is registered, tracing-core computes a
+    // new callsite's interest from the *registering thread's* dispatcher
+    // alone (`has_just_one`), so another test's thread (no subscriber) could
+    // cache "never" for a callsite this test needs. A second, idle
+    // dispatcher, alive for the whole run, makes every registration consult
+    // all registered dispatchers.
+    static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(logs.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}

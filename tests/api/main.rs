@@ -12,6 +12,8 @@ mod conversation;
 mod faults;
 mod foundation;
 mod gmail;
+mod i18n;
 mod process;
+mod request_id;
 mod slack_http;
 mod socket_mode;

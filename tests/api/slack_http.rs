@@ -417,7 +417,8 @@ async fn app_home_opened_publishes_the_home_tab_waiting_out_a_429() {
     assert_eq!(body["user_id"], USER);
     assert_eq!(body["view"]["type"], "home");
     let text = body["view"]["blocks"].to_string();
-    assert!(text.contains("jane") && text.contains("/brief") && text.contains("Gmail: not connected"), "{text}");
+    // The fixture's Slack locale is ko-KR, so the Home tab is in Korean.
+    assert!(text.contains("jane") && text.contains("/brief") && text.contains("Gmail: 연결되지 않음"), "{text}");
     app.stop().await.unwrap();
 }
 

@@ -14,6 +14,17 @@ use super::recorder::{Recorded, Recorder, Scripted};
 
 pub const TEAM_ID: &str = "T0ROBEING";
 pub const BOT_USER_ID: &str = "U0BOT0001";
+/// The scopes a token installed from `manifest.yaml` has (Slack also
+/// grants `app_mentions:read`-style extras on some installs; one is here so
+/// extras are shown to be harmless).
+pub const BOT_SCOPES: &[&str] =
+    &["chat:write", "im:history", "im:read", "im:write", "commands", "users:read", "team:read"];
+
+/// Slack's `auth.test` answer for a token with these scopes: the body, and
+/// the scopes in the `x-oauth-scopes` header as Slack sends them.
+pub fn auth_test_with_scopes(scopes: &[&str]) -> Scripted {
+    Scripted::json(200, fixture("auth.test")).with_header("x-oauth-scopes", &scopes.join(","))
+}
 
 fn fixture(name: &str) -> serde_json::Value {
     let path = format!("{}/tests/fixtures/slack/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -177,7 +188,7 @@ pub async fn start_with_workspace() -> (Recorder, Workspace) {
     let handler = move |r: &Recorded| -> Scripted {
         let method = r.path.trim_start_matches("/api/");
         match method {
-            "auth.test" => Scripted::json(200, fixture("auth.test")),
+            "auth.test" => auth_test_with_scopes(BOT_SCOPES),
             "users.info" => {
                 let user = r.param("user").unwrap_or_default();
                 let mut v = fixture("users.info");

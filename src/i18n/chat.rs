@@ -1,49 +1,8 @@
-//! Every sentence robeing says in a DM, in Korean and English, in one place.
+//! The conversation: every sentence robeing says in answer to a DM.
 //! Texts are plain Slack mrkdwn without `<`, `>` or `&` (the sender escapes
 //! everything, so those would show literally).
 
-/// The language of a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Ko,
-    En,
-}
-
-impl Lang {
-    /// The message's own script decides (Hangul → Korean, Latin letters →
-    /// English); a message with neither (emoji, digits) follows the Slack
-    /// locale (`ko…` → Korean), else English.
-    pub fn detect(text: &str, locale: Option<&str>) -> Self {
-        if text.chars().any(is_hangul) {
-            return Lang::Ko;
-        }
-        if text.chars().any(|c| c.is_ascii_alphabetic()) {
-            return Lang::En;
-        }
-        Self::of_locale(locale)
-    }
-
-    /// From the Slack locale alone.
-    pub fn of_locale(locale: Option<&str>) -> Self {
-        match locale {
-            Some(l) if l.to_ascii_lowercase().starts_with("ko") => Lang::Ko,
-            _ => Lang::En,
-        }
-    }
-
-    /// For the LLM prompt.
-    pub fn name(self) -> &'static str {
-        match self {
-            Lang::Ko => "Korean",
-            Lang::En => "English",
-        }
-    }
-}
-
-/// Hangul syllables and jamo.
-pub fn is_hangul(c: char) -> bool {
-    matches!(c, '\u{AC00}'..='\u{D7A3}' | '\u{1100}'..='\u{11FF}' | '\u{3130}'..='\u{318F}')
-}
+use super::Lang;
 
 /// The placeholder shown while a slow reply is composed.
 pub const PLACEHOLDER: &str = "…";
@@ -285,6 +244,16 @@ pub fn export_you(lang: Lang) -> &'static str {
     match lang {
         Lang::Ko => "나",
         Lang::En => "you",
+    }
+}
+
+/// In a history export, where an exchange has no reply.
+pub fn export_no_reply(lang: Lang, failed: bool) -> &'static str {
+    match (lang, failed) {
+        (Lang::Ko, true) => "(답하지 못함)",
+        (Lang::En, true) => "(no reply: failed)",
+        (Lang::Ko, false) => "(아직 답하지 않음)",
+        (Lang::En, false) => "(no reply yet)",
     }
 }
 
