@@ -22,6 +22,7 @@
 //! - [`slack`]: the Slack Web API client and transport pieces.
 //! - [`storage`]: Postgres — connection, migrations, all SQL.
 //! - [`health`]: the readiness report; [`metrics`]: Prometheus counters.
+//! - [`ratelimit`]: the configured outbound budgets (Slack posts, Gmail calls).
 //! - [`error`], [`telemetry`]: the error and logging policies.
 
 pub mod briefing;
@@ -39,6 +40,7 @@ pub mod memory;
 pub mod metrics;
 pub mod news;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod slack;
 pub mod startup;
 pub mod storage;

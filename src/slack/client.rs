@@ -14,7 +14,12 @@
 //!   is *not* repeated here on an ambiguous failure: whether to post again is
 //!   the outbox's decision (see [`SlackApi::post_message`]).
 //! - **Pacing.** `chat.postMessage` is paced per channel with a small token
-//!   bucket ([`POST_BURST`], [`POST_INTERVAL`]), Slack's ~1 message/s rule.
+//!   bucket ([`POST_BURST`], [`POST_INTERVAL`]), Slack's ~1 message/s rule,
+//!   and workspace-wide by the `SLACK_MAX_POSTS_PER_SECOND` budget
+//!   ([`crate::ratelimit::Budget`], its waits in `/metrics`). Every post —
+//!   replies, prompts, briefings with their metadata — goes through
+//!   [`SlackApi::post_message`] or [`SlackApi::post_message_with_metadata`],
+//!   one path.
 //! - **Escaping.** [`escape_mrkdwn`] makes user- or LLM-derived text inert.
 
 use std::{
@@ -30,7 +35,7 @@ use secrecy::{ExposeSecret, SecretString};
 use slack_morphism::{errors::SlackClientError, prelude::*};
 use url::Url;
 
-use crate::{jobs::JobError, storage::users::Profile};
+use crate::{jobs::JobError, ratelimit::Budget, storage::users::Profile};
 
 /// The connector type we use for every Slack call.
 pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
@@ -175,6 +180,8 @@ pub struct SlackApi {
     client: Arc<SlackClient<Connector>>,
     token: Arc<SlackApiToken>,
     pacer: Arc<Pacer>,
+    /// The workspace-wide `chat.postMessage` budget.
+    posts: Arc<Budget>,
     identity: Arc<OnceLock<BotIdentity>>,
 }
 
@@ -226,7 +233,19 @@ impl SlackApi {
     pub fn new(api_url: &Url, bot_token: &SecretString) -> anyhow::Result<Self> {
         let client = SlackClient::new(connector(api_url)?);
         let token = SlackApiToken::new(SlackApiTokenValue(bot_token.expose_secret().to_owned()));
-        Ok(Self { client: Arc::new(client), token: Arc::new(token), pacer: Arc::default(), identity: Arc::default() })
+        Ok(Self {
+            client: Arc::new(client),
+            token: Arc::new(token),
+            pacer: Arc::default(),
+            posts: Arc::new(posts_budget(crate::config::DEFAULT_SLACK_POSTS_PER_SECOND)),
+            identity: Arc::default(),
+        })
+    }
+
+    /// Sets the workspace-wide `chat.postMessage` budget (`SLACK_MAX_POSTS_PER_SECOND`).
+    pub fn with_post_rate(mut self, per_second: f64) -> Self {
+        self.posts = Arc::new(posts_budget(per_second));
+        self
     }
 
     /// The underlying slack-morphism client.
@@ -326,12 +345,13 @@ impl SlackApi {
 
     /// `chat.postMessage`; returns the new message's `ts`.
     ///
-    /// Paced per channel. A 429 is waited out and repeated (Slack did not
-    /// post). A timeout or 5xx is *not* repeated here: the message may have
-    /// been posted, and posting again could show it twice. The error goes
-    /// back to the job, and the outbox decides: the caller records the
-    /// returned `ts` (the exchange row) and checks it before posting again, so
-    /// delivery is at-least-once only across that one ambiguous window.
+    /// Paced per channel and by the workspace budget. A 429 is waited out
+    /// and repeated (Slack did not post). A timeout or 5xx is *not* repeated
+    /// here: the message may have been posted, and posting again could show
+    /// it twice. The error goes back to the job, and the outbox decides: the
+    /// caller records the returned `ts` (the exchange row) and checks it
+    /// before posting again, so delivery is at-least-once only across that
+    /// one ambiguous window.
     pub async fn post_message(
         &self,
         channel: &str,
@@ -340,22 +360,59 @@ impl SlackApi {
         thread_ts: Option<&str>,
     ) -> Result<String, SlackError> {
         let mut body = serde_json::json!({ "channel": channel, "text": text });
-        if let Some(blocks) = blocks {
-            body["blocks"] = blocks.into();
-        }
         if let Some(ts) = thread_ts {
             body["thread_ts"] = ts.into();
+        }
+        self.post(channel, body, blocks).await
+    }
+
+    /// [`SlackApi::post_message`] with Slack message metadata
+    /// (`event_type` and a flat string `event_payload`), which
+    /// [`SlackApi::history_with_metadata`] reads back: how a retried job
+    /// finds the message an earlier attempt posted.
+    pub async fn post_message_with_metadata(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: Vec<serde_json::Value>,
+        event_type: &str,
+        event_payload: &[(&str, &str)],
+    ) -> Result<String, SlackError> {
+        let payload: serde_json::Map<String, serde_json::Value> =
+            event_payload.iter().map(|(k, v)| ((*k).to_owned(), (*v).into())).collect();
+        let body = serde_json::json!({
+            "channel": channel, "text": text,
+            "metadata": { "event_type": event_type, "event_payload": payload },
+        });
+        self.post(channel, body, Some(blocks)).await
+    }
+
+    /// The one `chat.postMessage` path: per-channel pacing, the workspace
+    /// budget, then the call (429s waited out, nothing else repeated).
+    async fn post(
+        &self,
+        channel: &str,
+        mut body: serde_json::Value,
+        blocks: Option<Vec<serde_json::Value>>,
+    ) -> Result<String, SlackError> {
+        const METHOD: &str = "chat.postMessage";
+        if let Some(blocks) = blocks {
+            body["blocks"] = blocks.into();
         }
         let wait = self.pacer.take(channel);
         if wait > MAX_INLINE_WAIT {
             self.pacer.refund(channel);
-            return Err(SlackError::RateLimited { method: "chat.postMessage", after: wait });
+            return Err(SlackError::RateLimited { method: METHOD, after: wait });
         }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        let v = self.post_json("chat.postMessage", Repeat::OnlyIfRefusedUnprocessed, &body).await?;
-        string_field(&v, "ts", "chat.postMessage")
+        if let Err(after) = self.posts.acquire(crate::ratelimit::MAX_WAIT).await {
+            self.pacer.refund(channel);
+            return Err(SlackError::RateLimited { method: METHOD, after });
+        }
+        let v = self.post_json(METHOD, Repeat::OnlyIfRefusedUnprocessed, &body).await?;
+        string_field(&v, "ts", METHOD)
     }
 
     /// `chat.update` of a message robeing posted (idempotent).
@@ -380,6 +437,33 @@ impl SlackApi {
             .and_then(|c| c.as_str())
             .map(str::to_owned)
             .ok_or(SlackError::Refused { method: "conversations.open", code: "answer without channel.id".into() })
+    }
+
+    /// `conversations.history` of one channel since `oldest` (a Slack ts),
+    /// newest first, with every message's metadata (`include_all_metadata`):
+    /// the `messages` array as Slack sent it. Safe to repeat.
+    pub async fn history_with_metadata(
+        &self,
+        channel: &str,
+        oldest: &str,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Value>, SlackError> {
+        let limit = limit.to_string();
+        let v = self
+            .call("conversations.history", Repeat::Safe, || {
+                let limit = limit.as_str();
+                async move {
+                    let params = vec![
+                        ("channel", Some(channel)),
+                        ("oldest", Some(oldest)),
+                        ("limit", Some(limit)),
+                        ("include_all_metadata", Some("true")),
+                    ];
+                    self.session().http_session_api.http_get("conversations.history", &params, None).await
+                }
+            })
+            .await?;
+        Ok(v.get("messages").and_then(|m| m.as_array()).cloned().unwrap_or_default())
     }
 
     /// `users.info` with the locale: names, time zone, locale, and the
@@ -423,6 +507,12 @@ impl SlackApi {
         let body = serde_json::json!({ "user_id": user, "view": { "type": "home", "blocks": blocks } });
         self.post_json("views.publish", Repeat::Safe, &body).await.map(|_| ())
     }
+}
+
+/// The workspace-wide `chat.postMessage` budget: one second's worth may go
+/// at once (at least one).
+fn posts_budget(per_second: f64) -> Budget {
+    Budget::per_second("slack_posts", per_second, per_second.ceil().max(1.0) as u32)
 }
 
 fn string_field(v: &serde_json::Value, field: &str, method: &'static str) -> Result<String, SlackError> {
