@@ -720,7 +720,7 @@ async fn briefings_go_through_the_clients_workspace_post_budget() {
     // A lower bound the budget guarantees (not a speed target): 8 posts at 4/s with a burst of 4.
     assert!(elapsed >= Duration::from_millis(950), "8 posts at 4/s took only {elapsed:?}");
     let waited = budget_waited("slack_posts") - waited_before;
-    assert!(waited >= 2.4, "the waits are counted in /metrics: {waited} s");
+    assert!(waited > 0.0, "the waits are counted in /metrics: {waited} s");
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("robeing_budget_wait_seconds_total{budget=\"slack_posts\"}"), "{metrics}");
     assert!(metrics.contains("robeing_slack_api_calls_total{method=\"chat.postMessage\",status=\"ok\"}"), "{metrics}");
@@ -728,8 +728,41 @@ async fn briefings_go_through_the_clients_workspace_post_budget() {
 }
 
 #[tokio::test]
+async fn the_slack_clients_post_budget_spaces_simultaneous_posts() {
+    robeing::startup::install_crypto_provider();
+    let slack = crate::fakes::slack::start().await;
+    let api = robeing::slack::client::SlackApi::new(
+        &url::Url::parse(&slack.url("/api")).unwrap(),
+        &secrecy::SecretString::from(BOT_TOKEN.to_owned()),
+    )
+    .unwrap()
+    .with_post_rate(4.0);
+    let waited_before = budget_waited("slack_posts");
+    let started = std::time::Instant::now();
+    // Eight posts to eight channels at once: each reserves its slot on its
+    // first poll, so the last four wait 0.25, 0.5, 0.75 and 1 s.
+    let posts = (1..=8).map(|i| {
+        let api = api.clone();
+        async move {
+            let channel = format!("D0BUDGET{i}");
+            api.post_message_with_metadata(&channel, "hi", vec![], "robeing_briefing", &[("briefing_id", "b")]).await
+        }
+    });
+    let results = futures_util::future::join_all(posts).await;
+    let elapsed = started.elapsed();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert!(elapsed >= Duration::from_millis(990), "8 posts at 4/s took only {elapsed:?}");
+    let waited = budget_waited("slack_posts") - waited_before;
+    assert!(waited >= 2.45, "0.25 + 0.5 + 0.75 + 1 s waited, counted in /metrics: {waited} s");
+    let sent = slack.requests_to(POST);
+    assert_eq!(sent.len(), 8);
+    assert_eq!(sent[0].json()["metadata"]["event_payload"]["briefing_id"], "b");
+}
+
+#[tokio::test]
 async fn gmail_calls_take_the_users_budget_and_the_shared_one() {
     use robeing::{google::gmail, ratelimit::Budget};
+    robeing::startup::install_crypto_provider();
     let fake = crate::fakes::gmail::start_bulk(10, Duration::ZERO).await;
     let user = std::sync::Arc::new(gmail::user_budget(20.0));
     let shared = std::sync::Arc::new(Budget::per_second("gmail_shared_test", 1000.0, 1000));
@@ -743,9 +776,10 @@ async fn gmail_calls_take_the_users_budget_and_the_shared_one() {
     let elapsed = started.elapsed();
     assert_eq!(metas.len(), 10);
     assert_eq!(fake.requests().len(), 11);
-    // 11 calls at 20/s with 8 at once: the 9th to 11th wait 50, 100 and 150 ms.
+    // 11 calls at 20/s with 8 at once: however long the listing took, the
+    // last two gets wait at least 50 and 100 ms for their slots.
     assert!(elapsed >= Duration::from_millis(140), "11 calls at 20/s took only {elapsed:?}");
-    assert!(budget_waited("gmail_user") - waited_before >= 0.25, "the user's waits are counted");
+    assert!(budget_waited("gmail_user") - waited_before >= 0.14, "the user's waits are counted");
     // A budget that is far behind refuses instead of holding the caller.
     let slow = gmail::GmailClient::new(reqwest::Client::new(), url::Url::parse(&fake.url("")).unwrap()).with_budgets(
         std::sync::Arc::new(Budget::per_second("gmail_user", 0.01, 1)),
