@@ -19,8 +19,10 @@ use std::{
 
 /// The longest a caller waits inline for its slot. A longer wait means far
 /// more callers than the budget serves; the call then fails as rate-limited
-/// (a job is retried after that long) rather than holding a worker.
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// (a job is retried after that long) rather than holding a worker. Short
+/// enough that a briefing job stays inside its lease (see
+/// `briefing::deliver::SLACK_TIMEOUT`).
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
 /// A shared rate budget (token bucket) for one kind of outbound call.
 #[derive(Debug)]

@@ -162,9 +162,16 @@ fn classify(e: SlackError) -> PostError {
 
 /// Longest wait for Slack to accept a briefing, all of it: the channel's
 /// pacing, the workspace budget (at most [`crate::ratelimit::MAX_WAIT`]) and
-/// the client's own bounded retries. Keeps a delivery inside the job lease
-/// ([`crate::jobs::LEASE`], 90 s) so no second worker runs it meanwhile.
-pub const SLACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// the client's call. With composing (sections in parallel, at most
+/// [`super::compose::SECTION_TIMEOUT`], then the LLM, at most
+/// [`super::compose::LLM_TIMEOUT`]) a delivery stays inside the job lease
+/// ([`crate::jobs::LEASE`], 90 s), so no second worker runs it meanwhile.
+pub const SLACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(35);
+const _: () = assert!(
+    super::compose::SECTION_TIMEOUT.as_secs() + super::compose::LLM_TIMEOUT.as_secs() + SLACK_TIMEOUT.as_secs()
+        < crate::jobs::LEASE.as_secs(),
+    "a briefing job must finish inside its lease"
+);
 
 /// Posts a message to the user's DM (opening it when its id is not stored)
 /// through the Slack client ([`crate::slack::client::SlackApi`]): its
