@@ -39,12 +39,27 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("SLACK_APP_TOKEN", "unset → no Socket Mode", "`xapp-…` app-level token; its presence turns Socket Mode on"),
     ("SLACK_SIGNING_SECRET", "unset → HTTP Slack routes answer 503 and say why", "verifies HTTP requests from Slack"),
     ("SLACK_API_URL", "`https://slack.com/api`", "Slack Web API base"),
+    (
+        "SLACK_MAX_POSTS_PER_SECOND",
+        "`5`",
+        "workspace-wide budget for bulk `chat.postMessage` (the daily briefings; replies never wait behind it); each channel is also held to Slack's 1/s",
+    ),
     ("GOOGLE_CLIENT_ID", "unset → Gmail features off, briefings say so", "OAuth client id for Gmail"),
     ("GOOGLE_CLIENT_SECRET", "required with `GOOGLE_CLIENT_ID`", "OAuth client secret for Gmail"),
     ("GOOGLE_AUTH_URL", "`https://accounts.google.com/o/oauth2/v2/auth`", "authorization endpoint"),
     ("GOOGLE_TOKEN_URL", "`https://oauth2.googleapis.com/token`", "token endpoint"),
     ("GOOGLE_REVOKE_URL", "`https://oauth2.googleapis.com/revoke`", "revocation endpoint"),
     ("GMAIL_API_URL", "`https://gmail.googleapis.com`", "Gmail API base"),
+    (
+        "GMAIL_MAX_REQUESTS_PER_SECOND",
+        "`1000`",
+        "budget for Gmail API calls across all users (Google's per-project quota is 20,000 units/s; a call costs 5)",
+    ),
+    (
+        "GMAIL_USER_MAX_REQUESTS_PER_SECOND",
+        "`40`",
+        "budget for one user's Gmail calls (Google's per-user quota is 250 units/s, 50 calls)",
+    ),
     (
         "TOKEN_ENCRYPTION_KEY",
         "required when Google is configured",
@@ -83,6 +98,22 @@ pub const DEFAULT_NEWS_FEEDS: &[&str] = &[
     "https://hnrss.org/frontpage",
 ];
 
+/// Default `SLACK_MAX_POSTS_PER_SECOND`. Slack documents `chat.postMessage`
+/// as one message per second per channel "while also maintaining a
+/// workspace-wide limit" whose figure it does not publish ("several hundred
+/// per minute" in practice). 5/s (300 a minute) is the cautious end of that:
+/// 10,000 briefings then take about 33 minutes. Raise it where Slack allows
+/// more; a 429 is waited out for its `Retry-After` either way.
+pub const DEFAULT_SLACK_POSTS_PER_SECOND: f64 = 5.0;
+/// Default `GMAIL_MAX_REQUESTS_PER_SECOND`: a quarter of Google's per-project
+/// quota (1,200,000 units a minute = 20,000/s; `messages.list` and
+/// `messages.get` cost 5 units each, so 4,000 calls/s), leaving room for
+/// other replicas and clients of the same OAuth project.
+pub const DEFAULT_GMAIL_REQUESTS_PER_SECOND: f64 = 1000.0;
+/// Default `GMAIL_USER_MAX_REQUESTS_PER_SECOND`: 80 % of Google's per-user
+/// quota (250 units/s = 50 calls/s).
+pub const DEFAULT_GMAIL_USER_REQUESTS_PER_SECOND: f64 = 40.0;
+
 /// A configuration problem: which variable, what is wrong, how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {problem}. Fix: {fix}")]
@@ -113,6 +144,8 @@ pub struct SlackConfig {
     pub app_token: Option<SecretString>,
     pub signing_secret: Option<SecretString>,
     pub api_url: Url,
+    /// Workspace-wide `chat.postMessage` budget (`SLACK_MAX_POSTS_PER_SECOND`).
+    pub max_posts_per_second: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +192,10 @@ pub struct Config {
     pub slack: SlackConfig,
     pub google: Option<GoogleConfig>,
     pub gmail_api_url: Url,
+    /// Gmail calls per second across all users (`GMAIL_MAX_REQUESTS_PER_SECOND`).
+    pub gmail_max_requests_per_second: f64,
+    /// Gmail calls per second for one user (`GMAIL_USER_MAX_REQUESTS_PER_SECOND`).
+    pub gmail_user_max_requests_per_second: f64,
     pub token_encryption_key: Option<EncryptionKey>,
     pub token_encryption_key_previous: Option<EncryptionKey>,
     pub chroma: Option<ChromaConfig>,
@@ -237,6 +274,7 @@ impl Config {
             app_token: prefixed_secret(&get, "SLACK_APP_TOKEN", "xapp-")?,
             signing_secret: get("SLACK_SIGNING_SECRET").map(SecretString::from),
             api_url: api_base_url(&get, "SLACK_API_URL", "https://slack.com/api")?,
+            max_posts_per_second: rate_var(&get, "SLACK_MAX_POSTS_PER_SECOND", DEFAULT_SLACK_POSTS_PER_SECOND)?,
         };
 
         let google = match (get("GOOGLE_CLIENT_ID"), get("GOOGLE_CLIENT_SECRET")) {
@@ -264,6 +302,10 @@ impl Config {
             (None, None) => None,
         };
         let gmail_api_url = api_base_url(&get, "GMAIL_API_URL", "https://gmail.googleapis.com")?;
+        let gmail_max_requests_per_second =
+            rate_var(&get, "GMAIL_MAX_REQUESTS_PER_SECOND", DEFAULT_GMAIL_REQUESTS_PER_SECOND)?;
+        let gmail_user_max_requests_per_second =
+            rate_var(&get, "GMAIL_USER_MAX_REQUESTS_PER_SECOND", DEFAULT_GMAIL_USER_REQUESTS_PER_SECOND)?;
 
         let token_encryption_key =
             get("TOKEN_ENCRYPTION_KEY").map(|v| decode_key("TOKEN_ENCRYPTION_KEY", &v)).transpose()?;
@@ -394,6 +436,8 @@ impl Config {
             slack,
             google,
             gmail_api_url,
+            gmail_max_requests_per_second,
+            gmail_user_max_requests_per_second,
             token_encryption_key,
             token_encryption_key_previous,
             chroma,
@@ -518,6 +562,21 @@ fn api_base_url(get: &impl Fn(&str) -> Option<String>, name: &'static str, defau
     Url::parse(&trimmed).map_err(|e| ConfigError::new(name, format!("not a URL ({e})"), "give an absolute http(s) URL"))
 }
 
+/// A positive rate in calls per second (fractions allowed, at most 100,000).
+fn rate_var(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: f64) -> Result<f64, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<f64>() {
+            Ok(r) if r.is_finite() && r > 0.0 && r <= 100_000.0 => Ok(r),
+            _ => Err(ConfigError::new(
+                name,
+                format!("`{v}` is not a rate above 0 and at most 100000 calls per second"),
+                format!("give calls per second, e.g. {default}"),
+            )),
+        },
+    }
+}
+
 fn prefixed_secret(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -610,6 +669,11 @@ mod tests {
         assert!(matches!(c.database, DatabaseSetting::Embedded));
         assert!(c.google.is_none() && c.chroma.is_none() && c.llm.is_none());
         assert_eq!(c.news_feeds.len(), DEFAULT_NEWS_FEEDS.len());
+        assert_eq!(c.slack.max_posts_per_second, DEFAULT_SLACK_POSTS_PER_SECOND);
+        assert_eq!(c.gmail_max_requests_per_second, DEFAULT_GMAIL_REQUESTS_PER_SECOND);
+        assert_eq!(c.gmail_user_max_requests_per_second, DEFAULT_GMAIL_USER_REQUESTS_PER_SECOND);
+        let tuned = load(&[("SLACK_MAX_POSTS_PER_SECOND", "0.5"), ("GMAIL_MAX_REQUESTS_PER_SECOND", "250")]).unwrap();
+        assert_eq!((tuned.slack.max_posts_per_second, tuned.gmail_max_requests_per_second), (0.5, 250.0));
     }
 
     #[test]
@@ -627,6 +691,9 @@ mod tests {
             (&[("CHROMA_URL", "http://127.0.0.1:8000"), ("CHROMA_COLLECTION", "a b")], "CHROMA_COLLECTION"),
             (&[("NEWS_FEEDS", "ftp://x")], "NEWS_FEEDS"),
             (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (&[("SLACK_MAX_POSTS_PER_SECOND", "0")], "SLACK_MAX_POSTS_PER_SECOND"),
+            (&[("GMAIL_MAX_REQUESTS_PER_SECOND", "fast")], "GMAIL_MAX_REQUESTS_PER_SECOND"),
+            (&[("GMAIL_USER_MAX_REQUESTS_PER_SECOND", "-1")], "GMAIL_USER_MAX_REQUESTS_PER_SECOND"),
         ];
         for (vars, expected) in cases {
             let err = load(vars).expect_err(expected);

@@ -23,6 +23,7 @@
 //! - [`storage`]: Postgres — connection, migrations, all SQL.
 //! - [`i18n`]: every sentence a user sees, in Korean and English.
 //! - [`health`]: the readiness report; [`metrics`]: Prometheus counters.
+//! - [`ratelimit`]: the configured outbound budgets (Slack posts, Gmail calls).
 //! - [`error`], [`telemetry`]: the error and logging policies.
 
 pub mod briefing;
@@ -41,6 +42,7 @@ pub mod memory;
 pub mod metrics;
 pub mod news;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod slack;
 pub mod startup;
 pub mod storage;

@@ -47,6 +47,17 @@ pub struct MethodStatus {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabel {
+    pub budget: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetOutcome {
+    pub budget: String,
+    pub outcome: String,
+}
+
 /// Every metric robeing exports.
 pub struct Metrics {
     registry: Registry,
@@ -65,6 +76,8 @@ pub struct Metrics {
     pub token_refreshes: Family<Outcome, Counter>,
     pub slack_api_calls: Family<MethodStatus, Counter>,
     pub socket_mode_connected: Gauge,
+    pub budget_calls: Family<BudgetOutcome, Counter>,
+    pub budget_wait_seconds: Family<BudgetLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Metrics {
@@ -89,6 +102,8 @@ impl Metrics {
             token_refreshes: Family::default(),
             slack_api_calls: Family::default(),
             socket_mode_connected: Gauge::default(),
+            budget_calls: Family::default(),
+            budget_wait_seconds: Family::default(),
             registry: Registry::default(),
         };
         registry.register("events_received", "Slack events recorded, by transport and kind", m.events_received.clone());
@@ -129,6 +144,16 @@ impl Metrics {
             "socket_mode_connected",
             "1 while a Socket Mode connection is open",
             m.socket_mode_connected.clone(),
+        );
+        registry.register(
+            "budget_calls",
+            "Outbound calls paced by a configured budget (slack_posts, gmail, gmail_user), by outcome",
+            m.budget_calls.clone(),
+        );
+        registry.register(
+            "budget_wait_seconds",
+            "Time callers spent waiting for a slot of a configured budget",
+            m.budget_wait_seconds.clone(),
         );
         Self { registry, ..m }
     }

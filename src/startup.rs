@@ -40,6 +40,8 @@ pub struct AppState {
     /// Set only by `robeing console`: replies in the console's channel are
     /// printed there instead of posted to Slack.
     pub console: std::sync::OnceLock<crate::console::Sink>,
+    /// The Gmail budget shared by every user's calls (`GMAIL_MAX_REQUESTS_PER_SECOND`).
+    pub gmail_budget: Arc<crate::ratelimit::Budget>,
 }
 
 /// A start-up failure and the exit code it maps to.
@@ -119,7 +121,11 @@ pub struct Assembled {
 /// committer around an opened database.
 pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError> {
     let slack = match &config.slack.bot_token {
-        Some(token) => Some(SlackApi::new(&config.slack.api_url, token).map_err(StartupError::runtime)?),
+        Some(token) => Some(
+            SlackApi::new(&config.slack.api_url, token)
+                .map_err(StartupError::runtime)?
+                .with_post_rate(config.slack.max_posts_per_second),
+        ),
         None => None,
     };
     let http = reqwest::Client::builder()
@@ -134,6 +140,7 @@ pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError>
     let (ingest, ingest_task) = Ingest::start(db.pool.clone(), wake_workers.clone(), shutdown.child_token());
     let live: Live = Arc::new(LiveStatus::default());
     let memory = crate::memory::Memory::from_config(&config, http.clone());
+    let config_gmail_rate = config.gmail_max_requests_per_second;
     let state = Arc::new(AppState {
         config: Arc::new(config),
         db: db.pool,
@@ -145,6 +152,7 @@ pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError>
         wake_workers,
         memory,
         console: std::sync::OnceLock::new(),
+        gmail_budget: Arc::new(crate::google::gmail::shared_budget(config_gmail_rate)),
     });
     Ok(Assembled { state, shutdown, ingest_task })
 }

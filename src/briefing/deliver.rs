@@ -23,7 +23,6 @@
 
 use anyhow::Context as _;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use slack_morphism::{errors::SlackClientError, prelude::*};
 use uuid::Uuid;
 
 use super::{
@@ -32,6 +31,7 @@ use super::{
 };
 use crate::{
     jobs::JobError,
+    slack::client::{SlackError, Tag},
     startup::AppState,
     storage::{self, jobs::Job, users::User},
 };
@@ -145,26 +145,39 @@ const PERMANENT_SLACK_ERRORS: &[&str] = &[
     "team_access_not_granted",
 ];
 
-fn classify(e: SlackClientError) -> PostError {
+/// What a failed Slack call (through the client, which already waited out
+/// short 429s and repeated what is safe to repeat) means for a briefing.
+fn classify(e: SlackError) -> PostError {
     match e {
-        SlackClientError::RateLimitError(r) => {
-            PostError::Retry { after: r.retry_after, error: "Slack rate limit (HTTP 429)".into() }
+        SlackError::RateLimited { after, .. } => {
+            PostError::Retry { after: Some(after), error: "Slack rate limit (HTTP 429 or our own budget)".into() }
         }
-        SlackClientError::ApiError(a) if PERMANENT_SLACK_ERRORS.contains(&a.code.as_str()) => {
-            PostError::Permanent(format!("Slack refused: {}", a.code))
+        SlackError::Refused { code, .. } if PERMANENT_SLACK_ERRORS.contains(&code.as_str()) => {
+            PostError::Permanent(format!("Slack refused: {code}"))
         }
-        SlackClientError::ApiError(a) => PostError::Retry { after: None, error: format!("Slack error: {}", a.code) },
-        other => PostError::Retry { after: None, error: format!("Slack call failed: {other}") },
+        SlackError::Refused { code, .. } => PostError::Retry { after: None, error: format!("Slack error: {code}") },
+        e @ SlackError::Transient { .. } => PostError::Retry { after: None, error: e.to_string() },
     }
 }
 
-/// Longest wait for Slack to accept a briefing (both calls). With the
-/// sections' own limits this keeps a delivery well inside the job lease.
-pub const SLACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Longest wait for Slack to accept a briefing, all of it: the channel's
+/// pacing, the workspace budget (at most [`crate::ratelimit::MAX_WAIT`]) and
+/// the client's call. With composing (sections in parallel, at most
+/// [`super::compose::SECTION_TIMEOUT`], then the LLM, at most
+/// [`super::compose::LLM_TIMEOUT`]) a delivery stays inside the job lease
+/// ([`crate::jobs::LEASE`], 90 s), so no second worker runs it meanwhile.
+pub const SLACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(35);
+const _: () = assert!(
+    super::compose::SECTION_TIMEOUT.as_secs() + super::compose::LLM_TIMEOUT.as_secs() + SLACK_TIMEOUT.as_secs()
+        < crate::jobs::LEASE.as_secs(),
+    "a briefing job must finish inside its lease"
+);
 
-/// MERGE POINT: posts a message to the user's DM (opening it when its id is
-/// not stored). The only function here that talks to Slack; the transport's
-/// retrying client replaces its body at merge.
+/// Posts a message to the user's DM (opening it when its id is not stored)
+/// through the Slack client ([`crate::slack::client::SlackApi`]): its
+/// per-channel pacing, the workspace `SLACK_MAX_POSTS_PER_SECOND` budget,
+/// its 429/5xx policy and its metrics. A briefing carries its id as message
+/// metadata, which [`find_posted`] looks for.
 pub async fn post_dm(
     state: &AppState,
     user: &User,
@@ -189,43 +202,36 @@ async fn post_dm_inner(
         .slack
         .as_ref()
         .ok_or_else(|| PostError::Permanent("Slack is not configured (SLACK_BOT_TOKEN unset)".into()))?;
-    let blocks: Vec<SlackBlock> = serde_json::from_value(serde_json::Value::Array(message.blocks.clone()))
-        .map_err(|e| PostError::Permanent(format!("rendered blocks are not Block Kit: {e}")))?;
-    let session = slack.session();
     let channel = match &user.dm_channel_id {
-        Some(c) => SlackChannelId(c.clone()),
+        Some(c) => c.clone(),
         None => {
-            let opened = session
-                .conversations_open(
-                    &SlackApiConversationsOpenRequest::new().with_users(vec![SlackUserId(user.user_id.clone())]),
-                )
-                .await
-                .map_err(classify)?;
-            if let Err(e) = storage::users::set_dm_channel(&state.db, &user.user_id, &opened.channel.id.0).await {
+            let opened = slack.open_dm(&user.user_id).await.map_err(classify)?;
+            if let Err(e) = storage::users::set_dm_channel(&state.db, &user.user_id, &opened).await {
                 tracing::warn!(user = %user.user_id, error = %e, "could not store the DM channel");
             }
-            opened.channel.id
+            opened
         }
     };
-    let mut content = SlackMessageContent::new().with_text(message.text.clone()).with_blocks(blocks);
-    if let Some(id) = briefing_id {
-        content = content.with_metadata(SlackMessageMetadata {
-            event_type: METADATA_EVENT.into(),
-            event_payload: Some([("briefing_id".to_owned(), id.to_string())].into_iter().collect()),
-        });
+    let ts = match briefing_id {
+        Some(id) => {
+            let id = id.to_string();
+            let tag = Tag { event_type: METADATA_EVENT, key: "briefing_id", value: &id };
+            slack.post_bulk_tagged_message(&channel, &message.text, Some(message.blocks.clone()), Some(&tag)).await
+        }
+        None => slack.post_message(&channel, &message.text, Some(message.blocks.clone()), None).await,
     }
-    let request = SlackApiChatPostMessageRequest::new(channel, content);
-    let resp = session.chat_post_message(&request).await.map_err(classify)?;
-    Ok(Posted { channel_id: resp.channel.0, ts: resp.ts.0 })
+    .map_err(classify)?;
+    Ok(Posted { channel_id: channel, ts })
 }
 
 /// The Slack message metadata `event_type` that marks a briefing, with
 /// `briefing_id` in its payload.
 pub const METADATA_EVENT: &str = "robeing_briefing";
 
-/// MERGE POINT (with [`post_dm`]): looks in the user's DM for a briefing
-/// message an earlier attempt already posted (by its metadata), so a retry
-/// after a crash records that message instead of posting a second one.
+/// Looks in the user's DM for a briefing message an earlier attempt already
+/// posted (by its metadata, through the Slack client's
+/// `conversations.history`), so a retry after a crash records that message
+/// instead of posting a second one.
 pub async fn find_posted(
     state: &AppState,
     user: &User,
@@ -233,26 +239,14 @@ pub async fn find_posted(
     since: DateTime<Utc>,
 ) -> Result<Option<Posted>, PostError> {
     let (Some(slack), Some(channel)) = (state.slack.as_ref(), user.dm_channel_id.as_ref()) else { return Ok(None) };
-    let request = SlackApiConversationsHistoryRequest::new()
-        .with_channel(SlackChannelId(channel.clone()))
-        .with_oldest(SlackTs(format!("{}.000000", since.timestamp() - 1)))
-        .with_limit(50)
-        .with_include_all_metadata(true);
-    let history = tokio::time::timeout(SLACK_TIMEOUT, slack.session().conversations_history(&request))
+    let oldest = format!("{}.000000", since.timestamp() - 1);
+    let wanted = briefing_id.to_string();
+    let tag = Tag { event_type: METADATA_EVENT, key: "briefing_id", value: &wanted };
+    let found = tokio::time::timeout(SLACK_TIMEOUT, slack.find_tagged(channel, None, &oldest, &tag))
         .await
         .map_err(|_| PostError::Retry { after: None, error: "Slack did not answer conversations.history".into() })?
         .map_err(classify)?;
-    let wanted = briefing_id.to_string();
-    Ok(history
-        .messages
-        .into_iter()
-        .find(|m| {
-            m.content.metadata.as_ref().is_some_and(|md| {
-                md.event_type == METADATA_EVENT
-                    && md.event_payload.as_ref().and_then(|p| p.get("briefing_id")) == Some(&wanted)
-            })
-        })
-        .map(|m| Posted { channel_id: channel.clone(), ts: m.origin.ts.0 }))
+    Ok(found.map(|ts| Posted { channel_id: channel.clone(), ts }))
 }
 
 /// Posts an ephemeral message to a slash command's `response_url`.

@@ -2,8 +2,13 @@
 //! address), inbox listing since a time, and message metadata (From,
 //! Subject, Date, snippet, labels) fetched with bounded concurrency.
 //!
-//! Rate limits (429, or 403 `rateLimitExceeded`/`userRateLimitExceeded`)
-//! are waited out with backoff, honouring `Retry-After`. [`inbox_since`]
+//! Every call first takes a slot from the user's budget
+//! (`GMAIL_USER_MAX_REQUESTS_PER_SECOND`) and then the budget shared by all
+//! users (`GMAIL_MAX_REQUESTS_PER_SECOND`, [`crate::ratelimit::Budget`]), so
+//! a briefing run stays inside Google's quotas instead of discovering them.
+//! Rate limits Google still answers (429, or 403
+//! `rateLimitExceeded`/`userRateLimitExceeded`) are waited out with backoff,
+//! honouring `Retry-After`. [`inbox_since`]
 //! wraps it all for one user: a 401 gets one forced token refresh, and a
 //! second 401 marks the connection `needs_reconnect`.
 
@@ -15,10 +20,11 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{GmailAccessError, tokens};
-use crate::startup::AppState;
+use crate::{ratelimit::Budget, startup::AppState};
 
 /// Metadata requests in flight at once per listing: fast enough for a
-/// morning's inbox, far below Gmail's per-user quota (15,000 units/min).
+/// morning's inbox; the user's budget keeps the pace inside Gmail's per-user
+/// quota (250 units/s) however fast Gmail answers.
 pub const METADATA_CONCURRENCY: usize = 8;
 
 /// Attempts per request when Gmail says to slow down.
@@ -131,16 +137,36 @@ impl From<RawMessage> for MessageMeta {
     }
 }
 
+/// The budget every user's Gmail calls share: `per_second`, with a tenth of
+/// a second's worth allowed at once.
+pub fn shared_budget(per_second: f64) -> Budget {
+    Budget::per_second("gmail", per_second, (per_second / 10.0).ceil().max(1.0) as u32)
+}
+
+/// One user's budget, for one reading of their mail: `per_second`, with
+/// [`METADATA_CONCURRENCY`] calls allowed at once.
+pub fn user_budget(per_second: f64) -> Budget {
+    Budget::per_second("gmail_user", per_second, METADATA_CONCURRENCY as u32)
+}
+
 /// A Gmail API client; cheap to clone.
 #[derive(Clone)]
 pub struct GmailClient {
     http: reqwest::Client,
     base: Arc<Url>,
+    /// Budgets each call takes a slot from, in order (the user's, then the shared one).
+    budgets: Vec<Arc<Budget>>,
 }
 
 impl GmailClient {
     pub fn new(http: reqwest::Client, base: Url) -> Self {
-        Self { http, base: Arc::new(base) }
+        Self { http, base: Arc::new(base), budgets: Vec::new() }
+    }
+
+    /// Paces every call by the user's budget, then the shared one.
+    pub fn with_budgets(mut self, user: Arc<Budget>, shared: Arc<Budget>) -> Self {
+        self.budgets = vec![user, shared];
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -156,6 +182,12 @@ impl GmailClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            for budget in &self.budgets {
+                if let Err(wait) = budget.acquire(crate::ratelimit::MAX_WAIT).await {
+                    tracing::warn!(budget = budget.name(), wait_secs = wait.as_secs_f64(), "Gmail budget exhausted");
+                    return Err(GmailError::RateLimited);
+                }
+            }
             let response = self
                 .http
                 .get(self.url(path))
@@ -279,7 +311,10 @@ pub async fn inbox_since(
     since: DateTime<Utc>,
     max: u32,
 ) -> Result<Vec<MessageMeta>, GmailAccessError> {
-    let client = GmailClient::new(state.http.clone(), state.config.gmail_api_url.clone());
+    let client = GmailClient::new(state.http.clone(), state.config.gmail_api_url.clone()).with_budgets(
+        Arc::new(user_budget(state.config.gmail_user_max_requests_per_second)),
+        state.gmail_budget.clone(),
+    );
     let fetch = |token: SecretString| {
         let client = client.clone();
         async move {

@@ -14,7 +14,11 @@
 //!   is *not* repeated here on an ambiguous failure: whether to post again is
 //!   the outbox's decision (see [`SlackApi::post_message`]).
 //! - **Pacing.** `chat.postMessage` is paced per channel with a small token
-//!   bucket ([`POST_BURST`], [`POST_INTERVAL`]), Slack's ~1 message/s rule.
+//!   bucket ([`POST_BURST`], [`POST_INTERVAL`]), Slack's ~1 message/s rule,
+//!   and bulk posts (briefings) workspace-wide by the
+//!   `SLACK_MAX_POSTS_PER_SECOND` budget ([`crate::ratelimit::Budget`], its
+//!   waits in `/metrics`). Every post — replies, prompts, briefings with
+//!   their metadata — goes through one private path.
 //! - **Escaping.** [`escape_mrkdwn`] makes user- or LLM-derived text inert.
 
 use std::{
@@ -30,7 +34,7 @@ use secrecy::{ExposeSecret, SecretString};
 use slack_morphism::{errors::SlackClientError, prelude::*};
 use url::Url;
 
-use crate::{jobs::JobError, storage::users::Profile};
+use crate::{jobs::JobError, ratelimit::Budget, storage::users::Profile};
 
 /// The connector type we use for every Slack call.
 pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
@@ -189,6 +193,8 @@ pub struct SlackApi {
     client: Arc<SlackClient<Connector>>,
     token: Arc<SlackApiToken>,
     pacer: Arc<Pacer>,
+    /// The workspace-wide `chat.postMessage` budget.
+    posts: Arc<Budget>,
     identity: Arc<OnceLock<BotIdentity>>,
 }
 
@@ -240,7 +246,19 @@ impl SlackApi {
     pub fn new(api_url: &Url, bot_token: &SecretString) -> anyhow::Result<Self> {
         let client = SlackClient::new(connector(api_url)?);
         let token = SlackApiToken::new(SlackApiTokenValue(bot_token.expose_secret().to_owned()));
-        Ok(Self { client: Arc::new(client), token: Arc::new(token), pacer: Arc::default(), identity: Arc::default() })
+        Ok(Self {
+            client: Arc::new(client),
+            token: Arc::new(token),
+            pacer: Arc::default(),
+            posts: Arc::new(posts_budget(crate::config::DEFAULT_SLACK_POSTS_PER_SECOND)),
+            identity: Arc::default(),
+        })
+    }
+
+    /// Sets the workspace-wide `chat.postMessage` budget (`SLACK_MAX_POSTS_PER_SECOND`).
+    pub fn with_post_rate(mut self, per_second: f64) -> Self {
+        self.posts = Arc::new(posts_budget(per_second));
+        self
     }
 
     /// The underlying slack-morphism client.
@@ -340,12 +358,14 @@ impl SlackApi {
 
     /// `chat.postMessage`; returns the new message's `ts`.
     ///
-    /// Paced per channel. A 429 is waited out and repeated (Slack did not
-    /// post). A timeout or 5xx is *not* repeated here: the message may have
-    /// been posted, and posting again could show it twice. The error goes
-    /// back to the job, and the outbox decides: the caller records the
-    /// returned `ts` (the exchange row) and checks it before posting again, so
-    /// delivery is at-least-once only across that one ambiguous window.
+    /// Paced per channel (an interactive post never waits behind a bulk run;
+    /// see [`SlackApi::post_bulk_tagged_message`]). A 429 is waited out
+    /// and repeated (Slack did not post). A timeout or 5xx is *not* repeated
+    /// here: the message may have been posted, and posting again could show
+    /// it twice. The error goes back to the job, and the outbox decides: the
+    /// caller records the returned `ts` (the exchange row) and checks it
+    /// before posting again, so delivery is at-least-once only across that
+    /// one ambiguous window.
     pub async fn post_message(
         &self,
         channel: &str,
@@ -367,10 +387,37 @@ impl SlackApi {
         thread_ts: Option<&str>,
         tag: Option<&Tag<'_>>,
     ) -> Result<String, SlackError> {
+        self.post(channel, text, blocks, thread_ts, tag, false).await
+    }
+
+    /// [`SlackApi::post_tagged_message`] for bulk work (the daily briefings):
+    /// it also takes a slot of the workspace-wide `SLACK_MAX_POSTS_PER_SECOND`
+    /// budget, so a run of thousands stays under Slack's workspace limit.
+    /// Replies and prompts do not take it: a user's answer must not queue
+    /// behind 10,000 briefings at 09:00.
+    pub async fn post_bulk_tagged_message(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: Option<Vec<serde_json::Value>>,
+        tag: Option<&Tag<'_>>,
+    ) -> Result<String, SlackError> {
+        self.post(channel, text, blocks, None, tag, true).await
+    }
+
+    /// The one `chat.postMessage` path: per-channel pacing, the workspace
+    /// budget for bulk posts, then the call (429s waited out, nothing else
+    /// repeated).
+    async fn post(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: Option<Vec<serde_json::Value>>,
+        thread_ts: Option<&str>,
+        tag: Option<&Tag<'_>>,
+        bulk: bool,
+    ) -> Result<String, SlackError> {
         let mut body = serde_json::json!({ "channel": channel, "text": text });
-        if let Some(blocks) = blocks {
-            body["blocks"] = blocks.into();
-        }
         if let Some(ts) = thread_ts {
             body["thread_ts"] = ts.into();
         }
@@ -380,16 +427,24 @@ impl SlackApi {
                 "event_payload": { tag.key: tag.value },
             });
         }
+        const METHOD: &str = "chat.postMessage";
+        if let Some(blocks) = blocks {
+            body["blocks"] = blocks.into();
+        }
         let wait = self.pacer.take(channel);
         if wait > MAX_INLINE_WAIT {
             self.pacer.refund(channel);
-            return Err(SlackError::RateLimited { method: "chat.postMessage", after: wait });
+            return Err(SlackError::RateLimited { method: METHOD, after: wait });
         }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        let v = self.post_json("chat.postMessage", Repeat::OnlyIfRefusedUnprocessed, &body).await?;
-        string_field(&v, "ts", "chat.postMessage")
+        if bulk && let Err(after) = self.posts.acquire(crate::ratelimit::MAX_WAIT).await {
+            self.pacer.refund(channel);
+            return Err(SlackError::RateLimited { method: METHOD, after });
+        }
+        let v = self.post_json(METHOD, Repeat::OnlyIfRefusedUnprocessed, &body).await?;
+        string_field(&v, "ts", METHOD)
     }
 
     /// Looks for a message carrying `tag` in a channel (or, with
@@ -521,6 +576,12 @@ impl SlackApi {
         let body = serde_json::json!({ "user_id": user, "view": { "type": "home", "blocks": blocks } });
         self.post_json("views.publish", Repeat::Safe, &body).await.map(|_| ())
     }
+}
+
+/// The workspace-wide `chat.postMessage` budget: one second's worth may go
+/// at once (at least one).
+fn posts_budget(per_second: f64) -> Budget {
+    Budget::per_second("slack_posts", per_second, per_second.ceil().max(1.0) as u32)
 }
 
 fn string_field(v: &serde_json::Value, field: &str, method: &'static str) -> Result<String, SlackError> {
