@@ -271,6 +271,18 @@ fn documented(group: &str, ran: usize) {
         doc.lines().find(|l| l.starts_with(&row)).unwrap_or_else(|| panic!("docs/security.md has no row `{row}`"));
     let n: usize = line[row.len()..].split('|').next().unwrap().trim().parse().unwrap();
     assert_eq!(n, ran, "docs/security.md says {n} cases for `{group}`; the corpus ran {ran}");
+    // And the total it states is the sum of its rows.
+    let table: Vec<&str> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| group | cases |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let sum: usize = table.iter().map(|l| l.split('|').nth(2).unwrap().trim().parse::<usize>().unwrap()).sum();
+    assert!(
+        doc.contains(&format!("**Total: {sum} cases.**")),
+        "docs/security.md's total is not the sum of its rows ({sum})"
+    );
 }
 
 /// [`run_refused`] for one documented group.
