@@ -19,9 +19,9 @@ targets=(event_parser command_parser interaction_parser signature)
 cargo fuzz build -s "$sanitizer"
 status=0
 for t in "${targets[@]}"; do
-    mkdir -p "corpus/$t"
+    mkdir -p "corpus/$t" "seeds/$t" "regressions/$t"
     log="$(mktemp)"
-    if cargo fuzz run -s "$sanitizer" "$t" "corpus/$t" seeds/"$t" -- -max_total_time="$seconds" -max_len=65536 \
+    if cargo fuzz run -s "$sanitizer" "$t" "corpus/$t" "seeds/$t" "regressions/$t" -- -max_total_time="$seconds" -max_len=65536 \
         -print_final_stats=1 >"$log" 2>&1; then
         verdict="no crash"
     else
