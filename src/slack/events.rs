@@ -340,6 +340,18 @@ mod tests {
     }
 
     #[test]
+    fn nul_is_made_storable_in_strings_keys_and_nesting() {
+        let mut v = json!({"event_id": "Ev\u{0}", "event": {"text": "a\u{0}b", "k\u{0}": [1, "\u{0}", {"x": "y"}]}});
+        assert!(make_storable(&mut v));
+        assert_eq!(
+            v,
+            json!({"event_id": "Ev\u{FFFD}", "event": {"text": "a\u{FFFD}b", "k\u{FFFD}": [1, "\u{FFFD}", {"x": "y"}]}})
+        );
+        assert!(!make_storable(&mut v), "nothing left to replace");
+        assert_eq!(storable("ok".into()), "ok");
+    }
+
+    #[test]
     fn ids_for_commands_and_interactions() {
         let cmd = json!({"command": "/brief", "trigger_id": "123.456.abc", "team_id": "T0ROBEING"});
         assert_eq!(command_keys(&cmd).unwrap().event_id, "cmd:123.456.abc");
