@@ -113,11 +113,18 @@ pub fn escape(s: &str) -> String {
     crate::slack::client::escape_mrkdwn(s)
 }
 
-/// `<url|title>` for an http(s) URL, else the escaped title alone.
+/// `<url|title>` for an http(s) URL, else the escaped title alone. The
+/// title is one line (a line break inside `<…|…>` breaks Slack's link and
+/// shows the markup); an empty one shows the URL.
 fn link(url: Option<&str>, title: &str) -> String {
+    let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
     match url.and_then(|u| url::Url::parse(u).ok()).filter(|u| matches!(u.scheme(), "http" | "https")) {
-        Some(u) => format!("<{}|{}>", escape(u.as_str()).replace('|', "%7C"), escape(title)),
-        None => escape(title),
+        Some(u) => {
+            let href = escape(u.as_str()).replace('|', "%7C");
+            let shown = if title.is_empty() { href.clone() } else { escape(&title) };
+            format!("<{href}|{shown}>")
+        }
+        None => escape(&title),
     }
 }
 

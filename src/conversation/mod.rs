@@ -106,7 +106,9 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
             Some(a) if cut - a < 5 && !window[a..cut].contains(';') && a > 0 => a,
             _ => cut,
         };
-        let chunk = rest[..cut].trim_end();
+        // Only the separators cut at are dropped (a tab or an ideographic
+        // space at a hard cut is text, and stays).
+        let chunk = rest[..cut].trim_end_matches(['\n', ' ']);
         if !chunk.is_empty() {
             out.push(chunk.to_owned());
         }

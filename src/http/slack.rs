@@ -9,7 +9,8 @@
 //!    would read it whole).
 //! 3. Slack's v0 signature over the raw bytes (HMAC-SHA256, constant-time
 //!    compare, timestamp within [`MAX_SKEW`]) → 401 with no detail.
-//! 4. Malformed JSON or form → 400 naming the problem.
+//! 4. A `Content-Encoding` other than `identity`, malformed JSON or form →
+//!    400 naming the problem.
 //!
 //! Then the payload is recorded through [`crate::pipeline::Ingest`] (event
 //! row and its job, one transaction) and only then answered 200; a failed
@@ -90,6 +91,20 @@ async fn verified_body(state: &AppState, request: Request) -> Result<(HeaderMap,
         tracing::info!(why, path = %parts.uri.path(), "refused a request with a bad Slack signature");
         return Err(ApiError::Unauthorized);
     }
+    // Slack sends plain bodies. A compressed one would be read as if it were
+    // plain (a gzip "stored" block carries the form's text verbatim between
+    // binary bytes), so it is refused rather than half-understood.
+    if let Some(encoding) = parts
+        .headers
+        .get_all(axum::http::header::CONTENT_ENCODING)
+        .iter()
+        .find(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Content-Encoding `{}` is not supported; send the body uncompressed",
+            String::from_utf8_lossy(encoding.as_bytes()).escape_debug()
+        )));
+    }
     Ok((parts.headers, bytes))
 }
 
@@ -103,7 +118,8 @@ pub fn verify_signature(secret: &[u8], headers: &HeaderMap, body: &[u8], now: i6
     let signature = header("x-slack-signature").ok_or("no X-Slack-Signature")?;
     let ts = header("x-slack-request-timestamp").ok_or("no X-Slack-Request-Timestamp")?;
     let ts_num: i64 = ts.parse().map_err(|_| "timestamp is not a number")?;
-    if (now - ts_num).abs() > MAX_SKEW {
+    // `abs_diff`: a timestamp near i64::MIN must be refused, not overflow.
+    if now.abs_diff(ts_num) > MAX_SKEW.unsigned_abs() {
         return Err("timestamp outside the 5-minute window");
     }
     let hex_sig = signature.strip_prefix("v0=").ok_or("signature without the v0= prefix")?;
@@ -153,8 +169,7 @@ async fn record(
 
 async fn events_route(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
     let (headers, body) = verified_body(&state, request).await?;
-    let payload: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    let payload = parse_events_body(&body)?;
     match payload.get("type").and_then(|t| t.as_str()) {
         Some("url_verification") => {
             let challenge = payload
@@ -222,10 +237,34 @@ impl CommandAck {
     }
 }
 
-fn form_to_json(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+/// Parses an Events API body (already verified) into a storable payload.
+pub fn parse_events_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    events::make_storable(&mut payload);
+    Ok(payload)
+}
+
+/// A form body (slash commands, interactions) as a storable JSON object;
+/// a field given twice keeps its last value.
+pub fn form_to_json(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not a valid form: {e}")))?;
-    Ok(pairs.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect())
+    Ok(pairs.into_iter().map(|(k, v)| (events::storable(k), serde_json::Value::String(events::storable(v)))).collect())
+}
+
+/// Parses an interactions body (already verified): the JSON in its
+/// `payload` form field, storable.
+pub fn parse_interaction_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let form = form_to_json(body)?;
+    let raw = form
+        .get("payload")
+        .and_then(|p| p.as_str())
+        .ok_or_else(|| ApiError::BadRequest("the form has no `payload` field".into()))?;
+    let mut payload: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| ApiError::BadRequest(format!("`payload` is not valid JSON: {e}")))?;
+    events::make_storable(&mut payload);
+    Ok(payload)
 }
 
 async fn commands_route(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
@@ -243,13 +282,7 @@ async fn commands_route(State(state): State<Arc<AppState>>, request: Request) ->
 
 async fn interactions_route(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
     let (headers, body) = verified_body(&state, request).await?;
-    let form = form_to_json(&body)?;
-    let raw = form
-        .get("payload")
-        .and_then(|p| p.as_str())
-        .ok_or_else(|| ApiError::BadRequest("the form has no `payload` field".into()))?;
-    let payload: serde_json::Value =
-        serde_json::from_str(raw).map_err(|e| ApiError::BadRequest(format!("`payload` is not valid JSON: {e}")))?;
+    let payload = parse_interaction_body(&body)?;
     let keys = events::interaction_keys(&payload).map_err(|e| ApiError::BadRequest(e.into()))?;
     record(&state, keys, retry_num(&headers), payload).await?;
     Ok(axum::http::StatusCode::OK.into_response())

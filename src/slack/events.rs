@@ -204,6 +204,38 @@ fn parse_interaction(payload: &serde_json::Value) -> anyhow::Result<SlackEvent> 
     }))
 }
 
+/// Makes a payload storable: PostgreSQL's `text` and `jsonb` cannot hold
+/// U+0000, which a Slack message (or a hostile request) may carry. Every NUL
+/// in a string or an object key becomes U+FFFD, the same rule the exchange log
+/// uses, so such a payload is recorded and answered instead of failing its
+/// whole group commit (and with it every other event in the group).
+/// Returns whether anything was replaced.
+pub fn make_storable(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => {
+            *s = storable(std::mem::take(s));
+            true
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| make_storable(v) | changed),
+        Value::Object(map) => {
+            let mut changed = map.values_mut().fold(false, |changed, v| make_storable(v) | changed);
+            if map.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(map);
+                map.extend(old.into_iter().map(|(k, v)| (storable(k), v)));
+                changed = true;
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+/// One string made storable (see [`make_storable`]).
+pub fn storable(s: String) -> String {
+    if s.contains('\0') { s.replace('\0', "\u{FFFD}") } else { s }
+}
+
 /// What the transports need to record an Events API callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeKeys {
@@ -305,6 +337,18 @@ mod tests {
         }
         let me = Me { user_id: Some("U0TEST001"), bot_id: None };
         assert!(matches!(parse("Ev1", "message", &dm(json!({})), &me).unwrap(), SlackEvent::Ignored { .. }));
+    }
+
+    #[test]
+    fn nul_is_made_storable_in_strings_keys_and_nesting() {
+        let mut v = json!({"event_id": "Ev\u{0}", "event": {"text": "a\u{0}b", "k\u{0}": [1, "\u{0}", {"x": "y"}]}});
+        assert!(make_storable(&mut v));
+        assert_eq!(
+            v,
+            json!({"event_id": "Ev\u{FFFD}", "event": {"text": "a\u{FFFD}b", "k\u{FFFD}": [1, "\u{FFFD}", {"x": "y"}]}})
+        );
+        assert!(!make_storable(&mut v), "nothing left to replace");
+        assert_eq!(storable("ok".into()), "ok");
     }
 
     #[test]

@@ -292,7 +292,8 @@ async fn handle_envelope(state: &AppState, kind: &str, envelope: serde_json::Val
         return;
     };
     let retry_num = envelope.get("retry_attempt").and_then(|r| r.as_i64()).and_then(|r| i32::try_from(r).ok());
-    let payload = envelope.get("payload").cloned().unwrap_or(serde_json::Value::Null);
+    let mut payload = envelope.get("payload").cloned().unwrap_or(serde_json::Value::Null);
+    events::make_storable(&mut payload);
     let keys: Result<EnvelopeKeys, &str> = match kind {
         "events_api" => events::callback_keys(&payload),
         "slash_commands" => events::command_keys(&payload),

@@ -6,6 +6,7 @@ mod fakes;
 #[allow(dead_code)]
 mod helpers;
 
+mod bad_input;
 mod briefing;
 mod cli;
 mod conversation;

@@ -94,8 +94,13 @@ pub async fn count(db: &sqlx::PgPool, sql: &str) -> i64 {
 /// Waits until the job for `event_id` is finished (done or dead); returns
 /// its state and last error.
 pub async fn job_outcome(db: &sqlx::PgPool, event_id: &str) -> (String, Option<String>) {
+    job_outcome_within(db, event_id, Duration::from_secs(10)).await
+}
+
+/// [`job_outcome`], waiting up to `within`.
+pub async fn job_outcome_within(db: &sqlx::PgPool, event_id: &str, within: Duration) -> (String, Option<String>) {
     let key = format!("event:{event_id}");
-    for _ in 0..200 {
+    for _ in 0..within.as_millis() / 50 {
         let row: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT state, last_error FROM jobs WHERE dedupe_key = $1 AND state IN ('done', 'dead')")
                 .bind(&key)
@@ -107,7 +112,7 @@ pub async fn job_outcome(db: &sqlx::PgPool, event_id: &str) -> (String, Option<S
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the job for {event_id} did not finish within 10 s");
+    panic!("the job for {event_id} did not finish within {within:?}");
 }
 
 /// Requests the app sent to the fake Slack after start-up (`auth.test` excluded).
