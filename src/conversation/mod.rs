@@ -22,7 +22,7 @@
 //!    replaces it with `chat.update` (on this attempt or a retried one).
 //! 3. The reply is posted (split into chunks of at most [`MAX_CHUNK_CHARS`]
 //!    on paragraph or line boundaries; `&`, `<`, `>` escaped so no text can
-//!    ping `<!channel>`), then one transaction marks the exchange `replied`
+//!    ping `<!channel>`), then one statement marks the exchange `replied`
 //!    and queues its `memory_upsert` job (when ChromaDB is configured).
 //! 4. Any failure returns [`JobError::Retry`]; the outbox retries with
 //!    backoff. When the job dies, [`on_reply_job_dead`] posts the apology
@@ -52,7 +52,7 @@ use crate::{
     startup::AppState,
     storage::{
         self,
-        exchanges::{Exchange, NewExchange, sanitize},
+        exchanges::{Exchange, FollowUp, Inserted, NewExchange, sanitize},
         jobs::Job,
         users::User,
     },
@@ -295,17 +295,14 @@ fn user_tz(state: &AppState, user: &User) -> Tz {
 /// Handles one DM: store, compose, reply, record. Idempotent; never replies
 /// twice to one message.
 pub async fn handle_message(state: &AppState, message: &DirectMessage) -> Result<(), JobError> {
-    let user = storage::users::get(&state.db, &message.user_id).await?.ok_or_else(|| {
-        JobError::retry(anyhow::anyhow!("user {} is not stored yet; the DM waits for the user row", message.user_id))
-    })?;
-    let (exchange, again) = match record(state, message).await? {
-        Recorded::New(e) => (e, false),
-        Recorded::Again(e) => (e, true),
-        Recorded::Final(e) => {
+    let (user, exchange, again) = match record(state, message).await? {
+        (user, Recorded::New(e)) => (user, e, false),
+        (user, Recorded::Again(e)) => (user, e, true),
+        (_, Recorded::Final(e)) => {
             tracing::info!(exchange = %e.id, status = %e.status, "message already answered; not replying again");
             return Ok(());
         }
-        Recorded::Busy(e) => {
+        (_, Recorded::Busy(e)) => {
             return Err(JobError::Retry {
                 after: Some(BUSY_RETRY),
                 error: anyhow::anyhow!("exchange {} is being replied to by another worker", e.id),
@@ -361,8 +358,9 @@ const CLAIM: Duration = Duration::from_secs(120);
 /// this much later (by then the other run has normally finished).
 const BUSY_RETRY: Duration = Duration::from_secs(30);
 
-/// Stores the message (or finds it stored) and claims it for replying.
-async fn record(state: &AppState, message: &DirectMessage) -> Result<Recorded, JobError> {
+/// Stores the message (or finds it stored) and claims it for replying; with
+/// its sender's user row (a DM from a user not stored yet waits for it).
+async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Recorded), JobError> {
     let text = sanitize(&message.text);
     let new = NewExchange {
         user_id: &message.user_id,
@@ -372,20 +370,30 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<Recorded, J
         user_text: &text,
         event_id: Some(&message.event_id),
     };
-    // One statement (its own transaction) stores and claims a new message;
-    // a known one is claimed if it still waits and nobody holds it.
+    // One statement (its own transaction) reads the user and stores and
+    // claims a new message; a known one is claimed if it still waits and
+    // nobody holds it.
     let claim = CLAIM.as_secs_f64();
-    if let Some(e) = storage::exchanges::insert(&state.db, &new, claim).await? {
-        crate::metrics::metrics().exchanges_stored.inc();
-        return Ok(Recorded::New(e));
-    }
+    let user = match storage::exchanges::insert(&state.db, &new, claim).await? {
+        Inserted::UnknownUser => {
+            return Err(JobError::retry(anyhow::anyhow!(
+                "user {} is not stored yet; the DM waits for the user row",
+                message.user_id
+            )));
+        }
+        Inserted::New(user, e) => {
+            crate::metrics::metrics().exchanges_stored.inc();
+            return Ok((user, Recorded::New(*e)));
+        }
+        Inserted::Existing(user) => user,
+    };
     if let Some(e) = storage::exchanges::claim(&state.db, &message.channel_id, &message.ts, claim).await? {
-        return Ok(Recorded::Again(e));
+        return Ok((user, Recorded::Again(e)));
     }
     let e = storage::exchanges::by_message(&state.db, &message.channel_id, &message.ts)
         .await?
         .ok_or_else(|| JobError::retry(anyhow::anyhow!("the exchange was not found after a conflicting insert")))?;
-    Ok(if e.is_final() { Recorded::Final(e) } else { Recorded::Busy(e) })
+    Ok((user, if e.is_final() { Recorded::Final(e) } else { Recorded::Busy(e) }))
 }
 
 /// Posts the reply and records it.
@@ -412,12 +420,11 @@ async fn deliver(turn: &Turn<'_>, reply: Reply, placeholder: Option<String>) -> 
         post_patiently(state, channel, thread_ts, &chunk).await?;
     }
     let memorize = reply.memorize && state.memory.is_some();
-    let mut tx = state.db.begin().await?;
-    let marked = storage::exchanges::mark_replied(&mut *tx, ex.id, &sanitize(&reply.text), &first_ts).await?;
-    if marked && memorize {
-        memory::enqueue_upsert(&mut *tx, ex.id).await?;
-    }
-    tx.commit().await?;
+    // One statement (one round trip, one commit) marks it replied and queues its memory job.
+    let (key, payload) = memory::upsert_job(ex.id);
+    let job = memorize.then_some(FollowUp { kind: memory::UPSERT_JOB, dedupe_key: &key, payload: &payload });
+    let marked =
+        storage::exchanges::mark_replied_and_queue(&state.db, ex.id, &sanitize(&reply.text), &first_ts, job).await?;
     if marked {
         let m = crate::metrics::metrics();
         m.replies.get_or_create(&crate::metrics::outcome("replied")).inc();

@@ -65,6 +65,20 @@ pub struct Memory {
     embedder: Box<dyn Embedder>,
     collection_name: String,
     collection_id: tokio::sync::Mutex<Option<String>>,
+    upserts: UpsertQueue,
+}
+
+/// A memorized exchange's outcome, as told to the job that asked for it.
+type Outcome = Result<(), String>;
+
+/// The memory worker's group commit: `memory_upsert` jobs of this process
+/// queue their exchange here, and one ChromaDB write at a time carries
+/// everything queued meanwhile (see [`run_upsert_job`]).
+#[derive(Default)]
+struct UpsertQueue {
+    waiting: std::sync::Mutex<Vec<(Uuid, tokio::sync::oneshot::Sender<Outcome>)>>,
+    /// Held by the job writing a group; FIFO, so every waiter gets a turn.
+    writer: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Memory {
@@ -86,6 +100,7 @@ impl Memory {
             embedder,
             collection_name: chroma.collection.clone(),
             collection_id: tokio::sync::Mutex::new(None),
+            upserts: UpsertQueue::default(),
         }))
     }
 
@@ -284,17 +299,11 @@ pub fn document_of(exchange: &Exchange) -> String {
     if text.chars().count() > MAX_DOCUMENT_CHARS { text.chars().take(MAX_DOCUMENT_CHARS).collect() } else { text }
 }
 
-/// Queues the upsert of one exchange (inside the caller's transaction).
-pub async fn enqueue_upsert(executor: impl sqlx::PgExecutor<'_>, exchange_id: Uuid) -> Result<(), sqlx::Error> {
-    storage::jobs::enqueue(
-        executor,
-        UPSERT_JOB,
-        Some(&format!("memory:{exchange_id}")),
-        &json!({ "exchange_id": exchange_id }),
-        None,
-    )
-    .await
-    .map(|_| ())
+/// The `memory_upsert` job of one exchange: its dedupe key and payload. The
+/// conversation queues it in the statement that marks the exchange replied
+/// ([`storage::exchanges::mark_replied_and_queue`]).
+pub fn upsert_job(exchange_id: Uuid) -> (String, Value) {
+    (format!("memory:{exchange_id}"), json!({ "exchange_id": exchange_id }))
 }
 
 /// Queues the deletion of one user's records (inside the caller's transaction).
@@ -318,45 +327,92 @@ fn memory_of(state: &AppState) -> Result<&Memory, JobError> {
     })
 }
 
-/// The `memory_upsert` job: embed and upsert its exchange — together with
-/// up to [`BATCH`]` - 1` other due `memory_upsert` jobs, claimed here, since
-/// one ChromaDB write costs about the same for one record as for dozens —
-/// then record them as memorized. Idempotent: record id = exchange id.
+/// The `memory_upsert` job: embed and upsert its exchange, then record it
+/// as memorized. Idempotent: record id = exchange id.
+///
+/// One ChromaDB write costs about the same for one record as for dozens, and
+/// concurrent writes slow its queries (the replies' recall), so writes are
+/// grouped: the job queues its exchange and waits for the one write in
+/// flight; whoever writes next takes everything queued by then (up to
+/// [`BATCH`]), plus due `memory_upsert` jobs no worker has claimed yet.
+/// Under a steady stream of replies that is one write per ChromaDB round
+/// trip instead of one per exchange.
 pub async fn run_upsert_job(state: &AppState, job: &Job) -> Result<(), JobError> {
     let memory = memory_of(state)?;
-    if job.payload.get("exchange_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok()).is_none() {
+    let Some(id) = job.payload.get("exchange_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok()) else {
         return Err(JobError::Permanent(anyhow::anyhow!("memory_upsert payload has no exchange_id")));
-    }
-    let mut jobs = vec![job.clone()];
-    match storage::jobs::claim_kind(&state.db, UPSERT_JOB, BATCH as i64 - 1, crate::jobs::LEASE.as_secs_f64()).await {
-        Ok(more) => jobs.extend(more.into_iter().filter(|j| j.id != job.id)),
-        Err(e) => tracing::warn!(error = %e, "could not claim more memory jobs; upserting one"),
-    }
-    let result = upsert_batch(state, memory, &jobs).await;
-    // The extra jobs are ours to finish; the runner finishes `job` from the result.
-    for extra in jobs.iter().filter(|j| j.id != job.id) {
-        let outcome = match &result {
-            Ok(()) => storage::jobs::complete(&state.db, extra.id).await,
-            Err(error) if extra.attempts < extra.max_attempts => {
-                let wait = crate::jobs::backoff(extra.attempts);
-                let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                storage::jobs::retry_at(&state.db, extra.id, at, &format!("{error:#}")).await
+    };
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    memory.upserts.waiting.lock().unwrap_or_else(|e| e.into_inner()).push((id, tx));
+    let abandoned = || Err("the memory write carrying this exchange was abandoned".to_owned());
+    let outcome = {
+        let _writer = memory.upserts.writer.lock().await;
+        loop {
+            match rx.try_recv() {
+                // A group written while we waited carried ours.
+                Ok(outcome) => break outcome,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => break abandoned(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                    // Our turn to write; the queue is FIFO, so ours is in this group or a later one.
+                    let group: Vec<_> = {
+                        let mut waiting = memory.upserts.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                        let n = waiting.len().min(BATCH);
+                        waiting.drain(..n).collect()
+                    };
+                    if group.is_empty() {
+                        break abandoned();
+                    }
+                    write_group(state, memory, group).await;
+                }
             }
-            Err(error) => storage::jobs::bury(&state.db, extra.id, &format!("{error:#}")).await,
-        };
-        if let Err(e) = outcome {
-            tracing::warn!(error = %e, job = extra.id, "could not record a batched memory job's outcome; its lease will expire and it runs again");
         }
-    }
-    result.map_err(JobError::retry)
+    };
+    outcome.map_err(|e| JobError::retry(anyhow::anyhow!(e)))
 }
 
-async fn upsert_batch(state: &AppState, memory: &Memory, jobs: &[Job]) -> anyhow::Result<()> {
-    let ids: Vec<Uuid> = jobs
-        .iter()
-        .filter_map(|j| j.payload.get("exchange_id").and_then(Value::as_str).and_then(|s| s.parse().ok()))
-        .collect();
-    let exchanges: Vec<Exchange> = storage::exchanges::get_by_ids(&state.db, &ids)
+/// Writes one group (the queued exchanges, whose jobs the runner finishes
+/// from the outcome sent back, plus due jobs claimed here, finished here).
+async fn write_group(state: &AppState, memory: &Memory, group: Vec<(Uuid, tokio::sync::oneshot::Sender<Outcome>)>) {
+    let room = BATCH.saturating_sub(group.len()) as i64;
+    let extra = if room == 0 {
+        Vec::new()
+    } else {
+        match storage::jobs::claim_kind(&state.db, UPSERT_JOB, room, crate::jobs::LEASE.as_secs_f64()).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim more memory jobs; upserting the queued ones");
+                Vec::new()
+            }
+        }
+    };
+    let mut ids: Vec<Uuid> = group.iter().map(|(id, _)| *id).collect();
+    ids.extend(
+        extra
+            .iter()
+            .filter_map(|j| j.payload.get("exchange_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok())),
+    );
+    let result = upsert_batch(state, memory, &ids).await.map_err(|e| format!("{e:#}"));
+    for (_, done) in group {
+        let _ = done.send(result.clone());
+    }
+    for job in &extra {
+        let outcome = match &result {
+            Ok(()) => storage::jobs::complete(&state.db, job.id).await,
+            Err(error) if job.attempts < job.max_attempts => {
+                let wait = crate::jobs::backoff(job.attempts);
+                let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                storage::jobs::retry_at(&state.db, job.id, at, error).await
+            }
+            Err(error) => storage::jobs::bury(&state.db, job.id, error).await,
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, job = job.id, "could not record a batched memory job's outcome; its lease will expire and it runs again");
+        }
+    }
+}
+
+async fn upsert_batch(state: &AppState, memory: &Memory, ids: &[Uuid]) -> anyhow::Result<()> {
+    let exchanges: Vec<Exchange> = storage::exchanges::get_by_ids(&state.db, ids)
         .await?
         .into_iter()
         .filter(|e| e.memorized_at.is_none() && e.status == "replied")

@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::users::User;
+
 /// A stored exchange.
 #[derive(Debug, Clone)]
 pub struct Exchange {
@@ -57,23 +59,46 @@ pub fn sanitize(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains('\0') { std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}")) } else { text.into() }
 }
 
+/// What [`insert`] found.
+#[derive(Debug)]
+pub enum Inserted {
+    /// The sender is not a stored user; nothing was inserted.
+    UnknownUser,
+    /// Stored and claimed now.
+    New(User, Box<Exchange>),
+    /// The message was stored before (then call [`claim`] or [`by_message`]).
+    Existing(User),
+}
+
 /// Inserts the exchange unless the message is already stored, claiming it
-/// for `claim_secs` (see [`claim`]); returns the new row, or `None` when it
-/// existed (then call [`claim`] or [`by_message`]).
-/// The event link is kept only if the event is recorded (`slack_events`).
+/// for `claim_secs` (see [`claim`]), and reads its sender's user row in the
+/// same statement (one round trip for both). Nothing is inserted for a
+/// sender who is not a stored user. The event link is kept only if the
+/// event is recorded (`slack_events`).
 pub async fn insert(
     executor: impl PgExecutor<'_>,
     new: &NewExchange<'_>,
     claim_secs: f64,
-) -> Result<Option<Exchange>, sqlx::Error> {
-    sqlx::query_as!(
-        Exchange,
-        r#"INSERT INTO exchanges (user_id, channel_id, thread_ts, user_ts, user_text, event_id, reply_claimed_until)
-           VALUES ($1, $2, $3, $4, $5, (SELECT event_id FROM slack_events WHERE event_id = $6),
-                   now() + make_interval(secs => $7))
-           ON CONFLICT (channel_id, user_ts) DO NOTHING
-           RETURNING id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
-                     failure_reason, event_id, received_at, replied_at, memorized_at"#,
+) -> Result<Inserted, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"WITH u AS (
+               SELECT user_id, team_id, real_name, display_name, tz, locale, dm_channel_id,
+                      briefing_time, briefing_enabled, profile_fetched_at
+               FROM slack_users WHERE user_id = $1
+           ), ins AS (
+               INSERT INTO exchanges (user_id, channel_id, thread_ts, user_ts, user_text, event_id, reply_claimed_until)
+               SELECT u.user_id, $2, $3, $4, $5, (SELECT event_id FROM slack_events WHERE event_id = $6),
+                      now() + make_interval(secs => $7)
+               FROM u
+               ON CONFLICT (channel_id, user_ts) DO NOTHING
+               RETURNING id, event_id, received_at
+           )
+           SELECT u.user_id AS "user_id!", u.team_id AS "team_id!", u.real_name AS "real_name?",
+                  u.display_name AS "display_name?", u.tz AS "tz?", u.locale AS "locale?",
+                  u.dm_channel_id AS "dm_channel_id?", u.briefing_time AS "briefing_time?",
+                  u.briefing_enabled AS "briefing_enabled!", u.profile_fetched_at AS "profile_fetched_at?",
+                  ins.id AS "id?", ins.event_id AS "event_id?", ins.received_at AS "received_at?"
+           FROM u LEFT JOIN ins ON true"#,
         new.user_id,
         new.channel_id,
         new.thread_ts,
@@ -83,7 +108,38 @@ pub async fn insert(
         claim_secs
     )
     .fetch_optional(executor)
-    .await
+    .await?;
+    let Some(r) = row else { return Ok(Inserted::UnknownUser) };
+    let user = User {
+        user_id: r.user_id,
+        team_id: r.team_id,
+        real_name: r.real_name,
+        display_name: r.display_name,
+        tz: r.tz,
+        locale: r.locale,
+        dm_channel_id: r.dm_channel_id,
+        briefing_time: r.briefing_time,
+        briefing_enabled: r.briefing_enabled,
+        profile_fetched_at: r.profile_fetched_at,
+    };
+    let (Some(id), Some(received_at)) = (r.id, r.received_at) else { return Ok(Inserted::Existing(user)) };
+    let exchange = Exchange {
+        id,
+        user_id: user.user_id.clone(),
+        channel_id: new.channel_id.to_owned(),
+        thread_ts: new.thread_ts.map(str::to_owned),
+        user_ts: new.user_ts.to_owned(),
+        user_text: new.user_text.to_owned(),
+        reply_text: None,
+        reply_ts: None,
+        status: "received".to_owned(),
+        failure_reason: None,
+        event_id: r.event_id,
+        received_at,
+        replied_at: None,
+        memorized_at: None,
+    };
+    Ok(Inserted::New(user, Box::new(exchange)))
 }
 
 /// Claims a stored exchange that still waits for its reply and that no one
@@ -188,24 +244,52 @@ pub async fn set_placeholder(executor: impl PgExecutor<'_>, id: Uuid, ts: &str) 
         .map(|_| ())
 }
 
-/// Marks the exchange replied. Returns false if it was not waiting for a reply.
-pub async fn mark_replied(
+/// A job queued by the same statement that marks an exchange replied.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowUp<'a> {
+    pub kind: &'a str,
+    pub dedupe_key: &'a str,
+    pub payload: &'a serde_json::Value,
+}
+
+/// Marks the exchange replied (its reply text and Slack ts, claim released)
+/// and, only if it marked it, queues `job` (a `jobs` row, skipped when its
+/// dedupe key exists) — in one statement: one round trip and one commit
+/// instead of a four-statement transaction. Returns false if the exchange
+/// was not waiting for a reply (then nothing is queued).
+pub async fn mark_replied_and_queue(
     executor: impl PgExecutor<'_>,
     id: Uuid,
     reply_text: &str,
     reply_ts: &str,
+    job: Option<FollowUp<'_>>,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query!(
-        r#"UPDATE exchanges SET status = 'replied', reply_text = $2, reply_ts = $3, replied_at = now(),
-                  reply_claimed_until = NULL
-           WHERE id = $1 AND status = 'received'"#,
+    let (kind, key, payload) = match job {
+        Some(j) => (Some(j.kind), Some(j.dedupe_key), Some(j.payload)),
+        None => (None, None, None),
+    };
+    sqlx::query_scalar!(
+        r#"WITH replied AS (
+               UPDATE exchanges SET status = 'replied', reply_text = $2, reply_ts = $3, replied_at = now(),
+                      reply_claimed_until = NULL
+               WHERE id = $1 AND status = 'received'
+               RETURNING id
+           ), queued AS (
+               INSERT INTO jobs (kind, dedupe_key, payload)
+               SELECT $4::text, $5::text, $6::jsonb FROM replied WHERE $4::text IS NOT NULL
+               ON CONFLICT (dedupe_key) DO NOTHING
+               RETURNING id
+           )
+           SELECT EXISTS (SELECT 1 FROM replied) AS "marked!""#,
         id,
         reply_text,
-        reply_ts
+        reply_ts,
+        kind,
+        key,
+        payload
     )
-    .execute(executor)
+    .fetch_one(executor)
     .await
-    .map(|r| r.rows_affected() == 1)
 }
 
 /// Marks the exchange failed, with why. Returns false if it was not waiting.

@@ -672,9 +672,75 @@ async fn embeddings_come_from_an_openai_compatible_api_when_configured() {
     app.stop().await.unwrap();
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Pids of processes whose command line contains `needle`.
+fn pids_matching(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(format!("/proc/{name}/cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Where the benchmark's CPU goes: this process (robeing plus the in-process
+/// fake Slack and LLM), the Postgres backends serving its database, and
+/// ChromaDB's server process, each in CPU seconds so far.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    app: f64,
+    postgres: f64,
+    chroma: f64,
+}
+
+async fn cpu_now(app: &TestApp, chroma_port: Option<u16>) -> Cpu {
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    Cpu {
+        app: cpu_secs("self"),
+        postgres: pids.iter().map(|p| cpu_secs(&p.to_string())).sum(),
+        chroma: chroma_port
+            .map(|port| pids_matching(&format!("--port\0{port}")).iter().map(|p| cpu_secs(p)).sum())
+            .unwrap_or(0.0),
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The conversation benchmark (docs/benchmarks.md, "Conversation"). Not a
-/// test: it asserts nothing about speed, it prints figures. Run with
+/// test of speed (nothing is asserted about time); run it with
 /// `cargo test --release --test api bench_conversation -- --ignored --nocapture`.
+/// `BENCH_CHROMA=off` or `on` runs one setup only (default: both). Each
+/// message comes in its own DM channel: the Slack client paces a channel at
+/// Slack's one message per second, which would otherwise be all it measures;
+/// history and memory are per user, so they are exercised as in one channel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; run explicitly with --ignored --nocapture"]
 async fn bench_conversation() {
@@ -685,9 +751,15 @@ async fn bench_conversation() {
         sorted[i].as_secs_f64() * 1000.0
     }
 
+    let setups: Vec<bool> = match std::env::var("BENCH_CHROMA").as_deref() {
+        Ok("off") => vec![false],
+        Ok("on") => vec![true],
+        _ => vec![false, true],
+    };
     let fake = llm::start().await;
-    for chroma_on in [false, true] {
+    for chroma_on in setups {
         let chroma = if chroma_on { Some(Chroma::start().await) } else { None };
+        let chroma_port = chroma.as_ref().and_then(|c| c.url().rsplit(':').next().and_then(|p| p.parse().ok()));
         let app = app(chroma.as_ref(), Some(&fake), &[]).await;
         let users: Vec<String> = (0..50).map(|i| format!("U0BENCH{i:03}")).collect();
         for u in &users {
@@ -696,6 +768,8 @@ async fn bench_conversation() {
         let phase_start = Instant::now();
         let mut total = 0usize;
         for (concurrent, per_user) in [(1usize, 1_000usize), (50, 60)] {
+            let load = loadavg();
+            let cpu0 = cpu_now(&app, chroma_port).await;
             let started = Instant::now();
             let mut tasks = Vec::new();
             for u in users.iter().take(concurrent) {
@@ -703,29 +777,59 @@ async fn bench_conversation() {
                 let u = u.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut lat = Vec::with_capacity(per_user);
+                    let phase = Instant::now();
                     for k in 0..per_user {
-                        let m = dm(&u, &format!("benchmark message {k}: what should I remember about the weather?"));
+                        let mut m =
+                            dm(&u, &format!("benchmark message {k}: what should I remember about the weather?"));
+                        // A channel per message: the Slack client paces each channel at Slack's
+                        // 1 message/s, which would otherwise be all this measures.
+                        m.channel_id = format!("D0B{}", m.ts.replace('.', ""));
                         let t = Instant::now();
-                        handle_message(&state, &m).await.unwrap();
+                        if let Err(e) = handle_message(&state, &m).await {
+                            return Err(format!("{u}'s message {k} after {:?}: {e:?}", t.elapsed()));
+                        }
                         lat.push(t.elapsed());
+                        if k % 250 == 249 {
+                            println!(
+                                "BENCH progress {u}: {} messages in {:.1} s",
+                                k + 1,
+                                phase.elapsed().as_secs_f64()
+                            );
+                        }
                     }
-                    lat
+                    Ok(lat)
                 }));
             }
             let mut lat: Vec<Duration> = Vec::new();
             for t in tasks {
-                lat.extend(t.await.unwrap());
+                match t.await.unwrap() {
+                    Ok(l) => lat.extend(l),
+                    Err(e) => {
+                        // Say why the application stopped under the benchmark, if it did.
+                        let app_ended = app.task.is_finished();
+                        let ended_with = if app_ended { format!("{:?}", app.task.await) } else { "running".into() };
+                        panic!("benchmark exchange failed: {e}; application: {ended_with}");
+                    }
+                }
             }
             let elapsed = started.elapsed().as_secs_f64();
+            let cpu1 = cpu_now(&app, chroma_port).await;
             lat.sort();
             total += lat.len();
+            let n = lat.len() as f64;
+            let per = |a: f64, b: f64| (b - a) / n * 1e6;
             println!(
-                "BENCH chroma={chroma_on} users={concurrent} exchanges={} secs={elapsed:.2} rate={:.0}/s p50={:.1}ms p99={:.1}ms max={:.1}ms",
+                "BENCH chroma={chroma_on} users={concurrent} exchanges={} secs={elapsed:.2} rate={:.0}/s p50={:.1}ms p99={:.1}ms max={:.1}ms \
+                 cpu_us_per_exchange app={:.0} postgres={:.0} chroma={:.0} load=[{load}]->[{}]",
                 lat.len(),
-                lat.len() as f64 / elapsed,
+                n / elapsed,
                 pct(&lat, 0.5),
                 pct(&lat, 0.99),
-                pct(&lat, 1.0)
+                pct(&lat, 1.0),
+                per(cpu0.app, cpu1.app),
+                per(cpu0.postgres, cpu1.postgres),
+                per(cpu0.chroma, cpu1.chroma),
+                loadavg(),
             );
         }
         if let Some(chroma) = &chroma {
