@@ -801,14 +801,8 @@ async fn dm_channel(state: &AppState, user: &User) -> Result<String, JobError> {
         .slack
         .as_ref()
         .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("SLACK_BOT_TOKEN is not set; cannot reply")))?;
-    let opened = slack
-        .session()
-        .conversations_open(
-            &SlackApiConversationsOpenRequest::new().with_users(vec![SlackUserId(user.user_id.clone())]),
-        )
-        .await
-        .map_err(|e| JobError::retry(anyhow::Error::new(e).context("opening the user's DM")))?;
-    Ok(opened.channel.id.0)
+    // Through the client: its 429/5xx policy and metrics, one DM-opening path.
+    Ok(slack.open_dm(&user.user_id).await?)
 }
 
 /// Called when a `slack_event` job died: if it was a DM whose exchange is

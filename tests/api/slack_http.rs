@@ -673,6 +673,44 @@ async fn app_home_buttons_change_settings_and_republish_the_home_tab() {
 }
 
 #[tokio::test]
+async fn forget_me_from_app_home_without_a_dm_yet_opens_the_dm_through_the_client() {
+    let app = spawn_app().await;
+    // A user robeing knows (seen on the Home tab) but has never written to:
+    // no DM channel stored and no exchange to take one from.
+    sqlx::query("INSERT INTO slack_teams (team_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(TEAM_ID)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO slack_users (user_id, team_id, locale) VALUES ($1, $2, 'en-US')")
+        .bind(USER)
+        .bind(TEAM_ID)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let payload = json!({"type": "block_actions", "team": {"id": TEAM_ID}, "user": {"id": USER, "team_id": TEAM_ID},
+        "trigger_id": "1.3.forget", "view": {"id": "V0HOME", "type": "home"},
+        "actions": [{"action_id": "forget_confirm", "value": "confirm", "type": "button", "action_ts": "1764000000.2"}]});
+    let form = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    let r = Post::signed("/slack/interactions", form, "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 200);
+    let outcome = job_outcome(&app.db, "act:1.3.forget").await;
+    assert_eq!(outcome.0, "done", "{outcome:?}");
+    // The user never wrote to robeing: the DM is opened (conversations.open,
+    // counted in /metrics like every Slack call) and the confirmation lands there.
+    let opened = app.slack.requests_to("/api/conversations.open");
+    assert_eq!(opened.len(), 1, "{:?}", slack_calls(&app));
+    assert!(opened[0].json().to_string().contains(USER), "{}", opened[0].json());
+    let posts = app.slack.requests_to("/api/chat.postMessage");
+    assert_eq!(posts.len(), 1, "{:?}", slack_calls(&app));
+    let channel = posts[0].json()["channel"].as_str().unwrap().to_owned();
+    assert!(channel.starts_with('D'), "posted in the opened DM: {channel}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("method=\"conversations.open\""), "{metrics}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn metrics_count_received_deduplicated_and_rejected_events() {
     let app = spawn_app().await;
     let ev = dm("Ev0METRICS", USER, "hi");
