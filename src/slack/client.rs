@@ -460,43 +460,26 @@ impl SlackApi {
         tag: &Tag<'_>,
     ) -> Result<Option<String>, SlackError> {
         let limit = HISTORY_LIMIT.to_string();
-        let (method, v) = match thread_ts {
-            Some(thread) => {
-                let v = self
-                    .call("conversations.replies", Repeat::Safe, || {
-                        let limit = limit.clone();
-                        async move {
-                            let params = vec![
-                                ("channel", Some(channel)),
-                                ("ts", Some(thread)),
-                                ("oldest", Some(oldest)),
-                                ("limit", Some(limit.as_str())),
-                                ("include_all_metadata", Some("true")),
-                            ];
-                            self.session().http_session_api.http_get("conversations.replies", &params, None).await
-                        }
-                    })
-                    .await?;
-                ("conversations.replies", v)
-            }
-            None => {
-                let v = self
-                    .call("conversations.history", Repeat::Safe, || {
-                        let limit = limit.clone();
-                        async move {
-                            let params = vec![
-                                ("channel", Some(channel)),
-                                ("oldest", Some(oldest)),
-                                ("limit", Some(limit.as_str())),
-                                ("include_all_metadata", Some("true")),
-                            ];
-                            self.session().http_session_api.http_get("conversations.history", &params, None).await
-                        }
-                    })
-                    .await?;
-                ("conversations.history", v)
-            }
-        };
+        // A thread's messages come from conversations.replies, the channel's
+        // from conversations.history; the parameters are the same but `ts`.
+        let method = if thread_ts.is_some() { "conversations.replies" } else { "conversations.history" };
+        let v = self
+            .call(method, Repeat::Safe, || {
+                let limit = limit.clone();
+                async move {
+                    let mut params = vec![
+                        ("channel", Some(channel)),
+                        ("oldest", Some(oldest)),
+                        ("limit", Some(limit.as_str())),
+                        ("include_all_metadata", Some("true")),
+                    ];
+                    if thread_ts.is_some() {
+                        params.push(("ts", thread_ts));
+                    }
+                    self.session().http_session_api.http_get(method, &params, None).await
+                }
+            })
+            .await?;
         let messages = v
             .get("messages")
             .and_then(|m| m.as_array())

@@ -793,19 +793,7 @@ async fn gmail_calls_take_the_users_budget_and_the_shared_one() {
 
 /// User + system CPU time and peak resident memory of a process (Linux `/proc`).
 fn cpu_and_peak_rss(pid: &str) -> (Duration, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    // After the command name: utime is the 12th field, stime the 13th (clock ticks, 100 Hz).
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kb = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (Duration::from_millis(ticks * 10), hwm_kb)
+    (Duration::from_secs_f64(procfs::cpu_secs(pid)), procfs::peak_rss_kib(pid))
 }
 
 /// One configuration of the briefing benchmark.
@@ -902,15 +890,6 @@ fn budget_waits(metrics: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The "Briefing" benchmark of `docs/benchmarks.md`: the real binary
 /// (`robeing serve`, its own process, so its CPU and memory are measured
 /// alone) against fakes in this process — Slack, two news feeds, and a Gmail
@@ -971,7 +950,7 @@ async fn bench_briefing_10k_users() {
         let pool = PgPool::connect(&db_url).await.unwrap();
         seed_connected_users(&pool, users).await;
         let (gmail_before, posts_before) = (fake_gmail.requests().len(), slack.requests_to(POST).len());
-        let load_before = load_average();
+        let load_before = procfs::load_average();
 
         let (cpu0, rss_idle) = cpu_and_peak_rss(&pid);
         let started = std::time::Instant::now();
@@ -1000,7 +979,7 @@ async fn bench_briefing_10k_users() {
         }
         let wall = started.elapsed();
         let (cpu1, rss_peak) = cpu_and_peak_rss(&pid);
-        let load_after = load_average();
+        let load_after = procfs::load_average();
         let complete: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM briefings WHERE status = 'delivered' AND email_status = 'ok' AND news_status = 'ok'",
         )

@@ -672,16 +672,6 @@ async fn embeddings_come_from_an_openai_compatible_api_when_configured() {
     app.stop().await.unwrap();
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
-fn cpu_secs(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Pids of processes whose command line contains `needle`.
 fn pids_matching(needle: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -717,21 +707,12 @@ async fn cpu_now(app: &TestApp, chroma_port: Option<u16>) -> Cpu {
     .await
     .unwrap();
     Cpu {
-        app: cpu_secs("self"),
-        postgres: pids.iter().map(|p| cpu_secs(&p.to_string())).sum(),
+        app: procfs::cpu_secs("self"),
+        postgres: pids.iter().map(|p| procfs::cpu_secs(&p.to_string())).sum(),
         chroma: chroma_port
-            .map(|port| pids_matching(&format!("--port\0{port}")).iter().map(|p| cpu_secs(p)).sum())
+            .map(|port| pids_matching(&format!("--port\0{port}")).iter().map(|p| procfs::cpu_secs(p)).sum())
             .unwrap_or(0.0),
     }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The conversation benchmark (docs/benchmarks.md, "Conversation"). Not a
@@ -768,7 +749,7 @@ async fn bench_conversation() {
         let phase_start = Instant::now();
         let mut total = 0usize;
         for (concurrent, per_user) in [(1usize, 1_000usize), (50, 60)] {
-            let load = loadavg();
+            let load = procfs::load_average();
             let cpu0 = cpu_now(&app, chroma_port).await;
             let started = Instant::now();
             let mut tasks = Vec::new();
@@ -829,7 +810,7 @@ async fn bench_conversation() {
                 per(cpu0.app, cpu1.app),
                 per(cpu0.postgres, cpu1.postgres),
                 per(cpu0.chroma, cpu1.chroma),
-                loadavg(),
+                procfs::load_average(),
             );
         }
         if let Some(chroma) = &chroma {

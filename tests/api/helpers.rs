@@ -241,3 +241,38 @@ pub fn capture_logs_at(filter: &str) -> (LogBuffer, tracing::subscriber::Default
         .finish();
     (logs, tracing::subscriber::set_default(subscriber))
 }
+
+/// Readings of this machine's `/proc`, for the benchmarks' figures.
+pub mod procfs {
+    /// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+    pub fn cpu_secs(pid: &str) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+        // Fields after the parenthesised command name; utime and stime are the
+        // 12th and 13th (clock ticks, 100 Hz).
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// Peak resident memory of a process in KiB (`VmHWM`).
+    pub fn peak_rss_kib(pid: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+    pub fn load_average() -> String {
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
