@@ -57,7 +57,7 @@ python3 bench/fake_slack.py "$SLACK_PORT" & SLACK_PID=$!
 env -i PATH="$PATH" DATABASE_URL="$DB_URL${BENCH_DB_PARAMS:+?$BENCH_DB_PARAMS}" ROBEING_LISTEN="127.0.0.1:$PORT" \
   SLACK_BOT_TOKEN="xoxb-bench" SLACK_SIGNING_SECRET="$SECRET" \
   SLACK_API_URL="http://127.0.0.1:$SLACK_PORT/api" LOG_FORMAT=json RUST_LOG=warn \
-  NEWS_FEEDS="http://127.0.0.1:9/feed.xml" \
+  NEWS_FEEDS="http://127.0.0.1:9/feed.xml" ${BENCH_WORKER_NICE:+JOB_WORKER_NICE=$BENCH_WORKER_NICE} \
   "$BIN" serve >"$WORK/robeing.log" 2>&1 & APP_PID=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null || { cat "$WORK/robeing.log"; exit 1; }

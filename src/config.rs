@@ -87,6 +87,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     ("DEFAULT_TIMEZONE", "`Asia/Seoul`", "time zone when Slack gives none"),
     ("CRON_SECRET", "unset → `POST /api/cron/daily-summary` answers 404", "bearer secret for the cron endpoint"),
+    (
+        "JOB_WORKER_NICE",
+        "`10`",
+        "how much lower the job workers' CPU priority is than the threads that acknowledge Slack (0–19; 0 → equal)",
+    ),
     ("RUST_LOG", "`info`", "log filter"),
     ("LOG_FORMAT", "`pretty` on a TTY, else `json`", "`json` or `pretty`"),
 ];
@@ -210,6 +215,8 @@ pub struct Config {
     pub briefing_scheduler: bool,
     pub default_timezone: Tz,
     pub cron_secret: Option<SecretString>,
+    /// Nice offset of the job workers' threads (`JOB_WORKER_NICE`, 0–19).
+    pub job_worker_nice: i32,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -387,6 +394,19 @@ impl Config {
             },
             None => Duration::from_secs(3 * 3600),
         };
+        let job_worker_nice = match get("JOB_WORKER_NICE") {
+            Some(v) => match v.parse::<i32>() {
+                Ok(n) if (0..=19).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "JOB_WORKER_NICE",
+                        format!("`{v}` is not a whole number from 0 to 19"),
+                        "use e.g. 10 (0 runs the workers at the same priority as the request threads)",
+                    ));
+                }
+            },
+            None => crate::jobs::runtime::BACKGROUND_NICE,
+        };
         let briefing_scheduler = match get("BRIEFING_SCHEDULER").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("on") | Some("true") | Some("1") => true,
             Some("off") | Some("false") | Some("0") => false,
@@ -450,6 +470,7 @@ impl Config {
             briefing_scheduler,
             default_timezone,
             cron_secret: get("CRON_SECRET").map(SecretString::from),
+            job_worker_nice,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".into()),
             log_format,
         })
@@ -522,6 +543,7 @@ impl Config {
             ),
             ("news_feeds", format!("{} feeds", self.news_feeds.len())),
             ("cron_endpoint", on_off(self.cron_secret.is_some(), "CRON_SECRET".into())),
+            ("job_workers", format!("nice +{} relative to the request threads", self.job_worker_nice)),
         ]
     }
 }
@@ -694,6 +716,8 @@ mod tests {
             (&[("SLACK_MAX_POSTS_PER_SECOND", "0")], "SLACK_MAX_POSTS_PER_SECOND"),
             (&[("GMAIL_MAX_REQUESTS_PER_SECOND", "fast")], "GMAIL_MAX_REQUESTS_PER_SECOND"),
             (&[("GMAIL_USER_MAX_REQUESTS_PER_SECOND", "-1")], "GMAIL_USER_MAX_REQUESTS_PER_SECOND"),
+            (&[("JOB_WORKER_NICE", "20")], "JOB_WORKER_NICE"),
+            (&[("JOB_WORKER_NICE", "-5")], "JOB_WORKER_NICE"),
         ];
         for (vars, expected) in cases {
             let err = load(vars).expect_err(expected);

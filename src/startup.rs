@@ -2,7 +2,8 @@
 //! fail-fast step (database connection, migrations, canary, Slack token check,
 //! binding the port) and returns something with [`Application::port`], so
 //! tests can bind port 0; [`Application::run_until_stopped`] supervises the
-//! HTTP server, the ingest committer and the job workers, and on SIGTERM or
+//! HTTP server, the ingest committer and the job workers (on their own
+//! lower-priority runtime, [`crate::jobs::runtime`]), and on SIGTERM or
 //! Ctrl-C stops accepting, drains in-flight work and stops the embedded
 //! database if it started one.
 
@@ -18,6 +19,7 @@ use crate::{
     config::{Config, DatabaseSetting},
     error::{EXIT_CONFIG, EXIT_FAILURE},
     health::{Live, LiveStatus},
+    jobs::runtime::BackgroundRuntime,
     pipeline::Ingest,
     slack::client::SlackApi,
     storage::{self, embedded::EmbeddedPostgres},
@@ -225,13 +227,23 @@ impl Application {
             signal_token.cancel();
         });
 
-        let workers = tokio::spawn(crate::jobs::run(state.clone(), state.wake_workers.clone(), shutdown.child_token()));
+        // Acknowledgements (HTTP, Socket Mode, the ingest committer) stay on
+        // this runtime; the work behind them runs on a lower-priority one.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let background = BackgroundRuntime::start(threads, state.config.job_worker_nice)
+            .context("starting the background runtime")?;
+        let workers = background.handle().spawn(crate::jobs::run(
+            state.clone(),
+            state.wake_workers.clone(),
+            shutdown.child_token(),
+        ));
         let socket_mode =
             state.config.slack.app_token.clone().map(|token| {
                 tokio::spawn(crate::slack::socket_mode::run(state.clone(), token, shutdown.child_token()))
             });
-        tokio::spawn(crate::memory::log_backlog(state.clone(), shutdown.child_token()));
-        let scheduler = tokio::spawn(crate::briefing::scheduler::run(state.clone(), shutdown.child_token()));
+        background.handle().spawn(crate::memory::log_backlog(state.clone(), shutdown.child_token()));
+        let scheduler =
+            background.handle().spawn(crate::briefing::scheduler::run(state.clone(), shutdown.child_token()));
         let app = crate::http::router(state.clone());
         let server_token = shutdown.clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move { server_token.cancelled().await });
@@ -244,6 +256,7 @@ impl Application {
         }
         let _ = scheduler.await;
         state.db.close().await;
+        drop(background);
         if let Some(pg) = embedded
             && let Err(e) = pg.stop().await
         {

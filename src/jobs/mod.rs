@@ -4,6 +4,8 @@
 //! leaves an expired lease, and the job runs again: handlers are written to
 //! be idempotent (they check what was already done before doing it).
 
+pub mod runtime;
+
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;

@@ -300,3 +300,45 @@ async fn metrics_are_prometheus_text_and_move_with_events() {
     assert!(after.contains("robeing_job_backlog{kind=\"metrics_probe\"} 1"), "{after}");
     app.stop().await.unwrap();
 }
+
+/// `robeing serve` runs the job workers on niced threads, so a busy machine
+/// serves Slack's acknowledgements first; the threads that accept requests
+/// keep the process's own priority. Read from `/proc` of the real binary.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn serve_runs_the_workers_at_a_lower_priority_than_the_acknowledgements() {
+    let (db_url, _) = fresh_database().await;
+    let (slack, _workspace) = crate::fakes::slack::start_with_workspace().await;
+    let server = crate::process::Server::start(vec![
+        ("DATABASE_URL".into(), db_url),
+        ("SLACK_BOT_TOKEN".into(), "xoxb-test-priority".into()),
+        ("SLACK_SIGNING_SECRET".into(), "priority-test-secret".into()),
+        ("SLACK_API_URL".into(), slack.url("/api")),
+        ("BRIEFING_SCHEDULER".into(), "off".into()),
+        ("NEWS_FEEDS".into(), "http://127.0.0.1:9/feed.xml".into()),
+    ])
+    .await;
+    let pid = server.pid();
+    // Field 19 of /proc/<pid>/task/<tid>/stat is the nice value; the name
+    // (field 2) is in parentheses and may hold spaces, so split after it.
+    let threads: Vec<(String, i64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
+        .map(|stat| {
+            let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()].to_owned();
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            (name, fields[16].parse().unwrap())
+        })
+        .collect();
+    let nice_of = |prefix: &str| -> Vec<i64> {
+        threads.iter().filter(|(name, _)| name.starts_with(prefix)).map(|(_, n)| *n).collect()
+    };
+    let process_nice = threads.iter().find(|(name, _)| name == "robeing").map(|(_, n)| *n).expect("the main thread");
+    let background = nice_of("robeing-backgro");
+    let acknowledging = nice_of("tokio-rt-worker");
+    assert!(!background.is_empty() && !acknowledging.is_empty(), "{threads:?}");
+    let expected = (process_nice + robeing::jobs::runtime::BACKGROUND_NICE as i64).min(19);
+    assert!(background.iter().all(|n| *n == expected), "background threads at nice {expected}: {threads:?}");
+    assert!(acknowledging.iter().all(|n| *n == process_nice), "request threads keep nice {process_nice}: {threads:?}");
+    server.stop().await;
+}

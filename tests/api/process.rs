@@ -108,6 +108,11 @@ impl Server {
         }
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(|c| c.id()).expect("a running process")
+    }
+
     /// SIGKILL: no shutdown, no draining, no last words. Waits until the
     /// process is gone and its port refuses connections.
     pub async fn kill9(&mut self) {
