@@ -32,6 +32,7 @@ ap.add_argument("--users", type=int, default=50)
 ap.add_argument("--concurrency", type=int, default=4, help="connections in the concurrent query phase")
 ap.add_argument("--dim", type=int, default=384)
 ap.add_argument("--settle", type=float, default=0, help="seconds of rest between the writes and the queries")
+ap.add_argument("--include", default="documents,metadatas,distances", help="what queries ask back")
 ap.add_argument("--no-where", action="store_true", help="query without the user_id filter (for comparison)")
 ap.add_argument("--upserts", default="1:200,16:800,64:1280,256:2560", help="batch:records phases after the fill")
 args = ap.parse_args()
@@ -168,7 +169,7 @@ try:
         body = {
             "query_embeddings": [unit_vector()],
             "n_results": args.k,
-            "include": ["documents", "metadatas", "distances"],
+            "include": [x for x in args.include.split(",") if x],
         }
         if not args.no_where:
             body["where"] = {"user_id": f"U0BENCH{i % args.users:03}"}
@@ -202,7 +203,7 @@ try:
         all_lat = sorted(x for l in lat for x in l)
         p = lambda q: all_lat[round((len(all_lat) - 1) * q)] * 1000
         print(
-            f"CEILING query k={args.k} where={not args.no_where} concurrency={concurrency} records={total_records} queries={len(all_lat)} "
+            f"CEILING query k={args.k} where={not args.no_where} include={args.include} concurrency={concurrency} records={total_records} queries={len(all_lat)} "
             f"secs={wall:6.2f} rate={len(all_lat) / wall:6.0f}/s p50={p(0.5):5.1f}ms p99={p(0.99):5.1f}ms "
             f"chroma_cpu_per_query={cpu / len(all_lat) * 1000:5.2f} ms load=[{load()}]"
         )
