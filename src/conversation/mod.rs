@@ -52,7 +52,7 @@ use crate::{
     startup::AppState,
     storage::{
         self,
-        exchanges::{Exchange, FollowUp, Inserted, NewExchange, sanitize},
+        exchanges::{Exchange, FollowUp, History, HistoryWanted, Inserted, NewExchange, sanitize},
         jobs::Job,
         users::User,
     },
@@ -295,21 +295,21 @@ fn user_tz(state: &AppState, user: &User) -> Tz {
 /// Handles one DM: store, compose, reply, record. Idempotent; never replies
 /// twice to one message.
 pub async fn handle_message(state: &AppState, message: &DirectMessage) -> Result<(), JobError> {
-    let (user, exchange, again) = match record(state, message).await? {
-        (user, Recorded::New(e)) => (user, e, false),
-        (user, Recorded::Again(e)) => (user, e, true),
-        (_, Recorded::Final(e)) => {
+    let (user, history, exchange, again) = match record(state, message).await? {
+        (user, history, Recorded::New(e)) => (user, history, e, false),
+        (user, history, Recorded::Again(e)) => (user, history, e, true),
+        (_, _, Recorded::Final(e)) => {
             tracing::info!(exchange = %e.id, status = %e.status, "message already answered; not replying again");
             return Ok(());
         }
-        (_, Recorded::Busy(e)) => {
+        (_, _, Recorded::Busy(e)) => {
             return Err(JobError::Retry {
                 after: Some(BUSY_RETRY),
                 error: anyhow::anyhow!("exchange {} is being replied to by another worker", e.id),
             });
         }
     };
-    let result = reply_to(state, &user, &exchange, again).await;
+    let result = reply_to(state, &user, history, &exchange, again).await;
     if result.is_err()
         && let Err(e) =
             crate::jobs::persist("releasing a reply claim", || storage::exchanges::release(&state.db, exchange.id))
@@ -323,7 +323,13 @@ pub async fn handle_message(state: &AppState, message: &DirectMessage) -> Result
 /// Composes, posts and records the reply to a claimed exchange. `again`:
 /// an earlier attempt may have posted without recording it (see
 /// [`earlier_post`]).
-async fn reply_to(state: &AppState, user: &User, exchange: &Exchange, again: bool) -> Result<(), JobError> {
+async fn reply_to(
+    state: &AppState,
+    user: &User,
+    history: History,
+    exchange: &Exchange,
+    again: bool,
+) -> Result<(), JobError> {
     let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
     let turn = Turn { state, user, exchange, lang };
     let intent = intent::detect(&exchange.user_text);
@@ -332,7 +338,7 @@ async fn reply_to(state: &AppState, user: &User, exchange: &Exchange, again: boo
         placeholder = earlier_post(state, exchange).await?;
     }
     let reply = match &state.config.llm {
-        Some(llm) if !intent.is_command() => llm_reply(&turn, llm, &mut placeholder).await?,
+        Some(llm) if !intent.is_command() => llm_reply(&turn, llm, history, &mut placeholder).await?,
         _ => builtin_reply(&turn, intent).await?,
     };
     deliver(&turn, reply, placeholder).await
@@ -359,8 +365,9 @@ const CLAIM: Duration = Duration::from_secs(120);
 const BUSY_RETRY: Duration = Duration::from_secs(30);
 
 /// Stores the message (or finds it stored) and claims it for replying; with
-/// its sender's user row (a DM from a user not stored yet waits for it).
-async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Recorded), JobError> {
+/// its sender's user row (a DM from a user not stored yet waits for it) and,
+/// when the LLM will compose the reply, the history its prompt needs.
+async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, History, Recorded), JobError> {
     let text = sanitize(&message.text);
     let new = NewExchange {
         user_id: &message.user_id,
@@ -370,30 +377,36 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Reco
         user_text: &text,
         event_id: Some(&message.event_id),
     };
-    // One statement (its own transaction) reads the user and stores and
-    // claims a new message; a known one is claimed if it still waits and
-    // nobody holds it.
+    // One statement (its own transaction) reads the user and the history
+    // and stores and claims a new message; a known one is claimed if it
+    // still waits and nobody holds it.
     let claim = CLAIM.as_secs_f64();
-    let user = match storage::exchanges::insert(&state.db, &new, claim).await? {
+    let llm_composes = state.config.llm.is_some() && !intent::detect(&text).is_command();
+    let wanted = HistoryWanted {
+        // One more than fits, to know whether anything older exists.
+        limit: if llm_composes { HISTORY_MAX_EXCHANGES + 1 } else { 0 },
+        memorized_beyond: llm_composes && state.memory.is_some(),
+    };
+    let (user, history) = match storage::exchanges::insert(&state.db, &new, claim, wanted).await? {
         Inserted::UnknownUser => {
             return Err(JobError::retry(anyhow::anyhow!(
                 "user {} is not stored yet; the DM waits for the user row",
                 message.user_id
             )));
         }
-        Inserted::New(user, e) => {
+        Inserted::New(user, e, history) => {
             crate::metrics::metrics().exchanges_stored.inc();
-            return Ok((user, Recorded::New(*e)));
+            return Ok((user, history, Recorded::New(*e)));
         }
-        Inserted::Existing(user) => user,
+        Inserted::Existing(user, history) => (user, history),
     };
     if let Some(e) = storage::exchanges::claim(&state.db, &message.channel_id, &message.ts, claim).await? {
-        return Ok((user, Recorded::Again(e)));
+        return Ok((user, history, Recorded::Again(e)));
     }
     let e = storage::exchanges::by_message(&state.db, &message.channel_id, &message.ts)
         .await?
         .ok_or_else(|| JobError::retry(anyhow::anyhow!("the exchange was not found after a conflicting insert")))?;
-    Ok((user, if e.is_final() { Recorded::Final(e) } else { Recorded::Busy(e) }))
+    Ok((user, history, if e.is_final() { Recorded::Final(e) } else { Recorded::Busy(e) }))
 }
 
 /// Posts the reply and records it.
@@ -441,10 +454,11 @@ async fn deliver(turn: &Turn<'_>, reply: Reply, placeholder: Option<String>) -> 
 async fn llm_reply(
     turn: &Turn<'_>,
     llm: &crate::config::OpenAiCompatible,
+    history: History,
     placeholder: &mut Option<String>,
 ) -> Result<Reply, JobError> {
     let state = turn.state;
-    let messages = prompt(turn).await?;
+    let messages = prompt(turn, history).await;
     let call = llm::complete(&state.http, llm, state.config.llm_timeout, &messages);
     tokio::pin!(call);
     let answer = if placeholder.is_some() {
@@ -487,40 +501,40 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// The LLM prompt: who, where, when, what was said lately and what is
-/// remembered, then the message.
-async fn prompt(turn: &Turn<'_>) -> Result<Vec<ChatMessage>, JobError> {
+/// The LLM prompt: who, where, when, what was said lately (`history`, read
+/// when the message was stored) and what is remembered, then the message.
+async fn prompt(turn: &Turn<'_>, history: History) -> Vec<ChatMessage> {
     let state = turn.state;
     let ex = turn.exchange;
     let tz = turn.tz();
     let now = Utc::now().with_timezone(&tz);
-    // One more than fits, to know whether anything older exists.
-    let recent = storage::exchanges::recent(&state.db, &ex.user_id, ex.id, HISTORY_MAX_EXCHANGES + 1).await?;
-    let fetched = recent.len();
+    let History { past, memorized_beyond } = history;
     let mut budget = HISTORY_BUDGET_CHARS;
-    let mut history = Vec::new();
-    for e in recent.into_iter().take(HISTORY_MAX_EXCHANGES as usize) {
-        let reply = e.reply_text.clone().unwrap_or_default();
-        let len = e.user_text.chars().count() + reply.chars().count();
+    let mut fits = 0;
+    for e in past.iter().take(HISTORY_MAX_EXCHANGES as usize) {
+        let len = e.user_text.chars().count() + e.reply_text.chars().count();
         if len > budget {
             break;
         }
         budget -= len;
-        history.push(e);
+        fits += 1;
     }
+    // Memory can only add what ChromaDB holds beyond the history in the
+    // prompt (its hits inside the history are left out below): when it
+    // holds nothing else, the query would add nothing, and is not sent.
+    let memory_may_add = memorized_beyond || past[fits..].iter().any(|e| e.memorized);
+    let mut history = past;
+    history.truncate(fits);
     history.reverse();
-    // Memory can only add what the history left out.
-    let everything_in_history = history.len() == fetched;
     let memories = match &state.memory {
-        Some(_) if everything_in_history => Vec::new(),
-        Some(m) => match m.recall(&ex.user_id, &truncate(&ex.user_text, 2_000), MEMORY_TOP_K).await {
+        Some(m) if memory_may_add => match m.recall(&ex.user_id, &truncate(&ex.user_text, 2_000), MEMORY_TOP_K).await {
             Ok(hits) => hits,
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "memory recall failed; replying without memories");
                 Vec::new()
             }
         },
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     let in_history: Vec<String> = history.iter().map(|e| e.id.to_string()).collect();
     let current = ex.id.to_string();
@@ -559,10 +573,10 @@ async fn prompt(turn: &Turn<'_>) -> Result<Vec<ChatMessage>, JobError> {
     let mut messages = vec![ChatMessage::system(system)];
     for e in history {
         messages.push(ChatMessage::user(e.user_text));
-        messages.push(ChatMessage::assistant(e.reply_text.unwrap_or_default()));
+        messages.push(ChatMessage::assistant(e.reply_text));
     }
     messages.push(ChatMessage::user(truncate(&ex.user_text, MAX_PROMPT_MESSAGE_CHARS)));
-    Ok(messages)
+    messages
 }
 
 /// The built-in responder (and the commands, with or without an LLM).

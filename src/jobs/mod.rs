@@ -97,9 +97,64 @@ where
     }
 }
 
+/// How a worker waiting in [`Finished`] learns whether its job was recorded.
+type Told = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// The most finished jobs recorded by one statement.
+pub const FINISHED_GROUP: usize = 1_000;
+
+/// Group commit of finished jobs: a worker whose job succeeded queues its
+/// id here and waits; one `UPDATE … WHERE id = ANY(…)` at a time records
+/// everything queued meanwhile (up to [`FINISHED_GROUP`]). Under load that
+/// is one statement and one commit for many jobs instead of one each.
+/// Safe because handlers are idempotent: a completion that is never
+/// recorded (the process died first) only makes the job run again after
+/// its lease, and the job's own state (an exchange row, a memorized flag)
+/// decides that nothing is done twice. Retries and deaths are rare and
+/// carry an error each; they stay single statements.
+#[derive(Default)]
+struct Finished {
+    waiting: std::sync::Mutex<Vec<(i64, Told)>>,
+    /// Held by the worker writing a group; FIFO, so every waiter gets a turn.
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl Finished {
+    /// Records the job done, together with whatever else finished meanwhile.
+    async fn record(&self, db: &sqlx::PgPool, id: i64) -> Result<(), String> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push((id, tx));
+        let _writer = self.writer.lock().await;
+        loop {
+            match rx.try_recv() {
+                // A group written while we waited carried ours.
+                Ok(outcome) => return outcome,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    return Err("the statement recording this job was abandoned".to_owned());
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                    let group: Vec<_> = {
+                        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                        let n = waiting.len().min(FINISHED_GROUP);
+                        waiting.drain(..n).collect()
+                    };
+                    let ids: Vec<i64> = group.iter().map(|(id, _)| *id).collect();
+                    let outcome = persist("recording finished jobs", || crate::storage::jobs::complete_many(db, &ids))
+                        .await
+                        .map_err(|e| e.to_string());
+                    for (_, done) in group {
+                        let _ = done.send(outcome.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs workers until `shutdown`, then waits for in-flight jobs.
 pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let finished = Arc::new(Finished::default());
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -129,9 +184,9 @@ pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: Cancellation
         }
         for job in claimed {
             let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
-            let state = state.clone();
+            let (state, finished) = (state.clone(), finished.clone());
             tokio::spawn(async move {
-                run_one(&state, job).await;
+                run_one(&state, &finished, job).await;
                 drop(permit);
             });
         }
@@ -140,7 +195,7 @@ pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: Cancellation
     let _all = permits.acquire_many(CONCURRENCY as u32).await;
 }
 
-async fn run_one(state: &AppState, job: Job) {
+async fn run_one(state: &AppState, finished: &Finished, job: Job) {
     let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempts);
     let _enter = span.enter();
     drop(_enter);
@@ -154,7 +209,7 @@ async fn run_one(state: &AppState, job: Job) {
     let outcome = match result {
         Ok(()) => {
             m.jobs_finished.get_or_create(&label("done")).inc();
-            persist("recording a finished job", || crate::storage::jobs::complete(db, job.id)).await
+            finished.record(db, job.id).await
         }
         Err(JobError::Retry { after, error }) if job.attempts < job.max_attempts => {
             m.jobs_finished.get_or_create(&label("retry")).inc();
@@ -162,14 +217,18 @@ async fn run_one(state: &AppState, job: Job) {
             tracing::warn!(parent: &span, error = format!("{error:#}"), retry_in_secs = wait.as_secs_f64(), "job failed; will retry");
             let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
             let error = format!("{error:#}");
-            persist("recording a job's retry", || crate::storage::jobs::retry_at(db, job.id, at, &error)).await
+            persist("recording a job's retry", || crate::storage::jobs::retry_at(db, job.id, at, &error))
+                .await
+                .map_err(|e| e.to_string())
         }
         Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
             tracing::error!(parent: &span, error = format!("{error:#}"), "job failed for the last time; it is now dead");
             m.jobs_finished.get_or_create(&label("dead")).inc();
             on_dead(state, &job, &error).await;
             let error = format!("{error:#}");
-            persist("recording a dead job", || crate::storage::jobs::bury(db, job.id, &error)).await
+            persist("recording a dead job", || crate::storage::jobs::bury(db, job.id, &error))
+                .await
+                .map_err(|e| e.to_string())
         }
     };
     if let Err(e) = outcome {

@@ -54,6 +54,13 @@ pub const BACKLOG_LOG_EVERY: Duration = Duration::from_secs(60);
 /// few megabytes.
 pub const BATCH: usize = 64;
 
+/// How long the memory writer waits for company before a write that would
+/// carry fewer than [`BATCH`] exchanges. A ChromaDB write of one record costs
+/// its server about 27 ms of CPU, of sixteen about 4.5 ms per record
+/// (docs/benchmarks.md, "ChromaDB's own ceiling"); writes are off the reply
+/// path, so waiting costs nothing but a little memory lag.
+pub const LINGER: Duration = Duration::from_millis(50);
+
 /// The longest document stored per exchange. The full text stays in
 /// Postgres; memory needs enough to recognise and quote it.
 pub const MAX_DOCUMENT_CHARS: usize = 8_000;
@@ -334,7 +341,8 @@ fn memory_of(state: &AppState) -> Result<&Memory, JobError> {
 /// concurrent writes slow its queries (the replies' recall), so writes are
 /// grouped: the job queues its exchange and waits for the one write in
 /// flight; whoever writes next takes everything queued by then (up to
-/// [`BATCH`]), plus due `memory_upsert` jobs no worker has claimed yet.
+/// [`BATCH`]), plus due `memory_upsert` jobs no worker has claimed yet,
+/// after waiting [`LINGER`] for more when fewer than [`BATCH`] are queued.
 /// Under a steady stream of replies that is one write per ChromaDB round
 /// trip instead of one per exchange.
 pub async fn run_upsert_job(state: &AppState, job: &Job) -> Result<(), JobError> {
@@ -354,6 +362,10 @@ pub async fn run_upsert_job(state: &AppState, job: &Job) -> Result<(), JobError>
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => break abandoned(),
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
                     // Our turn to write; the queue is FIFO, so ours is in this group or a later one.
+                    let queued = memory.upserts.waiting.lock().unwrap_or_else(|e| e.into_inner()).len();
+                    if queued < BATCH {
+                        tokio::time::sleep(LINGER).await;
+                    }
                     let group: Vec<_> = {
                         let mut waiting = memory.upserts.waiting.lock().unwrap_or_else(|e| e.into_inner());
                         let n = waiting.len().min(BATCH);
@@ -395,18 +407,25 @@ async fn write_group(state: &AppState, memory: &Memory, group: Vec<(Uuid, tokio:
     for (_, done) in group {
         let _ = done.send(result.clone());
     }
-    for job in &extra {
-        let outcome = match &result {
-            Ok(()) => storage::jobs::complete(&state.db, job.id).await,
-            Err(error) if job.attempts < job.max_attempts => {
+    if result.is_ok() && !extra.is_empty() {
+        // One statement for all of them (the runner's group commit does the same for the queued ones).
+        let ids: Vec<i64> = extra.iter().map(|j| j.id).collect();
+        if let Err(e) = storage::jobs::complete_many(&state.db, &ids).await {
+            tracing::warn!(error = %e, jobs = ids.len(), "could not record batched memory jobs as done; their leases will expire and they run again");
+        }
+    }
+    if let Err(error) = &result {
+        for job in &extra {
+            let outcome = if job.attempts < job.max_attempts {
                 let wait = crate::jobs::backoff(job.attempts);
                 let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 storage::jobs::retry_at(&state.db, job.id, at, error).await
+            } else {
+                storage::jobs::bury(&state.db, job.id, error).await
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, job = job.id, "could not record a batched memory job's outcome; its lease will expire and it runs again");
             }
-            Err(error) => storage::jobs::bury(&state.db, job.id, error).await,
-        };
-        if let Err(e) = outcome {
-            tracing::warn!(error = %e, job = job.id, "could not record a batched memory job's outcome; its lease will expire and it runs again");
         }
     }
 }

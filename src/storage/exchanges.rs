@@ -65,22 +65,57 @@ pub enum Inserted {
     /// The sender is not a stored user; nothing was inserted.
     UnknownUser,
     /// Stored and claimed now.
-    New(User, Box<Exchange>),
+    New(User, Box<Exchange>, History),
     /// The message was stored before (then call [`claim`] or [`by_message`]).
-    Existing(User),
+    Existing(User, History),
+}
+
+/// One of the user's past replied exchanges, as the prompt uses it.
+#[derive(Debug, Clone)]
+pub struct Past {
+    pub id: Uuid,
+    pub user_text: String,
+    pub reply_text: String,
+    /// ChromaDB holds it (`memorized_at` is set).
+    pub memorized: bool,
+}
+
+/// The user's latest replied exchanges, read by the statement that stores
+/// the message (see [`insert`]).
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Newest first, at most the limit asked for.
+    pub past: Vec<Past>,
+    /// Whether ChromaDB holds any exchange of the user that is not in
+    /// `past` (only looked up when asked for; false otherwise).
+    pub memorized_beyond: bool,
+}
+
+/// What [`insert`] reads besides the user row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryWanted {
+    /// Latest replied exchanges to return (0: none).
+    pub limit: i64,
+    /// Whether to look up [`History::memorized_beyond`].
+    pub memorized_beyond: bool,
 }
 
 /// Inserts the exchange unless the message is already stored, claiming it
-/// for `claim_secs` (see [`claim`]), and reads its sender's user row in the
-/// same statement (one round trip for both). Nothing is inserted for a
-/// sender who is not a stored user. The event link is kept only if the
-/// event is recorded (`slack_events`).
+/// for `claim_secs` (see [`claim`]), and reads its sender's user row and
+/// the sender's latest replied exchanges in the same statement (one round
+/// trip for all three; the history is read as of before the insert, and
+/// never includes the message being stored, which is not replied). Nothing
+/// is inserted for a sender who is not a stored user. The event link is
+/// kept only if the event is recorded (`slack_events`).
 pub async fn insert(
     executor: impl PgExecutor<'_>,
     new: &NewExchange<'_>,
     claim_secs: f64,
+    wanted: HistoryWanted,
 ) -> Result<Inserted, sqlx::Error> {
-    let row = sqlx::query!(
+    use sqlx::Row as _;
+    // Runtime-checked (not `query!`): the history arrays are built here.
+    let row = sqlx::query(
         r#"WITH u AS (
                SELECT user_id, team_id, real_name, display_name, tz, locale, dm_channel_id,
                       briefing_time, briefing_enabled, profile_fetched_at
@@ -92,37 +127,66 @@ pub async fn insert(
                FROM u
                ON CONFLICT (channel_id, user_ts) DO NOTHING
                RETURNING id, event_id, received_at
+           ), h AS (
+               SELECT id, user_text, COALESCE(reply_text, '') AS reply_text,
+                      memorized_at IS NOT NULL AS memorized, received_at
+               FROM exchanges WHERE user_id = $1 AND status = 'replied'
+               ORDER BY received_at DESC, id DESC LIMIT $8
            )
-           SELECT u.user_id AS "user_id!", u.team_id AS "team_id!", u.real_name AS "real_name?",
-                  u.display_name AS "display_name?", u.tz AS "tz?", u.locale AS "locale?",
-                  u.dm_channel_id AS "dm_channel_id?", u.briefing_time AS "briefing_time?",
-                  u.briefing_enabled AS "briefing_enabled!", u.profile_fetched_at AS "profile_fetched_at?",
-                  ins.id AS "id?", ins.event_id AS "event_id?", ins.received_at AS "received_at?"
+           SELECT u.user_id, u.team_id, u.real_name, u.display_name, u.tz, u.locale, u.dm_channel_id,
+                  u.briefing_time, u.briefing_enabled, u.profile_fetched_at,
+                  ins.id, ins.event_id, ins.received_at,
+                  ARRAY(SELECT id FROM h ORDER BY received_at DESC, id DESC) AS h_ids,
+                  ARRAY(SELECT user_text FROM h ORDER BY received_at DESC, id DESC) AS h_user_texts,
+                  ARRAY(SELECT reply_text FROM h ORDER BY received_at DESC, id DESC) AS h_reply_texts,
+                  ARRAY(SELECT memorized FROM h ORDER BY received_at DESC, id DESC) AS h_memorized,
+                  CASE WHEN $9 THEN EXISTS (
+                      SELECT 1 FROM exchanges x
+                      WHERE x.user_id = $1 AND x.memorized_at IS NOT NULL AND x.id <> ALL (ARRAY(SELECT id FROM h)))
+                  ELSE false END AS memorized_beyond
            FROM u LEFT JOIN ins ON true"#,
-        new.user_id,
-        new.channel_id,
-        new.thread_ts,
-        new.user_ts,
-        new.user_text,
-        new.event_id,
-        claim_secs
     )
+    .bind(new.user_id)
+    .bind(new.channel_id)
+    .bind(new.thread_ts)
+    .bind(new.user_ts)
+    .bind(new.user_text)
+    .bind(new.event_id)
+    .bind(claim_secs)
+    .bind(wanted.limit.max(0))
+    .bind(wanted.memorized_beyond)
     .fetch_optional(executor)
     .await?;
     let Some(r) = row else { return Ok(Inserted::UnknownUser) };
     let user = User {
-        user_id: r.user_id,
-        team_id: r.team_id,
-        real_name: r.real_name,
-        display_name: r.display_name,
-        tz: r.tz,
-        locale: r.locale,
-        dm_channel_id: r.dm_channel_id,
-        briefing_time: r.briefing_time,
-        briefing_enabled: r.briefing_enabled,
-        profile_fetched_at: r.profile_fetched_at,
+        user_id: r.try_get("user_id")?,
+        team_id: r.try_get("team_id")?,
+        real_name: r.try_get("real_name")?,
+        display_name: r.try_get("display_name")?,
+        tz: r.try_get("tz")?,
+        locale: r.try_get("locale")?,
+        dm_channel_id: r.try_get("dm_channel_id")?,
+        briefing_time: r.try_get("briefing_time")?,
+        briefing_enabled: r.try_get("briefing_enabled")?,
+        profile_fetched_at: r.try_get("profile_fetched_at")?,
     };
-    let (Some(id), Some(received_at)) = (r.id, r.received_at) else { return Ok(Inserted::Existing(user)) };
+    let ids: Vec<Uuid> = r.try_get("h_ids")?;
+    let user_texts: Vec<String> = r.try_get("h_user_texts")?;
+    let reply_texts: Vec<String> = r.try_get("h_reply_texts")?;
+    let memorized: Vec<bool> = r.try_get("h_memorized")?;
+    let history = History {
+        past: ids
+            .into_iter()
+            .zip(user_texts)
+            .zip(reply_texts)
+            .zip(memorized)
+            .map(|(((id, user_text), reply_text), memorized)| Past { id, user_text, reply_text, memorized })
+            .collect(),
+        memorized_beyond: r.try_get("memorized_beyond")?,
+    };
+    let id: Option<Uuid> = r.try_get("id")?;
+    let received_at: Option<DateTime<Utc>> = r.try_get("received_at")?;
+    let (Some(id), Some(received_at)) = (id, received_at) else { return Ok(Inserted::Existing(user, history)) };
     let exchange = Exchange {
         id,
         user_id: user.user_id.clone(),
@@ -134,12 +198,12 @@ pub async fn insert(
         reply_ts: None,
         status: "received".to_owned(),
         failure_reason: None,
-        event_id: r.event_id,
+        event_id: r.try_get("event_id")?,
         received_at,
         replied_at: None,
         memorized_at: None,
     };
-    Ok(Inserted::New(user, Box::new(exchange)))
+    Ok(Inserted::New(user, Box::new(exchange), history))
 }
 
 /// Claims a stored exchange that still waits for its reply and that no one
@@ -319,28 +383,6 @@ pub async fn set_memorized(executor: impl PgExecutor<'_>, id: Uuid) -> Result<bo
         .execute(executor)
         .await
         .map(|r| r.rows_affected() == 1)
-}
-
-/// The user's latest replied exchanges, newest first, excluding one (the
-/// exchange being answered).
-pub async fn recent(
-    executor: impl PgExecutor<'_>,
-    user_id: &str,
-    except: Uuid,
-    limit: i64,
-) -> Result<Vec<Exchange>, sqlx::Error> {
-    sqlx::query_as!(
-        Exchange,
-        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
-                  failure_reason, event_id, received_at, replied_at, memorized_at
-           FROM exchanges WHERE user_id = $1 AND id <> $2 AND status = 'replied'
-           ORDER BY received_at DESC LIMIT $3"#,
-        user_id,
-        except,
-        limit
-    )
-    .fetch_all(executor)
-    .await
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern.

@@ -82,10 +82,9 @@ fn dm(user: &str, text: &str) -> DirectMessage {
     }
 }
 
-/// Stores the raw `message.im` event the way Slack delivers it (the row the
-/// transport writes before the conversation runs).
-async fn record_event(app: &TestApp, m: &DirectMessage) {
-    let payload = serde_json::json!({
+/// The raw `message.im` event of a DM, as Slack delivers it.
+fn event_payload(m: &DirectMessage) -> Value {
+    serde_json::json!({
         "token": "verification-token",
         "team_id": m.team_id,
         "api_app_id": "A0ROBEING",
@@ -103,7 +102,13 @@ async fn record_event(app: &TestApp, m: &DirectMessage) {
         "event_id": m.event_id,
         "event_time": 1_764_300_000,
         "authorizations": [{ "team_id": m.team_id, "user_id": "U0BOT0001", "is_bot": true }]
-    });
+    })
+}
+
+/// Stores the raw `message.im` event the way Slack delivers it (the row the
+/// transport writes before the conversation runs).
+async fn record_event(app: &TestApp, m: &DirectMessage) {
+    let payload = event_payload(m);
     sqlx::query(
         "INSERT INTO slack_events (event_id, team_id, kind, source, payload) VALUES ($1, $2, 'message', 'http', $3)",
     )
@@ -438,6 +443,65 @@ async fn the_llm_prompt_carries_name_locale_local_time_history_and_memories() {
     let messages = llm::messages(&last);
     assert_eq!(messages.len(), 2, "no history fits the budget: {messages:?}");
     assert!(messages[0].1.contains("user: My cat's name is Nabi"), "memory in the prompt: {}", messages[0].1);
+    app.stop().await.unwrap();
+}
+
+/// A loopback stand-in for ChromaDB that speaks its v2 wire format and
+/// records every request: it opens the collection, answers queries with no
+/// hits, and refuses writes (503), so nothing is ever memorized unless the
+/// test marks it so in Postgres.
+async fn chroma_that_stores_nothing() -> Recorder {
+    Recorder::start(std::sync::Arc::new(|r: &Recorded| {
+        use crate::fakes::recorder::Scripted;
+        if r.path.ends_with("/collections") {
+            Scripted::json(
+                200,
+                serde_json::json!({ "id": "0c0ffee0-0000-4000-8000-000000000001", "name": "robeing_memory",
+                                    "metadata": { "dimension": 384, "embedder": "local" } }),
+            )
+        } else if r.path.ends_with("/query") {
+            Scripted::json(
+                200,
+                serde_json::json!({ "ids": [[]], "documents": [[]], "metadatas": [[]], "distances": [[]] }),
+            )
+        } else {
+            Scripted::json(503, serde_json::json!({ "error": "writes refused by the test" }))
+        }
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn memory_is_queried_only_when_it_holds_something_beyond_the_history_in_the_prompt() {
+    let chroma = chroma_that_stores_nothing().await;
+    let fake = llm::start().await;
+    let base = chroma.url("");
+    let app = app(None, Some(&fake), &[("CHROMA_URL", &base)]).await;
+    let queries = || chroma.requests().into_iter().filter(|r| r.path.ends_with("/query")).count();
+    // More exchanges than the prompt's history holds, none of them in ChromaDB.
+    for i in 0..(conversation::HISTORY_MAX_EXCHANGES as usize + 4) {
+        say(&app, JANE, &format!("note number {i}")).await;
+    }
+    assert_eq!(queries(), 0, "ChromaDB holds nothing of Jane's, so there is nothing to ask it");
+    let prompt = llm::messages(&fake.requests_to(llm::PATH).pop().unwrap());
+    assert_eq!(prompt.len(), 1 + 2 * conversation::HISTORY_MAX_EXCHANGES as usize + 1, "full history: {prompt:?}");
+
+    // The oldest exchange, long out of the history, is in ChromaDB: now memory may add it.
+    sqlx::query(
+        "UPDATE exchanges SET memorized_at = now() WHERE id = (SELECT id FROM exchanges WHERE user_id = $1 ORDER BY received_at LIMIT 1)",
+    )
+    .bind(JANE)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    say(&app, JANE, "what was my first note?").await;
+    let asked: Vec<Recorded> = chroma.requests().into_iter().filter(|r| r.path.ends_with("/query")).collect();
+    assert_eq!(asked.len(), 1, "one recall query for the message");
+    assert_eq!(asked[0].json()["where"], serde_json::json!({ "user_id": JANE }));
+    assert_eq!(asked[0].json()["n_results"], conversation::MEMORY_TOP_K);
+    // Another user's memories are not Jane's.
+    say(&app, BOB, "hello").await;
+    assert_eq!(queries(), 1);
     app.stop().await.unwrap();
 }
 
@@ -858,6 +922,182 @@ async fn bench_conversation() {
                 "BENCH upsert: {} single-record upserts (16 concurrent) in {elapsed:.2} s = {:.0}/s",
                 rows.len(),
                 rows.len() as f64 / elapsed
+            );
+        }
+        app.stop().await.unwrap();
+    }
+}
+
+/// The conversation through the outbox, as in production (docs/benchmarks.md,
+/// "Conversation", "through the outbox"): DM events are committed with their
+/// `slack_event` jobs exactly as the transport's ingest commits them (group
+/// commit, `storage::events::record_batch_atomic`), and the running
+/// application's job workers do the rest — claim, read the event, store the
+/// exchange with its history, ask the (fake) LLM, post to the (fake) Slack,
+/// mark it replied (with its `memory_upsert` job), record the job done, and
+/// with ChromaDB on, memorize it. Two phases per setup: a burst of 3,000
+/// events (50 users) drained as fast as the workers go (throughput, CPU per
+/// exchange), then 3,000 events fed at a steady rate of 70 % of that burst
+/// rate in groups every 10 ms (event-to-reply latency: the exchange's
+/// `replied_at` minus its event's `received_at`, both Postgres clocks). An
+/// exchange counts when it is replied and, with ChromaDB, memorized.
+/// `cargo test --release --test api bench_outbox_conversation -- --ignored --nocapture`
+/// (`BENCH_CHROMA=off|on` as for `bench_conversation`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly with --ignored --nocapture"]
+async fn bench_outbox_conversation() {
+    use std::time::Instant;
+
+    use robeing::storage::events::{NewEvent, record_batch_atomic};
+
+    const USERS: usize = 50;
+    const EVENTS: usize = 3_000;
+    let setups: Vec<bool> = match std::env::var("BENCH_CHROMA").as_deref() {
+        Ok("off") => vec![false],
+        Ok("on") => vec![true],
+        _ => vec![false, true],
+    };
+    let fake = llm::start().await;
+    for chroma_on in setups {
+        let chroma = if chroma_on { Some(Chroma::start().await) } else { None };
+        let chroma_port = chroma.as_ref().and_then(|c| c.url().rsplit(':').next().and_then(|p| p.parse().ok()));
+        let app = app(chroma.as_ref(), Some(&fake), &[]).await;
+        let users: Vec<String> = (0..USERS).map(|i| format!("U0OUTBX{i:03}")).collect();
+        for u in &users {
+            add_user(&app, u, "Bench User", "bench", "Asia/Seoul", "en-US").await;
+        }
+        let events = |phase: usize| -> Vec<NewEvent> {
+            (0..EVENTS)
+                .map(|k| {
+                    let mut m = dm(
+                        &users[k % USERS],
+                        &format!("outbox message {phase}/{k}: what should I remember about the weather?"),
+                    );
+                    // A channel per message (see bench_conversation).
+                    m.channel_id = format!("D0O{}", m.ts.replace('.', ""));
+                    NewEvent {
+                        event_id: m.event_id.clone(),
+                        team_id: Some(m.team_id.clone()),
+                        kind: "message".into(),
+                        source: "http",
+                        retry_num: None,
+                        payload: event_payload(&m),
+                    }
+                })
+                .collect()
+        };
+        // Everything stored: replied and, with ChromaDB, memorized.
+        let stored = |app: &TestApp| {
+            let db = app.db.clone();
+            async move {
+                let sql = if chroma_on {
+                    "SELECT count(*) FROM exchanges WHERE memorized_at IS NOT NULL"
+                } else {
+                    "SELECT count(*) FROM exchanges WHERE status = 'replied'"
+                };
+                sqlx::query_scalar::<_, i64>(sql).fetch_one(&db).await.unwrap() as usize
+            }
+        };
+        let mut burst_rate = 0.0;
+        for (phase, paced) in [(0usize, false), (1, true)] {
+            let batch = events(phase);
+            let done_before = stored(&app).await;
+            let load = procfs::load_average();
+            let cpu0 = cpu_now(&app, chroma_port).await;
+            let started = Instant::now();
+            // BENCH_PG_SAMPLE=1: what the database's backends are busy with,
+            // sampled every 10 ms (a statement-level profile without
+            // pg_stat_statements).
+            let sampling = tokio_util::sync::CancellationToken::new();
+            let sampler = (std::env::var("BENCH_PG_SAMPLE").as_deref() == Ok("1")).then(|| {
+                let (db, stop) = (app.db.clone(), sampling.clone());
+                tokio::spawn(async move {
+                    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+                    while !stop.is_cancelled() {
+                        let rows: Vec<(String, String)> = sqlx::query_as(
+                            "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90), COALESCE(wait_event_type || ':' || wait_event, 'CPU')
+                             FROM pg_stat_activity
+                             WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()",
+                        )
+                        .fetch_all(&db)
+                        .await
+                        .unwrap_or_default();
+                        for (q, w) in rows {
+                            *seen.entry(format!("{w:<24} {q}")).or_default() += 1;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    let mut top: Vec<_> = seen.into_iter().collect();
+                    top.sort_by_key(|b| std::cmp::Reverse(b.1));
+                    top.truncate(15);
+                    top
+                })
+            });
+            if paced {
+                // Groups every 10 ms at 70 % of the burst rate.
+                let rate = burst_rate * 0.7;
+                let mut sent = 0usize;
+                while sent < batch.len() {
+                    let due = ((started.elapsed().as_secs_f64() * rate) as usize).clamp(sent, batch.len());
+                    if due > sent {
+                        let group: Vec<&NewEvent> = batch[sent..due].iter().collect();
+                        record_batch_atomic(&app.db, &group).await.unwrap();
+                        app.state.wake_workers.notify_one();
+                        sent = due;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            } else {
+                for chunk in batch.chunks(500) {
+                    let group: Vec<&NewEvent> = chunk.iter().collect();
+                    record_batch_atomic(&app.db, &group).await.unwrap();
+                    app.state.wake_workers.notify_one();
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(900);
+            while stored(&app).await < done_before + EVENTS {
+                assert!(Instant::now() < deadline, "the outbox did not drain within 15 minutes");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            let cpu1 = cpu_now(&app, chroma_port).await;
+            sampling.cancel();
+            if let Some(sampler) = sampler {
+                for (what, n) in sampler.await.unwrap() {
+                    println!("BENCH pg busy samples {n:>6}  {what}");
+                }
+            }
+            let ids: Vec<String> = batch.iter().map(|e| e.event_id.clone()).collect();
+            let (p50, p99): (f64, f64) = sqlx::query_as(
+                "SELECT (percentile_cont(0.5) WITHIN GROUP (ORDER BY d)) * 1000, (percentile_cont(0.99) WITHIN GROUP (ORDER BY d)) * 1000
+                 FROM (SELECT EXTRACT(EPOCH FROM x.replied_at - e.received_at)::float8 AS d
+                       FROM exchanges x JOIN slack_events e ON e.event_id = x.event_id
+                       WHERE x.event_id = ANY($1)) t",
+            )
+            .bind(&ids)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+            let replied: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM exchanges WHERE event_id = ANY($1) AND status = 'replied'")
+                    .bind(&ids)
+                    .fetch_one(&app.db)
+                    .await
+                    .unwrap();
+            assert_eq!(replied as usize, EVENTS, "every event became one replied exchange");
+            let rate = EVENTS as f64 / elapsed;
+            if !paced {
+                burst_rate = rate;
+            }
+            let per = |a: f64, b: f64| (b - a) / EVENTS as f64 * 1e6;
+            println!(
+                "BENCH outbox chroma={chroma_on} {} users={USERS} exchanges={EVENTS} secs={elapsed:.2} rate={rate:.0}/s \
+                 event_to_reply p50={p50:.1}ms p99={p99:.1}ms cpu_us_per_exchange app={:.0} postgres={:.0} chroma={:.0} load=[{load}]->[{}]",
+                if paced { format!("paced at {:.0}/s", burst_rate * 0.7) } else { "burst".to_owned() },
+                per(cpu0.app, cpu1.app),
+                per(cpu0.postgres, cpu1.postgres),
+                per(cpu0.chroma, cpu1.chroma),
+                procfs::load_average(),
             );
         }
         app.stop().await.unwrap();

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""ChromaDB's own ceiling on this machine, with nothing of robeing in the way.
+
+Starts a real ChromaDB server (`chroma run`, from ROBEING_CHROMA_BIN or
+~/.cache/robeing/chroma-venv/bin/chroma) on a fresh directory, fills one
+collection with --records records shaped like robeing's (384-dimensional unit
+vectors, a short document, the same five metadata keys, --users users), then
+measures over the v2 HTTP API with keep-alive connections (stdlib
+http.client; request bodies are built before the clock starts, so the client
+costs as little as it can):
+
+- upserts of fresh records in batches of 1, 16, 64 and 256: records/s and
+  ChromaDB CPU per record;
+- `query` as robeing's recall sends it (one embedding, n_results=--k, a
+  `user_id` filter, documents + metadatas + distances), sequential on one
+  connection and from --concurrency connections at once: queries/s and
+  ChromaDB CPU per query.
+
+CPU is the server process's utime + stime from /proc (all its threads), so it
+is ChromaDB's own cost whatever else runs on the machine.
+
+Usage: python3 bench/chroma_ceiling.py [--records 4000] [--queries 2000]
+       [--k 5] [--users 50] [--concurrency 4]
+"""
+import argparse, http.client, json, math, os, random, shutil, socket, subprocess, sys, tempfile, threading, time, uuid
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--records", type=int, default=4000, help="records in the collection before the queries")
+ap.add_argument("--queries", type=int, default=2000, help="queries per query phase")
+ap.add_argument("--k", type=int, default=5, help="n_results (robeing's MEMORY_TOP_K)")
+ap.add_argument("--users", type=int, default=50)
+ap.add_argument("--concurrency", type=int, default=4, help="connections in the concurrent query phase")
+ap.add_argument("--dim", type=int, default=384)
+ap.add_argument("--settle", type=float, default=0, help="seconds of rest between the writes and the queries")
+ap.add_argument("--include", default="documents,metadatas,distances", help="what queries ask back")
+ap.add_argument("--no-where", action="store_true", help="query without the user_id filter (for comparison)")
+ap.add_argument("--upserts", default="1:200,16:800,64:1280,256:2560", help="batch:records phases after the fill")
+args = ap.parse_args()
+
+TICK = os.sysconf("SC_CLK_TCK")
+bin_path = os.environ.get("ROBEING_CHROMA_BIN") or os.path.expanduser("~/.cache/robeing/chroma-venv/bin/chroma")
+if not os.access(bin_path, os.X_OK):
+    sys.exit(f"no chroma at {bin_path}: set ROBEING_CHROMA_BIN")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_secs(pid):
+    """utime + stime of a process and its reaped children, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / TICK
+
+
+def load():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+rng = random.Random(7)
+
+
+def unit_vector():
+    v = [rng.gauss(0, 1) for _ in range(args.dim)]
+    n = math.sqrt(sum(x * x for x in v))
+    return [round(x / n, 6) for x in v]
+
+
+def record(i):
+    user = f"U0BENCH{i % args.users:03}"
+    received = 1_764_000_000 + i
+    return (
+        str(uuid.UUID(int=rng.getrandbits(128))),
+        unit_vector(),
+        f"user: benchmark message {i}: what should I remember about the weather?\nrobeing: Noted, message {i}.",
+        {
+            "user_id": user,
+            "channel_id": f"D0B{i:08}",
+            "ts": f"{received}.000100",
+            "received_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(received)),
+            "received_at_unix": received,
+        },
+    )
+
+
+def upsert_body(recs):
+    return json.dumps({
+        "ids": [r[0] for r in recs],
+        "embeddings": [r[1] for r in recs],
+        "documents": [r[2] for r in recs],
+        "metadatas": [r[3] for r in recs],
+    }).encode()
+
+
+class Conn:
+    def __init__(self, port):
+        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def post(self, path, body):
+        self.c.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        r = self.c.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{path}: {r.status} {data[:300]!r}")
+        return data
+
+
+port = free_port()
+data_dir = tempfile.mkdtemp(prefix="chroma-ceiling-")
+server = subprocess.Popen(
+    [bin_path, "run", "--path", os.path.join(data_dir, "data"), "--host", "127.0.0.1", "--port", str(port)],
+    env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+)
+try:
+    deadline = time.time() + 60
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/api/v2/heartbeat")
+            if c.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            sys.exit("ChromaDB did not start within 60 s")
+        time.sleep(0.2)
+
+    conn = Conn(port)
+    base = "/api/v2/tenants/default_tenant/databases/default_database/collections"
+    meta = {"embedder": "bench", "dimension": args.dim, "created_by": "robeing"}
+    coll = json.loads(conn.post(base, json.dumps({"name": "ceiling", "get_or_create": True, "metadata": meta}).encode()))
+    upsert_path = f"{base}/{coll['id']}/upsert"
+    query_path = f"{base}/{coll['id']}/query"
+    print(f"ChromaDB pid {server.pid} on port {port}; load {load()}")
+
+    # Fill the collection (batches of 256), timed as a phase of its own.
+    made = 0
+
+    def upsert_phase(batch, total):
+        global made
+        bodies = []
+        for start in range(0, total, batch):
+            recs = [record(made + start + j) for j in range(min(batch, total - start))]
+            bodies.append(upsert_body(recs))
+        made += total
+        cpu0, t0 = cpu_secs(server.pid), time.perf_counter()
+        for b in bodies:
+            conn.post(upsert_path, b)
+        wall, cpu = time.perf_counter() - t0, cpu_secs(server.pid) - cpu0
+        print(
+            f"CEILING upsert batch={batch:>3} records={total:>5} secs={wall:6.2f} rate={total / wall:7.0f} records/s "
+            f"calls={len(bodies) / wall:6.1f}/s chroma_cpu_per_record={cpu / total * 1000:6.2f} ms "
+            f"chroma_cpu_per_call={cpu / len(bodies) * 1000:6.2f} ms load=[{load()}]"
+        )
+
+    upsert_phase(256, args.records)
+    for phase in filter(None, args.upserts.split(",")):
+        batch, total = (int(x) for x in phase.split(":"))
+        upsert_phase(batch, total)
+    total_records = made
+
+    def query_body(i):
+        body = {
+            "query_embeddings": [unit_vector()],
+            "n_results": args.k,
+            "include": [x for x in args.include.split(",") if x],
+        }
+        if not args.no_where:
+            body["where"] = {"user_id": f"U0BENCH{i % args.users:03}"}
+        return json.dumps(body).encode()
+
+    def query_phase(concurrency):
+        bodies = [query_body(i) for i in range(args.queries)]
+        per = [bodies[i::concurrency] for i in range(concurrency)]
+        lat = [[] for _ in range(concurrency)]
+        errors = []
+
+        def run(i):
+            c = Conn(port)
+            try:
+                for b in per[i]:
+                    t = time.perf_counter()
+                    c.post(query_path, b)
+                    lat[i].append(time.perf_counter() - t)
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(concurrency)]
+        cpu0, t0 = cpu_secs(server.pid), time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall, cpu = time.perf_counter() - t0, cpu_secs(server.pid) - cpu0
+        if errors:
+            sys.exit(f"query failed: {errors[0]}")
+        all_lat = sorted(x for l in lat for x in l)
+        p = lambda q: all_lat[round((len(all_lat) - 1) * q)] * 1000
+        print(
+            f"CEILING query k={args.k} where={not args.no_where} include={args.include} concurrency={concurrency} records={total_records} queries={len(all_lat)} "
+            f"secs={wall:6.2f} rate={len(all_lat) / wall:6.0f}/s p50={p(0.5):5.1f}ms p99={p(0.99):5.1f}ms "
+            f"chroma_cpu_per_query={cpu / len(all_lat) * 1000:5.2f} ms load=[{load()}]"
+        )
+
+    time.sleep(args.settle)
+    # Warm up (first queries load the index), then measure.
+    for i in range(50):
+        conn.post(query_path, query_body(i))
+    query_phase(1)
+    query_phase(args.concurrency)
+finally:
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    shutil.rmtree(data_dir, ignore_errors=True)
