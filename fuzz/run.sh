@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1 SQLX_OFFLINE=true
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 sanitizer="${FUZZ_SANITIZER:-none}"
-targets=(event_parser command_parser interaction_parser signature)
+targets=(event_parser command_parser interaction_parser signature gmail_batch)
 cargo fuzz build -s "$sanitizer"
 status=0
 for t in "${targets[@]}"; do

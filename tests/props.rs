@@ -1,6 +1,6 @@
 //! Property tests (issue #8): the Slack parsers, signature verification,
-//! mrkdwn escaping, Block Kit rendering of briefings and the reply splitter,
-//! against arbitrary input. Pure functions only, no I/O: these run in a few
+//! mrkdwn escaping, Block Kit rendering of briefings, the reply splitter and
+//! the reader of Gmail's batch answers (issue #6), against arbitrary input. Pure functions only, no I/O: these run in a few
 //! seconds (`PROPTEST_CASES` raises the 256 cases per property for a longer hunt).
 
 use std::sync::Arc;
@@ -539,5 +539,155 @@ fn a_timestamp_at_the_edge_of_i64_is_refused_not_an_overflow() {
     let t = "1531420618";
     for now in [i64::MIN + 119, i64::MAX] {
         assert!(verify_signature(b"s", &headers(&sign(b"s", t, b"{}"), t), b"{}", now).is_err(), "{now}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Gmail batch answers (`robeing::google::batch`).
+
+mod gmail_batch {
+    use proptest::prelude::*;
+    use robeing::google::batch::{InnerResponse, boundary_of, in_request_order, parse_response, split_parts};
+
+    /// An inner answer as written: status, headers, body.
+    type Written = (u16, Vec<(String, String)>, String);
+
+    /// An inner answer the way a server could write it: status, headers, a
+    /// body (no line of it starts with `--`, and none ends in a bare CR).
+    fn inner() -> impl Strategy<Value = Written> {
+        (
+            100u16..600,
+            prop::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,15}", "[!-~]([ -~]{0,30}[!-~])?"), 0..4),
+            "([a-zA-Z0-9{}\\[\\]\":,. ]{0,40}\n?){0,4}",
+        )
+    }
+
+    /// Writes a multipart answer: `answers` in the order `order` (a
+    /// permutation), each with `Content-ID: <response-item-N>` unless its
+    /// flag says otherwise, with `eol` line ends, a preamble and an epilogue.
+    fn write(
+        boundary: &str,
+        eol: &str,
+        answers: &[Written],
+        order: &[usize],
+        with_id: &[bool],
+        preamble: &str,
+        epilogue: &str,
+    ) -> String {
+        let mut out = String::from(preamble);
+        if !preamble.is_empty() {
+            out.push_str(eol);
+        }
+        for &i in order {
+            let (status, headers, body) = &answers[i];
+            out.push_str(&format!("--{boundary}{eol}Content-Type: application/http{eol}"));
+            if with_id[i] {
+                out.push_str(&format!("Content-ID: <response-item-{i}>{eol}"));
+            }
+            out.push_str(&format!("{eol}HTTP/1.1 {status} Whatever{eol}"));
+            for (k, v) in headers {
+                out.push_str(&format!("{k}: {v}{eol}"));
+            }
+            out.push_str(&format!("{eol}{body}{eol}"));
+        }
+        out.push_str(&format!("--{boundary}--{eol}{epilogue}"));
+        out
+    }
+
+    fn config() -> ProptestConfig {
+        super::config()
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Whatever the order of the parts, the line ends, the preamble and
+        /// epilogue or the quoting of the boundary, every answer comes back
+        /// paired with its request: by Content-ID, or by position where a
+        /// part has none (and then the part is in its place).
+        #[test]
+        fn written_answers_are_read_back_in_request_order(
+            answers in prop::collection::vec(inner(), 0..8),
+            shuffle in any::<prop::sample::Index>(),
+            ids in prop::collection::vec(any::<bool>(), 8),
+            crlf in any::<bool>(),
+            quoted in any::<bool>(),
+            boundary in "[A-Za-z0-9_'()+,./:=?-]{1,69}[A-Za-z0-9]",
+            preamble in "[a-z ]{0,20}",
+            epilogue in "[ -~\n]{0,40}",
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let n = answers.len();
+            // A part without Content-ID must stay in its place; the others may move.
+            let mut with_id: Vec<bool> = ids[..n].to_vec();
+            let movable: Vec<usize> = (0..n).filter(|&i| with_id[i]).collect();
+            let mut order: Vec<usize> = (0..n).collect();
+            if !movable.is_empty() {
+                let k = shuffle.index(movable.len());
+                let rotated: Vec<usize> = movable.iter().cycle().skip(k).take(movable.len()).copied().collect();
+                for (slot, item) in movable.iter().zip(rotated) {
+                    order[*slot] = item;
+                }
+            } else {
+                with_id.iter_mut().for_each(|w| *w = false);
+            }
+            let body = write(&boundary, eol, &answers, &order, &with_id, &preamble, &epilogue);
+            let content_type = if quoted {
+                format!("multipart/mixed; boundary=\"{boundary}\"")
+            } else {
+                format!("multipart/mixed; boundary={boundary}")
+            };
+            let parsed = parse_response(&content_type, body.as_bytes());
+            prop_assert!(parsed.is_ok(), "{:?}\n{}", parsed.err(), body);
+            let paired = in_request_order(n, parsed.unwrap()).unwrap();
+            for (i, got) in paired.iter().enumerate() {
+                let (status, headers, text) = &answers[i];
+                prop_assert_eq!(got.status, *status);
+                prop_assert_eq!(&got.headers, headers);
+                prop_assert_eq!(String::from_utf8_lossy(&got.body), text.as_str());
+            }
+        }
+
+        /// Arbitrary bytes and content types: an answer or an error, never a panic.
+        #[test]
+        fn any_bytes_are_read_or_refused(content_type in "[ -~]{0,60}", body in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = boundary_of(&content_type);
+            let _ = parse_response(&content_type, &body);
+            let _ = split_parts("b", &body);
+            let _ = parse_response("multipart/mixed; boundary=b", &body).map(|a| in_request_order(2, a));
+        }
+
+        /// A valid answer cut anywhere before its close delimiter is an
+        /// error (never a shorter list of answers), and damaged bytes never panic.
+        #[test]
+        fn a_cut_or_damaged_answer_is_an_error_not_a_panic(
+            answers in prop::collection::vec(inner(), 1..4),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let n = answers.len();
+            let body = write("batch_x", "\r\n", &answers, &(0..n).collect::<Vec<_>>(), &vec![true; n], "", "");
+            let close = body.rfind("\r\n--batch_x--").unwrap();
+            let cut_at = cut.index(close + 1);
+            let truncated = &body.as_bytes()[..cut_at];
+            prop_assert!(parse_response("multipart/mixed; boundary=batch_x", truncated).is_err(), "{:?}", String::from_utf8_lossy(truncated));
+            let mut damaged = body.into_bytes();
+            let at = flip.index(damaged.len());
+            damaged[at] = byte;
+            let _ = parse_response("multipart/mixed; boundary=batch_x", &damaged).map(|a| in_request_order(n, a));
+        }
+    }
+
+    #[test]
+    fn an_inner_response_reads_headers_case_insensitively() {
+        let r = InnerResponse {
+            content_id: None,
+            status: 429,
+            headers: vec![("retry-after".into(), "3".into())],
+            body: Vec::new(),
+        };
+        assert_eq!(r.header("Retry-After"), Some("3"));
+        assert_eq!(r.header("ETag"), None);
     }
 }

@@ -1,14 +1,20 @@
 //! The Gmail API client (base URL `GMAIL_API_URL`): the profile (to learn the
 //! address), inbox listing since a time, and message metadata (From,
-//! Subject, Date, snippet, labels) fetched with bounded concurrency.
+//! Subject, Date, snippet, labels).
 //!
-//! Every call first takes a slot from the user's budget
+//! Reading an inbox costs two HTTP requests: one `messages.list`, then one
+//! `POST /batch/gmail/v1` ([`super::batch`]) carrying a `messages.get
+//! ?format=metadata` per listed message (up to [`BATCH_PARTS`] per batch).
+//!
+//! Every call — each call inside a batch too, since Google counts those
+//! against quota one by one — first takes a slot from the user's budget
 //! (`GMAIL_USER_MAX_REQUESTS_PER_SECOND`) and then the budget shared by all
 //! users (`GMAIL_MAX_REQUESTS_PER_SECOND`, [`crate::ratelimit::Budget`]), so
 //! a briefing run stays inside Google's quotas instead of discovering them.
 //! Rate limits Google still answers (429, or 403
-//! `rateLimitExceeded`/`userRateLimitExceeded`) are waited out with backoff,
-//! honouring `Retry-After`. [`inbox_since`]
+//! `rateLimitExceeded`/`userRateLimitExceeded`, for a whole batch or for some
+//! calls in it) are waited out with backoff, honouring `Retry-After`; only
+//! the refused calls are sent again. [`inbox_since`]
 //! wraps it all for one user: a 401 gets one forced token refresh, and a
 //! second 401 marks the connection `needs_reconnect`.
 
@@ -19,13 +25,28 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use super::{GmailAccessError, tokens};
+use super::{
+    GmailAccessError,
+    batch::{self, InnerResponse},
+    tokens,
+};
 use crate::{ratelimit::Budget, startup::AppState};
 
-/// Metadata requests in flight at once per listing: fast enough for a
-/// morning's inbox; the user's budget keeps the pace inside Gmail's per-user
-/// quota (250 units/s) however fast Gmail answers.
-pub const METADATA_CONCURRENCY: usize = 8;
+/// Calls one user may make at once before their budget paces them: enough
+/// for a morning's inbox; the user's budget keeps the pace inside Gmail's
+/// per-user quota (250 units/s) however fast Gmail answers.
+pub const USER_BURST: u32 = 8;
+
+/// Calls per batch request. Google takes up to [`batch::MAX_PARTS`] (100)
+/// but warns that batches above 50 are likely to be rate-limited.
+pub const BATCH_PARTS: usize = 50;
+
+/// The batch endpoint's path.
+pub const BATCH_PATH: &str = "/batch/gmail/v1";
+
+/// The `format=metadata` query of `messages.get`, as `(name, value)` pairs.
+const METADATA_QUERY: [(&str, &str); 4] =
+    [("format", "metadata"), ("metadataHeaders", "From"), ("metadataHeaders", "Subject"), ("metadataHeaders", "Date")];
 
 /// Attempts per request when Gmail says to slow down.
 pub const RATE_LIMIT_ATTEMPTS: u32 = 5;
@@ -144,9 +165,48 @@ pub fn shared_budget(per_second: f64) -> Budget {
 }
 
 /// One user's budget, for one reading of their mail: `per_second`, with
-/// [`METADATA_CONCURRENCY`] calls allowed at once.
+/// [`USER_BURST`] calls allowed at once.
 pub fn user_budget(per_second: f64) -> Budget {
-    Budget::per_second("gmail_user", per_second, METADATA_CONCURRENCY as u32)
+    Budget::per_second("gmail_user", per_second, USER_BURST)
+}
+
+/// How Google refused a call (a request, or one call of a batch).
+enum Refusal {
+    /// Slow down: retry after this long (Google's `Retry-After`, if any).
+    RateLimited(Option<Duration>),
+    Failed(GmailError),
+}
+
+/// `Retry-After` in seconds, as Gmail sends it.
+fn retry_after(value: Option<&str>) -> Option<Duration> {
+    value.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
+}
+
+/// Reads a non-2xx answer: rate limiting (429, or 403 with a rate-limit
+/// reason), 401, another 403, or any other status.
+fn refusal(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Refusal {
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let reasons: Vec<&str> = body["error"]["errors"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["reason"].as_str()).collect())
+        .unwrap_or_default();
+    let rate_limited = status == 429
+        || (status == 403 && reasons.iter().any(|r| matches!(*r, "rateLimitExceeded" | "userRateLimitExceeded")));
+    if rate_limited {
+        return Refusal::RateLimited(retry_after);
+    }
+    Refusal::Failed(match status {
+        401 => GmailError::Unauthorized,
+        403 => GmailError::Forbidden(reasons.first().copied().unwrap_or("forbidden").to_owned()),
+        other => GmailError::Status(other),
+    })
+}
+
+/// How long to wait before attempt `attempt + 1` after a rate limit, or
+/// `None` when it is time to give up.
+fn backoff(attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    let wait = retry_after.unwrap_or(RATE_LIMIT_BACKOFF * 2u32.pow(attempt - 1));
+    (attempt < RATE_LIMIT_ATTEMPTS && wait <= MAX_RETRY_AFTER).then_some(wait)
 }
 
 /// A Gmail API client; cheap to clone.
@@ -173,6 +233,25 @@ impl GmailClient {
         format!("{}{path}", self.base.as_str().trim_end_matches('/'))
     }
 
+    /// Takes one call's slot from every budget (the user's, then the shared one).
+    async fn take_slot(&self) -> Result<(), GmailError> {
+        for budget in &self.budgets {
+            if let Err(wait) = budget.acquire(crate::ratelimit::MAX_WAIT).await {
+                tracing::warn!(budget = budget.name(), wait_secs = wait.as_secs_f64(), "Gmail budget exhausted");
+                return Err(GmailError::RateLimited);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the slots of `calls` calls at once, as that many callers would:
+    /// each reserves its own slot (in order) and they wait side by side, so
+    /// the batch goes when its last call's slot comes up and every call's
+    /// wait is counted in `/metrics`.
+    async fn take_slots(&self, calls: usize) -> Result<(), GmailError> {
+        futures_util::future::try_join_all((0..calls).map(|_| self.take_slot())).await.map(drop)
+    }
+
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
@@ -182,12 +261,7 @@ impl GmailClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            for budget in &self.budgets {
-                if let Err(wait) = budget.acquire(crate::ratelimit::MAX_WAIT).await {
-                    tracing::warn!(budget = budget.name(), wait_secs = wait.as_secs_f64(), "Gmail budget exhausted");
-                    return Err(GmailError::RateLimited);
-                }
-            }
+            self.take_slot().await?;
             let response = self
                 .http
                 .get(self.url(path))
@@ -197,38 +271,54 @@ impl GmailClient {
                 .await
                 .map_err(|e| GmailError::Network(e.without_url().to_string()))?;
             let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after =
+                retry_after(response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()));
             if (200..300).contains(&status) {
                 return response.json::<T>().await.map_err(|e| GmailError::Decode(e.without_url().to_string()));
             }
-            let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
-            let reasons: Vec<&str> = body["error"]["errors"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|e| e["reason"].as_str()).collect())
-                .unwrap_or_default();
-            let rate_limited = status == 429
-                || (status == 403
-                    && reasons.iter().any(|r| matches!(*r, "rateLimitExceeded" | "userRateLimitExceeded")));
-            if rate_limited {
-                let wait = retry_after.unwrap_or(RATE_LIMIT_BACKOFF * 2u32.pow(attempt - 1));
-                if attempt >= RATE_LIMIT_ATTEMPTS || wait > MAX_RETRY_AFTER {
-                    return Err(GmailError::RateLimited);
+            let body = response.bytes().await.unwrap_or_default();
+            match refusal(status, retry_after, &body) {
+                Refusal::RateLimited(retry_after) => {
+                    let Some(wait) = backoff(attempt, retry_after) else { return Err(GmailError::RateLimited) };
+                    tracing::info!(path, attempt, wait_ms = wait.as_millis() as u64, "Gmail rate limit; backing off");
+                    tokio::time::sleep(wait).await;
                 }
-                tracing::info!(path, attempt, wait_ms = wait.as_millis() as u64, "Gmail rate limit; backing off");
-                tokio::time::sleep(wait).await;
-                continue;
+                Refusal::Failed(e) => return Err(e),
             }
-            return Err(match status {
-                401 => GmailError::Unauthorized,
-                403 => GmailError::Forbidden(reasons.first().copied().unwrap_or("forbidden").to_owned()),
-                other => GmailError::Status(other),
-            });
         }
+    }
+
+    /// Sends one batch of `GET`s (`targets`: path and query) and returns the
+    /// inner answers in the order of `targets`. A refusal of the batch as a
+    /// whole is returned as such; the inner answers are the caller's to read.
+    async fn batch_get(
+        &self,
+        token: &SecretString,
+        targets: &[String],
+    ) -> Result<Result<Vec<InnerResponse>, Refusal>, GmailError> {
+        let boundary = batch::new_boundary();
+        let body = batch::encode_gets(&boundary, targets.iter().map(String::as_str));
+        let response = self
+            .http
+            .post(self.url(BATCH_PATH))
+            .header(reqwest::header::CONTENT_TYPE, batch::request_content_type(&boundary))
+            .bearer_auth(token.expose_secret())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| GmailError::Network(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (retry_after, content_type) =
+            (retry_after(header(reqwest::header::RETRY_AFTER).as_deref()), header(reqwest::header::CONTENT_TYPE));
+        let body = response.bytes().await.map_err(|e| GmailError::Network(e.without_url().to_string()))?;
+        if !(200..300).contains(&status) {
+            return Ok(Err(refusal(status, retry_after, &body)));
+        }
+        let answers = batch::parse_response(content_type.as_deref().unwrap_or(""), &body)
+            .and_then(|answers| batch::in_request_order(targets.len(), answers))
+            .map_err(|e| GmailError::Decode(e.to_string()))?;
+        Ok(Ok(answers))
     }
 
     /// `GET /gmail/v1/users/me/profile`.
@@ -264,41 +354,79 @@ impl GmailClient {
         Ok(ids)
     }
 
-    /// One message's metadata.
+    /// One message's metadata (`messages.get`, a request of its own).
     pub async fn message_metadata(&self, token: &SecretString, id: &str) -> Result<MessageMeta, GmailError> {
-        let query = [
-            ("format", "metadata".to_owned()),
-            ("metadataHeaders", "From".to_owned()),
-            ("metadataHeaders", "Subject".to_owned()),
-            ("metadataHeaders", "Date".to_owned()),
-        ];
-        let raw: RawMessage = self.get_json(&format!("/gmail/v1/users/me/messages/{id}"), &query, token).await?;
+        let query = METADATA_QUERY.map(|(k, v)| (k, v.to_owned()));
+        let path = format!("/gmail/v1/users/me/messages/{}", batch::path_segment(id));
+        let raw: RawMessage = self.get_json(&path, &query, token).await?;
         Ok(raw.into())
     }
 
-    /// Metadata of many messages, [`METADATA_CONCURRENCY`] at a time, in the
-    /// order of `ids`. Messages deleted meanwhile (404) are skipped.
+    /// Metadata of many messages, in the order of `ids`, through the batch
+    /// endpoint ([`BATCH_PARTS`] calls per request). Messages deleted
+    /// meanwhile (404) are skipped; calls Gmail rate-limits are sent again,
+    /// alone, after the backoff.
     pub async fn metadata_many(&self, token: &SecretString, ids: &[String]) -> Result<Vec<MessageMeta>, GmailError> {
-        let permits = Arc::new(tokio::sync::Semaphore::new(METADATA_CONCURRENCY));
-        let mut set = tokio::task::JoinSet::new();
-        for (index, id) in ids.iter().enumerate() {
-            let (client, token, id, permits) = (self.clone(), token.clone(), id.clone(), permits.clone());
-            set.spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
-                (index, client.message_metadata(&token, &id).await)
-            });
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_PARTS) {
+            found.extend(self.metadata_batch(token, chunk).await?);
         }
-        let mut found: Vec<(usize, MessageMeta)> = Vec::with_capacity(ids.len());
-        while let Some(joined) = set.join_next().await {
-            let (index, result) = joined.map_err(|e| GmailError::Network(format!("metadata task failed: {e}")))?;
-            match result {
-                Ok(meta) => found.push((index, meta)),
-                Err(GmailError::Status(404)) => {}
-                Err(e) => return Err(e),
+        Ok(found)
+    }
+
+    /// [`Self::metadata_many`] for at most [`BATCH_PARTS`] ids.
+    async fn metadata_batch(&self, token: &SecretString, ids: &[String]) -> Result<Vec<MessageMeta>, GmailError> {
+        let query: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(METADATA_QUERY).finish();
+        let targets: Vec<String> =
+            ids.iter().map(|id| format!("/gmail/v1/users/me/messages/{}?{query}", batch::path_segment(id))).collect();
+        let mut found: Vec<Option<MessageMeta>> = vec![None; ids.len()];
+        // Indexes (into `ids`) still to be fetched.
+        let mut pending: Vec<usize> = (0..ids.len()).collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            attempt += 1;
+            self.take_slots(pending.len()).await?;
+            let sent: Vec<String> = pending.iter().map(|&i| targets[i].clone()).collect();
+            let (retry, wait_hint) = match self.batch_get(token, &sent).await? {
+                Err(Refusal::Failed(e)) => return Err(e),
+                Err(Refusal::RateLimited(hint)) => (pending.clone(), hint),
+                Ok(answers) => {
+                    let mut retry = Vec::new();
+                    let mut hint: Option<Duration> = None;
+                    for (&index, answer) in pending.iter().zip(answers) {
+                        if (200..300).contains(&answer.status) {
+                            let raw: RawMessage = serde_json::from_slice(&answer.body)
+                                .map_err(|e| GmailError::Decode(format!("message {}: {e}", ids[index])))?;
+                            found[index] = Some(raw.into());
+                            continue;
+                        }
+                        let after = retry_after(answer.header("retry-after"));
+                        match refusal(answer.status, after, &answer.body) {
+                            Refusal::RateLimited(after) => {
+                                retry.push(index);
+                                hint = hint.max(after);
+                            }
+                            Refusal::Failed(GmailError::Status(404)) => {}
+                            Refusal::Failed(e) => return Err(e),
+                        }
+                    }
+                    (retry, hint)
+                }
+            };
+            if retry.is_empty() {
+                break;
             }
+            let Some(wait) = backoff(attempt, wait_hint) else { return Err(GmailError::RateLimited) };
+            tracing::info!(
+                calls = retry.len(),
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "Gmail rate limit in a batch; backing off"
+            );
+            tokio::time::sleep(wait).await;
+            pending = retry;
         }
-        found.sort_by_key(|(i, _)| *i);
-        Ok(found.into_iter().map(|(_, m)| m).collect())
+        Ok(found.into_iter().flatten().collect())
     }
 }
 

@@ -10,11 +10,15 @@
 //!   `invalid_grant` records the breakage and queues one reconnect prompt.
 //! - [`prompt`]: the user-facing side: Reconnect prompts (Block Kit DMs),
 //!   the App Home section, disconnect.
-//! - [`gmail`]: the Gmail API client (inbox listing and message metadata).
+//! - [`gmail`]: the Gmail API client (inbox listing, and message metadata
+//!   through Gmail's batch endpoint).
+//! - [`batch`]: the batch endpoint's wire format (`multipart/mixed` of
+//!   `application/http` parts), built and parsed without I/O.
 //!
 //! Callers branch on [`GmailAccessError`]: not configured, not connected,
 //! needs reconnect (since when, why), or a temporary failure.
 
+pub mod batch;
 pub mod gmail;
 pub mod links;
 pub mod oauth;

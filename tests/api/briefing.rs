@@ -500,12 +500,18 @@ async fn the_gmail_reader_lists_the_inbox_with_metadata_and_reports_refusal() {
     assert_eq!(items[1].from, "\"박서연\" <seoyeon.park@partner.example>");
     assert!(items[1].labels.contains(&"IMPORTANT".to_string()));
 
-    let list = fake.requests_to("/gmail/v1/users/me/messages");
+    let list = fake.server.requests_to("/gmail/v1/users/me/messages");
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].param("q").as_deref(), Some(format!("in:inbox after:{}", since.timestamp()).as_str()));
-    let gets: Vec<_> =
-        fake.requests().into_iter().filter(|r| r.path.starts_with("/gmail/v1/users/me/messages/")).collect();
-    assert_eq!(gets.len(), 3);
+    // Two HTTP requests in all: the listing, then one batch of three gets.
+    assert_eq!(fake.server.requests().len(), 2, "no single messages.get");
+    let batches = fake.server.requests_to(gmail::BATCH_PATH);
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].headers["authorization"], format!("Bearer {}", gmail::ACCESS_TOKEN));
+    let gets = fake.inner.requests();
+    let mut ids: Vec<&str> = gets.iter().filter_map(|g| g.path.strip_prefix("/gmail/v1/users/me/messages/")).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["18c2ee1122334455", "18c2ef9988776655", "18c2f0a1b2c3d4e5"], "one inner get per listed message");
     for g in &gets {
         let q = g.query.clone().unwrap_or_default();
         assert!(q.contains("format=metadata") && q.contains("metadataHeaders=Subject"), "{q}");
@@ -776,9 +782,11 @@ async fn gmail_calls_take_the_users_budget_and_the_shared_one() {
     let metas = client.metadata_many(&token, &ids).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(metas.len(), 10);
-    assert_eq!(fake.requests().len(), 11);
-    // 11 calls at 20/s with 8 at once: however long the listing took, the
-    // last two gets wait at least 50 and 100 ms for their slots.
+    assert_eq!(fake.server.requests().len(), 2, "the listing and one batch");
+    assert_eq!(fake.inner.count(), 10, "ten gets inside the batch");
+    // 11 calls (each batched get counts) at 20/s with 8 at once: however long
+    // the listing took, the last three gets wait 50, 100 and 150 ms for their
+    // slots before the batch goes.
     assert!(elapsed >= Duration::from_millis(140), "11 calls at 20/s took only {elapsed:?}");
     assert!(budget_waited("gmail_user") - waited_before >= 0.14, "the user's waits are counted");
     // A budget that is far behind refuses instead of holding the caller.
@@ -789,6 +797,13 @@ async fn gmail_calls_take_the_users_budget_and_the_shared_one() {
     slow.profile(&token).await.unwrap_err();
     let refused = slow.profile(&token).await.unwrap_err();
     assert!(matches!(refused, gmail::GmailError::RateLimited), "{refused}");
+}
+
+/// Gmail calls the fake saw: HTTP requests other than batches, plus the
+/// calls inside batches (what Google counts against quota).
+fn gmail_calls_seen(fake: &gmail::FakeGmail) -> usize {
+    let batches = fake.server.requests_to(gmail::BATCH_PATH).len();
+    fake.server.requests().len() - batches + fake.inner.count()
 }
 
 /// User + system CPU time and peak resident memory of a process (Linux `/proc`).
@@ -893,7 +908,7 @@ fn budget_waits(metrics: &str) -> Vec<(String, f64)> {
 /// The "Briefing" benchmark of `docs/benchmarks.md`: the real binary
 /// (`robeing serve`, its own process, so its CPU and memory are measured
 /// alone) against fakes in this process — Slack, two news feeds, and a Gmail
-/// answering every call after 50 ms — for every user with Gmail connected,
+/// answering every request (a batch: once) after 50 ms — for every user with Gmail connected,
 /// at each configured pair of budgets (`BENCH_RUNS`). Run by hand, in release:
 /// `cargo test --release --test api bench_briefing -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -949,7 +964,8 @@ async fn bench_briefing_10k_users() {
         }
         let pool = PgPool::connect(&db_url).await.unwrap();
         seed_connected_users(&pool, users).await;
-        let (gmail_before, posts_before) = (fake_gmail.requests().len(), slack.requests_to(POST).len());
+        let (http_before, gmail_before, posts_before) =
+            (fake_gmail.server.requests().len(), gmail_calls_seen(&fake_gmail), slack.requests_to(POST).len());
         let load_before = procfs::load_average();
 
         let (cpu0, rss_idle) = cpu_and_peak_rss(&pid);
@@ -988,9 +1004,11 @@ async fn bench_briefing_10k_users() {
         .unwrap();
         assert_eq!(complete, users, "every briefing delivered with its Gmail and news sections");
         let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-        let gmail_calls = fake_gmail.requests().len() - gmail_before;
+        let gmail_calls = gmail_calls_seen(&fake_gmail) - gmail_before;
+        let gmail_http = fake_gmail.server.requests().len() - http_before;
         let posts = slack.requests_to(POST).len() - posts_before;
         assert_eq!(gmail_calls, users as usize * (MESSAGES + 1), "one list and {MESSAGES} gets per user");
+        assert_eq!(gmail_http, users as usize * 2, "one list and one batch request per user");
         assert_eq!(posts, users as usize);
         // The floor each budget sets on the wall time.
         let gmail_floor = gmail_calls as f64 / gmail_per_second;
@@ -999,7 +1017,7 @@ async fn bench_briefing_10k_users() {
         println!(
             "BENCH briefing: users={users} gmail_limit={gmail_per_second}/s slack_limit={slack_posts_per_second}/s \
              claim_wall={:.2}s total_wall={:.1}s gmail_floor={gmail_floor:.1}s slack_floor={slack_floor:.1}s \
-             wall/floor={:.2} gmail_calls={gmail_calls} ({:.0}/s) posts={posts} ({:.0}/s) \
+             wall/floor={:.2} gmail_calls={gmail_calls} ({:.0}/s) gmail_http_requests={gmail_http} posts={posts} ({:.0}/s) \
              robeing_cpu={cpu:.1}s cpu_per_briefing={:.3}ms cpu_cores={:.2} rss_idle={}MB peak_rss={}MB \
              budget_waits={:?} load={load_before}→{load_after}",
             claim_wall.as_secs_f64(),

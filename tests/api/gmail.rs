@@ -14,6 +14,7 @@ use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::{
+    fakes::gmail::BATCH_PATH,
     fakes::google::{Consent, EMAIL, FakeGoogle, GMAIL_SCOPE},
     fakes::recorder::{Recorded, Scripted},
     helpers::{Options, TestApp, spawn_app_with},
@@ -615,9 +616,9 @@ async fn a_wrong_token_encryption_key_stops_start_up_and_rotation_keeps_working(
 async fn the_gmail_client_lists_the_inbox_and_backs_off_on_rate_limits() {
     let env = setup().await;
     assert_eq!(env.connect().await.0, 200);
-    let g = &env.google.server;
+    let (g, calls) = (&env.google.server, &env.google.gmail_calls);
     g.script("/gmail/v1/users/me/messages", [Scripted::json(429, serde_json::json!({"error": {"code": 429, "message": "Too many requests", "errors": [{"reason": "rateLimitExceeded"}]}})).with_header("retry-after", "0")]);
-    g.script(
+    calls.script(
         "/gmail/v1/users/me/messages/m2",
         [Scripted::json(403, serde_json::json!({"error": {"code": 403, "message": "User-rate limit exceeded", "errors": [{"domain": "usageLimits", "reason": "userRateLimitExceeded"}]}}))],
     );
@@ -634,8 +635,18 @@ async fn the_gmail_client_lists_the_inbox_and_backs_off_on_rate_limits() {
     let q = &lists[1];
     assert_eq!(q.param("q").unwrap(), format!("in:inbox after:{}", since.timestamp()));
     assert_eq!(q.param("maxResults").as_deref(), Some("50"));
-    assert_eq!(g.requests_to("/gmail/v1/users/me/messages/m2").len(), 2);
-    let meta = &g.requests_to("/gmail/v1/users/me/messages/m1")[0];
+    // The metadata came in batches: all three, then the rate-limited m2 alone.
+    assert!(g.requests_to("/gmail/v1/users/me/messages/m1").is_empty(), "no single messages.get");
+    let batches = g.requests_to(BATCH_PATH);
+    assert_eq!(batches.len(), 2);
+    let second = String::from_utf8_lossy(&batches[1].body).to_string();
+    assert!(
+        second.contains("/messages/m2?") && !second.contains("/messages/m1?") && !second.contains("/messages/m3?"),
+        "{second}"
+    );
+    assert_eq!(calls.requests_to("/gmail/v1/users/me/messages/m2").len(), 2);
+    assert_eq!(calls.requests_to("/gmail/v1/users/me/messages/m3").len(), 1);
+    let meta = &calls.requests_to("/gmail/v1/users/me/messages/m1")[0];
     let query = meta.query.clone().unwrap();
     assert!(
         query.contains("format=metadata")
@@ -644,6 +655,100 @@ async fn the_gmail_client_lists_the_inbox_and_backs_off_on_rate_limits() {
             && query.contains("metadataHeaders=Date"),
         "{query}"
     );
+}
+
+/// The `email_status` and `email_detail` of the user's latest briefing.
+async fn last_email_status(env: &Env) -> (String, Option<String>) {
+    sqlx::query_as("SELECT email_status, email_detail FROM briefings ORDER BY claimed_at DESC LIMIT 1")
+        .fetch_one(&env.app.db)
+        .await
+        .unwrap()
+}
+
+/// Briefings read the inbox through Gmail's batch endpoint: a message gone
+/// meanwhile (inner 404) is left out, a rate-limited call (inner 429) is
+/// sent again alone, and an answer robeing cannot read makes the Gmail
+/// section an error without touching the connection.
+#[tokio::test]
+async fn a_briefing_reads_a_batch_answer_with_an_inner_404_and_an_inner_429() {
+    let env = setup().await;
+    assert_eq!(env.connect().await.0, 200);
+    env.wait_for_post("Gmail connected as", 1).await;
+    let (g, calls) = (&env.google.server, &env.google.gmail_calls);
+    calls.script(
+        "/gmail/v1/users/me/messages/m2",
+        [Scripted::json(404, serde_json::json!({"error": {"code": 404, "message": "Requested entity was not found.", "errors": [{"reason": "notFound"}]}}))],
+    );
+    calls.script(
+        "/gmail/v1/users/me/messages/m3",
+        [Scripted::json(429, serde_json::json!({"error": {"code": 429, "message": "Too many concurrent requests for user", "errors": [{"reason": "rateLimitExceeded"}]}}))
+            .with_header("Retry-After", "0")],
+    );
+    robeing::briefing::on_demand(&env.app.state, USER, None, None).await.unwrap();
+    let briefing = env.wait_for_post("Subject m1", 1).await;
+    assert_eq!(briefing.len(), 1);
+    let body = String::from_utf8_lossy(&briefing[0].body).to_string();
+    assert!(body.contains("Subject m3"), "the rate-limited message arrived on the retry: {body}");
+    assert!(!body.contains("Subject m2"), "the deleted message is left out: {body}");
+    assert_eq!(last_email_status(&env).await.0, "ok");
+    let batches = g.requests_to(BATCH_PATH);
+    assert_eq!(batches.len(), 2, "one batch, then the retry");
+    let retry = String::from_utf8_lossy(&batches[1].body).to_string();
+    assert_eq!(retry.matches("Content-Type: application/http").count(), 1, "only m3 again: {retry}");
+    assert!(retry.contains("GET /gmail/v1/users/me/messages/m3?"), "{retry}");
+    let per_id = |id: &str| calls.requests_to(&format!("/gmail/v1/users/me/messages/{id}")).len();
+    assert_eq!((per_id("m1"), per_id("m2"), per_id("m3")), (1, 1, 2));
+
+    // A batch answer cut short: the section says Gmail failed; still connected.
+    let cut = Scripted {
+        status: axum::http::StatusCode::OK,
+        headers: vec![("content-type".into(), "multipart/mixed; boundary=batch_cut".into())],
+        body: "--batch_cut\r\nContent-Type: application/http\r\nContent-ID: <response-item-0>\r\n\r\nHTTP/1.1 200 OK\r\n\r\n{\"id\"".into(),
+        delay: Duration::ZERO,
+    };
+    g.script(BATCH_PATH, [cut.clone(), cut]);
+    robeing::briefing::on_demand(&env.app.state, USER, None, None).await.unwrap();
+    assert_eq!(last_email_status(&env).await.0, "error");
+    assert_eq!(env.row().await.unwrap().state, "connected");
+    let since = Utc::now() - chrono::Duration::days(1);
+    let err = robeing::google::gmail::inbox_since(&env.app.state, USER, since, 10).await.unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("malformed batch answer") && err.contains("cut short"), "the cause is named: {err}");
+    assert!(g.requests_to("/gmail/v1/users/me/messages/m1").is_empty(), "never a single messages.get");
+}
+
+/// An inner 401 in a batch is a refused token like any other: one forced
+/// refresh and the briefing goes on; refused again, the connection needs
+/// reconnecting.
+#[tokio::test]
+async fn an_inner_401_in_a_batch_refreshes_once_then_needs_reconnect() {
+    let env = setup().await;
+    assert_eq!(env.connect().await.0, 200);
+    env.wait_for_post("Gmail connected as", 1).await;
+    let calls = &env.google.gmail_calls;
+    let unauthorized = || {
+        Scripted::json(
+            401,
+            serde_json::json!({"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}}),
+        )
+    };
+    calls.script("/gmail/v1/users/me/messages/m2", [unauthorized()]);
+    robeing::briefing::on_demand(&env.app.state, USER, None, None).await.unwrap();
+    let briefing = env.wait_for_post("Subject m1", 1).await;
+    let body = String::from_utf8_lossy(&briefing[0].body).to_string();
+    for subject in ["Subject m1", "Subject m2", "Subject m3"] {
+        assert!(body.contains(subject), "{subject} missing: {body}");
+    }
+    assert_eq!(last_email_status(&env).await.0, "ok");
+    assert_eq!(env.google.token_requests("refresh_token").len(), 1, "one forced refresh");
+    assert_eq!(env.google.server.requests_to(BATCH_PATH).len(), 2, "the batch again with the fresh token");
+
+    calls.script("/gmail/v1/users/me/messages/m3", [unauthorized(), unauthorized()]);
+    robeing::briefing::on_demand(&env.app.state, USER, None, None).await.unwrap();
+    assert_eq!(last_email_status(&env).await.0, "needs_reconnect");
+    assert_eq!(env.google.token_requests("refresh_token").len(), 2, "exactly one more refresh");
+    assert_eq!(env.row().await.unwrap().state, "needs_reconnect");
+    assert_eq!(env.wait_for_post("Reconnect Gmail", 1).await.len(), 1);
 }
 
 #[tokio::test]

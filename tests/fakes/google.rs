@@ -1,8 +1,10 @@
 //! A fake Google: the OAuth authorization endpoint (which "consents" at once
 //! and redirects back, like a browser session would), the token endpoint
 //! (Google's real form parameters and JSON shapes, PKCE S256 checked),
-//! revocation, and the Gmail profile/messages endpoints. Every token it
-//! issues is remembered, so a test can scan the database for them.
+//! revocation, and the Gmail profile/messages endpoints with the batch
+//! endpoint (the calls inside batches are in [`FakeGoogle::gmail_calls`]).
+//! Every token it issues is remembered, so a test can scan the database for
+//! them.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -12,7 +14,10 @@ use std::{
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest as _, Sha256};
 
-use super::recorder::{Recorded, Recorder, Scripted};
+use super::{
+    gmail::InnerCalls,
+    recorder::{Recorded, Recorder, Scripted},
+};
 
 pub const CLIENT_ID: &str = "fake-client-id.apps.googleusercontent.com";
 pub const CLIENT_SECRET: &str = "fake-client-secret-GOCSPX";
@@ -55,6 +60,8 @@ pub struct State {
 pub struct FakeGoogle {
     pub server: Recorder,
     pub state: Arc<Mutex<State>>,
+    /// The Gmail calls made inside batch requests.
+    pub gmail_calls: InnerCalls,
 }
 
 fn error(status: u16, error: &str, description: &str) -> Scripted {
@@ -77,7 +84,51 @@ fn query(r: &Recorded) -> HashMap<String, String> {
     serde_urlencoded::from_str(r.query.as_deref().unwrap_or("")).unwrap_or_default()
 }
 
-fn handle(state: &Arc<Mutex<State>>, r: &Recorded) -> Scripted {
+/// Gmail's answer to one `GET /gmail/v1/users/me/…` (alone or inside a batch).
+fn gmail_get(s: &State, r: &Recorded) -> Scripted {
+    let path = r.path.as_str();
+    let bearer = r
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !s.live_access.contains(bearer) {
+        return gmail_error(401, "authError", "Request had invalid authentication credentials.");
+    }
+    let rest = path.trim_start_matches("/gmail/v1/users/me/");
+    if rest == "profile" {
+        return Scripted::json(
+            200,
+            serde_json::json!({ "emailAddress": EMAIL, "messagesTotal": 3, "threadsTotal": 3, "historyId": "1234" }),
+        );
+    }
+    if rest == "messages" {
+        return Scripted::json(
+            200,
+            serde_json::json!({ "messages": [
+                    { "id": "m1", "threadId": "t1" }, { "id": "m2", "threadId": "t2" }, { "id": "m3", "threadId": "t3" }
+                ], "resultSizeEstimate": 3 }),
+        );
+    }
+    if let Some(id) = rest.strip_prefix("messages/") {
+        return Scripted::json(
+            200,
+            serde_json::json!({
+                "id": id, "threadId": format!("t{}", &id[1..]), "labelIds": ["INBOX", "UNREAD"],
+                "snippet": format!("snippet of {id}"), "internalDate": "1764288000000",
+                "payload": { "mimeType": "multipart/alternative", "headers": [
+                    { "name": "From", "value": format!("Sender {id} <{id}@example.com>") },
+                    { "name": "Subject", "value": format!("Subject {id}") },
+                    { "name": "Date", "value": "Fri, 28 Nov 2025 09:00:00 +0900" }
+                ] }
+            }),
+        );
+    }
+    gmail_error(404, "notFound", "Not Found")
+}
+
+fn handle(state: &Arc<Mutex<State>>, calls: &InnerCalls, r: &Recorded) -> Scripted {
     let mut s = state.lock().unwrap();
     s.counter += 1;
     let n = s.counter;
@@ -186,47 +237,8 @@ fn handle(state: &Arc<Mutex<State>>, r: &Recorded) -> Scripted {
                 error(400, "invalid_token", "Token expired or revoked")
             }
         }
-        ("GET", path) if path.starts_with("/gmail/v1/users/me/") => {
-            let bearer = r
-                .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or_default();
-            if !s.live_access.contains(bearer) {
-                return gmail_error(401, "authError", "Request had invalid authentication credentials.");
-            }
-            let rest = path.trim_start_matches("/gmail/v1/users/me/");
-            if rest == "profile" {
-                return Scripted::json(
-                    200,
-                    serde_json::json!({ "emailAddress": EMAIL, "messagesTotal": 3, "threadsTotal": 3, "historyId": "1234" }),
-                );
-            }
-            if rest == "messages" {
-                return Scripted::json(
-                    200,
-                    serde_json::json!({ "messages": [
-                        { "id": "m1", "threadId": "t1" }, { "id": "m2", "threadId": "t2" }, { "id": "m3", "threadId": "t3" }
-                    ], "resultSizeEstimate": 3 }),
-                );
-            }
-            if let Some(id) = rest.strip_prefix("messages/") {
-                return Scripted::json(
-                    200,
-                    serde_json::json!({
-                        "id": id, "threadId": format!("t{}", &id[1..]), "labelIds": ["INBOX", "UNREAD"],
-                        "snippet": format!("snippet of {id}"), "internalDate": "1764288000000",
-                        "payload": { "mimeType": "multipart/alternative", "headers": [
-                            { "name": "From", "value": format!("Sender {id} <{id}@example.com>") },
-                            { "name": "Subject", "value": format!("Subject {id}") },
-                            { "name": "Date", "value": "Fri, 28 Nov 2025 09:00:00 +0900" }
-                        ] }
-                    }),
-                );
-            }
-            gmail_error(404, "notFound", "Not Found")
-        }
+        ("GET", path) if path.starts_with("/gmail/v1/users/me/") => gmail_get(&s, r),
+        ("POST", super::gmail::BATCH_PATH) => super::gmail::answer_batch(r, calls, |inner| gmail_get(&s, inner)),
         _ => error(404, "not_found", "no such fake endpoint"),
     }
 }
@@ -239,8 +251,10 @@ impl FakeGoogle {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(State::default()));
         let s = state.clone();
-        let server = Recorder::start(Arc::new(move |r: &Recorded| handle(&s, r))).await;
-        Self { server, state }
+        let gmail_calls = InnerCalls::default();
+        let calls = gmail_calls.clone();
+        let server = Recorder::start(Arc::new(move |r: &Recorded| handle(&s, &calls, r))).await;
+        Self { server, state, gmail_calls }
     }
 
     /// The variables pointing robeing at this fake.
