@@ -796,11 +796,7 @@ async fn bench_conversation() {
         sorted[i].as_secs_f64() * 1000.0
     }
 
-    let setups: Vec<bool> = match std::env::var("BENCH_CHROMA").as_deref() {
-        Ok("off") => vec![false],
-        Ok("on") => vec![true],
-        _ => vec![false, true],
-    };
+    let setups = chroma_setups();
     let fake = llm::start().await;
     for chroma_on in setups {
         let chroma = if chroma_on { Some(Chroma::start().await) } else { None };
@@ -952,11 +948,7 @@ async fn bench_outbox_conversation() {
 
     const USERS: usize = 50;
     const EVENTS: usize = 3_000;
-    let setups: Vec<bool> = match std::env::var("BENCH_CHROMA").as_deref() {
-        Ok("off") => vec![false],
-        Ok("on") => vec![true],
-        _ => vec![false, true],
-    };
+    let setups = chroma_setups();
     let fake = llm::start().await;
     for chroma_on in setups {
         let chroma = if chroma_on { Some(Chroma::start().await) } else { None };
@@ -1202,4 +1194,14 @@ async fn forgetting_while_chroma_is_down_finishes_when_it_returns() {
     assert!(chroma.records_of(JANE).await.is_empty(), "Jane's memory is gone once ChromaDB is back");
     assert_eq!(chroma.records_of(BOB).await.len(), 1, "Bob's stays");
     app.stop().await.unwrap();
+}
+
+/// The benchmarks' setups: without and with ChromaDB, or the one
+/// `BENCH_CHROMA=off|on` names.
+fn chroma_setups() -> Vec<bool> {
+    match std::env::var("BENCH_CHROMA").as_deref() {
+        Ok("off") => vec![false],
+        Ok("on") => vec![true],
+        _ => vec![false, true],
+    }
 }
