@@ -65,27 +65,14 @@ pub async fn claim(executor: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -
     .await
 }
 
-/// Marks a job done.
-pub async fn complete(executor: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+/// Marks jobs done, several in one statement (the job runner's group
+/// commit of finished jobs).
+pub async fn complete_many(executor: impl PgExecutor<'_>, ids: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE jobs SET state = 'done', locked_until = NULL, finished_at = now(), updated_at = now(), last_error = NULL
-           WHERE id = $1"#,
-        id
-    )
-    .execute(executor)
-    .await
-    .map(|_| ())
-}
-
-/// Marks several jobs done in one statement (the job runner's group commit
-/// of finished jobs); the same as [`complete`] for each.
-pub async fn complete_many(executor: impl PgExecutor<'_>, ids: &[i64]) -> Result<(), sqlx::Error> {
-    // Runtime-checked: the same statement as `complete`, over an array.
-    sqlx::query(
-        r#"UPDATE jobs SET state = 'done', locked_until = NULL, finished_at = now(), updated_at = now(), last_error = NULL
            WHERE id = ANY($1)"#,
+        ids
     )
-    .bind(ids)
     .execute(executor)
     .await
     .map(|_| ())

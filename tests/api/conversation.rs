@@ -799,9 +799,7 @@ async fn bench_conversation() {
     let setups = chroma_setups();
     let fake = llm::start().await;
     for chroma_on in setups {
-        let chroma = if chroma_on { Some(Chroma::start().await) } else { None };
-        let chroma_port = chroma.as_ref().and_then(|c| c.url().rsplit(':').next().and_then(|p| p.parse().ok()));
-        let app = app(chroma.as_ref(), Some(&fake), &[]).await;
+        let (chroma, chroma_port, app) = bench_app(chroma_on, &fake).await;
         let users: Vec<String> = (0..50).map(|i| format!("U0BENCH{i:03}")).collect();
         for u in &users {
             add_user(&app, u, "Bench User", "bench", "Asia/Seoul", "en-US").await;
@@ -951,9 +949,7 @@ async fn bench_outbox_conversation() {
     let setups = chroma_setups();
     let fake = llm::start().await;
     for chroma_on in setups {
-        let chroma = if chroma_on { Some(Chroma::start().await) } else { None };
-        let chroma_port = chroma.as_ref().and_then(|c| c.url().rsplit(':').next().and_then(|p| p.parse().ok()));
-        let app = app(chroma.as_ref(), Some(&fake), &[]).await;
+        let (_chroma, chroma_port, app) = bench_app(chroma_on, &fake).await;
         let users: Vec<String> = (0..USERS).map(|i| format!("U0OUTBX{i:03}")).collect();
         for u in &users {
             add_user(&app, u, "Bench User", "bench", "Asia/Seoul", "en-US").await;
@@ -1204,4 +1200,13 @@ fn chroma_setups() -> Vec<bool> {
         Ok("on") => vec![true],
         _ => vec![false, true],
     }
+}
+
+/// A benchmark's application with the fake LLM, and ChromaDB (with its
+/// port, for its CPU readings) when `chroma_on`.
+async fn bench_app(chroma_on: bool, llm: &Recorder) -> (Option<Chroma>, Option<u16>, TestApp) {
+    let chroma = if chroma_on { Some(Chroma::start().await) } else { None };
+    let chroma_port = chroma.as_ref().and_then(|c| c.url().rsplit(':').next().and_then(|p| p.parse().ok()));
+    let app = app(chroma.as_ref(), Some(llm), &[]).await;
+    (chroma, chroma_port, app)
 }
