@@ -169,7 +169,7 @@ async fn brief(config: Config, user_id: &str, dry_run: bool) -> i32 {
         if dry_run {
             let tz = crate::briefing::scheduler::user_tz(&state, user.tz.as_deref());
             let date = chrono::Utc::now().with_timezone(&tz).date_naive();
-            let (_, rendered) = crate::briefing::deliver::build(&state, &user, None, None, date).await;
+            let (_, rendered) = crate::briefing::deliver::build(&state, &user, None, date).await;
             println!("{}", crate::briefing::render::to_terminal(&rendered));
             return EXIT_OK;
         }

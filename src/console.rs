@@ -318,7 +318,7 @@ async fn brief(state: &AppState) -> Result<(), i32> {
     };
     let tz = crate::briefing::scheduler::user_tz(state, user.tz.as_deref());
     let date = chrono::Utc::now().with_timezone(&tz).date_naive();
-    let (_, rendered) = crate::briefing::deliver::build(state, &user, None, None, date).await;
+    let (_, rendered) = crate::briefing::deliver::build(state, &user, None, date).await;
     println!("{}", crate::briefing::render::to_terminal(&rendered));
     let _ = std::io::stdout().flush();
     Ok(())

@@ -56,38 +56,63 @@ impl Budget {
     /// wait would exceed `max_wait` nothing is reserved and `Err(wait)` says
     /// how long it would have been.
     pub fn reserve(&self, max_wait: Duration) -> Result<Duration, Duration> {
+        self.reserve_many(1, max_wait).map(|waits| waits.last)
+    }
+
+    /// Reserves the next `calls` slots at once, as that many callers arriving
+    /// together would, all or none: `Err(wait)` when the last one's wait
+    /// would exceed `max_wait` (nothing is reserved).
+    pub fn reserve_many(&self, calls: u32, max_wait: Duration) -> Result<Waits, Duration> {
         let now = Instant::now();
         let mut next = self.next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let slot = next.map_or(now, |t| t.max(now));
-        let wait =
-            slot.checked_sub(self.tolerance).map_or(Duration::ZERO, |free_at| free_at.saturating_duration_since(now));
-        if wait > max_wait {
-            return Err(wait);
+        let first = next.map_or(now, |t| t.max(now));
+        let wait_for = |slot: Instant| {
+            slot.checked_sub(self.tolerance).map_or(Duration::ZERO, |free_at| free_at.saturating_duration_since(now))
+        };
+        let calls = calls.max(1);
+        let last = wait_for(first + self.interval * (calls - 1));
+        if last > max_wait {
+            return Err(last);
         }
-        *next = Some(slot + self.interval);
-        Ok(wait)
+        let total = (0..calls).map(|i| wait_for(first + self.interval * i)).sum();
+        *next = Some(first + self.interval * calls);
+        Ok(Waits { last, total })
     }
 
     /// Waits for a slot (at most `max_wait`), counting the call and the wait
     /// in `/metrics`. `Err(wait)`: the budget is too far behind; nothing was
     /// reserved.
     pub async fn acquire(&self, max_wait: Duration) -> Result<(), Duration> {
+        self.acquire_many(1, max_wait).await
+    }
+
+    /// Waits for `calls` slots taken together (a batch request): until the
+    /// last one's, at most `max_wait`. Every call and each one's wait are
+    /// counted in `/metrics`, as if each had waited for its own slot.
+    /// `Err(wait)`: the budget is too far behind; nothing was reserved.
+    pub async fn acquire_many(&self, calls: u32, max_wait: Duration) -> Result<(), Duration> {
         let m = crate::metrics::metrics();
-        let label = crate::metrics::BudgetLabel { budget: self.name.to_owned() };
-        let wait = self.reserve(max_wait).inspect_err(|_| {
-            m.budget_calls
-                .get_or_create(&crate::metrics::BudgetOutcome { budget: self.name.into(), outcome: "refused".into() })
-                .inc();
+        let outcome =
+            |outcome: &str| crate::metrics::BudgetOutcome { budget: self.name.into(), outcome: outcome.into() };
+        let waits = self.reserve_many(calls, max_wait).inspect_err(|_| {
+            m.budget_calls.get_or_create(&outcome("refused")).inc_by(u64::from(calls.max(1)));
         })?;
-        m.budget_calls
-            .get_or_create(&crate::metrics::BudgetOutcome { budget: self.name.into(), outcome: "ok".into() })
-            .inc();
-        if !wait.is_zero() {
-            m.budget_wait_seconds.get_or_create(&label).inc_by(wait.as_secs_f64());
-            tokio::time::sleep(wait).await;
+        m.budget_calls.get_or_create(&outcome("ok")).inc_by(u64::from(calls.max(1)));
+        if !waits.last.is_zero() {
+            let label = crate::metrics::BudgetLabel { budget: self.name.to_owned() };
+            m.budget_wait_seconds.get_or_create(&label).inc_by(waits.total.as_secs_f64());
+            tokio::time::sleep(waits.last).await;
         }
         Ok(())
     }
+}
+
+/// How long reserved slots wait: the last of them (when the group may go),
+/// and all of them together (what `/metrics` counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    pub last: Duration,
+    pub total: Duration,
 }
 
 #[cfg(test)]
@@ -115,6 +140,23 @@ mod tests {
         // The refused call took no slot: the next one waits one interval, not two.
         let w = b.reserve(MAX_WAIT).unwrap();
         assert!(w <= Duration::from_secs(1), "{w:?}");
+    }
+
+    #[test]
+    fn many_slots_at_once_wait_like_that_many_callers_and_are_all_or_none() {
+        let b = Budget::per_second("test", 10.0, 3);
+        // Three free, then 100 ms and 200 ms: the group goes with the last.
+        let w = b.reserve_many(5, MAX_WAIT).unwrap();
+        assert!(w.last > Duration::from_millis(190) && w.last <= Duration::from_millis(200), "{w:?}");
+        assert!(w.total > Duration::from_millis(290) && w.total <= Duration::from_millis(300), "{w:?}");
+        // The next single caller queues behind all five.
+        let next = b.reserve(MAX_WAIT).unwrap();
+        assert!(next > Duration::from_millis(290) && next <= Duration::from_millis(300), "{next:?}");
+        // Too far behind for ten more within a second: none is taken.
+        let refused = b.reserve_many(10, Duration::from_secs(1)).unwrap_err();
+        assert!(refused > Duration::from_millis(1_200), "{refused:?}");
+        let after = b.reserve(MAX_WAIT).unwrap();
+        assert!(after > Duration::from_millis(390) && after <= Duration::from_millis(400), "{after:?}");
     }
 
     #[test]

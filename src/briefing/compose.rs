@@ -10,7 +10,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::email::{self, EmailSection, MailItem};
 use crate::i18n::Lang;
-use crate::{news::News, startup::AppState, storage::users::User};
+use crate::{
+    news::News,
+    startup::AppState,
+    storage::{briefings::GmailState, users::User},
+};
 
 /// Mail items shown by subject and gist.
 pub const TOP_MAIL: usize = 5;
@@ -72,12 +76,15 @@ pub struct Briefing {
 }
 
 /// Builds the requested sections for `user`: mail since `since`, headlines.
+/// `gmail` is the user's Gmail connection as the caller read it (`Err`: it
+/// could not be read, which the Gmail section reports).
 pub async fn compose(
     state: &AppState,
     user: &User,
     sections: Option<Section>,
     since: DateTime<Utc>,
     local_date: NaiveDate,
+    gmail: Result<Option<GmailState>, ()>,
 ) -> Briefing {
     let want_email = sections.is_none_or(|s| s == Section::Email);
     let want_news = sections.is_none_or(|s| s == Section::News);
@@ -85,9 +92,9 @@ pub async fn compose(
         if !want_email {
             return None;
         }
-        Some(tokio::time::timeout(SECTION_TIMEOUT, email::fetch(state, user, since)).await.unwrap_or_else(|_| {
-            EmailSection::Error { message: format!("Gmail did not answer within {} s", SECTION_TIMEOUT.as_secs()) }
-        }))
+        Some(tokio::time::timeout(SECTION_TIMEOUT, email::fetch(state, user, since, gmail)).await.unwrap_or_else(
+            |_| EmailSection::Error { message: format!("Gmail did not answer within {} s", SECTION_TIMEOUT.as_secs()) },
+        ))
     };
     let news_fut = async {
         if !want_news {

@@ -33,7 +33,7 @@ use crate::{
     jobs::JobError,
     slack::client::{SlackError, Tag},
     startup::AppState,
-    storage::{self, jobs::Job, users::User},
+    storage::{self, briefings::Delivery, jobs::Job, users::User},
 };
 
 /// The job kind in the outbox.
@@ -56,25 +56,40 @@ pub fn dedupe_key(briefing_id: Uuid) -> String {
     format!("briefing:{briefing_id}")
 }
 
-/// Where the mail window of a briefing starts.
-pub async fn mail_since(state: &AppState, user_id: &str, except: Option<Uuid>, now: DateTime<Utc>) -> DateTime<Utc> {
-    let last = storage::briefings::last_mail_delivered_at(&state.db, user_id, except).await.unwrap_or_else(|e| {
-        tracing::warn!(user = %user_id, error = %e, "could not read the last briefing; using 24 h");
-        None
-    });
-    last.unwrap_or(now - DEFAULT_MAIL_WINDOW).max(now - MAX_MAIL_WINDOW)
+/// Where the mail window of a briefing starts, given when the user's last
+/// briefing with its mail was delivered.
+pub fn mail_since(last_mail_delivered_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+    last_mail_delivered_at.unwrap_or(now - DEFAULT_MAIL_WINDOW).max(now - MAX_MAIL_WINDOW)
 }
 
-/// Composes and renders one user's briefing.
+/// Composes and renders one user's briefing that has no row (a dry run):
+/// reads the mail window's start and the Gmail connection first.
 pub async fn build(
     state: &AppState,
     user: &User,
     sections: Option<Section>,
-    briefing_id: Option<Uuid>,
     local_date: NaiveDate,
 ) -> (Briefing, Rendered) {
-    let since = mail_since(state, &user.user_id, briefing_id, Utc::now()).await;
-    let briefing = compose::compose(state, user, sections, since, local_date).await;
+    let last = storage::briefings::last_mail_delivered_at(&state.db, &user.user_id).await.unwrap_or_else(|e| {
+        tracing::warn!(user = %user.user_id, error = %e, "could not read the last briefing; using 24 h");
+        None
+    });
+    let gmail = match storage::briefings::gmail_state(&state.db, &user.user_id).await {
+        Ok(g) => Ok(g),
+        Err(e) => {
+            tracing::error!(user = %user.user_id, error = %e, "could not read the Gmail connection");
+            Err(())
+        }
+    };
+    let briefing = compose::compose(state, user, sections, mail_since(last, Utc::now()), local_date, gmail).await;
+    let rendered = render::render(&briefing);
+    (briefing, rendered)
+}
+
+/// Composes and renders the briefing of a row whose [`Delivery`] was read.
+async fn build_for(state: &AppState, d: &Delivery, sections: Option<Section>) -> (Briefing, Rendered) {
+    let since = mail_since(d.last_mail_delivered_at, Utc::now());
+    let briefing = compose::compose(state, &d.user, sections, since, d.local_date, Ok(d.gmail.clone())).await;
     let rendered = render::render(&briefing);
     (briefing, rendered)
 }
@@ -265,19 +280,19 @@ pub async fn run_job(state: &AppState, job: &Job) -> Result<(), JobError> {
     let payload: Payload = serde_json::from_value(job.payload.clone())
         .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad briefing_deliver payload: {e}")))?;
     let id = payload.briefing_id;
-    let Some(row) = storage::briefings::get(&state.db, id).await? else { return Ok(()) };
-    if row.status != "claimed" {
+    let Some(d) = storage::briefings::delivery(&state.db, id).await? else { return Ok(()) };
+    if d.status != "claimed" {
         return Ok(());
     }
-    let Some(user) = storage::users::get(&state.db, &row.user_id).await? else { return Ok(()) };
-    if !storage::users::team_is_active(&state.db, &user.team_id).await? {
-        storage::briefings::mark_skipped(&state.db, id, "workspace inactive").await?;
+    let user = &d.user;
+    if let Some(reason) = &d.team_inactive_reason {
+        storage::briefings::mark_skipped(&state.db, id, &format!("workspace inactive: {reason}")).await?;
         return Ok(());
     }
     // A retry may follow an attempt that posted and then died before
     // recording it (sections are recorded before posting, so only then).
-    if job.attempts > 1 && row.email_status.is_some() {
-        match find_posted(state, &user, id, row.claimed_at).await {
+    if job.attempts > 1 && d.email_status.is_some() {
+        match find_posted(state, user, id, d.claimed_at).await {
             Ok(Some(posted)) => {
                 delivered(state, id, &posted.channel_id, &posted.ts).await?;
                 tracing::info!(user = %user.user_id, briefing = %id, "briefing was already posted; recorded it");
@@ -289,9 +304,9 @@ pub async fn run_job(state: &AppState, job: &Job) -> Result<(), JobError> {
             }
         }
     }
-    let (briefing, rendered) = build(state, &user, None, Some(id), row.local_date).await;
+    let (briefing, rendered) = build_for(state, &d, None).await;
     record_sections(state, id, &briefing).await?;
-    match post_dm(state, &user, &rendered, Some(id)).await {
+    match post_dm(state, user, &rendered, Some(id)).await {
         Ok(posted) => {
             delivered(state, id, &posted.channel_id, &posted.ts).await?;
             tracing::info!(
@@ -349,11 +364,14 @@ pub async fn on_demand_for(
 ) -> anyhow::Result<OnDemand> {
     let local_date = Utc::now().with_timezone(&super::scheduler::user_tz(state, user.tz.as_deref())).date_naive();
     let id = storage::briefings::insert_on_demand(&state.db, &user.user_id, local_date, trigger).await?;
-    if !storage::users::team_is_active(&state.db, &user.team_id).await? {
-        storage::briefings::mark_skipped(&state.db, id, "workspace inactive").await?;
+    let d = storage::briefings::delivery(&state.db, id)
+        .await?
+        .with_context(|| format!("briefing {id} disappeared as it was created (was {} deleted?)", user.user_id))?;
+    if let Some(reason) = &d.team_inactive_reason {
+        storage::briefings::mark_skipped(&state.db, id, &format!("workspace inactive: {reason}")).await?;
         anyhow::bail!("{}'s workspace {} is inactive: nothing was sent", user.user_id, user.team_id);
     }
-    let (briefing, rendered) = build(state, user, section, Some(id), local_date).await;
+    let (briefing, rendered) = build_for(state, &d, section).await;
     record_sections(state, id, &briefing).await?;
     let mut via = None;
     if let Some(url) = response_url {
@@ -390,13 +408,13 @@ pub async fn on_demand_for(
 
 /// Records a briefing as delivered and counts its sections in `/metrics`.
 async fn delivered(state: &AppState, id: Uuid, channel_id: &str, ts: &str) -> Result<bool, sqlx::Error> {
-    let marked = storage::briefings::mark_delivered(&state.db, id, channel_id, ts).await?;
-    if marked && let Ok(Some((email, news))) = storage::briefings::section_statuses(&state.db, id).await {
-        let m = crate::metrics::metrics();
-        for (section, status) in [("email", email), ("news", news)] {
-            let status = status.unwrap_or_else(|| "unknown".into());
-            m.briefings.get_or_create(&crate::metrics::SectionStatus { section: section.into(), status }).inc();
-        }
+    let Some((email, news)) = storage::briefings::mark_delivered(&state.db, id, channel_id, ts).await? else {
+        return Ok(false);
+    };
+    let m = crate::metrics::metrics();
+    for (section, status) in [("email", email), ("news", news)] {
+        let status = status.unwrap_or_else(|| "unknown".into());
+        m.briefings.get_or_create(&crate::metrics::SectionStatus { section: section.into(), status }).inc();
     }
-    Ok(marked)
+    Ok(true)
 }

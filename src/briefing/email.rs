@@ -11,7 +11,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{google::GmailAccessError, startup::AppState, storage::users::User};
+use crate::{
+    google::GmailAccessError,
+    startup::AppState,
+    storage::{briefings::GmailState, users::User},
+};
 
 /// Messages listed per briefing. A morning's inbox for one person; more than
 /// this is summarised as "N+".
@@ -77,17 +81,20 @@ impl EmailSection {
     }
 }
 
-/// The user's Gmail section: inbox mail received since `since`.
-pub async fn fetch(state: &AppState, user: &User, since: DateTime<Utc>) -> EmailSection {
+/// The user's Gmail section: inbox mail received since `since`, given the
+/// user's connection row as the caller read it (`Err`: the read failed, and
+/// the caller logged why).
+pub async fn fetch(
+    state: &AppState,
+    user: &User,
+    since: DateTime<Utc>,
+    connection: Result<Option<GmailState>, ()>,
+) -> EmailSection {
     if state.config.google.is_none() {
         return EmailSection::NotConfigured;
     }
-    let connection = match crate::storage::briefings::gmail_state(&state.db, &user.user_id).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(user = %user.user_id, error = %e, "could not read the Gmail connection");
-            return EmailSection::Error { message: "robeing could not read its own database".into() };
-        }
+    let Ok(connection) = connection else {
+        return EmailSection::Error { message: "robeing could not read its own database".into() };
     };
     let Some(connection) = connection else { return EmailSection::NotConnected };
     match connection.state.as_str() {

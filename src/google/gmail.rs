@@ -244,12 +244,18 @@ impl GmailClient {
         Ok(())
     }
 
-    /// Takes the slots of `calls` calls at once, as that many callers would:
-    /// each reserves its own slot (in order) and they wait side by side, so
-    /// the batch goes when its last call's slot comes up and every call's
-    /// wait is counted in `/metrics`.
+    /// Takes the slots of `calls` calls at once, as that many callers would
+    /// ([`Budget::acquire_many`]): the batch goes when its last call's slot
+    /// comes up, and every call's wait is counted in `/metrics`.
     async fn take_slots(&self, calls: usize) -> Result<(), GmailError> {
-        futures_util::future::try_join_all((0..calls).map(|_| self.take_slot())).await.map(drop)
+        let calls = u32::try_from(calls).unwrap_or(u32::MAX);
+        for budget in &self.budgets {
+            if let Err(wait) = budget.acquire_many(calls, crate::ratelimit::MAX_WAIT).await {
+                tracing::warn!(budget = budget.name(), wait_secs = wait.as_secs_f64(), calls, "Gmail budget exhausted");
+                return Err(GmailError::RateLimited);
+            }
+        }
+        Ok(())
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(

@@ -1,5 +1,6 @@
 //! Access tokens: [`access_token`] is the only way robeing's Gmail code gets
-//! one. It reads the user's row `FOR UPDATE`, so one refresh runs at a time
+//! one. A token valid for at least [`REFRESH_AHEAD`] is read without a lock
+//! (one round trip). Otherwise it reads the user's row `FOR UPDATE`, so one refresh runs at a time
 //! per user (across processes too); refreshes when the access token expires
 //! within [`REFRESH_AHEAD`]; stores whatever new refresh token Google sends;
 //! and on `invalid_grant` records the breakage, deletes the tokens and queues
@@ -48,6 +49,13 @@ async fn token(state: &AppState, user_id: &str, force: bool) -> Result<SecretStr
         return Err(GmailAccessError::NotConfigured);
     }
     let vault = Vault::from_config(&state.config).ok_or(GmailAccessError::NotConfigured)?;
+    // The common case needs no lock: a valid token is read, not changed.
+    if !force
+        && let Some((key_id, sealed)) =
+            storage::gmail::valid_access_token(&state.db, user_id, Utc::now() + REFRESH_AHEAD).await?
+    {
+        return vault.decrypt(&key_id, user_id, Purpose::Access, &sealed).map_err(temporary);
+    }
     let mut tx = state.db.begin().await?;
     let conn = storage::gmail::get_for_update(&mut *tx, user_id).await?.ok_or(GmailAccessError::NotConnected)?;
     match conn.state.as_str() {

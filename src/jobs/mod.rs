@@ -256,8 +256,8 @@ async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
 async fn on_dead(state: &AppState, job: &Job, error: &anyhow::Error) {
     // An inactive workspace gets nothing, not even an apology: Slack would
     // refuse it, and its owners removed robeing on purpose.
-    if let Ok(Some(team)) = crate::storage::jobs::team_of(&state.db, job.id).await
-        && let Ok(Some(_)) = crate::storage::users::inactive_reason(&state.db, &team).await
+    if let Some(team) = &job.team_id
+        && let Ok(Some(_)) = crate::storage::users::inactive_reason(&state.db, team).await
     {
         return;
     }

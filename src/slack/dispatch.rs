@@ -36,13 +36,15 @@ fn stopped(team_id: &str, reason: &str) -> JobError {
 /// Stops any job of a workspace that is inactive (uninstalled, tokens
 /// revoked): it is buried with a `last_error` that says so. A job queued
 /// without a team belongs to the bot token's workspace. `slack_event` jobs
-/// are checked in [`run`], which lets lifecycle events through.
+/// are checked in [`run`], which lets lifecycle events through; briefing
+/// deliveries check their user's workspace themselves and record the skip
+/// on the briefing.
 pub async fn stop_if_team_inactive(state: &AppState, job: &Job) -> Result<(), JobError> {
-    if job.kind == "slack_event" {
+    if job.kind == "slack_event" || job.kind == crate::briefing::deliver::JOB_KIND {
         return Ok(());
     }
-    let team = match storage::jobs::team_of(&state.db, job.id).await? {
-        Some(team) => Some(team),
+    let team = match &job.team_id {
+        Some(team) => Some(team.clone()),
         None => state.slack.as_ref().and_then(|s| s.identity()).map(|i| i.team_id.clone()),
     };
     if let Some(team) = team

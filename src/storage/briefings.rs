@@ -144,16 +144,79 @@ pub struct Briefing {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Briefing>, sqlx::Error> {
-    sqlx::query_as!(
-        Briefing,
-        r#"SELECT id, user_id, local_date, kind, trigger, status, email_status, news_status, email_detail,
-                  news_detail, channel_id, message_ts, skip_reason, failure_reason, claimed_at, delivered_at
-           FROM briefings WHERE id = $1"#,
+/// Everything delivering a claimed briefing reads, in one round trip: the
+/// row, its user, whether their workspace is active, where the mail window
+/// starts (the last daily briefing delivered with its mail, other than this
+/// one) and the Gmail connection's state (never a token).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub status: String,
+    pub local_date: NaiveDate,
+    pub email_status: Option<String>,
+    pub claimed_at: DateTime<Utc>,
+    pub user: crate::storage::users::User,
+    pub team_inactive_reason: Option<String>,
+    pub last_mail_delivered_at: Option<DateTime<Utc>>,
+    pub gmail: Option<GmailState>,
+}
+
+/// Reads a briefing's [`Delivery`]; `None` when the briefing (or its user)
+/// is gone.
+pub async fn delivery(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Delivery>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT b.id, b.status, b.local_date, b.email_status, b.claimed_at,
+                  u.user_id, u.team_id, u.real_name, u.display_name, u.tz, u.locale, u.dm_channel_id,
+                  u.briefing_time, u.briefing_enabled, u.profile_fetched_at,
+                  CASE WHEN t.active IS FALSE THEN COALESCE(t.inactive_reason, 'inactive') END
+                      AS "team_inactive_reason?",
+                  (SELECT max(p.delivered_at) FROM briefings p
+                   WHERE p.user_id = b.user_id AND p.status = 'delivered' AND p.kind = 'daily'
+                     AND p.email_status = 'ok' AND p.id <> b.id) AS "last_mail_delivered_at?",
+                  g.state AS "gmail_state?", g.google_email AS "google_email?",
+                  g.connected_at AS "connected_at?", g.broken_at AS "broken_at?",
+                  g.broken_reason AS "broken_reason?", g.updated_at AS "gmail_updated_at?"
+           FROM briefings b
+           JOIN slack_users u ON u.user_id = b.user_id
+           LEFT JOIN slack_teams t ON t.team_id = u.team_id
+           LEFT JOIN gmail_connections g ON g.user_id = b.user_id
+           WHERE b.id = $1"#,
         id
     )
     .fetch_optional(executor)
-    .await
+    .await?;
+    Ok(row.map(|r| Delivery {
+        id: r.id,
+        status: r.status,
+        local_date: r.local_date,
+        email_status: r.email_status,
+        claimed_at: r.claimed_at,
+        user: crate::storage::users::User {
+            user_id: r.user_id,
+            team_id: r.team_id,
+            real_name: r.real_name,
+            display_name: r.display_name,
+            tz: r.tz,
+            locale: r.locale,
+            dm_channel_id: r.dm_channel_id,
+            briefing_time: r.briefing_time,
+            briefing_enabled: r.briefing_enabled,
+            profile_fetched_at: r.profile_fetched_at,
+        },
+        team_inactive_reason: r.team_inactive_reason,
+        last_mail_delivered_at: r.last_mail_delivered_at,
+        gmail: match (r.gmail_state, r.gmail_updated_at) {
+            (Some(state), Some(updated_at)) => Some(GmailState {
+                state,
+                google_email: r.google_email,
+                connected_at: r.connected_at,
+                broken_at: r.broken_at,
+                broken_reason: r.broken_reason,
+                updated_at,
+            }),
+            _ => None,
+        },
+    }))
 }
 
 /// Every briefing of one user, newest first.
@@ -193,23 +256,29 @@ pub async fn record_sections(
     .map(|_| ())
 }
 
-/// Marks a claimed briefing delivered, with where it was posted.
+/// Section statuses (email, news) of a briefing, as recorded.
+pub type SectionStatuses = (Option<String>, Option<String>);
+
+/// Marks a claimed briefing delivered, with where it was posted. Returns its
+/// recorded section statuses when this call marked it (`None` when it was
+/// no longer `claimed`).
 pub async fn mark_delivered(
     executor: impl PgExecutor<'_>,
     id: Uuid,
     channel_id: &str,
     message_ts: &str,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query!(
+) -> Result<Option<SectionStatuses>, sqlx::Error> {
+    let row = sqlx::query!(
         r#"UPDATE briefings SET status = 'delivered', channel_id = $2, message_ts = $3, delivered_at = now()
-           WHERE id = $1 AND status = 'claimed'"#,
+           WHERE id = $1 AND status = 'claimed'
+           RETURNING email_status, news_status"#,
         id,
         channel_id,
         message_ts
     )
-    .execute(executor)
-    .await
-    .map(|r| r.rows_affected() == 1)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(|r| (r.email_status, r.news_status)))
 }
 
 /// Marks a claimed briefing failed, with why.
@@ -237,18 +306,16 @@ pub async fn mark_skipped(executor: impl PgExecutor<'_>, id: Uuid, reason: &str)
 }
 
 /// When the user's last briefing that included mail was delivered (the
-/// start of the next briefing's mail window), other than `except`.
+/// start of the next briefing's mail window; [`delivery`] reads the same
+/// for a briefing that has a row).
 pub async fn last_mail_delivered_at(
     executor: impl PgExecutor<'_>,
     user_id: &str,
-    except: Option<Uuid>,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT max(delivered_at) FROM briefings
-           WHERE user_id = $1 AND status = 'delivered' AND kind = 'daily' AND email_status = 'ok'
-             AND ($2::uuid IS NULL OR id <> $2)"#,
-        user_id,
-        except
+           WHERE user_id = $1 AND status = 'delivered' AND kind = 'daily' AND email_status = 'ok'"#,
+        user_id
     )
     .fetch_one(executor)
     .await
@@ -375,15 +442,4 @@ pub async fn daily_exists(
     )
     .fetch_one(executor)
     .await
-}
-
-/// A briefing's recorded section statuses (email, news).
-pub async fn section_statuses(
-    executor: impl PgExecutor<'_>,
-    id: Uuid,
-) -> Result<Option<(Option<String>, Option<String>)>, sqlx::Error> {
-    let row = sqlx::query!(r#"SELECT email_status, news_status FROM briefings WHERE id = $1"#, id)
-        .fetch_optional(executor)
-        .await?;
-    Ok(row.map(|r| (r.email_status, r.news_status)))
 }

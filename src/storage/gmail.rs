@@ -49,6 +49,28 @@ pub async fn get(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Option<
     .await
 }
 
+/// A connected user's sealed access token (with its key id) when it is
+/// still valid after `valid_after`, without locking anything: the common
+/// case of [`crate::google::tokens::access_token`], one round trip. `None`
+/// means "take the locking path" (expiring, broken, absent).
+pub async fn valid_access_token(
+    executor: impl PgExecutor<'_>,
+    user_id: &str,
+    valid_after: DateTime<Utc>,
+) -> Result<Option<(String, Vec<u8>)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT token_key_id AS "key_id!", access_token_ciphertext AS "sealed!"
+           FROM gmail_connections
+           WHERE user_id = $1 AND state = 'connected' AND access_token_expires_at > $2
+             AND token_key_id IS NOT NULL AND access_token_ciphertext IS NOT NULL"#,
+        user_id,
+        valid_after
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(|r| (r.key_id, r.sealed)))
+}
+
 /// One user's connection, locked until the transaction ends: one token
 /// refresh at a time per user, across processes.
 pub async fn get_for_update(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Option<Connection>, sqlx::Error> {

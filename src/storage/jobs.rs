@@ -18,6 +18,8 @@ pub struct Job {
     pub attempts: i32,
     pub max_attempts: i32,
     pub created_at: DateTime<Utc>,
+    /// The workspace it was queued for, when it was queued with one.
+    pub team_id: Option<String>,
 }
 
 /// Queues a job unless one with the same `dedupe_key` exists. Returns its id
@@ -57,7 +59,7 @@ pub async fn claim(executor: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -
                ORDER BY run_at
                LIMIT $1
                FOR UPDATE SKIP LOCKED)
-           RETURNING id, kind, payload, attempts, max_attempts, created_at"#,
+           RETURNING id, kind, payload, attempts, max_attempts, created_at, team_id"#,
         limit,
         lease_secs
     )
@@ -145,12 +147,6 @@ pub async fn prune_done(executor: impl PgExecutor<'_>, days: i32) -> Result<u64,
         .map(|r| r.rows_affected())
 }
 
-/// The workspace a job belongs to, when it was queued with one.
-pub async fn team_of(executor: impl PgExecutor<'_>, id: i64) -> Result<Option<String>, sqlx::Error> {
-    let team = sqlx::query_scalar!(r#"SELECT team_id FROM jobs WHERE id = $1"#, id).fetch_optional(executor).await?;
-    Ok(team.flatten())
-}
-
 /// Claims up to `limit` more due jobs of one kind (for handlers that do
 /// their work in batches), leasing each for `lease_secs`.
 pub async fn claim_kind(
@@ -170,7 +166,7 @@ pub async fn claim_kind(
                ORDER BY run_at
                LIMIT $2
                FOR UPDATE SKIP LOCKED)
-           RETURNING id, kind, payload, attempts, max_attempts, created_at"#,
+           RETURNING id, kind, payload, attempts, max_attempts, created_at, team_id"#,
         kind,
         limit,
         lease_secs

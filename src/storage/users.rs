@@ -85,14 +85,6 @@ pub async fn inactive_teams(executor: impl PgExecutor<'_>) -> Result<Vec<(String
     Ok(rows.into_iter().map(|r| (r.team_id, r.reason)).collect())
 }
 
-/// Whether a workspace may receive outbound work.
-pub async fn team_is_active(executor: impl PgExecutor<'_>, team_id: &str) -> Result<bool, sqlx::Error> {
-    let active = sqlx::query_scalar!(r#"SELECT active FROM slack_teams WHERE team_id = $1"#, team_id)
-        .fetch_optional(executor)
-        .await?;
-    Ok(active.unwrap_or(true))
-}
-
 /// Creates or refreshes a user with the profile Slack gave.
 pub async fn upsert_profile(
     executor: impl PgExecutor<'_>,

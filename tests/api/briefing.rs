@@ -665,6 +665,27 @@ async fn a_crashed_delivery_is_finished_once_by_the_next_worker_and_a_recorded_o
 }
 
 #[tokio::test]
+async fn a_workspace_uninstalled_between_claim_and_delivery_gets_a_recorded_skip_not_a_stuck_claim() {
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
+    add_user(&app.db, "U0LATE001", Some("Asia/Seoul"), "en-US", None, "2026-11-30T20:00:00Z").await;
+    // The bot's own workspace is uninstalled after the claim: the delivery
+    // job (queued without a team) finds it inactive when it runs.
+    sqlx::query("UPDATE slack_teams SET active = false, inactive_reason = 'app_uninstalled', inactive_since = now() WHERE team_id = $1")
+        .bind(TEAM_ID)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    crashed_job(&app.db, "U0LATE001", "claimed").await;
+
+    settled(&app.db, "U0LATE001").await;
+    let r = rows(&app.db, "U0LATE001").await;
+    assert_eq!((r[0].3.as_str(), r[0].6.as_deref()), ("skipped", Some("workspace inactive: app_uninstalled")));
+    wait_jobs_done(&app.db, 1).await;
+    assert!(app.slack.requests_to(POST).is_empty(), "nothing is sent to an uninstalled workspace");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_slack_rate_limit_is_retried_and_a_refusal_is_recorded_as_failed() {
     use crate::fakes::recorder::Scripted;
     let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;

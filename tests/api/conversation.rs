@@ -1152,6 +1152,7 @@ async fn a_dm_whose_job_dies_before_it_is_stored_still_gets_an_apology() {
         attempts: 12,
         max_attempts: 12,
         created_at: chrono::Utc::now(),
+        team_id: None,
     };
     conversation::on_reply_job_dead(&app.state, &job, &anyhow::anyhow!("user U0GHOST01 is not stored yet")).await;
     let posts = app.slack.wait_for("/api/chat.postMessage", 1, Duration::from_secs(20)).await;
