@@ -92,6 +92,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "`10`",
         "how much lower the job workers' CPU priority is than the threads that acknowledge Slack (0–19; 0 → equal)",
     ),
+    (
+        "JOB_WORKER_THREADS",
+        "half the CPUs, at least 1",
+        "threads that run the job workers and the scheduler (1–256); the acknowledgement path keeps its own",
+    ),
     ("RUST_LOG", "`info`", "log filter"),
     ("LOG_FORMAT", "`pretty` on a TTY, else `json`", "`json` or `pretty`"),
 ];
@@ -217,8 +222,31 @@ pub struct Config {
     pub cron_secret: Option<SecretString>,
     /// Nice offset of the job workers' threads (`JOB_WORKER_NICE`, 0–19).
     pub job_worker_nice: i32,
+    /// Threads of the background runtime (`JOB_WORKER_THREADS`).
+    pub job_worker_threads: usize,
     pub log_filter: String,
     pub log_format: LogFormat,
+}
+
+/// A whole number variable within `range`, if set.
+fn whole_number_in<T>(
+    name: &'static str,
+    value: Option<String>,
+    range: std::ops::RangeInclusive<T>,
+    fix: &'static str,
+) -> Result<Option<T>, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let Some(v) = value else { return Ok(None) };
+    match v.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(ConfigError::new(
+            name,
+            format!("`{v}` is not a whole number from {} to {}", range.start(), range.end()),
+            fix,
+        )),
+    }
 }
 
 impl Config {
@@ -394,19 +422,20 @@ impl Config {
             },
             None => Duration::from_secs(3 * 3600),
         };
-        let job_worker_nice = match get("JOB_WORKER_NICE") {
-            Some(v) => match v.parse::<i32>() {
-                Ok(n) if (0..=19).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError::new(
-                        "JOB_WORKER_NICE",
-                        format!("`{v}` is not a whole number from 0 to 19"),
-                        "use e.g. 10 (0 runs the workers at the same priority as the request threads)",
-                    ));
-                }
-            },
-            None => crate::jobs::runtime::BACKGROUND_NICE,
-        };
+        let job_worker_nice = whole_number_in(
+            "JOB_WORKER_NICE",
+            get("JOB_WORKER_NICE"),
+            0..=19,
+            "use e.g. 10 (0 runs the workers at the same priority as the request threads)",
+        )?
+        .unwrap_or(crate::jobs::runtime::BACKGROUND_NICE);
+        let job_worker_threads = whole_number_in(
+            "JOB_WORKER_THREADS",
+            get("JOB_WORKER_THREADS"),
+            1..=256,
+            "use e.g. 1 on a 2-CPU machine, or leave it unset for half the CPUs",
+        )?
+        .unwrap_or_else(crate::jobs::runtime::default_threads);
         let briefing_scheduler = match get("BRIEFING_SCHEDULER").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("on") | Some("true") | Some("1") => true,
             Some("off") | Some("false") | Some("0") => false,
@@ -471,6 +500,7 @@ impl Config {
             default_timezone,
             cron_secret: get("CRON_SECRET").map(SecretString::from),
             job_worker_nice,
+            job_worker_threads,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".into()),
             log_format,
         })
@@ -543,7 +573,13 @@ impl Config {
             ),
             ("news_feeds", format!("{} feeds", self.news_feeds.len())),
             ("cron_endpoint", on_off(self.cron_secret.is_some(), "CRON_SECRET".into())),
-            ("job_workers", format!("nice +{} relative to the request threads", self.job_worker_nice)),
+            (
+                "job_workers",
+                format!(
+                    "{} thread(s), nice +{} relative to the request threads",
+                    self.job_worker_threads, self.job_worker_nice
+                ),
+            ),
         ]
     }
 }
@@ -718,6 +754,8 @@ mod tests {
             (&[("GMAIL_USER_MAX_REQUESTS_PER_SECOND", "-1")], "GMAIL_USER_MAX_REQUESTS_PER_SECOND"),
             (&[("JOB_WORKER_NICE", "20")], "JOB_WORKER_NICE"),
             (&[("JOB_WORKER_NICE", "-5")], "JOB_WORKER_NICE"),
+            (&[("JOB_WORKER_THREADS", "0")], "JOB_WORKER_THREADS"),
+            (&[("JOB_WORKER_THREADS", "many")], "JOB_WORKER_THREADS"),
         ];
         for (vars, expected) in cases {
             let err = load(vars).expect_err(expected);

@@ -229,8 +229,7 @@ impl Application {
 
         // Acknowledgements (HTTP, Socket Mode, the ingest committer) stay on
         // this runtime; the work behind them runs on a lower-priority one.
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let background = BackgroundRuntime::start(threads, state.config.job_worker_nice)
+        let background = BackgroundRuntime::start(state.config.job_worker_threads, state.config.job_worker_nice)
             .context("starting the background runtime")?;
         let workers = background.handle().spawn(crate::jobs::run(
             state.clone(),

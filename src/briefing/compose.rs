@@ -92,9 +92,13 @@ pub async fn compose(
         if !want_email {
             return None;
         }
-        Some(tokio::time::timeout(SECTION_TIMEOUT, email::fetch(state, user, since, gmail)).await.unwrap_or_else(
-            |_| EmailSection::Error { message: format!("Gmail did not answer within {} s", SECTION_TIMEOUT.as_secs()) },
-        ))
+        Some(
+            tokio::time::timeout(SECTION_TIMEOUT, Box::pin(email::fetch(state, user, since, gmail)))
+                .await
+                .unwrap_or_else(|_| EmailSection::Error {
+                    message: format!("Gmail did not answer within {} s", SECTION_TIMEOUT.as_secs()),
+                }),
+        )
     };
     let news_fut = async {
         if !want_news {

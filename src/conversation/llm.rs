@@ -71,7 +71,9 @@ pub async fn complete(
     let url = format!("{}/chat/completions", config.base_url.as_str().trim_end_matches('/'));
     let body = serde_json::json!({ "model": config.model, "messages": messages });
     let started = Instant::now();
-    let mut last_error = anyhow::anyhow!("the LLM was not called");
+    // Made only when a call fails: an `anyhow::Error` captures a backtrace
+    // when RUST_BACKTRACE is set, too costly to build for every reply.
+    let mut last_error: Option<anyhow::Error> = None;
     for attempt in 1..=MAX_ATTEMPTS {
         let left = TOTAL_BUDGET.saturating_sub(started.elapsed());
         if left < Duration::from_millis(100) {
@@ -104,22 +106,25 @@ pub async fn complete(
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
                 let detail: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
-                last_error = anyhow::anyhow!("the LLM at {url} answered {status}: {detail}");
+                let error = anyhow::anyhow!("the LLM at {url} answered {status}: {detail}");
                 if !(status.as_u16() == 429 || status.is_server_error()) {
-                    return Err(last_error);
+                    return Err(error);
                 }
+                last_error = Some(error);
                 retry_after.map(|d| d.min(MAX_RETRY_AFTER)).unwrap_or(BACKOFF * 2u32.pow(attempt - 1))
             }
             Err(e) => {
-                last_error = anyhow::Error::new(e).context(if attempt == 1 {
+                last_error = Some(anyhow::Error::new(e).context(if attempt == 1 {
                     format!("calling the LLM at {url}")
                 } else {
                     format!("calling the LLM at {url} (attempt {attempt})")
-                });
+                }));
                 BACKOFF * 2u32.pow(attempt - 1)
             }
         };
-        tracing::warn!(attempt, error = format!("{last_error:#}"), "LLM call failed; retrying");
+        if let Some(e) = &last_error {
+            tracing::warn!(attempt, error = format!("{e:#}"), "LLM call failed; retrying");
+        }
         if attempt < MAX_ATTEMPTS {
             if started.elapsed() + wait >= TOTAL_BUDGET {
                 break;
@@ -127,5 +132,6 @@ pub async fn complete(
             tokio::time::sleep(wait).await;
         }
     }
+    let last_error = last_error.unwrap_or_else(|| anyhow::anyhow!("the LLM was not called"));
     Err(last_error.context(format!("the LLM failed {MAX_ATTEMPTS} times or ran out of its {TOTAL_BUDGET:?} budget")))
 }

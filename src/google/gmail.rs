@@ -457,7 +457,7 @@ pub async fn inbox_since(
         }
     };
     let token = tokens::access_token(state, user_id).await?;
-    match fetch(token).await {
+    match Box::pin(fetch(token)).await {
         Ok(messages) => return Ok(messages),
         Err(GmailError::Unauthorized) => {
             tracing::info!(user_id, "Gmail answered 401; refreshing the token once");
@@ -465,7 +465,7 @@ pub async fn inbox_since(
         Err(e) => return Err(GmailAccessError::Temporary(e.into())),
     }
     let token = tokens::force_refresh(state, user_id).await?;
-    match fetch(token).await {
+    match Box::pin(fetch(token)).await {
         Ok(messages) => Ok(messages),
         Err(GmailError::Unauthorized) => Err(tokens::mark_broken(
             state,

@@ -237,17 +237,20 @@ async fn run_one(state: &AppState, finished: &Finished, job: Job) {
     }
 }
 
-/// Runs one job by kind.
+/// Runs one job by kind. Each handler's future is boxed: they are large
+/// state machines, and a boxed one is moved as a pointer, not copied
+/// through every poll wrapper above it (the briefing profile showed those
+/// copies as 4 % of its CPU).
 async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
     crate::slack::dispatch::stop_if_team_inactive(state, job).await?;
     match job.kind.as_str() {
-        "slack_event" => crate::slack::dispatch::run(state, job).await,
+        "slack_event" => Box::pin(crate::slack::dispatch::run(state, job)).await,
         crate::google::RECONNECT_PROMPT_JOB => {
-            crate::google::prompt::run_reconnect_prompt_job(state, &job.payload).await
+            Box::pin(crate::google::prompt::run_reconnect_prompt_job(state, &job.payload)).await
         }
-        crate::memory::UPSERT_JOB => crate::memory::run_upsert_job(state, job).await,
-        crate::memory::FORGET_JOB => crate::memory::run_forget_job(state, job).await,
-        crate::briefing::deliver::JOB_KIND => crate::briefing::deliver::run_job(state, job).await,
+        crate::memory::UPSERT_JOB => Box::pin(crate::memory::run_upsert_job(state, job)).await,
+        crate::memory::FORGET_JOB => Box::pin(crate::memory::run_forget_job(state, job)).await,
+        crate::briefing::deliver::JOB_KIND => Box::pin(crate::briefing::deliver::run_job(state, job)).await,
         _ => Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind))),
     }
 }

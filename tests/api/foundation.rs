@@ -303,7 +303,8 @@ async fn metrics_are_prometheus_text_and_move_with_events() {
 
 /// `robeing serve` runs the job workers on niced threads, so a busy machine
 /// serves Slack's acknowledgements first; the threads that accept requests
-/// keep the process's own priority. Read from `/proc` of the real binary.
+/// keep the process's own priority, and `JOB_WORKER_THREADS` sets how many
+/// worker threads there are. Read from `/proc` of the real binary.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn serve_runs_the_workers_at_a_lower_priority_than_the_acknowledgements() {
@@ -316,6 +317,7 @@ async fn serve_runs_the_workers_at_a_lower_priority_than_the_acknowledgements() 
         ("SLACK_API_URL".into(), slack.url("/api")),
         ("BRIEFING_SCHEDULER".into(), "off".into()),
         ("NEWS_FEEDS".into(), "http://127.0.0.1:9/feed.xml".into()),
+        ("JOB_WORKER_THREADS".into(), "3".into()),
     ])
     .await;
     let pid = server.pid();
@@ -337,6 +339,9 @@ async fn serve_runs_the_workers_at_a_lower_priority_than_the_acknowledgements() 
     let background = nice_of("robeing-backgro");
     let acknowledging = nice_of("tokio-rt-worker");
     assert!(!background.is_empty() && !acknowledging.is_empty(), "{threads:?}");
+    // JOB_WORKER_THREADS=3 gives three worker threads (the runtime's blocking
+    // pool shares their name and may add some; the default here would be 1).
+    assert!(background.len() >= 3, "three background threads: {threads:?}");
     let expected = (process_nice + robeing::jobs::runtime::BACKGROUND_NICE as i64).min(19);
     assert!(background.iter().all(|n| *n == expected), "background threads at nice {expected}: {threads:?}");
     assert!(acknowledging.iter().all(|n| *n == process_nice), "request threads keep nice {process_nice}: {threads:?}");
