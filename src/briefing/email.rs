@@ -110,7 +110,8 @@ pub async fn fetch(
     // The Gmail connection's client: it refreshes the access token, retries a
     // 401 once with a fresh one, and records a broken connection (with its
     // one reconnect prompt) — the briefing only reports what it found.
-    match crate::google::gmail::inbox_since(state, &user.user_id, since, MAX_MESSAGES as u32).await {
+    let known = connection.access.as_ref();
+    match crate::google::gmail::inbox_since_given(state, &user.user_id, since, MAX_MESSAGES as u32, known).await {
         Ok(messages) => {
             let mut items: Vec<MailItem> = messages.into_iter().map(from_meta).collect();
             items.sort_by_key(|m| std::cmp::Reverse(m.received_at));

@@ -445,6 +445,18 @@ pub async fn inbox_since(
     since: DateTime<Utc>,
     max: u32,
 ) -> Result<Vec<MessageMeta>, GmailAccessError> {
+    inbox_since_given(state, user_id, since, max, None).await
+}
+
+/// [`inbox_since`], starting from the sealed access token the caller read
+/// with the connection ([`tokens::access_token_given`]).
+pub async fn inbox_since_given(
+    state: &AppState,
+    user_id: &str,
+    since: DateTime<Utc>,
+    max: u32,
+    known: Option<&crate::storage::gmail::SealedAccess>,
+) -> Result<Vec<MessageMeta>, GmailAccessError> {
     let client = GmailClient::new(state.http.clone(), state.config.gmail_api_url.clone()).with_budgets(
         Arc::new(user_budget(state.config.gmail_user_max_requests_per_second)),
         state.gmail_budget.clone(),
@@ -456,7 +468,7 @@ pub async fn inbox_since(
             client.metadata_many(&token, &ids).await
         }
     };
-    let token = tokens::access_token(state, user_id).await?;
+    let token = tokens::access_token_given(state, user_id, known).await?;
     match Box::pin(fetch(token)).await {
         Ok(messages) => return Ok(messages),
         Err(GmailError::Unauthorized) => {

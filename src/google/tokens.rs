@@ -17,7 +17,10 @@ use super::{
     oauth::{self, RefreshError, Refreshed},
     vault::{Purpose, Vault},
 };
-use crate::{startup::AppState, storage};
+use crate::{
+    startup::AppState,
+    storage::{self, gmail::SealedAccess},
+};
 
 /// Refresh when the access token has less than this left: a briefing's Gmail
 /// calls take seconds, so five minutes means a token never expires mid-use.
@@ -32,29 +35,48 @@ pub const REFRESH_BACKOFF: Duration = Duration::from_millis(500);
 
 /// A usable access token for `user_id`, refreshed if needed.
 pub async fn access_token(state: &AppState, user_id: &str) -> Result<SecretString, GmailAccessError> {
-    token(state, user_id, false).await
+    token(state, user_id, None, false).await
+}
+
+/// Like [`access_token`], starting from the sealed token the caller read
+/// with the connection's state: when it is still valid, no query at all.
+pub async fn access_token_given(
+    state: &AppState,
+    user_id: &str,
+    known: Option<&SealedAccess>,
+) -> Result<SecretString, GmailAccessError> {
+    token(state, user_id, known, false).await
 }
 
 /// Like [`access_token`] but always refreshes (after Gmail answered 401).
 pub async fn force_refresh(state: &AppState, user_id: &str) -> Result<SecretString, GmailAccessError> {
-    token(state, user_id, true).await
+    token(state, user_id, None, true).await
 }
 
 fn temporary(e: impl Into<anyhow::Error>) -> GmailAccessError {
     GmailAccessError::Temporary(e.into())
 }
 
-async fn token(state: &AppState, user_id: &str, force: bool) -> Result<SecretString, GmailAccessError> {
+async fn token(
+    state: &AppState,
+    user_id: &str,
+    known: Option<&SealedAccess>,
+    force: bool,
+) -> Result<SecretString, GmailAccessError> {
     if state.config.google.is_none() {
         return Err(GmailAccessError::NotConfigured);
     }
     let vault = Vault::from_config(&state.config).ok_or(GmailAccessError::NotConfigured)?;
     // The common case needs no lock: a valid token is read, not changed.
-    if !force
-        && let Some((key_id, sealed)) =
-            storage::gmail::valid_access_token(&state.db, user_id, Utc::now() + REFRESH_AHEAD).await?
-    {
-        return vault.decrypt(&key_id, user_id, Purpose::Access, &sealed).map_err(temporary);
+    if !force {
+        let valid_after = Utc::now() + REFRESH_AHEAD;
+        let valid = match known {
+            Some(k) => Some(k).filter(|k| k.expires_at > valid_after).cloned(),
+            None => storage::gmail::valid_access_token(&state.db, user_id, valid_after).await?,
+        };
+        if let Some(k) = valid {
+            return vault.decrypt(&k.key_id, user_id, Purpose::Access, &k.sealed).map_err(temporary);
+        }
     }
     let mut tx = state.db.begin().await?;
     let conn = storage::gmail::get_for_update(&mut *tx, user_id).await?.ok_or(GmailAccessError::NotConnected)?;

@@ -8,6 +8,8 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use crate::storage::gmail::SealedAccess;
+
 /// A user as the scheduler sees them.
 #[derive(Debug, Clone)]
 pub struct Candidate {
@@ -147,7 +149,7 @@ pub struct Briefing {
 /// Everything delivering a claimed briefing reads, in one round trip: the
 /// row, its user, whether their workspace is active, where the mail window
 /// starts (the last daily briefing delivered with its mail, other than this
-/// one) and the Gmail connection's state (never a token).
+/// one) and the Gmail connection (its state and sealed access token).
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub id: Uuid,
@@ -175,7 +177,9 @@ pub async fn delivery(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<
                      AND p.email_status = 'ok' AND p.id <> b.id) AS "last_mail_delivered_at?",
                   g.state AS "gmail_state?", g.google_email AS "google_email?",
                   g.connected_at AS "connected_at?", g.broken_at AS "broken_at?",
-                  g.broken_reason AS "broken_reason?", g.updated_at AS "gmail_updated_at?"
+                  g.broken_reason AS "broken_reason?", g.updated_at AS "gmail_updated_at?",
+                  g.token_key_id AS "token_key_id?", g.access_token_ciphertext AS "access_token_ciphertext?",
+                  g.access_token_expires_at AS "access_token_expires_at?"
            FROM briefings b
            JOIN slack_users u ON u.user_id = b.user_id
            LEFT JOIN slack_teams t ON t.team_id = u.team_id
@@ -207,6 +211,12 @@ pub async fn delivery(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<
         last_mail_delivered_at: r.last_mail_delivered_at,
         gmail: match (r.gmail_state, r.gmail_updated_at) {
             (Some(state), Some(updated_at)) => Some(GmailState {
+                access: SealedAccess::of_row(
+                    &state,
+                    r.token_key_id,
+                    r.access_token_ciphertext,
+                    r.access_token_expires_at,
+                ),
                 state,
                 google_email: r.google_email,
                 connected_at: r.connected_at,
@@ -321,7 +331,9 @@ pub async fn last_mail_delivered_at(
     .await
 }
 
-/// A user's Gmail connection as the briefing needs it (never a token).
+/// A user's Gmail connection as the briefing needs it: its state and, when
+/// connected, the access token still sealed (the vault opens it, in
+/// [`crate::google::tokens`], only if it is still valid).
 #[derive(Debug, Clone)]
 pub struct GmailState {
     pub state: String,
@@ -330,17 +342,27 @@ pub struct GmailState {
     pub broken_at: Option<DateTime<Utc>>,
     pub broken_reason: Option<String>,
     pub updated_at: DateTime<Utc>,
+    pub access: Option<SealedAccess>,
 }
 
 pub async fn gmail_state(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Option<GmailState>, sqlx::Error> {
-    sqlx::query_as!(
-        GmailState,
-        r#"SELECT state, google_email, connected_at, broken_at, broken_reason, updated_at
+    let row = sqlx::query!(
+        r#"SELECT state, google_email, connected_at, broken_at, broken_reason, updated_at,
+                  token_key_id, access_token_ciphertext, access_token_expires_at
            FROM gmail_connections WHERE user_id = $1"#,
         user_id
     )
     .fetch_optional(executor)
-    .await
+    .await?;
+    Ok(row.map(|r| GmailState {
+        access: SealedAccess::of_row(&r.state, r.token_key_id, r.access_token_ciphertext, r.access_token_expires_at),
+        state: r.state,
+        google_email: r.google_email,
+        connected_at: r.connected_at,
+        broken_at: r.broken_at,
+        broken_reason: r.broken_reason,
+        updated_at: r.updated_at,
+    }))
 }
 
 /// One line of `robeing status`.

@@ -49,17 +49,48 @@ pub async fn get(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Option<
     .await
 }
 
-/// A connected user's sealed access token (with its key id) when it is
-/// still valid after `valid_after`, without locking anything: the common
-/// case of [`crate::google::tokens::access_token`], one round trip. `None`
-/// means "take the locking path" (expiring, broken, absent).
+/// An access token as stored: sealed by the vault, with its key id and
+/// expiry. (Its `Debug` leaves the ciphertext out.)
+#[derive(Clone)]
+pub struct SealedAccess {
+    pub key_id: String,
+    pub sealed: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SealedAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedAccess").field("key_id", &self.key_id).field("expires_at", &self.expires_at).finish()
+    }
+}
+
+impl SealedAccess {
+    /// From a connection row's columns: only a `connected` row with all three.
+    pub fn of_row(
+        state: &str,
+        key_id: Option<String>,
+        sealed: Option<Vec<u8>>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Option<Self> {
+        match (state, key_id, sealed, expires_at) {
+            ("connected", Some(key_id), Some(sealed), Some(expires_at)) => Some(Self { key_id, sealed, expires_at }),
+            _ => None,
+        }
+    }
+}
+
+/// A connected user's sealed access token when it is still valid after
+/// `valid_after`, without locking anything: the common case of
+/// [`crate::google::tokens::access_token`], one round trip. `None` means
+/// "take the locking path" (expiring, broken, absent).
 pub async fn valid_access_token(
     executor: impl PgExecutor<'_>,
     user_id: &str,
     valid_after: DateTime<Utc>,
-) -> Result<Option<(String, Vec<u8>)>, sqlx::Error> {
+) -> Result<Option<SealedAccess>, sqlx::Error> {
     let row = sqlx::query!(
-        r#"SELECT token_key_id AS "key_id!", access_token_ciphertext AS "sealed!"
+        r#"SELECT token_key_id AS "key_id!", access_token_ciphertext AS "sealed!",
+                  access_token_expires_at AS "expires_at!"
            FROM gmail_connections
            WHERE user_id = $1 AND state = 'connected' AND access_token_expires_at > $2
              AND token_key_id IS NOT NULL AND access_token_ciphertext IS NOT NULL"#,
@@ -68,7 +99,7 @@ pub async fn valid_access_token(
     )
     .fetch_optional(executor)
     .await?;
-    Ok(row.map(|r| (r.key_id, r.sealed)))
+    Ok(row.map(|r| SealedAccess { key_id: r.key_id, sealed: r.sealed, expires_at: r.expires_at }))
 }
 
 /// One user's connection, locked until the transaction ends: one token
