@@ -233,18 +233,8 @@ impl GmailClient {
         format!("{}{path}", self.base.as_str().trim_end_matches('/'))
     }
 
-    /// Takes one call's slot from every budget (the user's, then the shared one).
-    async fn take_slot(&self) -> Result<(), GmailError> {
-        for budget in &self.budgets {
-            if let Err(wait) = budget.acquire(crate::ratelimit::MAX_WAIT).await {
-                tracing::warn!(budget = budget.name(), wait_secs = wait.as_secs_f64(), "Gmail budget exhausted");
-                return Err(GmailError::RateLimited);
-            }
-        }
-        Ok(())
-    }
-
-    /// Takes the slots of `calls` calls at once, as that many callers would
+    /// Takes the slots of `calls` calls at once from every budget (the
+    /// user's, then the shared one), as that many callers would
     /// ([`Budget::acquire_many`]): the batch goes when its last call's slot
     /// comes up, and every call's wait is counted in `/metrics`.
     async fn take_slots(&self, calls: usize) -> Result<(), GmailError> {
@@ -267,7 +257,7 @@ impl GmailClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.take_slot().await?;
+            self.take_slots(1).await?;
             let response = self
                 .http
                 .get(self.url(path))
