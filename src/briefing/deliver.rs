@@ -17,7 +17,10 @@
 //! retry, post it again. To close most of that window every briefing carries
 //! message metadata (`robeing_briefing`, its id), and a retried job first
 //! looks for it in the DM's history ([`find_posted`]) and records the message
-//! it finds instead of posting. What remains is honest at-least-once: if that
+//! it finds instead of posting. The metadata also carries the sections'
+//! statuses, so the row records what that message said; they are recorded
+//! with the delivery, and the job ends, in one statement
+//! (`storage::briefings::mark_delivered`). What remains is honest at-least-once: if that
 //! history check itself fails (Slack down, scope missing) the retry posts
 //! anyway, because a briefing sent twice is better than none.
 
@@ -30,10 +33,15 @@ use super::{
     render::{self, Rendered},
 };
 use crate::{
-    jobs::JobError,
+    jobs::{Done, JobError},
     slack::client::{SlackError, Tag},
     startup::AppState,
-    storage::{self, briefings::Delivery, jobs::Job, users::User},
+    storage::{
+        self,
+        briefings::{Delivery, Sections},
+        jobs::Job,
+        users::User,
+    },
 };
 
 /// The job kind in the outbox.
@@ -94,8 +102,9 @@ async fn build_for(state: &AppState, d: &Delivery, sections: Option<Section>) ->
     (briefing, rendered)
 }
 
-/// Records each section's status on the briefing row.
-pub async fn record_sections(state: &AppState, id: Uuid, b: &Briefing) -> Result<(), sqlx::Error> {
+/// What the briefing says about each section, as recorded on its row and
+/// carried in its message's metadata.
+pub fn sections(b: &Briefing) -> Sections {
     let (email_status, email_detail) = match &b.email {
         Some(e) => {
             let mut detail = e.detail();
@@ -110,16 +119,37 @@ pub async fn record_sections(state: &AppState, id: Uuid, b: &Briefing) -> Result
         Some(n) => (n.status().as_str(), Some(n.detail())),
         None => ("not_requested", None),
     };
-    storage::briefings::record_sections(
-        &state.db,
-        id,
-        email_status,
-        email_detail.as_deref(),
-        news_status,
-        news_detail.as_deref(),
-    )
-    .await
+    Sections { email_status: email_status.into(), email_detail, news_status: news_status.into(), news_detail }
 }
+
+/// The sections of a briefing message an earlier attempt posted, read back
+/// from its metadata (see [`post_dm`]); `None` from a message without them.
+fn sections_posted(payload: &serde_json::Map<String, serde_json::Value>) -> Option<Sections> {
+    let text = |k: &str| payload.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    Some(Sections {
+        email_status: text("email_status")?,
+        email_detail: text("email_detail"),
+        news_status: text("news_status")?,
+        news_detail: text("news_detail"),
+    })
+}
+
+/// Sections of a message that was posted but whose content is not known
+/// any more: recorded as errors, so the briefing counts as incomplete and an
+/// operator looks, rather than as a complete one nobody checked.
+fn sections_unknown() -> Sections {
+    let why = "posted by an earlier attempt that stopped before recording what this section said";
+    Sections {
+        email_status: "error".into(),
+        email_detail: Some(why.into()),
+        news_status: "error".into(),
+        news_detail: Some(why.into()),
+    }
+}
+
+/// Longest section detail carried in a message's metadata (the row keeps
+/// all of it): metadata is for finding the message again, not an archive.
+const METADATA_DETAIL_CHARS: usize = 300;
 
 /// Where a message was posted.
 #[derive(Debug, Clone)]
@@ -197,9 +227,9 @@ pub async fn post_dm(
     state: &AppState,
     user: &User,
     message: &Rendered,
-    briefing_id: Option<Uuid>,
+    briefing: Option<(Uuid, &Sections)>,
 ) -> Result<Posted, PostError> {
-    tokio::time::timeout(SLACK_TIMEOUT, post_dm_inner(state, user, message, briefing_id)).await.unwrap_or_else(|_| {
+    tokio::time::timeout(SLACK_TIMEOUT, post_dm_inner(state, user, message, briefing)).await.unwrap_or_else(|_| {
         Err(PostError::Retry {
             after: None,
             error: format!("Slack did not answer within {} s", SLACK_TIMEOUT.as_secs()),
@@ -211,7 +241,7 @@ async fn post_dm_inner(
     state: &AppState,
     user: &User,
     message: &Rendered,
-    briefing_id: Option<Uuid>,
+    briefing: Option<(Uuid, &Sections)>,
 ) -> Result<Posted, PostError> {
     let slack = state
         .slack
@@ -227,10 +257,16 @@ async fn post_dm_inner(
             opened
         }
     };
-    let ts = match briefing_id {
-        Some(id) => {
+    let ts = match briefing {
+        Some((id, sections)) => {
             let id = id.to_string();
-            let tag = Tag { event_type: METADATA_EVENT, key: "briefing_id", value: &id };
+            let short = |d: &Option<String>| d.as_deref().map(|d| compose::truncate_chars(d, METADATA_DETAIL_CHARS));
+            let (email_detail, news_detail) = (short(&sections.email_detail), short(&sections.news_detail));
+            let mut also =
+                vec![("email_status", sections.email_status.as_str()), ("news_status", &sections.news_status)];
+            also.extend(email_detail.as_deref().map(|d| ("email_detail", d)));
+            also.extend(news_detail.as_deref().map(|d| ("news_detail", d)));
+            let tag = Tag { event_type: METADATA_EVENT, key: "briefing_id", value: &id, also: &also };
             slack.post_bulk_tagged_message(&channel, &message.text, Some(message.blocks.clone()), Some(&tag)).await
         }
         None => slack.post_message(&channel, &message.text, Some(message.blocks.clone()), None).await,
@@ -252,16 +288,16 @@ pub async fn find_posted(
     user: &User,
     briefing_id: Uuid,
     since: DateTime<Utc>,
-) -> Result<Option<Posted>, PostError> {
+) -> Result<Option<(Posted, Option<Sections>)>, PostError> {
     let (Some(slack), Some(channel)) = (state.slack.as_ref(), user.dm_channel_id.as_ref()) else { return Ok(None) };
     let oldest = format!("{}.000000", since.timestamp() - 1);
     let wanted = briefing_id.to_string();
-    let tag = Tag { event_type: METADATA_EVENT, key: "briefing_id", value: &wanted };
-    let found = tokio::time::timeout(SLACK_TIMEOUT, slack.find_tagged(channel, None, &oldest, &tag))
+    let tag = Tag { event_type: METADATA_EVENT, key: "briefing_id", value: &wanted, also: &[] };
+    let found = tokio::time::timeout(SLACK_TIMEOUT, slack.find_tagged_message(channel, None, &oldest, &tag))
         .await
         .map_err(|_| PostError::Retry { after: None, error: "Slack did not answer conversations.history".into() })?
         .map_err(classify)?;
-    Ok(found.map(|ts| Posted { channel_id: channel.clone(), ts }))
+    Ok(found.map(|m| (Posted { channel_id: channel.clone(), ts: m.ts }, sections_posted(&m.payload))))
 }
 
 /// Posts an ephemeral message to a slash command's `response_url`.
@@ -276,27 +312,30 @@ pub async fn post_response_url(state: &AppState, response_url: &str, message: &R
 
 /// Runs one `briefing_deliver` job. Idempotent: a briefing that is no longer
 /// `claimed` (delivered, failed, skipped, or deleted with its user) is done.
-pub async fn run_job(state: &AppState, job: &Job) -> Result<(), JobError> {
+/// A delivery records the briefing and ends its job in one statement.
+pub async fn run_job(state: &AppState, job: &Job) -> Result<Done, JobError> {
     let payload: Payload = serde_json::from_value(job.payload.clone())
         .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad briefing_deliver payload: {e}")))?;
     let id = payload.briefing_id;
-    let Some(d) = storage::briefings::delivery(&state.db, id).await? else { return Ok(()) };
+    let Some(d) = storage::briefings::delivery(&state.db, id).await? else { return Ok(Done::ByRunner) };
     if d.status != "claimed" {
-        return Ok(());
+        return Ok(Done::ByRunner);
     }
     let user = &d.user;
     if let Some(reason) = &d.team_inactive_reason {
         storage::briefings::mark_skipped(&state.db, id, &format!("workspace inactive: {reason}")).await?;
-        return Ok(());
+        return Ok(Done::ByRunner);
     }
     // A retry may follow an attempt that posted and then died before
-    // recording it (sections are recorded before posting, so only then).
-    if job.attempts > 1 && d.email_status.is_some() {
+    // recording it: the message carries its sections, so it is recorded as
+    // it was posted.
+    if job.attempts > 1 {
         match find_posted(state, user, id, d.claimed_at).await {
-            Ok(Some(posted)) => {
-                delivered(state, id, &posted.channel_id, &posted.ts).await?;
+            Ok(Some((posted, posted_sections))) => {
+                let sections = posted_sections.or(d.recorded_sections).unwrap_or_else(sections_unknown);
+                delivered(state, id, Some(job.id), &sections, &posted.channel_id, &posted.ts).await?;
                 tracing::info!(user = %user.user_id, briefing = %id, "briefing was already posted; recorded it");
-                return Ok(());
+                return Ok(Done::Recorded);
             }
             Ok(None) => {}
             Err(e) => {
@@ -305,29 +344,24 @@ pub async fn run_job(state: &AppState, job: &Job) -> Result<(), JobError> {
         }
     }
     let (briefing, rendered) = build_for(state, &d, None).await;
-    record_sections(state, id, &briefing).await?;
-    match post_dm(state, user, &rendered, Some(id)).await {
+    let sections = sections(&briefing);
+    match post_dm(state, user, &rendered, Some((id, &sections))).await {
         Ok(posted) => {
-            delivered(state, id, &posted.channel_id, &posted.ts).await?;
+            delivered(state, id, Some(job.id), &sections, &posted.channel_id, &posted.ts).await?;
             tracing::info!(
-                user = %user.user_id, briefing = %id, email = briefing.email.as_ref().map(|e| e.status()),
-                "briefing delivered"
+                user = %user.user_id, briefing = %id, email = %sections.email_status, "briefing delivered"
             );
-            Ok(())
+            Ok(Done::Recorded)
         }
         Err(PostError::Permanent(reason)) => {
             tracing::error!(user = %user.user_id, briefing = %id, reason = %reason, "briefing could not be delivered");
-            storage::briefings::mark_failed(&state.db, id, &reason).await?;
-            Ok(())
+            storage::briefings::mark_failed(&state.db, id, Some(&sections), &reason).await?;
+            Ok(Done::ByRunner)
         }
         Err(PostError::Retry { after, error }) => {
             if job.attempts >= job.max_attempts {
-                storage::briefings::mark_failed(
-                    &state.db,
-                    id,
-                    &format!("gave up after {} attempts: {error}", job.attempts),
-                )
-                .await?;
+                let reason = format!("gave up after {} attempts: {error}", job.attempts);
+                storage::briefings::mark_failed(&state.db, id, Some(&sections), &reason).await?;
             }
             Err(JobError::Retry { after, error: anyhow::anyhow!(error) })
         }
@@ -372,12 +406,12 @@ pub async fn on_demand_for(
         anyhow::bail!("{}'s workspace {} is inactive: nothing was sent", user.user_id, user.team_id);
     }
     let (briefing, rendered) = build_for(state, &d, section).await;
-    record_sections(state, id, &briefing).await?;
+    let sections = sections(&briefing);
     let mut via = None;
     if let Some(url) = response_url {
         match post_response_url(state, url, &rendered).await {
             Ok(()) => {
-                delivered(state, id, "response_url", "ephemeral").await?;
+                delivered(state, id, None, &sections, "response_url", "ephemeral").await?;
                 via = Some(Via::ResponseUrl);
             }
             Err(e) => {
@@ -387,13 +421,13 @@ pub async fn on_demand_for(
     }
     let via = match via {
         Some(v) => v,
-        None => match post_dm(state, user, &rendered, Some(id)).await {
+        None => match post_dm(state, user, &rendered, Some((id, &sections))).await {
             Ok(p) => {
-                delivered(state, id, &p.channel_id, &p.ts).await?;
+                delivered(state, id, None, &sections, &p.channel_id, &p.ts).await?;
                 Via::Dm { channel_id: p.channel_id, ts: p.ts }
             }
             Err(e) => {
-                storage::briefings::mark_failed(&state.db, id, &e.to_string()).await?;
+                storage::briefings::mark_failed(&state.db, id, Some(&sections), &e.to_string()).await?;
                 anyhow::bail!("the briefing could not be delivered: {e}");
             }
         },
@@ -406,15 +440,24 @@ pub async fn on_demand_for(
     })
 }
 
-/// Records a briefing as delivered and counts its sections in `/metrics`.
-async fn delivered(state: &AppState, id: Uuid, channel_id: &str, ts: &str) -> Result<bool, sqlx::Error> {
-    let Some((email, news)) = storage::briefings::mark_delivered(&state.db, id, channel_id, ts).await? else {
+/// Records a briefing as delivered (and its job, if any, as done) and
+/// counts its sections in `/metrics`.
+async fn delivered(
+    state: &AppState,
+    id: Uuid,
+    job_id: Option<i64>,
+    sections: &Sections,
+    channel_id: &str,
+    ts: &str,
+) -> Result<bool, sqlx::Error> {
+    if !storage::briefings::mark_delivered(&state.db, id, job_id, sections, channel_id, ts).await? {
         return Ok(false);
-    };
+    }
     let m = crate::metrics::metrics();
-    for (section, status) in [("email", email), ("news", news)] {
-        let status = status.unwrap_or_else(|| "unknown".into());
-        m.briefings.get_or_create(&crate::metrics::SectionStatus { section: section.into(), status }).inc();
+    for (section, status) in [("email", &sections.email_status), ("news", &sections.news_status)] {
+        m.briefings
+            .get_or_create(&crate::metrics::SectionStatus { section: section.into(), status: status.clone() })
+            .inc();
     }
     Ok(true)
 }

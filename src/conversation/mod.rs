@@ -187,7 +187,7 @@ async fn slack_write(
 pub const REPLY_METADATA_EVENT: &str = "robeing_reply";
 
 fn reply_tag(exchange_id: &str) -> crate::slack::client::Tag<'_> {
-    crate::slack::client::Tag { event_type: REPLY_METADATA_EVENT, key: "exchange_id", value: exchange_id }
+    crate::slack::client::Tag { event_type: REPLY_METADATA_EVENT, key: "exchange_id", value: exchange_id, also: &[] }
 }
 
 /// The ts of a reply (or placeholder) an earlier attempt posted for this

@@ -148,7 +148,7 @@ pub async fn run_reconnect_prompt_job(state: &AppState, payload: &Value) -> Resu
     // attempt whose post Slack took but whose answer was lost (a timeout, a
     // 5xx, a crash) finds it instead of prompting twice.
     let breakage = job.broken_at_us.to_string();
-    let tag = Tag { event_type: PROMPT_METADATA_EVENT, key: "broken_at_us", value: &breakage };
+    let tag = Tag { event_type: PROMPT_METADATA_EVENT, key: "broken_at_us", value: &breakage, also: &[] };
     let oldest = format!("{}.000000", broken_at.timestamp() - 1);
     let earlier = match slack.find_tagged(&channel, None, &oldest, &tag).await {
         Ok(found) => found,

@@ -180,11 +180,23 @@ pub const HISTORY_LIMIT: u32 = 100;
 /// Slack message metadata robeing attaches to a post so that a retry can
 /// recognise it: `event_type` names what the post is, `key`/`value` which
 /// record it belongs to (`robeing_reply`, `exchange_id`, the exchange's id).
+/// `also` adds fields to the payload that are carried, not matched: what a
+/// retry that finds the post needs to record it (a briefing's section
+/// statuses).
 #[derive(Debug, Clone, Copy)]
 pub struct Tag<'a> {
     pub event_type: &'a str,
     pub key: &'a str,
     pub value: &'a str,
+    pub also: &'a [(&'a str, &'a str)],
+}
+
+/// A message found by [`SlackApi::find_tagged_message`]: its ts and its
+/// metadata's `event_payload`.
+#[derive(Debug, Clone)]
+pub struct TaggedMessage {
+    pub ts: String,
+    pub payload: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A Slack Web API client bound to the bot token.
@@ -422,10 +434,12 @@ impl SlackApi {
             body["thread_ts"] = ts.into();
         }
         if let Some(tag) = tag {
-            body["metadata"] = serde_json::json!({
-                "event_type": tag.event_type,
-                "event_payload": { tag.key: tag.value },
-            });
+            let mut payload = serde_json::Map::with_capacity(1 + tag.also.len());
+            payload.insert(tag.key.to_owned(), tag.value.into());
+            for (k, v) in tag.also {
+                payload.insert((*k).to_owned(), (*v).into());
+            }
+            body["metadata"] = serde_json::json!({ "event_type": tag.event_type, "event_payload": payload });
         }
         const METHOD: &str = "chat.postMessage";
         if let Some(blocks) = blocks {
@@ -459,6 +473,18 @@ impl SlackApi {
         oldest: &str,
         tag: &Tag<'_>,
     ) -> Result<Option<String>, SlackError> {
+        Ok(self.find_tagged_message(channel, thread_ts, oldest, tag).await?.map(|m| m.ts))
+    }
+
+    /// [`SlackApi::find_tagged`], with the found message's metadata payload
+    /// (the tag's `also` fields as they were posted).
+    pub async fn find_tagged_message(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        oldest: &str,
+        tag: &Tag<'_>,
+    ) -> Result<Option<TaggedMessage>, SlackError> {
         let limit = HISTORY_LIMIT.to_string();
         // A thread's messages come from conversations.replies, the channel's
         // from conversations.history; the parameters are the same but `ts`.
@@ -484,14 +510,13 @@ impl SlackApi {
             .get("messages")
             .and_then(|m| m.as_array())
             .ok_or(SlackError::Refused { method, code: "answer without messages".into() })?;
-        Ok(messages
-            .iter()
-            .find(|m| {
-                m.pointer("/metadata/event_type").and_then(|t| t.as_str()) == Some(tag.event_type)
-                    && m.pointer(&format!("/metadata/event_payload/{}", tag.key)).and_then(|v| v.as_str())
-                        == Some(tag.value)
-            })
-            .and_then(|m| m.get("ts").and_then(|t| t.as_str()).map(str::to_owned)))
+        Ok(messages.iter().find_map(|m| {
+            let payload = m.pointer("/metadata/event_payload").and_then(|p| p.as_object())?;
+            let tagged = m.pointer("/metadata/event_type").and_then(|t| t.as_str()) == Some(tag.event_type)
+                && payload.get(tag.key).and_then(|v| v.as_str()) == Some(tag.value);
+            let ts = m.get("ts").and_then(|t| t.as_str()).filter(|_| tagged)?;
+            Some(TaggedMessage { ts: ts.to_owned(), payload: payload.clone() })
+        }))
     }
 
     /// `chat.update` of a message robeing posted (idempotent).

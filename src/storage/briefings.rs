@@ -155,7 +155,9 @@ pub struct Delivery {
     pub id: Uuid,
     pub status: String,
     pub local_date: NaiveDate,
-    pub email_status: Option<String>,
+    /// Sections an attempt recorded before posting (only robeing versions
+    /// before the statuses travelled with the message did that).
+    pub recorded_sections: Option<Sections>,
     pub claimed_at: DateTime<Utc>,
     pub user: crate::storage::users::User,
     pub team_inactive_reason: Option<String>,
@@ -167,7 +169,8 @@ pub struct Delivery {
 /// is gone.
 pub async fn delivery(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Delivery>, sqlx::Error> {
     let row = sqlx::query!(
-        r#"SELECT b.id, b.status, b.local_date, b.email_status, b.claimed_at,
+        r#"SELECT b.id, b.status, b.local_date, b.email_status, b.email_detail, b.news_status, b.news_detail,
+                  b.claimed_at,
                   u.user_id, u.team_id, u.real_name, u.display_name, u.tz, u.locale, u.dm_channel_id,
                   u.briefing_time, u.briefing_enabled, u.profile_fetched_at,
                   CASE WHEN t.active IS FALSE THEN COALESCE(t.inactive_reason, 'inactive') END
@@ -193,7 +196,12 @@ pub async fn delivery(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<
         id: r.id,
         status: r.status,
         local_date: r.local_date,
-        email_status: r.email_status,
+        recorded_sections: match (r.email_status, r.news_status) {
+            (Some(email_status), Some(news_status)) => {
+                Some(Sections { email_status, email_detail: r.email_detail, news_status, news_detail: r.news_detail })
+            }
+            _ => None,
+        },
         claimed_at: r.claimed_at,
         user: crate::storage::users::User {
             user_id: r.user_id,
@@ -242,61 +250,72 @@ pub async fn for_user(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Ve
     .await
 }
 
-/// Records how complete each section is, before the message is sent, so an
-/// operator sees it even if sending fails.
-pub async fn record_sections(
-    executor: impl PgExecutor<'_>,
-    id: Uuid,
-    email_status: &str,
-    email_detail: Option<&str>,
-    news_status: &str,
-    news_detail: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"UPDATE briefings SET email_status = $2, email_detail = $3, news_status = $4, news_detail = $5
-           WHERE id = $1 AND status = 'claimed'"#,
-        id,
-        email_status,
-        email_detail,
-        news_status,
-        news_detail
-    )
-    .execute(executor)
-    .await
-    .map(|_| ())
+/// What a briefing said about each of its sections: the `email_status` /
+/// `news_status` values (see the table's checks) and a line of detail each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sections {
+    pub email_status: String,
+    pub email_detail: Option<String>,
+    pub news_status: String,
+    pub news_detail: Option<String>,
 }
 
-/// Section statuses (email, news) of a briefing, as recorded.
-pub type SectionStatuses = (Option<String>, Option<String>);
-
-/// Marks a claimed briefing delivered, with where it was posted. Returns its
-/// recorded section statuses when this call marked it (`None` when it was
-/// no longer `claimed`).
+/// Records a claimed briefing as delivered with its sections and, when
+/// `job_id` is given, its delivery job as done: one statement, so the
+/// outcome and the job's end commit together. Whether the row was still
+/// `claimed` (so this call recorded it).
 pub async fn mark_delivered(
     executor: impl PgExecutor<'_>,
     id: Uuid,
+    job_id: Option<i64>,
+    sections: &Sections,
     channel_id: &str,
     message_ts: &str,
-) -> Result<Option<SectionStatuses>, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"UPDATE briefings SET status = 'delivered', channel_id = $2, message_ts = $3, delivered_at = now()
-           WHERE id = $1 AND status = 'claimed'
-           RETURNING email_status, news_status"#,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"WITH delivered AS (
+               UPDATE briefings SET status = 'delivered', channel_id = $3, message_ts = $4, delivered_at = now(),
+                      email_status = $5, email_detail = $6, news_status = $7, news_detail = $8
+               WHERE id = $1 AND status = 'claimed'
+               RETURNING id),
+           job AS (
+               UPDATE jobs SET state = 'done', locked_until = NULL, finished_at = now(), updated_at = now(),
+                      last_error = NULL
+               WHERE id = $2)
+           SELECT count(*) AS "recorded!" FROM delivered"#,
         id,
+        job_id,
         channel_id,
-        message_ts
+        message_ts,
+        sections.email_status,
+        sections.email_detail,
+        sections.news_status,
+        sections.news_detail,
     )
-    .fetch_optional(executor)
-    .await?;
-    Ok(row.map(|r| (r.email_status, r.news_status)))
+    .fetch_one(executor)
+    .await
+    .map(|n| n > 0)
 }
 
-/// Marks a claimed briefing failed, with why.
-pub async fn mark_failed(executor: impl PgExecutor<'_>, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+/// Records a claimed briefing as failed, with its sections when it got as
+/// far as composing them.
+pub async fn mark_failed(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    sections: Option<&Sections>,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"UPDATE briefings SET status = 'failed', failure_reason = $2 WHERE id = $1 AND status = 'claimed'"#,
+        r#"UPDATE briefings SET status = 'failed', failure_reason = $2,
+                  email_status = COALESCE($3, email_status), email_detail = COALESCE($4, email_detail),
+                  news_status = COALESCE($5, news_status), news_detail = COALESCE($6, news_detail)
+           WHERE id = $1 AND status = 'claimed'"#,
         id,
-        reason
+        reason,
+        sections.map(|s| s.email_status.as_str()),
+        sections.and_then(|s| s.email_detail.as_deref()),
+        sections.map(|s| s.news_status.as_str()),
+        sections.and_then(|s| s.news_detail.as_deref()),
     )
     .execute(executor)
     .await

@@ -657,6 +657,15 @@ async fn a_crashed_delivery_is_finished_once_by_the_next_worker_and_a_recorded_o
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0]["metadata"]["event_type"], "robeing_briefing");
     assert_eq!(posted[0]["metadata"]["event_payload"]["briefing_id"], crashed.to_string());
+    // The message carries what its row records: a retry that finds it needs them.
+    let (email, news): (String, String) =
+        sqlx::query_as("SELECT email_status, news_status FROM briefings WHERE id = $1")
+            .bind(crashed)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(posted[0]["metadata"]["event_payload"]["email_status"], email.as_str());
+    assert_eq!(posted[0]["metadata"]["event_payload"]["news_status"], news.as_str());
     assert_eq!(app.slack.requests_to(POST).len(), 1, "the recorded one was not sent again");
     assert_eq!(rows(&app.db, "U0CRASH01").await[0].3, "delivered");
     // The scheduler, running after the crash, does not claim a second one.
@@ -772,7 +781,12 @@ async fn the_slack_clients_post_budget_spaces_simultaneous_posts() {
         let api = api.clone();
         async move {
             let channel = format!("D0BUDGET{i}");
-            let tag = robeing::slack::client::Tag { event_type: "robeing_briefing", key: "briefing_id", value: "b" };
+            let tag = robeing::slack::client::Tag {
+                event_type: "robeing_briefing",
+                key: "briefing_id",
+                value: "b",
+                also: &[],
+            };
             api.post_bulk_tagged_message(&channel, "hi", None, Some(&tag)).await
         }
     });
@@ -1217,40 +1231,78 @@ async fn app_home_shows_the_next_and_last_briefing_and_its_actions_change_the_sc
 async fn a_retry_after_a_crash_between_posting_and_recording_finds_the_message_instead_of_reposting() {
     use crate::fakes::recorder::Scripted;
     let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
-    add_user(&app.db, "U0POSTED1", Some("Asia/Seoul"), "en-US", None, "2026-11-30T20:00:00Z").await;
-    sqlx::query("UPDATE slack_users SET dm_channel_id = 'D0POSTED1' WHERE user_id = 'U0POSTED1'")
+    // Each first attempt posted and died before recording the post:
+    // 1. the message carries its sections (what robeing posts);
+    // 2. the row carries them (what robeing before them recorded first);
+    // 3. neither does: recorded as unknown, so it shows as incomplete.
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let user = format!("U0POSTED{n}");
+        add_user(&app.db, &user, Some("Asia/Seoul"), "en-US", None, "2026-11-30T20:00:00Z").await;
+        sqlx::query("UPDATE slack_users SET dm_channel_id = 'D' || substr(user_id, 2) WHERE user_id = $1")
+            .bind(&user)
+            .execute(&app.db)
+            .await
+            .unwrap();
+        ids.push(crashed_job(&app.db, &user, "claimed").await);
+    }
+    sqlx::query("UPDATE briefings SET email_status = 'not_configured', news_status = 'ok' WHERE id = $1")
+        .bind(ids[1])
         .execute(&app.db)
         .await
         .unwrap();
-    // The first attempt recorded the sections, posted, and died before recording the post.
-    let id = crashed_job(&app.db, "U0POSTED1", "claimed").await;
+    let tagged = |id: uuid::Uuid, ts: &str, sections: bool| {
+        let mut payload = serde_json::json!({ "briefing_id": id.to_string() });
+        if sections {
+            payload["email_status"] = "needs_reconnect".into();
+            payload["email_detail"] = "Gmail refused the token (invalid_grant)".into();
+            payload["news_status"] = "partial".into();
+        }
+        serde_json::json!({ "type": "message", "user": "U0BOT0001", "text": "Your briefing", "ts": ts,
+                            "metadata": { "event_type": "robeing_briefing", "event_payload": payload } })
+    };
+    // One history answers all three (each finds its own by briefing id).
     let history = serde_json::json!({
         "ok": true, "has_more": false,
         "messages": [
             { "type": "message", "user": "U0POSTED1", "text": "thanks", "ts": "1764000000.000900" },
-            { "type": "message", "user": "U0BOT0001", "text": "Your briefing", "ts": "1764000000.000777",
-              "metadata": { "event_type": "robeing_briefing", "event_payload": { "briefing_id": id.to_string() } } }
+            tagged(ids[0], "1764000000.000777", true),
+            tagged(ids[1], "1764000000.000778", false),
+            tagged(ids[2], "1764000000.000779", false),
         ]
     });
-    app.slack.script("/api/conversations.history", [Scripted::json(200, history)]);
-    sqlx::query("UPDATE briefings SET email_status = 'not_configured', news_status = 'ok' WHERE id = $1")
-        .bind(id)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    app.slack.script("/api/conversations.history", (0..3).map(|_| Scripted::json(200, history.clone())));
 
-    wait_jobs_done(&app.db, 1).await;
-    let (status, ts): (String, Option<String>) =
-        sqlx::query_as("SELECT status, message_ts FROM briefings WHERE id = $1")
-            .bind(id)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    assert_eq!((status.as_str(), ts.as_deref()), ("delivered", Some("1764000000.000777")));
+    wait_jobs_done(&app.db, 3).await;
+    // status, message_ts, email_status, news_status, email_detail
+    type Recorded = (String, Option<String>, Option<String>, Option<String>, Option<String>);
+    let recorded: Vec<Recorded> = sqlx::query_as(
+        "SELECT status, message_ts, email_status, news_status, email_detail FROM briefings WHERE id = ANY($1) ORDER BY user_id",
+    )
+    .bind(&ids)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let expect = |ts: &str, email: &str, news: &str| {
+        ("delivered".to_owned(), Some(ts.to_owned()), Some(email.to_owned()), Some(news.to_owned()))
+    };
+    let got: Vec<_> = recorded.iter().map(|r| (r.0.clone(), r.1.clone(), r.2.clone(), r.3.clone())).collect();
+    assert_eq!(
+        got,
+        vec![
+            expect("1764000000.000777", "needs_reconnect", "partial"),
+            expect("1764000000.000778", "not_configured", "ok"),
+            expect("1764000000.000779", "error", "error"),
+        ]
+    );
+    assert_eq!(recorded[0].4.as_deref(), Some("Gmail refused the token (invalid_grant)"));
+    assert!(recorded[2].4.as_deref().unwrap().contains("stopped before recording"), "{recorded:?}");
     let looked = app.slack.requests_to("/api/conversations.history");
-    assert_eq!(looked.len(), 1);
-    assert_eq!(looked[0].param("channel").as_deref(), Some("D0POSTED1"));
-    assert_eq!(looked[0].param("include_all_metadata").as_deref(), Some("true"));
+    assert_eq!(looked.len(), 3);
+    let mut channels: Vec<_> = looked.iter().map(|r| r.param("channel").unwrap()).collect();
+    channels.sort();
+    assert_eq!(channels, ["D0POSTED1", "D0POSTED2", "D0POSTED3"]);
+    assert!(looked.iter().all(|r| r.param("include_all_metadata").as_deref() == Some("true")));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.slack.requests_to(POST).is_empty(), "not posted a second time");
     app.stop().await.unwrap();
