@@ -44,6 +44,9 @@ pub struct AppState {
     pub console: std::sync::OnceLock<crate::console::Sink>,
     /// The Gmail budget shared by every user's calls (`GMAIL_MAX_REQUESTS_PER_SECOND`).
     pub gmail_budget: Arc<crate::ratelimit::Budget>,
+    /// The token vault (`TOKEN_ENCRYPTION_KEY`), built once: deriving its
+    /// key ids hashes the keys. `None` when no key is configured.
+    pub vault: Option<Arc<crate::google::vault::Vault>>,
 }
 
 /// A start-up failure and the exit code it maps to.
@@ -143,6 +146,7 @@ pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError>
     let live: Live = Arc::new(LiveStatus::default());
     let memory = crate::memory::Memory::from_config(&config, http.clone());
     let config_gmail_rate = config.gmail_max_requests_per_second;
+    let vault = crate::google::vault::Vault::from_config(&config).map(Arc::new);
     let state = Arc::new(AppState {
         config: Arc::new(config),
         db: db.pool,
@@ -155,6 +159,7 @@ pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError>
         memory,
         console: std::sync::OnceLock::new(),
         gmail_budget: Arc::new(crate::google::gmail::shared_budget(config_gmail_rate)),
+        vault,
     });
     Ok(Assembled { state, shutdown, ingest_task })
 }

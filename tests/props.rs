@@ -506,7 +506,7 @@ proptest! {
             tz: chrono_tz::Asia::Seoul,
             email,
             news: news.map(Arc::new),
-            reconnect_url: "http://localhost:3000/oauth/google/start?t=v1.a.b".into(),
+            reconnect_url: Some("http://localhost:3000/oauth/google/start?t=v1.a.b".into()),
             mail_summary: summary,
             mail_summary_error: None,
         };

@@ -67,8 +67,10 @@ pub struct Briefing {
     /// `None`: not requested.
     pub email: Option<EmailSection>,
     pub news: Option<Arc<News>>,
-    /// Where the Reconnect button leads (from [`email::reconnect_url`]).
-    pub reconnect_url: String,
+    /// Where the Reconnect button leads (from [`email::reconnect_url`]);
+    /// made only for a Gmail section that was not read (one that was has
+    /// no button, and signing a link per briefing is not free).
+    pub reconnect_url: Option<String>,
     /// The LLM's summary of the mail, when `LLM_BASE_URL` is set and it answered.
     pub mail_summary: Option<String>,
     /// Why the LLM summary is missing although an LLM is configured.
@@ -136,6 +138,10 @@ pub async fn compose(
             tracing::warn!(user = %user.user_id, error = %e, "LLM mail summary failed; the extractive summary stands");
         }
     }
+    let reconnect_url = match &email {
+        None | Some(EmailSection::Ok { .. }) => None,
+        Some(_) => Some(email::reconnect_url(state, &user.user_id)),
+    };
     Briefing {
         user_id: user.user_id.clone(),
         user_name: user.name().to_owned(),
@@ -144,7 +150,7 @@ pub async fn compose(
         tz: super::scheduler::user_tz(state, user.tz.as_deref()),
         email,
         news,
-        reconnect_url: email::reconnect_url(state, &user.user_id),
+        reconnect_url,
         mail_summary,
         mail_summary_error,
     }

@@ -24,6 +24,8 @@
 //! history check itself fails (Slack down, scope missing) the retry posts
 //! anyway, because a briefing sent twice is better than none.
 
+use std::collections::HashMap;
+
 use anyhow::Context as _;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use uuid::Uuid;
@@ -310,14 +312,45 @@ pub async fn post_response_url(state: &AppState, response_url: &str, message: &R
     Ok(())
 }
 
+fn payload(job: &Job) -> Result<Payload, JobError> {
+    serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad briefing_deliver payload: {e}")))
+}
+
+/// Reads the [`Delivery`] of every `briefing_deliver` job among `jobs` in
+/// one query, by job id (`None`: the briefing is gone). Empty when there is
+/// none, or when the read failed (logged; each job then reads its own).
+pub async fn prefetch(state: &AppState, jobs: &[Job]) -> HashMap<i64, Option<Delivery>> {
+    let wanted: Vec<(i64, Uuid)> =
+        jobs.iter().filter(|j| j.kind == JOB_KIND).filter_map(|j| Some((j.id, payload(j).ok()?.briefing_id))).collect();
+    if wanted.is_empty() {
+        return HashMap::new();
+    }
+    let ids: Vec<Uuid> = wanted.iter().map(|(_, id)| *id).collect();
+    match storage::briefings::deliveries(&state.db, &ids).await {
+        Ok(found) => {
+            let mut found: HashMap<Uuid, Delivery> = found.into_iter().map(|d| (d.id, d)).collect();
+            wanted.into_iter().map(|(job, id)| (job, found.remove(&id))).collect()
+        }
+        Err(e) => {
+            tracing::warn!(briefings = ids.len(), error = %e, "could not read the claimed briefings; each reads its own");
+            HashMap::new()
+        }
+    }
+}
+
 /// Runs one `briefing_deliver` job. Idempotent: a briefing that is no longer
 /// `claimed` (delivered, failed, skipped, or deleted with its user) is done.
 /// A delivery records the briefing and ends its job in one statement.
-pub async fn run_job(state: &AppState, job: &Job) -> Result<Done, JobError> {
-    let payload: Payload = serde_json::from_value(job.payload.clone())
-        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad briefing_deliver payload: {e}")))?;
-    let id = payload.briefing_id;
-    let Some(d) = storage::briefings::delivery(&state.db, id).await? else { return Ok(Done::ByRunner) };
+/// `prefetched` is its [`Delivery`] when the runner read it with its batch's
+/// ([`prefetch`]; `Some(None)`: the briefing is gone).
+pub async fn run_job(state: &AppState, job: &Job, prefetched: Option<Option<Delivery>>) -> Result<Done, JobError> {
+    let id = payload(job)?.briefing_id;
+    let delivery = match prefetched {
+        Some(d) => d,
+        None => storage::briefings::delivery(&state.db, id).await?,
+    };
+    let Some(d) = delivery else { return Ok(Done::ByRunner) };
     if d.status != "claimed" {
         return Ok(Done::ByRunner);
     }

@@ -165,7 +165,8 @@ pub fn render(b: &Briefing) -> Rendered {
     let mut fallback = vec![words::fallback_title(lang, b.local_date)];
 
     if let Some(email) = &b.email {
-        let (email_blocks, line) = render_email(email, &b.reconnect_url, lang, b.tz, b.mail_summary.as_deref());
+        let (email_blocks, line) =
+            render_email(email, b.reconnect_url.as_deref(), lang, b.tz, b.mail_summary.as_deref());
         blocks.extend(email_blocks);
         fallback.push(line);
     }
@@ -194,7 +195,7 @@ fn button(text: &str, url: &str) -> Value {
 /// The Gmail blocks and the fallback line.
 fn render_email(
     email: &EmailSection,
-    reconnect_url: &str,
+    reconnect_url: Option<&str>,
     lang: Lang,
     tz: chrono_tz::Tz,
     llm_summary: Option<&str>,
@@ -202,7 +203,9 @@ fn render_email(
     let title = words::gmail_title(lang);
     let with_button = |text: String, label: &str| -> Value {
         let mut section = mrkdwn_section(text);
-        section["accessory"] = button(label, reconnect_url);
+        if let Some(url) = reconnect_url {
+            section["accessory"] = button(label, url);
+        }
         section
     };
     match email {
@@ -340,7 +343,7 @@ mod tests {
             tz: chrono_tz::Asia::Seoul,
             email,
             news: news.map(Arc::new),
-            reconnect_url: "http://localhost:3000/oauth/google/start".into(),
+            reconnect_url: Some("http://localhost:3000/oauth/google/start".into()),
             mail_summary: Some("<@U0ADMIN> wrote & asked".into()),
             mail_summary_error: None,
         }

@@ -229,8 +229,15 @@ impl GmailClient {
         self
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
+    /// `path` under the base URL, built from the parsed base (a string
+    /// would be parsed again, host and all, on every call).
+    fn url(&self, path: &str) -> Url {
+        let mut url = (*self.base).clone();
+        // `GMAIL_API_URL` is an http(s) URL (config checks), which always has path segments.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(path.split('/').filter(|s| !s.is_empty()));
+        }
+        url
     }
 
     /// Takes the slots of `calls` calls at once from every budget (the
@@ -476,5 +483,24 @@ pub async fn inbox_since_given(
         )
         .await?),
         Err(e) => Err(GmailAccessError::Temporary(e.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_urls_keep_the_base_urls_path_and_add_the_calls() {
+        crate::startup::install_crypto_provider();
+        let at = |base: &str, path: &str| {
+            GmailClient::new(reqwest::Client::new(), Url::parse(base).unwrap()).url(path).to_string()
+        };
+        assert_eq!(at("https://gmail.googleapis.com", BATCH_PATH), "https://gmail.googleapis.com/batch/gmail/v1");
+        assert_eq!(
+            at("http://127.0.0.1:8080/google", "/gmail/v1/users/me/messages"),
+            "http://127.0.0.1:8080/google/gmail/v1/users/me/messages"
+        );
+        assert_eq!(at("http://127.0.0.1:8080/google/", "/gmail/v1/x"), "http://127.0.0.1:8080/google/gmail/v1/x");
     }
 }

@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use super::{
     GmailAccessError, RECONNECT_PROMPT_JOB,
     oauth::{self, RefreshError, Refreshed},
-    vault::{Purpose, Vault},
+    vault::Purpose,
 };
 use crate::{
     startup::AppState,
@@ -66,7 +66,7 @@ async fn token(
     if state.config.google.is_none() {
         return Err(GmailAccessError::NotConfigured);
     }
-    let vault = Vault::from_config(&state.config).ok_or(GmailAccessError::NotConfigured)?;
+    let vault = state.vault.as_deref().ok_or(GmailAccessError::NotConfigured)?;
     // The common case needs no lock: a valid token is read, not changed.
     if !force {
         let valid_after = Utc::now() + REFRESH_AHEAD;
@@ -117,7 +117,7 @@ async fn token(
     };
     match outcome {
         Refreshed::Tokens { access, refresh, expires_at } => {
-            let tokens = oauth::seal(&vault, user_id, &refresh, &access, expires_at).map_err(temporary)?;
+            let tokens = oauth::seal(vault, user_id, &refresh, &access, expires_at).map_err(temporary)?;
             storage::gmail::update_tokens(&mut *tx, user_id, &tokens).await?;
             tx.commit().await?;
             tracing::info!(user_id, "Gmail access token refreshed");

@@ -6,7 +6,7 @@
 
 pub mod runtime;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use tokio::sync::{Notify, Semaphore};
@@ -32,6 +32,25 @@ pub enum Done {
     /// The handler already did, in the statement that recorded its own
     /// outcome (one commit for both, and one round trip fewer).
     Recorded,
+}
+
+/// What the runner read for a whole claimed batch in one query, rather
+/// than each job reading its own: a job's share is handed to its handler.
+#[derive(Debug)]
+pub enum Prefetched {
+    /// A `briefing_deliver` job's delivery (`None`: the briefing is gone).
+    Briefing(Option<Box<crate::storage::briefings::Delivery>>),
+}
+
+/// Reads what the claimed jobs' handlers would each read first, one query
+/// per kind that has such a read. A failed read only means each handler
+/// reads its own.
+async fn prefetch(state: &AppState, jobs: &[Job]) -> HashMap<i64, Prefetched> {
+    crate::briefing::deliver::prefetch(state, jobs)
+        .await
+        .into_iter()
+        .map(|(job, delivery)| (job, Prefetched::Briefing(delivery.map(Box::new))))
+        .collect()
 }
 
 /// How a handler failed.
@@ -192,11 +211,13 @@ pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: Cancellation
             }
             continue;
         }
+        let mut prefetched = prefetch(&state, &claimed).await;
         for job in claimed {
             let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
             let (state, finished) = (state.clone(), finished.clone());
+            let prefetched = prefetched.remove(&job.id);
             tokio::spawn(async move {
-                run_one(&state, &finished, job).await;
+                run_one(&state, &finished, job, prefetched).await;
                 drop(permit);
             });
         }
@@ -205,13 +226,13 @@ pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: Cancellation
     let _all = permits.acquire_many(CONCURRENCY as u32).await;
 }
 
-async fn run_one(state: &AppState, finished: &Finished, job: Job) {
+async fn run_one(state: &AppState, finished: &Finished, job: Job, prefetched: Option<Prefetched>) {
     let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempts);
     let _enter = span.enter();
     drop(_enter);
     let result = {
         use tracing::Instrument as _;
-        dispatch(state, &job).instrument(span.clone()).await
+        dispatch(state, &job, prefetched).instrument(span.clone()).await
     };
     let label = |outcome: &str| crate::metrics::sk(outcome, &job.kind);
     let m = crate::metrics::metrics();
@@ -254,10 +275,11 @@ async fn run_one(state: &AppState, finished: &Finished, job: Job) {
 /// state machines, and a boxed one is moved as a pointer, not copied
 /// through every poll wrapper above it (the briefing profile showed those
 /// copies as 4 % of its CPU).
-async fn dispatch(state: &AppState, job: &Job) -> Result<Done, JobError> {
+async fn dispatch(state: &AppState, job: &Job, prefetched: Option<Prefetched>) -> Result<Done, JobError> {
     crate::slack::dispatch::stop_if_team_inactive(state, job).await?;
     if job.kind == crate::briefing::deliver::JOB_KIND {
-        return Box::pin(crate::briefing::deliver::run_job(state, job)).await;
+        let delivery = prefetched.map(|Prefetched::Briefing(d)| d.map(|d| *d));
+        return Box::pin(crate::briefing::deliver::run_job(state, job, delivery)).await;
     }
     match job.kind.as_str() {
         "slack_event" => Box::pin(crate::slack::dispatch::run(state, job)).await,

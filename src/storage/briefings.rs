@@ -168,7 +168,13 @@ pub struct Delivery {
 /// Reads a briefing's [`Delivery`]; `None` when the briefing (or its user)
 /// is gone.
 pub async fn delivery(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Delivery>, sqlx::Error> {
-    let row = sqlx::query!(
+    Ok(deliveries(executor, &[id]).await?.pop())
+}
+
+/// Reads the [`Delivery`] of each briefing in `ids` that still exists, in
+/// one round trip (the job runner reads a claimed batch's at once).
+pub async fn deliveries(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Delivery>, sqlx::Error> {
+    let rows = sqlx::query!(
         r#"SELECT b.id, b.status, b.local_date, b.email_status, b.email_detail, b.news_status, b.news_detail,
                   b.claimed_at,
                   u.user_id, u.team_id, u.real_name, u.display_name, u.tz, u.locale, u.dm_channel_id,
@@ -187,54 +193,60 @@ pub async fn delivery(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<
            JOIN slack_users u ON u.user_id = b.user_id
            LEFT JOIN slack_teams t ON t.team_id = u.team_id
            LEFT JOIN gmail_connections g ON g.user_id = b.user_id
-           WHERE b.id = $1"#,
-        id
+           WHERE b.id = ANY($1)"#,
+        ids
     )
-    .fetch_optional(executor)
+    .fetch_all(executor)
     .await?;
-    Ok(row.map(|r| Delivery {
-        id: r.id,
-        status: r.status,
-        local_date: r.local_date,
-        recorded_sections: match (r.email_status, r.news_status) {
-            (Some(email_status), Some(news_status)) => {
-                Some(Sections { email_status, email_detail: r.email_detail, news_status, news_detail: r.news_detail })
-            }
-            _ => None,
-        },
-        claimed_at: r.claimed_at,
-        user: crate::storage::users::User {
-            user_id: r.user_id,
-            team_id: r.team_id,
-            real_name: r.real_name,
-            display_name: r.display_name,
-            tz: r.tz,
-            locale: r.locale,
-            dm_channel_id: r.dm_channel_id,
-            briefing_time: r.briefing_time,
-            briefing_enabled: r.briefing_enabled,
-            profile_fetched_at: r.profile_fetched_at,
-        },
-        team_inactive_reason: r.team_inactive_reason,
-        last_mail_delivered_at: r.last_mail_delivered_at,
-        gmail: match (r.gmail_state, r.gmail_updated_at) {
-            (Some(state), Some(updated_at)) => Some(GmailState {
-                access: SealedAccess::of_row(
-                    &state,
-                    r.token_key_id,
-                    r.access_token_ciphertext,
-                    r.access_token_expires_at,
-                ),
-                state,
-                google_email: r.google_email,
-                connected_at: r.connected_at,
-                broken_at: r.broken_at,
-                broken_reason: r.broken_reason,
-                updated_at,
-            }),
-            _ => None,
-        },
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|r| Delivery {
+            id: r.id,
+            status: r.status,
+            local_date: r.local_date,
+            recorded_sections: match (r.email_status, r.news_status) {
+                (Some(email_status), Some(news_status)) => Some(Sections {
+                    email_status,
+                    email_detail: r.email_detail,
+                    news_status,
+                    news_detail: r.news_detail,
+                }),
+                _ => None,
+            },
+            claimed_at: r.claimed_at,
+            user: crate::storage::users::User {
+                user_id: r.user_id,
+                team_id: r.team_id,
+                real_name: r.real_name,
+                display_name: r.display_name,
+                tz: r.tz,
+                locale: r.locale,
+                dm_channel_id: r.dm_channel_id,
+                briefing_time: r.briefing_time,
+                briefing_enabled: r.briefing_enabled,
+                profile_fetched_at: r.profile_fetched_at,
+            },
+            team_inactive_reason: r.team_inactive_reason,
+            last_mail_delivered_at: r.last_mail_delivered_at,
+            gmail: match (r.gmail_state, r.gmail_updated_at) {
+                (Some(state), Some(updated_at)) => Some(GmailState {
+                    access: SealedAccess::of_row(
+                        &state,
+                        r.token_key_id,
+                        r.access_token_ciphertext,
+                        r.access_token_expires_at,
+                    ),
+                    state,
+                    google_email: r.google_email,
+                    connected_at: r.connected_at,
+                    broken_at: r.broken_at,
+                    broken_reason: r.broken_reason,
+                    updated_at,
+                }),
+                _ => None,
+            },
+        })
+        .collect())
 }
 
 /// Every briefing of one user, newest first.
