@@ -124,14 +124,20 @@ pub fn sections(b: &Briefing) -> Sections {
     Sections { email_status: email_status.into(), email_detail, news_status: news_status.into(), news_detail }
 }
 
+/// The `briefings.email_status` / `news_status` values (the table checks them too).
+const EMAIL_STATUSES: &[&str] = &["ok", "not_connected", "needs_reconnect", "error", "not_configured", "not_requested"];
+const NEWS_STATUSES: &[&str] = &["ok", "partial", "error", "not_requested"];
+
 /// The sections of a briefing message an earlier attempt posted, read back
-/// from its metadata (see [`post_dm`]); `None` from a message without them.
+/// from its metadata (see [`post_dm`]); `None` from a message without them,
+/// or with statuses robeing never writes (metadata is not ours alone).
 fn sections_posted(payload: &serde_json::Map<String, serde_json::Value>) -> Option<Sections> {
     let text = |k: &str| payload.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let status = |k: &str, known: &[&str]| text(k).filter(|s| known.contains(&s.as_str()));
     Some(Sections {
-        email_status: text("email_status")?,
+        email_status: status("email_status", EMAIL_STATUSES)?,
         email_detail: text("email_detail"),
-        news_status: text("news_status")?,
+        news_status: status("news_status", NEWS_STATUSES)?,
         news_detail: text("news_detail"),
     })
 }
@@ -493,4 +499,34 @@ async fn delivered(
             .inc();
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{briefing::email::EmailSection, news::NewsStatus};
+
+    #[test]
+    fn every_status_a_briefing_writes_is_read_back_from_its_metadata() {
+        let emails = [
+            EmailSection::Ok { items: Vec::new() },
+            EmailSection::NotConfigured,
+            EmailSection::NotConnected,
+            EmailSection::NeedsReconnect { since: Utc::now(), reason: "invalid_grant".into() },
+            EmailSection::Error { message: "HTTP 500".into() },
+        ];
+        let news = [NewsStatus::Ok, NewsStatus::Partial, NewsStatus::Error];
+        for (email, news) in emails
+            .iter()
+            .map(|e| e.status())
+            .chain(["not_requested"])
+            .zip(news.iter().map(|n| n.as_str()).chain(["not_requested"]).cycle())
+        {
+            let payload = serde_json::json!({ "briefing_id": "b", "email_status": email, "news_status": news });
+            let read = sections_posted(payload.as_object().unwrap()).unwrap();
+            assert_eq!((read.email_status.as_str(), read.news_status.as_str()), (email, news));
+        }
+        let bogus = serde_json::json!({ "email_status": "ok", "news_status": "fine" });
+        assert_eq!(sections_posted(bogus.as_object().unwrap()), None);
+    }
 }

@@ -1234,9 +1234,10 @@ async fn a_retry_after_a_crash_between_posting_and_recording_finds_the_message_i
     // Each first attempt posted and died before recording the post:
     // 1. the message carries its sections (what robeing posts);
     // 2. the row carries them (what robeing before them recorded first);
-    // 3. neither does: recorded as unknown, so it shows as incomplete.
+    // 3. neither does: recorded as unknown, so it shows as incomplete;
+    // 4. the message's statuses are not ones robeing writes: the same.
     let mut ids = Vec::new();
-    for n in 1..=3 {
+    for n in 1..=4 {
         let user = format!("U0POSTED{n}");
         add_user(&app.db, &user, Some("Asia/Seoul"), "en-US", None, "2026-11-30T20:00:00Z").await;
         sqlx::query("UPDATE slack_users SET dm_channel_id = 'D' || substr(user_id, 2) WHERE user_id = $1")
@@ -1251,12 +1252,12 @@ async fn a_retry_after_a_crash_between_posting_and_recording_finds_the_message_i
         .execute(&app.db)
         .await
         .unwrap();
-    let tagged = |id: uuid::Uuid, ts: &str, sections: bool| {
+    let tagged = |id: uuid::Uuid, ts: &str, sections: Option<(&str, &str)>| {
         let mut payload = serde_json::json!({ "briefing_id": id.to_string() });
-        if sections {
-            payload["email_status"] = "needs_reconnect".into();
+        if let Some((email, news)) = sections {
+            payload["email_status"] = email.into();
             payload["email_detail"] = "Gmail refused the token (invalid_grant)".into();
-            payload["news_status"] = "partial".into();
+            payload["news_status"] = news.into();
         }
         serde_json::json!({ "type": "message", "user": "U0BOT0001", "text": "Your briefing", "ts": ts,
                             "metadata": { "event_type": "robeing_briefing", "event_payload": payload } })
@@ -1266,14 +1267,15 @@ async fn a_retry_after_a_crash_between_posting_and_recording_finds_the_message_i
         "ok": true, "has_more": false,
         "messages": [
             { "type": "message", "user": "U0POSTED1", "text": "thanks", "ts": "1764000000.000900" },
-            tagged(ids[0], "1764000000.000777", true),
-            tagged(ids[1], "1764000000.000778", false),
-            tagged(ids[2], "1764000000.000779", false),
+            tagged(ids[0], "1764000000.000777", Some(("needs_reconnect", "partial"))),
+            tagged(ids[1], "1764000000.000778", None),
+            tagged(ids[2], "1764000000.000779", None),
+            tagged(ids[3], "1764000000.000780", Some(("fine", "partial"))),
         ]
     });
-    app.slack.script("/api/conversations.history", (0..3).map(|_| Scripted::json(200, history.clone())));
+    app.slack.script("/api/conversations.history", (0..4).map(|_| Scripted::json(200, history.clone())));
 
-    wait_jobs_done(&app.db, 3).await;
+    wait_jobs_done(&app.db, 4).await;
     // status, message_ts, email_status, news_status, email_detail
     type Recorded = (String, Option<String>, Option<String>, Option<String>, Option<String>);
     let recorded: Vec<Recorded> = sqlx::query_as(
@@ -1293,15 +1295,16 @@ async fn a_retry_after_a_crash_between_posting_and_recording_finds_the_message_i
             expect("1764000000.000777", "needs_reconnect", "partial"),
             expect("1764000000.000778", "not_configured", "ok"),
             expect("1764000000.000779", "error", "error"),
+            expect("1764000000.000780", "error", "error"),
         ]
     );
     assert_eq!(recorded[0].4.as_deref(), Some("Gmail refused the token (invalid_grant)"));
     assert!(recorded[2].4.as_deref().unwrap().contains("stopped before recording"), "{recorded:?}");
     let looked = app.slack.requests_to("/api/conversations.history");
-    assert_eq!(looked.len(), 3);
+    assert_eq!(looked.len(), 4);
     let mut channels: Vec<_> = looked.iter().map(|r| r.param("channel").unwrap()).collect();
     channels.sort();
-    assert_eq!(channels, ["D0POSTED1", "D0POSTED2", "D0POSTED3"]);
+    assert_eq!(channels, ["D0POSTED1", "D0POSTED2", "D0POSTED3", "D0POSTED4"]);
     assert!(looked.iter().all(|r| r.param("include_all_metadata").as_deref() == Some("true")));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.slack.requests_to(POST).is_empty(), "not posted a second time");
