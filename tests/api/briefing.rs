@@ -600,7 +600,14 @@ async fn brief_dry_run_prints_and_status_reports_each_user_through_the_binary() 
 /// Inserts a briefing row and its delivery job as a crashed worker left it:
 /// `running`, with a lease that has expired.
 async fn crashed_job(db: &PgPool, user: &str, status: &str) -> uuid::Uuid {
-    let id: uuid::Uuid = if status == "delivered" {
+    let id = briefing_row(db, user, status).await;
+    job_left_running(db, id).await;
+    id
+}
+
+/// A daily briefing row for 2026-12-01, `claimed` or `delivered`.
+async fn briefing_row(db: &PgPool, user: &str, status: &str) -> uuid::Uuid {
+    if status == "delivered" {
         sqlx::query_scalar(
             "INSERT INTO briefings (user_id, local_date, kind, trigger, status, email_status, news_status, channel_id, message_ts, delivered_at)
              VALUES ($1, '2026-12-01', 'daily', 'scheduler', 'delivered', 'not_configured', 'ok', 'D0DONE001', '1764000000.000001', now()) RETURNING id",
@@ -613,7 +620,12 @@ async fn crashed_job(db: &PgPool, user: &str, status: &str) -> uuid::Uuid {
     .bind(user)
     .fetch_one(db)
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// The briefing's delivery job as a worker that died mid-attempt left it:
+/// running, its lease expired, so the next worker claims it at once.
+async fn job_left_running(db: &PgPool, id: uuid::Uuid) {
     sqlx::query(
         "INSERT INTO jobs (kind, dedupe_key, payload, state, attempts, locked_until)
          VALUES ('briefing_deliver', 'briefing:' || $1::text, jsonb_build_object('briefing_id', $1::text), 'running', 1, now() - interval '1 second')",
@@ -622,7 +634,6 @@ async fn crashed_job(db: &PgPool, user: &str, status: &str) -> uuid::Uuid {
     .execute(db)
     .await
     .unwrap();
-    id
 }
 
 async fn job_states(db: &PgPool) -> Vec<String> {
@@ -1245,7 +1256,7 @@ async fn a_retry_after_a_crash_between_posting_and_recording_finds_the_message_i
             .execute(&app.db)
             .await
             .unwrap();
-        ids.push(crashed_job(&app.db, &user, "claimed").await);
+        ids.push(briefing_row(&app.db, &user, "claimed").await);
     }
     sqlx::query("UPDATE briefings SET email_status = 'not_configured', news_status = 'ok' WHERE id = $1")
         .bind(ids[1])
@@ -1274,6 +1285,10 @@ async fn a_retry_after_a_crash_between_posting_and_recording_finds_the_message_i
         ]
     });
     app.slack.script("/api/conversations.history", (0..4).map(|_| Scripted::json(200, history.clone())));
+    // Only now the jobs: a worker claims them at once.
+    for id in &ids {
+        job_left_running(&app.db, *id).await;
+    }
 
     wait_jobs_done(&app.db, 4).await;
     // status, message_ts, email_status, news_status, email_detail
