@@ -101,9 +101,37 @@ pub fn catch_up_window(state: &AppState) -> Duration {
     Duration::from_std(state.config.briefing_catch_up).unwrap_or(Duration::hours(3)).max(CATCH_UP_AFTER)
 }
 
+/// How long an on-demand briefing may stay `claimed` before it counts as
+/// abandoned: sending one takes at most its sections' and the LLM's
+/// timeouts plus Slack's ([`super::deliver::SLACK_TIMEOUT`]), all inside one
+/// job lease; twice that is a process that stopped.
+pub const ON_DEMAND_ABANDONED_AFTER: Duration = Duration::seconds(2 * crate::jobs::LEASE.as_secs() as i64);
+
+/// Records on-demand briefings whose process stopped while sending them as
+/// failed, so none stays `claimed` for ever. The user is not left without
+/// one: a `/brief` or App Home action is a queued Slack event whose retry
+/// sends a new briefing. Real time, not the scheduler's (injectable) clock:
+/// it is about how long a process has been gone.
+pub async fn fail_abandoned(state: &AppState) -> anyhow::Result<usize> {
+    let reason = format!(
+        "abandoned: robeing stopped while sending it (still unsent after {} s); a /brief or App Home request retried after that sends a new one",
+        ON_DEMAND_ABANDONED_AFTER.num_seconds()
+    );
+    let older_than = ON_DEMAND_ABANDONED_AFTER.num_seconds() as f64;
+    let failed = storage::briefings::fail_abandoned_on_demand(&state.db, older_than, &reason).await?;
+    for (id, user) in &failed {
+        tracing::warn!(briefing = %id, user = %user, "an on-demand briefing was abandoned mid-send; recorded it as failed");
+    }
+    Ok(failed.len())
+}
+
 /// Claims (and queues) every daily briefing due at `now` that has no row
-/// yet, and records the ones that can no longer be sent.
+/// yet, and records the ones that can no longer be sent (and on-demand ones
+/// that were abandoned: [`fail_abandoned`]).
 pub async fn run_due(state: &AppState, now: DateTime<Utc>, trigger: Trigger) -> anyhow::Result<DueSummary> {
+    if let Err(e) = fail_abandoned(state).await {
+        tracing::warn!(error = format!("{e:#}"), "could not look for abandoned on-demand briefings; will retry");
+    }
     let candidates = storage::briefings::candidates(&state.db).await?;
     let existing: HashSet<(String, NaiveDate)> =
         storage::briefings::daily_since(&state.db, now.date_naive() - Duration::days(3)).await?.into_iter().collect();

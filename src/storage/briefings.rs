@@ -107,6 +107,27 @@ pub async fn skip_daily(
     .await
 }
 
+/// Marks failed, with `reason`, every on-demand briefing `claimed` for more
+/// than `older_than_secs` by the database's clock: the process sending it
+/// stopped (an on-demand briefing has no job of its own to finish it).
+/// Their ids and users.
+pub async fn fail_abandoned_on_demand(
+    executor: impl PgExecutor<'_>,
+    older_than_secs: f64,
+    reason: &str,
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"UPDATE briefings SET status = 'failed', failure_reason = $2
+           WHERE status = 'claimed' AND kind = 'on_demand' AND claimed_at < now() - make_interval(secs => $1)
+           RETURNING id, user_id"#,
+        older_than_secs,
+        reason
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.user_id)).collect())
+}
+
 /// Starts an on-demand briefing (`/brief`, the CLI): not limited per day.
 pub async fn insert_on_demand(
     executor: impl PgExecutor<'_>,

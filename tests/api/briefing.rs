@@ -1342,3 +1342,48 @@ async fn list_inbox(
     items.sort_by_key(|m| std::cmp::Reverse(m.received_at));
     Ok(items)
 }
+
+#[tokio::test]
+async fn an_on_demand_briefing_abandoned_mid_send_is_recorded_failed_not_left_claimed() {
+    let Briefed { app, feeds: _f } = spawn(&[feeds::RSS], &[]).await;
+    add_user(&app.db, "U0ABANDON", Some("Asia/Seoul"), "en-US", Some("23:00"), "2026-11-30T20:00:00Z").await;
+    // A /brief whose process died ten minutes ago, one being sent right now,
+    // and a daily one (its job finishes it; not this sweep's).
+    let insert = |kind: &'static str, age_secs: i32, date: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, uuid::Uuid>(
+                "INSERT INTO briefings (user_id, local_date, kind, trigger, claimed_at)
+                 VALUES ('U0ABANDON', $3::date, $1, CASE WHEN $1 = 'daily' THEN 'scheduler' ELSE 'command' END,
+                         now() - make_interval(secs => $2)) RETURNING id",
+            )
+            .bind(kind)
+            .bind(age_secs as f64)
+            .bind(date)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let abandoned = insert("on_demand", 600, "2026-11-28").await;
+    let in_flight = insert("on_demand", 5, "2026-11-28").await;
+    let daily = insert("daily", 600, "2026-11-29").await;
+
+    run_due(&app.state, at("2026-12-01T00:00:05Z"), Trigger::Scheduler).await.unwrap();
+    let state = |id: uuid::Uuid| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>("SELECT status, failure_reason FROM briefings WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let (status, reason) = state(abandoned).await;
+    assert_eq!(status, "failed");
+    assert!(reason.as_deref().unwrap().starts_with("abandoned: robeing stopped while sending it"), "{reason:?}");
+    assert_eq!(state(in_flight).await, ("claimed".to_owned(), None), "one still being sent is left alone");
+    assert_eq!(state(daily).await, ("claimed".to_owned(), None), "a daily one belongs to its job");
+    app.stop().await.unwrap();
+}
