@@ -92,8 +92,8 @@ pub fn redirect_url(public_url: &Url) -> anyhow::Result<Url> {
     super::links::public_path(public_url, "oauth/google/callback").context("ROBEING_PUBLIC_URL cannot be a base URL")
 }
 
-fn google_and_vault(config: &Config) -> Option<(&GoogleConfig, Vault)> {
-    Some((config.google.as_ref()?, Vault::from_config(config)?))
+fn google_and_vault(state: &AppState) -> Option<(&GoogleConfig, &Vault)> {
+    Some((state.config.google.as_ref()?, state.vault.as_deref()?))
 }
 
 /// SHA-256 of a state value: all the database ever holds.
@@ -115,7 +115,7 @@ pub enum StartError {
 /// Starts a flow for `user_id`: stores a fresh state (hashed) with the
 /// encrypted PKCE verifier and returns Google's authorization URL.
 pub async fn begin(state: &AppState, user_id: &str) -> Result<Url, StartError> {
-    let (google, vault) = google_and_vault(&state.config).ok_or(StartError::NotConfigured)?;
+    let (google, vault) = google_and_vault(state).ok_or(StartError::NotConfigured)?;
     if storage::users::get(&state.db, user_id).await.context("looking up the user")?.is_none() {
         return Err(StartError::UnknownUser);
     }
@@ -179,7 +179,7 @@ impl CallbackError {
 /// Consumes a state (single use, unexpired): the user it belongs to and the
 /// PKCE verifier. A state that cannot be consumed is classified for the page.
 pub async fn consume_state(state: &AppState, state_value: &str) -> Result<(String, SecretString), CallbackError> {
-    let Some((_, vault)) = google_and_vault(&state.config) else {
+    let Some((_, vault)) = google_and_vault(state) else {
         return Err(CallbackError::UnknownState);
     };
     let hash = state_hash(state_value);
@@ -229,7 +229,7 @@ pub async fn complete(
     verifier: SecretString,
     code: &str,
 ) -> Result<Connected, CallbackError> {
-    let (google, vault) = google_and_vault(&state.config).ok_or(CallbackError::UnknownState)?;
+    let (google, vault) = google_and_vault(state).ok_or(CallbackError::UnknownState)?;
     let client = client(google, &state.config.public_url).map_err(CallbackError::Internal)?;
     let token = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -260,7 +260,7 @@ pub async fn complete(
         Err(e) => return Err(CallbackError::Internal(anyhow::Error::new(e).context("reading the Gmail profile"))),
     };
 
-    let tokens = seal(&vault, &user_id, &refresh, &access, expires_at(&token)).map_err(CallbackError::Internal)?;
+    let tokens = seal(vault, &user_id, &refresh, &access, expires_at(&token)).map_err(CallbackError::Internal)?;
     let granted = if granted.is_empty() { super::SCOPES.iter().map(|s| s.to_string()).collect() } else { granted };
     let mut tx = state.db.begin().await.map_err(|e| CallbackError::Internal(e.into()))?;
     let before =

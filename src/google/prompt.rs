@@ -13,10 +13,7 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 
-use super::{
-    GmailStatus, RECONNECT_PROMPT_JOB, links,
-    vault::{Purpose, Vault},
-};
+use super::{GmailStatus, RECONNECT_PROMPT_JOB, links, vault::Purpose};
 use crate::{
     i18n::{self, Lang, gmail as words},
     jobs::JobError,
@@ -237,8 +234,7 @@ pub async fn remind_before_briefing(state: &AppState, user_id: &str) -> anyhow::
 /// user had a connection to disconnect.
 pub async fn disconnect(state: &AppState, user_id: &str) -> anyhow::Result<bool> {
     let conn = storage::gmail::get(&state.db, user_id).await?;
-    if let (Some(conn), Some(google), Some(vault)) =
-        (&conn, state.config.google.as_ref(), Vault::from_config(&state.config))
+    if let (Some(conn), Some(google), Some(vault)) = (&conn, state.config.google.as_ref(), state.vault.as_deref())
         && let (Some(sealed), Some(key_id)) = (&conn.refresh_token_ciphertext, &conn.token_key_id)
     {
         match vault.decrypt(key_id, user_id, Purpose::Refresh, sealed) {

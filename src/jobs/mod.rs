@@ -39,7 +39,7 @@ pub enum Done {
 #[derive(Debug)]
 pub enum Prefetched {
     /// A `briefing_deliver` job's delivery (`None`: the briefing is gone).
-    Briefing(Option<Box<crate::storage::briefings::Delivery>>),
+    Briefing(Option<crate::storage::briefings::Delivery>),
 }
 
 /// Reads what the claimed jobs' handlers would each read first, one query
@@ -49,7 +49,7 @@ async fn prefetch(state: &AppState, jobs: &[Job]) -> HashMap<i64, Prefetched> {
     crate::briefing::deliver::prefetch(state, jobs)
         .await
         .into_iter()
-        .map(|(job, delivery)| (job, Prefetched::Briefing(delivery.map(Box::new))))
+        .map(|(job, delivery)| (job, Prefetched::Briefing(delivery)))
         .collect()
 }
 
@@ -278,7 +278,7 @@ async fn run_one(state: &AppState, finished: &Finished, job: Job, prefetched: Op
 async fn dispatch(state: &AppState, job: &Job, prefetched: Option<Prefetched>) -> Result<Done, JobError> {
     crate::slack::dispatch::stop_if_team_inactive(state, job).await?;
     if job.kind == crate::briefing::deliver::JOB_KIND {
-        let delivery = prefetched.map(|Prefetched::Briefing(d)| d.map(|d| *d));
+        let delivery = prefetched.map(|Prefetched::Briefing(d)| d);
         return Box::pin(crate::briefing::deliver::run_job(state, job, delivery)).await;
     }
     match job.kind.as_str() {
