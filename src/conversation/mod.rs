@@ -46,7 +46,7 @@ use crate::{
         Lang,
         chat::{self as strings, StatusFacts},
     },
-    jobs::JobError,
+    jobs::{Done, JobError},
     memory,
     slack::events::DirectMessage,
     startup::AppState,
@@ -293,14 +293,17 @@ fn user_tz(state: &AppState, user: &User) -> Tz {
 }
 
 /// Handles one DM: store, compose, reply, record. Idempotent; never replies
-/// twice to one message.
-pub async fn handle_message(state: &AppState, message: &DirectMessage) -> Result<(), JobError> {
+/// twice to one message. A sender robeing has not met yet is fetched
+/// (`users.info`) and stored first. With `job`, the `slack_event` job that
+/// runs it, the statement that records the reply also records that job done
+/// ([`Done::Recorded`]).
+pub async fn handle_message(state: &AppState, message: &DirectMessage, job: Option<i64>) -> Result<Done, JobError> {
     let (user, history, exchange, again) = match record(state, message).await? {
         (user, history, Recorded::New(e)) => (user, history, e, false),
         (user, history, Recorded::Again(e)) => (user, history, e, true),
         (_, _, Recorded::Final(e)) => {
             tracing::info!(exchange = %e.id, status = %e.status, "message already answered; not replying again");
-            return Ok(());
+            return Ok(Done::ByRunner);
         }
         (_, _, Recorded::Busy(e)) => {
             return Err(JobError::Retry {
@@ -309,7 +312,7 @@ pub async fn handle_message(state: &AppState, message: &DirectMessage) -> Result
             });
         }
     };
-    let result = reply_to(state, &user, history, &exchange, again).await;
+    let result = reply_to(state, &user, history, &exchange, again, job).await;
     if result.is_err()
         && let Err(e) =
             crate::jobs::persist("releasing a reply claim", || storage::exchanges::release(&state.db, exchange.id))
@@ -329,7 +332,8 @@ async fn reply_to(
     history: History,
     exchange: &Exchange,
     again: bool,
-) -> Result<(), JobError> {
+    job: Option<i64>,
+) -> Result<Done, JobError> {
     let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
     let turn = Turn { state, user, exchange, lang };
     let intent = intent::detect(&exchange.user_text);
@@ -341,7 +345,7 @@ async fn reply_to(
         Some(llm) if !intent.is_command() => llm_reply(&turn, llm, history, &mut placeholder).await?,
         _ => builtin_reply(&turn, intent).await?,
     };
-    deliver(&turn, reply, placeholder).await
+    deliver(&turn, reply, placeholder, job).await
 }
 
 /// What storing a message found.
@@ -387,7 +391,13 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Hist
         limit: if llm_composes { HISTORY_MAX_EXCHANGES + 1 } else { 0 },
         memorized_beyond: llm_composes && state.memory.is_some(),
     };
-    let (user, history) = match storage::exchanges::insert(&state.db, &new, claim, wanted).await? {
+    let mut inserted = storage::exchanges::insert(&state.db, &new, claim, wanted).await?;
+    if matches!(inserted, Inserted::UnknownUser) {
+        // First contact: fetch and store the sender's profile, then the message.
+        crate::slack::dispatch::ensure_user(state, &message.team_id, &message.user_id).await?;
+        inserted = storage::exchanges::insert(&state.db, &new, claim, wanted).await?;
+    }
+    let (user, history, new) = match inserted {
         Inserted::UnknownUser => {
             return Err(JobError::retry(anyhow::anyhow!(
                 "user {} is not stored yet; the DM waits for the user row",
@@ -396,10 +406,14 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Hist
         }
         Inserted::New(user, e, history) => {
             crate::metrics::metrics().exchanges_stored.inc();
-            return Ok((user, history, Recorded::New(*e)));
+            (user, history, Some(e))
         }
-        Inserted::Existing(user, history) => (user, history),
+        Inserted::Existing(user, history) => (user, history, None),
     };
+    let user = known_sender(state, message, user).await;
+    if let Some(e) = new {
+        return Ok((user, history, Recorded::New(*e)));
+    }
     if let Some(e) = storage::exchanges::claim(&state.db, &message.channel_id, &message.ts, claim).await? {
         return Ok((user, history, Recorded::Again(e)));
     }
@@ -409,8 +423,43 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Hist
     Ok((user, history, if e.is_final() { Recorded::Final(e) } else { Recorded::Busy(e) }))
 }
 
-/// Posts the reply and records it.
-async fn deliver(turn: &Turn<'_>, reply: Reply, placeholder: Option<String>) -> Result<(), JobError> {
+/// The sender's row, brought up to date: a user stored without a profile
+/// (met some other way) gets one now, and the DM channel is remembered.
+/// Neither blocks the reply: the message is stored already, and a missing
+/// name only makes the greeting plainer.
+async fn known_sender(state: &AppState, message: &DirectMessage, mut user: User) -> User {
+    if user.profile_fetched_at.is_none() {
+        match crate::slack::dispatch::ensure_user(state, &message.team_id, &message.user_id).await {
+            Ok(_) => match storage::users::get(&state.db, &user.user_id).await {
+                Ok(Some(fresh)) => user = fresh,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(user = %user.user_id, error = %e, "could not read the sender's new profile; replying without it")
+                }
+            },
+            Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
+                tracing::warn!(user = %user.user_id, error = format!("{error:#}"), "could not fetch the sender's profile; replying without it");
+            }
+        }
+    }
+    if user.dm_channel_id.as_deref() != Some(message.channel_id.as_str()) {
+        match storage::users::set_dm_channel(&state.db, &message.user_id, &message.channel_id).await {
+            Ok(()) => user.dm_channel_id = Some(message.channel_id.clone()),
+            Err(e) => {
+                tracing::warn!(user = %user.user_id, error = %e, "could not record the DM channel; the next message tries again")
+            }
+        }
+    }
+    user
+}
+
+/// Posts the reply and records it (and `job` done, when given).
+async fn deliver(
+    turn: &Turn<'_>,
+    reply: Reply,
+    placeholder: Option<String>,
+    job: Option<i64>,
+) -> Result<Done, JobError> {
     let state = turn.state;
     let ex = turn.exchange;
     let channel = ex.channel_id.as_str();
@@ -433,11 +482,13 @@ async fn deliver(turn: &Turn<'_>, reply: Reply, placeholder: Option<String>) -> 
         post_patiently(state, channel, thread_ts, &chunk).await?;
     }
     let memorize = reply.memorize && state.memory.is_some();
-    // One statement (one round trip, one commit) marks it replied and queues its memory job.
+    // One statement (one round trip, one commit) marks it replied, queues
+    // its memory job and ends the job that replied.
     let (key, payload) = memory::upsert_job(ex.id);
-    let job = memorize.then_some(FollowUp { kind: memory::UPSERT_JOB, dedupe_key: &key, payload: &payload });
+    let follow_up = memorize.then_some(FollowUp { kind: memory::UPSERT_JOB, dedupe_key: &key, payload: &payload });
+    let reply_text = sanitize(&reply.text);
     let marked =
-        storage::exchanges::mark_replied_and_queue(&state.db, ex.id, &sanitize(&reply.text), &first_ts, job).await?;
+        storage::exchanges::mark_replied_and_queue(&state.db, ex.id, &reply_text, &first_ts, follow_up, job).await?;
     if marked {
         let m = crate::metrics::metrics();
         m.replies.get_or_create(&crate::metrics::outcome("replied")).inc();
@@ -447,7 +498,7 @@ async fn deliver(turn: &Turn<'_>, reply: Reply, placeholder: Option<String>) -> 
     if marked && memorize {
         state.wake_workers.notify_one();
     }
-    Ok(())
+    Ok(if job.is_some() { Done::Recorded } else { Done::ByRunner })
 }
 
 /// Composes the reply with the LLM, posting a placeholder if it is slow.

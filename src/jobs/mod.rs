@@ -36,21 +36,27 @@ pub enum Done {
 
 /// What the runner read for a whole claimed batch in one query, rather
 /// than each job reading its own: a job's share is handed to its handler.
+// Variants differ in size (a delivery is ~570 bytes), but each value lives
+// in one claim's map and is moved once into its job's task: boxing would
+// only add an allocation per job.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Prefetched {
     /// A `briefing_deliver` job's delivery (`None`: the briefing is gone).
     Briefing(Option<crate::storage::briefings::Delivery>),
+    /// A `slack_event` job's stored event (`None`: it is not stored).
+    SlackEvent(Option<crate::storage::events::Stored>),
 }
 
 /// Reads what the claimed jobs' handlers would each read first, one query
 /// per kind that has such a read. A failed read only means each handler
 /// reads its own.
 async fn prefetch(state: &AppState, jobs: &[Job]) -> HashMap<i64, Prefetched> {
-    crate::briefing::deliver::prefetch(state, jobs)
-        .await
-        .into_iter()
-        .map(|(job, delivery)| (job, Prefetched::Briefing(delivery)))
-        .collect()
+    let (deliveries, events) =
+        tokio::join!(crate::briefing::deliver::prefetch(state, jobs), crate::slack::dispatch::prefetch(state, jobs));
+    let deliveries = deliveries.into_iter().map(|(job, delivery)| (job, Prefetched::Briefing(delivery)));
+    let events = events.into_iter().map(|(job, event)| (job, Prefetched::SlackEvent(event)));
+    deliveries.chain(events).collect()
 }
 
 /// How a handler failed.
@@ -278,11 +284,20 @@ async fn run_one(state: &AppState, finished: &Finished, job: Job, prefetched: Op
 async fn dispatch(state: &AppState, job: &Job, prefetched: Option<Prefetched>) -> Result<Done, JobError> {
     crate::slack::dispatch::stop_if_team_inactive(state, job).await?;
     if job.kind == crate::briefing::deliver::JOB_KIND {
-        let delivery = prefetched.map(|Prefetched::Briefing(d)| d);
+        let delivery = match prefetched {
+            Some(Prefetched::Briefing(d)) => Some(d),
+            _ => None,
+        };
         return Box::pin(crate::briefing::deliver::run_job(state, job, delivery)).await;
     }
+    if job.kind == crate::slack::dispatch::JOB_KIND {
+        let event = match prefetched {
+            Some(Prefetched::SlackEvent(e)) => Some(e),
+            _ => None,
+        };
+        return Box::pin(crate::slack::dispatch::run(state, job, event)).await;
+    }
     match job.kind.as_str() {
-        "slack_event" => Box::pin(crate::slack::dispatch::run(state, job)).await,
         crate::google::RECONNECT_PROMPT_JOB => {
             Box::pin(crate::google::prompt::run_reconnect_prompt_job(state, &job.payload)).await
         }
@@ -302,7 +317,7 @@ async fn on_dead(state: &AppState, job: &Job, error: &anyhow::Error) {
     {
         return;
     }
-    if job.kind == "slack_event" {
+    if job.kind == crate::slack::dispatch::JOB_KIND {
         crate::conversation::on_reply_job_dead(state, job, error).await;
     }
 }

@@ -8,18 +8,23 @@
 //! run again after a crash: profile upserts and `views.publish` repeat
 //! harmlessly, and replies are the conversation module's (it records them).
 
+use std::collections::HashMap;
+
 use anyhow::Context as _;
 
 use crate::{
     i18n::{Lang, home as words},
-    jobs::JobError,
+    jobs::{Done, JobError},
     slack::{
         client::{SlackApi, SlackError, escape_mrkdwn},
         events::{self, BlockAction, Me, SlackEvent, SlashCommand},
     },
     startup::AppState,
-    storage::{self, jobs::Job},
+    storage::{self, events::Stored, jobs::Job},
 };
+
+/// The job kind that handles one stored inbound event.
+pub const JOB_KIND: &str = "slack_event";
 
 /// Event kinds that must run even for an inactive workspace (they are what
 /// makes it inactive).
@@ -40,7 +45,7 @@ fn stopped(team_id: &str, reason: &str) -> JobError {
 /// deliveries check their user's workspace themselves and record the skip
 /// on the briefing.
 pub async fn stop_if_team_inactive(state: &AppState, job: &Job) -> Result<(), JobError> {
-    if job.kind == "slack_event" || job.kind == crate::briefing::deliver::JOB_KIND {
+    if job.kind == JOB_KIND || job.kind == crate::briefing::deliver::JOB_KIND {
         return Ok(());
     }
     let team = match &job.team_id {
@@ -55,31 +60,75 @@ pub async fn stop_if_team_inactive(state: &AppState, job: &Job) -> Result<(), Jo
     Ok(())
 }
 
-/// Runs one `slack_event` job.
-pub async fn run(state: &AppState, job: &Job) -> Result<(), JobError> {
-    let event_id = job
-        .payload
+fn event_id_of(job: &Job) -> Result<&str, JobError> {
+    job.payload
         .get("event_id")
         .and_then(|e| e.as_str())
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("slack_event job without `event_id`")))?;
-    let Some((kind, payload)) = storage::events::payload(&state.db, event_id).await? else {
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("slack_event job without `event_id`")))
+}
+
+/// Reads the stored event of every `slack_event` job among `jobs`, with its
+/// workspace's state, in one query (`None`: the event is not stored). Empty
+/// when there is none, or when the read failed (logged; each job then
+/// reads its own).
+pub async fn prefetch(state: &AppState, jobs: &[Job]) -> HashMap<i64, Option<Stored>> {
+    let wanted: Vec<(i64, String)> = jobs
+        .iter()
+        .filter(|j| j.kind == JOB_KIND)
+        .filter_map(|j| Some((j.id, event_id_of(j).ok()?.to_owned())))
+        .collect();
+    if wanted.is_empty() {
+        return HashMap::new();
+    }
+    let ids: Vec<String> = wanted.iter().map(|(_, id)| id.clone()).collect();
+    match storage::events::stored_many(&state.db, &ids).await {
+        Ok(found) => {
+            let mut found: HashMap<String, Stored> = found.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+            wanted.into_iter().map(|(job, id)| (job, found.remove(&id))).collect()
+        }
+        Err(e) => {
+            tracing::warn!(events = ids.len(), error = %e, "could not read the claimed events; each reads its own");
+            HashMap::new()
+        }
+    }
+}
+
+/// Runs one `slack_event` job. `prefetched` is its stored event when the
+/// runner read it with its batch's ([`prefetch`]; `Some(None)`: not stored).
+pub async fn run(state: &AppState, job: &Job, prefetched: Option<Option<Stored>>) -> Result<Done, JobError> {
+    let event_id = event_id_of(job)?;
+    let stored = match prefetched {
+        Some(stored) => stored,
+        None => storage::events::stored_many(&state.db, &[event_id.to_owned()]).await?.pop(),
+    };
+    let Some(stored) = stored else {
         return Err(JobError::Permanent(anyhow::anyhow!("event {event_id} is not stored")));
     };
+    let kind = stored.kind.as_str();
     let identity = state.slack.as_ref().and_then(|s| s.identity());
     let me = Me { user_id: identity.map(|i| i.user_id.as_str()), bot_id: identity.and_then(|i| i.bot_id.as_deref()) };
-    let event = events::parse(event_id, &kind, &payload, &me)
+    let event = events::parse(event_id, kind, &stored.payload, &me)
         .with_context(|| format!("event {event_id} ({kind}) cannot be acted on"))
         .map_err(JobError::Permanent)?;
     if let Some(team) = team_of(&event)
-        && !LIFECYCLE_KINDS.contains(&kind.as_str())
-        && let Some(reason) = storage::users::inactive_reason(&state.db, team).await?
+        && !LIFECYCLE_KINDS.contains(&kind)
     {
-        return Err(stopped(team, &reason));
+        // Read with the event when the envelope names the same workspace.
+        let inactive = if stored.team_id.as_deref() == Some(team) {
+            stored.team_inactive_reason.clone()
+        } else {
+            storage::users::inactive_reason(&state.db, team).await?
+        };
+        if let Some(reason) = inactive {
+            return Err(stopped(team, &reason));
+        }
     }
     // The event's own span inside the job's: one grep for the event id
     // follows it from the ack (pipeline) through its handling.
     use tracing::Instrument as _;
-    route(state, event).instrument(tracing::info_span!("slack_event", event_id, kind = %kind, job = %job.id)).await
+    route(state, job.id, event)
+        .instrument(tracing::info_span!("slack_event", event_id, kind = %kind, job = %job.id))
+        .await
 }
 
 fn team_of(event: &SlackEvent) -> Option<&str> {
@@ -95,15 +144,11 @@ fn team_of(event: &SlackEvent) -> Option<&str> {
     }
 }
 
-async fn route(state: &AppState, event: SlackEvent) -> Result<(), JobError> {
-    match event {
-        SlackEvent::DirectMessage(msg) => {
-            let known_dm = ensure_user(state, &msg.team_id, &msg.user_id).await?;
-            if known_dm.as_deref() != Some(msg.channel_id.as_str()) {
-                storage::users::set_dm_channel(&state.db, &msg.user_id, &msg.channel_id).await?;
-            }
-            crate::conversation::handle_message(state, &msg).await
-        }
+/// Runs the event's handler. A DM's reply records the job done with the
+/// exchange ([`Done::Recorded`]); everything else leaves that to the runner.
+async fn route(state: &AppState, job_id: i64, event: SlackEvent) -> Result<Done, JobError> {
+    let handled = match event {
+        SlackEvent::DirectMessage(msg) => return crate::conversation::handle_message(state, &msg, Some(job_id)).await,
         SlackEvent::AppHomeOpened { team_id, user_id } => {
             ensure_user(state, &team_id, &user_id).await?;
             publish_home(state, &user_id).await
@@ -122,7 +167,8 @@ async fn route(state: &AppState, event: SlackEvent) -> Result<(), JobError> {
             tracing::debug!(reason, "event ignored");
             Ok(())
         }
-    }
+    };
+    handled.map(|()| Done::ByRunner)
 }
 
 async fn deactivate(state: &AppState, team_id: &str, reason: &str) -> Result<(), JobError> {

@@ -104,6 +104,38 @@ pub async fn record_batch_atomic(
     Ok(inserted.into_iter().collect())
 }
 
+/// A stored event as the worker that handles it reads it: its kind and
+/// payload, and whether the workspace it came from is inactive.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub event_id: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// The envelope's workspace.
+    pub team_id: Option<String>,
+    /// Why that workspace is inactive (`None`: active, or not stored).
+    pub team_inactive_reason: Option<String>,
+}
+
+/// The stored events among `event_ids`, each with its workspace's state:
+/// one query for a whole claimed batch of `slack_event` jobs.
+pub async fn stored_many(
+    executor: impl sqlx::PgExecutor<'_>,
+    event_ids: &[String],
+) -> Result<Vec<Stored>, sqlx::Error> {
+    sqlx::query_as!(
+        Stored,
+        r#"SELECT e.event_id AS "event_id!", e.kind AS "kind!", e.payload AS "payload!", e.team_id,
+                  t.inactive_reason AS "team_inactive_reason?"
+           FROM slack_events e
+           LEFT JOIN slack_teams t ON t.team_id = e.team_id AND NOT t.active
+           WHERE e.event_id = ANY($1)"#,
+        event_ids
+    )
+    .fetch_all(executor)
+    .await
+}
+
 /// A stored event's payload, for the worker that handles it.
 pub async fn payload(
     executor: impl sqlx::PgExecutor<'_>,

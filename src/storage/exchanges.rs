@@ -317,18 +317,20 @@ pub struct FollowUp<'a> {
 }
 
 /// Marks the exchange replied (its reply text and Slack ts, claim released)
-/// and, only if it marked it, queues `job` (a `jobs` row, skipped when its
-/// dedupe key exists) — in one statement: one round trip and one commit
-/// instead of a four-statement transaction. Returns false if the exchange
-/// was not waiting for a reply (then nothing is queued).
+/// and, only if it marked it, queues `follow_up` (a `jobs` row, skipped
+/// when its dedupe key exists); with `job_id`, also records the job that
+/// replied as done — in one statement: one round trip and one commit
+/// instead of a transaction of several. Returns false if the exchange was
+/// not waiting for a reply (then nothing is queued; the job is still done).
 pub async fn mark_replied_and_queue(
     executor: impl PgExecutor<'_>,
     id: Uuid,
     reply_text: &str,
     reply_ts: &str,
-    job: Option<FollowUp<'_>>,
+    follow_up: Option<FollowUp<'_>>,
+    job_id: Option<i64>,
 ) -> Result<bool, sqlx::Error> {
-    let (kind, key, payload) = match job {
+    let (kind, key, payload) = match follow_up {
         Some(j) => (Some(j.kind), Some(j.dedupe_key), Some(j.payload)),
         None => (None, None, None),
     };
@@ -343,6 +345,10 @@ pub async fn mark_replied_and_queue(
                SELECT $4::text, $5::text, $6::jsonb FROM replied WHERE $4::text IS NOT NULL
                ON CONFLICT (dedupe_key) DO NOTHING
                RETURNING id
+           ), job AS (
+               UPDATE jobs SET state = 'done', locked_until = NULL, finished_at = now(), updated_at = now(),
+                      last_error = NULL
+               WHERE id = $7
            )
            SELECT EXISTS (SELECT 1 FROM replied) AS "marked!""#,
         id,
@@ -350,7 +356,8 @@ pub async fn mark_replied_and_queue(
         reply_ts,
         kind,
         key,
-        payload
+        payload,
+        job_id
     )
     .fetch_one(executor)
     .await

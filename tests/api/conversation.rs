@@ -20,7 +20,7 @@ use crate::{
     fakes::{
         chroma::Chroma,
         llm,
-        recorder::{Recorded, Recorder},
+        recorder::{Recorded, Recorder, Scripted},
         slack::TEAM_ID,
     },
     helpers::*,
@@ -122,7 +122,7 @@ async fn record_event(app: &TestApp, m: &DirectMessage) {
 
 async fn say(app: &TestApp, user: &str, text: &str) -> DirectMessage {
     let m = dm(user, text);
-    handle_message(&app.state, &m).await.unwrap_or_else(|e| panic!("handle_message({text:?}) failed: {e:?}"));
+    handle_message(&app.state, &m, None).await.unwrap_or_else(|e| panic!("handle_message({text:?}) failed: {e:?}"));
     m
 }
 
@@ -336,7 +336,7 @@ async fn an_llm_that_keeps_timing_out_ends_in_an_apology_and_a_failed_exchange()
     record_event(&app, &m).await;
 
     // First attempt: times out three times; meanwhile a placeholder is shown.
-    let err = handle_message(&app.state, &m).await.expect_err("the LLM never answers in time");
+    let err = handle_message(&app.state, &m, None).await.expect_err("the LLM never answers in time");
     assert!(matches!(err, robeing::jobs::JobError::Retry { .. }), "{err:?}");
     assert_eq!(fake.requests_to(llm::PATH).len(), 3);
     let writes = writes_to(&app, &channel_of(JANE));
@@ -347,7 +347,7 @@ async fn an_llm_that_keeps_timing_out_ends_in_an_apology_and_a_failed_exchange()
     let placeholder_ts = row.reply_ts.clone().expect("the placeholder's ts is stored");
 
     // The outbox's retry: no second placeholder.
-    handle_message(&app.state, &m).await.expect_err("still too slow");
+    handle_message(&app.state, &m, None).await.expect_err("still too slow");
     assert_eq!(writes_to(&app, &channel_of(JANE)).len(), 1, "no second placeholder");
 
     // The job dies: the real job runner calls the conversation's dead-job hook.
@@ -376,7 +376,7 @@ async fn an_llm_that_keeps_timing_out_ends_in_an_apology_and_a_failed_exchange()
     assert_eq!(row.status, "failed");
     assert!(!row.failure_reason.unwrap_or_default().is_empty());
     // Nothing more: no second message, and a late redelivery does not reply.
-    handle_message(&app.state, &m).await.unwrap();
+    handle_message(&app.state, &m, None).await.unwrap();
     let posts = app.slack.requests_to("/api/chat.postMessage").len();
     assert_eq!(posts, 1, "only the placeholder was ever posted");
     app.stop().await.unwrap();
@@ -452,7 +452,6 @@ async fn the_llm_prompt_carries_name_locale_local_time_history_and_memories() {
 /// test marks it so in Postgres.
 async fn chroma_that_stores_nothing() -> Recorder {
     Recorder::start(std::sync::Arc::new(|r: &Recorded| {
-        use crate::fakes::recorder::Scripted;
         if r.path.ends_with("/collections") {
             Scripted::json(
                 200,
@@ -592,11 +591,11 @@ async fn a_redelivered_message_gets_exactly_one_reply() {
     let chroma = Chroma::start().await;
     let app = app(Some(&chroma), None, &[]).await;
     let m = dm(JANE, "hello");
-    handle_message(&app.state, &m).await.unwrap();
-    handle_message(&app.state, &m).await.unwrap();
+    handle_message(&app.state, &m, None).await.unwrap();
+    handle_message(&app.state, &m, None).await.unwrap();
     let mut again = m.clone();
     again.event_id = "Ev0CONVREDELIVERED".into();
-    handle_message(&app.state, &again).await.unwrap();
+    handle_message(&app.state, &again, None).await.unwrap();
     assert_eq!(writes_to(&app, &channel_of(JANE)).len(), 1);
     assert_eq!(exchanges_of(&app, JANE).await.len(), 1);
     let jobs: i64 =
@@ -824,7 +823,7 @@ async fn bench_conversation() {
                         // 1 message/s, which would otherwise be all this measures.
                         m.channel_id = format!("D0B{}", m.ts.replace('.', ""));
                         let t = Instant::now();
-                        if let Err(e) = handle_message(&state, &m).await {
+                        if let Err(e) = handle_message(&state, &m, None).await {
                             return Err(format!("{u}'s message {k} after {:?}: {e:?}", t.elapsed()));
                         }
                         lat.push(t.elapsed());
@@ -1116,9 +1115,9 @@ async fn two_workers_on_the_same_message_reply_once() {
     fake.script(llm::PATH, [llm::answer("only once").delayed(Duration::from_millis(800))]);
     let app = app(None, Some(&fake), &[]).await;
     let m = dm(JANE, "are you there?");
-    let (first, second) = tokio::join!(handle_message(&app.state, &m), async {
+    let (first, second) = tokio::join!(handle_message(&app.state, &m, None), async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        handle_message(&app.state, &m).await
+        handle_message(&app.state, &m, None).await
     });
     first.unwrap();
     match second {
@@ -1126,7 +1125,7 @@ async fn two_workers_on_the_same_message_reply_once() {
         other => panic!("the second worker must back off while the first replies: {other:?}"),
     }
     // Its retry finds the exchange answered.
-    handle_message(&app.state, &m).await.unwrap();
+    handle_message(&app.state, &m, None).await.unwrap();
     let writes = writes_to(&app, &channel_of(JANE));
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(text_of(&writes[0]), "only once");
@@ -1137,12 +1136,24 @@ async fn two_workers_on_the_same_message_reply_once() {
 #[tokio::test]
 async fn a_dm_whose_job_dies_before_it_is_stored_still_gets_an_apology() {
     let app = app(None, None, &[]).await;
-    // A user the transport never managed to store: the exchange cannot be written.
+    // A sender robeing never managed to store (Slack keeps rate-limiting
+    // the first-contact `users.info`): the exchange cannot be written.
     let mut m = dm("U0GHOST01", "하이");
     m.channel_id = "D0GHOST01".into();
     record_event(&app, &m).await;
-    let err = handle_message(&app.state, &m).await.expect_err("no user row");
-    assert!(matches!(err, robeing::jobs::JobError::Retry { .. }));
+    app.slack.script(
+        "/api/users.info",
+        [Scripted::json(429, serde_json::json!({ "ok": false, "error": "ratelimited" }))
+            .with_header("Retry-After", "120")],
+    );
+    let err = handle_message(&app.state, &m, None).await.expect_err("no user row");
+    assert!(matches!(err, robeing::jobs::JobError::Retry { .. }), "{err:?}");
+    assert_eq!(app.slack.requests_to("/api/users.info").len(), 1, "first contact asks Slack who the sender is");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM exchanges WHERE user_id = 'U0GHOST01'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing is stored for a sender without a user row");
     // The job runner's dead-job hook (the runner path itself is exercised by
     // the LLM-timeout test; here the hook is called as the runner calls it).
     let job = robeing::storage::jobs::Job {

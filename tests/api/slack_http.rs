@@ -368,6 +368,21 @@ async fn first_contact_fetches_users_info_once_and_stores_the_profile() {
     assert_eq!(calls[0].param("user").as_deref(), Some("U0KIMJT01"));
     assert_eq!(calls[0].param("include_locale").as_deref(), Some("true"));
     assert_eq!(calls[0].headers["authorization"], format!("Bearer {BOT_TOKEN}"));
+    // The profile was stored before the reply was composed: it greets by name.
+    let greeting = app.slack.requests_to("/api/chat.postMessage");
+    assert!(greeting[0].json()["text"].as_str().unwrap_or_default().contains("김종태"), "{:?}", greeting[0].json());
+    // The statement that recorded the reply also ended the job: one
+    // transaction, so both carry the same `now()`; and it ran once.
+    assert_eq!(
+        count(
+            &app.db,
+            "SELECT count(*) FROM exchanges x JOIN jobs j ON j.dedupe_key = 'event:' || x.event_id
+             WHERE x.event_id = 'Ev0FIRST' AND x.status = 'replied' AND j.state = 'done'
+               AND j.finished_at = x.replied_at AND j.attempts = 1"
+        )
+        .await,
+        1
+    );
 
     // A second message: no second users.info.
     assert_eq!(Post::event(&dm("Ev0SECOND0", "U0KIMJT01", "또 하이")).send(&app).await.status(), 200);
