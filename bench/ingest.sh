@@ -82,7 +82,7 @@ for C in "${CONCURRENCY[@]}"; do
   echo
   echo "== concurrency $C =="
   grep -E "Requests/sec|Non-2xx|Socket errors|requests in" "$WORK/wrk-c$C.txt" || true
-  grep -A4 "Latency Distribution" "$WORK/wrk-c$C.txt" | grep -E " 50%| 99%" || true
+  grep -A4 "Latency Distribution" "$WORK/wrk-c$C.txt" | grep -E " 50%| 75%| 90%| 99%" || true
   echo "  events stored this run: $(( after - before )) (jobs queued in total: $jobs)"
   echo "  peak RSS: $(( $(cat "$WORK/rss-c$C" 2>/dev/null || echo 0) / 1024 )) MiB"
   stored=$(( after - before ))
