@@ -48,6 +48,8 @@ pub enum Command {
     },
     /// Talk to robeing in this terminal (the same pipeline and replies as a Slack DM; /brief, /quit).
     Console,
+    /// Delete handled Slack events and finished jobs older than RETENTION_DAYS now (serve does it hourly).
+    Prune,
 }
 
 /// Parses arguments (exit 2 on bad usage) and runs the command.
@@ -120,6 +122,7 @@ async fn run(command: Command) -> i32 {
         Command::Brief { user, dry_run } => brief(config, &user, dry_run).await,
         Command::Status { json } => status(config, json).await,
         Command::Console => crate::console::run(config).await,
+        Command::Prune => prune(config).await,
         Command::Doctor => unreachable!("handled above"),
     }
 }
@@ -199,22 +202,62 @@ async fn brief(config: Config, user_id: &str, dry_run: bool) -> i32 {
     code
 }
 
-/// `robeing status [--json]`.
-async fn status(config: Config, json: bool) -> i32 {
+/// Opens the database (connecting, or starting the embedded one), runs
+/// `work` on it and closes it again. `Err`: the exit code, after saying why
+/// the database could not be opened.
+async fn on_database<T, F, Fut>(config: &Config, work: F) -> Result<T, i32>
+where
+    F: FnOnce(sqlx::PgPool) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     install_crypto_provider();
-    let default_tz = config.default_timezone;
-    let db = match open_database(&config).await {
+    let db = match open_database(config).await {
         Ok(db) => db,
         Err(e) => {
             eprintln!("robeing: {e}");
-            return e.exit_code;
+            return Err(e.exit_code);
         }
     };
-    let rows = crate::storage::briefings::status(&db.pool).await;
+    let out = work(db.pool.clone()).await;
     db.pool.close().await;
     if let Some(pg) = db.embedded {
         let _ = pg.stop().await;
     }
+    Ok(out)
+}
+
+/// `robeing prune`.
+async fn prune(config: Config) -> i32 {
+    let Some(days) = config.retention_days else {
+        println!("retention is off (RETENTION_DAYS=0): nothing pruned");
+        return EXIT_OK;
+    };
+    let pruned = match on_database(&config, |pool| async move { crate::housekeeping::prune(&pool, days).await }).await {
+        Ok(pruned) => pruned,
+        Err(code) => return code,
+    };
+    match pruned {
+        Ok(p) => {
+            println!(
+                "pruned {} handled Slack event(s) and {} finished job(s) older than {days} day(s)",
+                p.events, p.jobs
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("robeing: pruning: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// `robeing status [--json]`.
+async fn status(config: Config, json: bool) -> i32 {
+    let default_tz = config.default_timezone;
+    let rows = match on_database(&config, |pool| async move { crate::storage::briefings::status(&pool).await }).await {
+        Ok(rows) => rows,
+        Err(code) => return code,
+    };
     let rows = match rows {
         Ok(r) => r,
         Err(e) => {

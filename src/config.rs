@@ -97,6 +97,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "half the CPUs, at least 1",
         "threads that run the job workers and the scheduler (1–256); the acknowledgement path keeps its own",
     ),
+    (
+        "RETENTION_DAYS",
+        "`30`",
+        "days that handled Slack events and finished jobs are kept (1–3650; `0` → kept for ever); dead jobs and conversations are never pruned",
+    ),
     ("RUST_LOG", "`info`", "log filter"),
     ("LOG_FORMAT", "`pretty` on a TTY, else `json`", "`json` or `pretty`"),
 ];
@@ -224,6 +229,9 @@ pub struct Config {
     pub job_worker_nice: i32,
     /// Threads of the background runtime (`JOB_WORKER_THREADS`).
     pub job_worker_threads: usize,
+    /// How long handled events and finished jobs are kept (`RETENTION_DAYS`;
+    /// `None`: for ever).
+    pub retention_days: Option<u32>,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -436,6 +444,16 @@ impl Config {
             "use e.g. 1 on a 2-CPU machine, or leave it unset for half the CPUs",
         )?
         .unwrap_or_else(crate::jobs::runtime::default_threads);
+        let retention_days = match whole_number_in(
+            "RETENTION_DAYS",
+            get("RETENTION_DAYS"),
+            0..=3650,
+            "use e.g. 30 (0 keeps everything for ever)",
+        )? {
+            None => Some(crate::housekeeping::DEFAULT_RETENTION_DAYS),
+            Some(0) => None,
+            Some(days) => Some(days),
+        };
         let briefing_scheduler = match get("BRIEFING_SCHEDULER").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("on") | Some("true") | Some("1") => true,
             Some("off") | Some("false") | Some("0") => false,
@@ -497,6 +515,7 @@ impl Config {
             briefing_time,
             briefing_catch_up,
             briefing_scheduler,
+            retention_days,
             default_timezone,
             cron_secret: get("CRON_SECRET").map(SecretString::from),
             job_worker_nice,
@@ -579,6 +598,13 @@ impl Config {
                     "{} thread(s), nice +{} relative to the request threads",
                     self.job_worker_threads, self.job_worker_nice
                 ),
+            ),
+            (
+                "retention",
+                match self.retention_days {
+                    Some(days) => format!("handled events and finished jobs kept {days} days"),
+                    None => "everything kept for ever (RETENTION_DAYS=0)".to_owned(),
+                },
             ),
         ]
     }
@@ -730,6 +756,9 @@ mod tests {
         assert_eq!(c.slack.max_posts_per_second, DEFAULT_SLACK_POSTS_PER_SECOND);
         assert_eq!(c.gmail_max_requests_per_second, DEFAULT_GMAIL_REQUESTS_PER_SECOND);
         assert_eq!(c.gmail_user_max_requests_per_second, DEFAULT_GMAIL_USER_REQUESTS_PER_SECOND);
+        assert_eq!(c.retention_days, Some(30));
+        assert_eq!(load(&[("RETENTION_DAYS", "0")]).unwrap().retention_days, None);
+        assert_eq!(load(&[("RETENTION_DAYS", "7")]).unwrap().retention_days, Some(7));
         let tuned = load(&[("SLACK_MAX_POSTS_PER_SECOND", "0.5"), ("GMAIL_MAX_REQUESTS_PER_SECOND", "250")]).unwrap();
         assert_eq!((tuned.slack.max_posts_per_second, tuned.gmail_max_requests_per_second), (0.5, 250.0));
     }
@@ -756,6 +785,9 @@ mod tests {
             (&[("JOB_WORKER_NICE", "-5")], "JOB_WORKER_NICE"),
             (&[("JOB_WORKER_THREADS", "0")], "JOB_WORKER_THREADS"),
             (&[("JOB_WORKER_THREADS", "many")], "JOB_WORKER_THREADS"),
+            (&[("RETENTION_DAYS", "-1")], "RETENTION_DAYS"),
+            (&[("RETENTION_DAYS", "a month")], "RETENTION_DAYS"),
+            (&[("RETENTION_DAYS", "3651")], "RETENTION_DAYS"),
         ];
         for (vars, expected) in cases {
             let err = load(vars).expect_err(expected);

@@ -35,6 +35,7 @@ pub mod doctor;
 pub mod error;
 pub mod google;
 pub mod health;
+pub mod housekeeping;
 pub mod http;
 pub mod i18n;
 pub mod jobs;

@@ -36,6 +36,11 @@ pub struct Kind {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Table {
+    pub table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SectionStatus {
     pub section: String,
     pub status: String,
@@ -71,6 +76,7 @@ pub struct Metrics {
     pub job_backlog: Family<Kind, Gauge>,
     pub job_oldest_age_seconds: Family<Kind, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub jobs_dead: Family<Kind, Gauge>,
+    pub rows_pruned: Family<Table, Counter>,
     pub chroma_upserts: Family<Outcome, Counter>,
     pub briefings: Family<SectionStatus, Counter>,
     pub token_refreshes: Family<Outcome, Counter>,
@@ -97,6 +103,7 @@ impl Metrics {
             job_backlog: Family::default(),
             job_oldest_age_seconds: Family::default(),
             jobs_dead: Family::default(),
+            rows_pruned: Family::default(),
             chroma_upserts: Family::default(),
             briefings: Family::default(),
             token_refreshes: Family::default(),
@@ -132,6 +139,7 @@ impl Metrics {
             m.job_oldest_age_seconds.clone(),
         );
         registry.register("jobs_dead", "Outbox jobs that exhausted their attempts, by kind", m.jobs_dead.clone());
+        registry.register("rows_pruned", "Rows deleted by retention (RETENTION_DAYS), by table", m.rows_pruned.clone());
         registry.register("chroma_upserts", "ChromaDB upserts, by outcome", m.chroma_upserts.clone());
         registry.register("briefings", "Briefing sections delivered, by section and status", m.briefings.clone());
         registry.register("token_refreshes", "Google token refreshes, by result", m.token_refreshes.clone());

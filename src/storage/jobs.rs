@@ -139,14 +139,6 @@ pub async fn backlog(executor: impl PgExecutor<'_>) -> Result<Vec<Backlog>, sqlx
         .collect())
 }
 
-/// Deletes finished jobs older than `days` (dead ones are kept).
-pub async fn prune_done(executor: impl PgExecutor<'_>, days: i32) -> Result<u64, sqlx::Error> {
-    sqlx::query!(r#"DELETE FROM jobs WHERE state = 'done' AND finished_at < now() - make_interval(days => $1)"#, days)
-        .execute(executor)
-        .await
-        .map(|r| r.rows_affected())
-}
-
 /// Claims up to `limit` more due jobs of one kind (for handlers that do
 /// their work in batches), leasing each for `lease_secs`.
 pub async fn claim_kind(

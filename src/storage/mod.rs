@@ -16,6 +16,7 @@ pub mod gmail;
 pub mod health;
 pub mod jobs;
 pub mod oauth_states;
+pub mod retention;
 pub mod users;
 
 use std::time::Duration;

@@ -347,3 +347,80 @@ async fn console_runs_on_the_embedded_database_by_default_and_remembers_across_r
     assert!(second.contains("저장된 대화: 2건"), "the first run's exchange and this one: {second}");
     assert_eq!(second.matches("robeing> ").count(), 1, "{second}");
 }
+
+#[tokio::test]
+async fn prune_deletes_only_handled_events_and_finished_jobs_past_retention() {
+    let (db, _) = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    robeing::storage::migrate(&pool).await.unwrap();
+    let exec = |sql: &'static str| {
+        let pool = pool.clone();
+        async move { sqlx::query(sql).execute(&pool).await.unwrap() }
+    };
+    exec("INSERT INTO slack_teams (team_id) VALUES ('T0ROBEING')").await;
+    exec("INSERT INTO slack_users (user_id, team_id) VALUES ('U0KIMJT01', 'T0ROBEING')").await;
+    // Events 40 days old: handled (job done), without a job, with a dead job,
+    // with a queued job; and one handled yesterday.
+    exec(
+        "INSERT INTO slack_events (event_id, team_id, kind, source, payload, received_at)
+         SELECT id, 'T0ROBEING', 'message', 'http', '{}', now() - make_interval(days => age)
+         FROM (VALUES ('Ev0OLDDONE', 40), ('Ev0OLDNOJOB', 40), ('Ev0OLDDEAD', 40), ('Ev0OLDQUEUED', 40), ('Ev0RECENT', 1)) v(id, age)",
+    )
+    .await;
+    exec(
+        "INSERT INTO jobs (kind, dedupe_key, payload, state, attempts, last_error, created_at, finished_at) VALUES
+         ('slack_event', 'event:Ev0OLDDONE', '{}', 'done', 1, NULL, now() - interval '40 days', now() - interval '40 days'),
+         ('slack_event', 'event:Ev0OLDDEAD', '{}', 'dead', 12, 'Slack refused', now() - interval '40 days', now() - interval '40 days'),
+         ('slack_event', 'event:Ev0RECENT', '{}', 'done', 1, NULL, now() - interval '1 day', now() - interval '1 day')",
+    )
+    .await;
+    exec(
+        "INSERT INTO jobs (kind, dedupe_key, payload, created_at) VALUES
+         ('slack_event', 'event:Ev0OLDQUEUED', '{}', now() - interval '40 days')",
+    )
+    .await;
+    // More finished jobs than one batch deletes, and a conversation that
+    // points at a handled event.
+    exec(
+        "INSERT INTO jobs (kind, payload, state, attempts, created_at, finished_at)
+         SELECT 'memory_upsert', '{}', 'done', 1, now() - interval '40 days', now() - interval '31 days'
+         FROM generate_series(1, 12000)",
+    )
+    .await;
+    exec(
+        "INSERT INTO exchanges (user_id, channel_id, user_ts, user_text, event_id)
+         VALUES ('U0KIMJT01', 'D0KIMJT01', '1.0001', '하이', 'Ev0OLDDONE')",
+    )
+    .await;
+    let vars = [("DATABASE_URL", db.as_str()), ("RETENTION_DAYS", "30")];
+
+    let out = run_binary(&["prune"], &vars).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("pruned 2 handled Slack event(s) and 12001 finished job(s) older than 30 day(s)"),
+        "{}",
+        text(&out)
+    );
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT event_id FROM slack_events ORDER BY event_id").fetch_all(&pool).await.unwrap();
+    assert_eq!(events, ["Ev0OLDDEAD", "Ev0OLDQUEUED", "Ev0RECENT"]);
+    let jobs: Vec<(String, String)> =
+        sqlx::query_as("SELECT COALESCE(dedupe_key, kind), state FROM jobs ORDER BY 1").fetch_all(&pool).await.unwrap();
+    let jobs: Vec<(&str, &str)> = jobs.iter().map(|(k, s)| (k.as_str(), s.as_str())).collect();
+    assert_eq!(jobs, [("event:Ev0OLDDEAD", "dead"), ("event:Ev0OLDQUEUED", "queued"), ("event:Ev0RECENT", "done")]);
+    // The conversation is the user's: kept, only its link to the event is gone.
+    let link: Option<Option<String>> = sqlx::query_scalar("SELECT event_id FROM exchanges WHERE user_ts = '1.0001'")
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+    assert_eq!(link, Some(None));
+
+    let again = run_binary(&["prune"], &vars).await;
+    assert!(text(&again).contains("pruned 0 handled Slack event(s) and 0 finished job(s)"), "{}", text(&again));
+    let off = run_binary(&["prune"], &[("DATABASE_URL", db.as_str()), ("RETENTION_DAYS", "0")]).await;
+    assert_eq!(off.status.code(), Some(0));
+    assert!(text(&off).contains("retention is off"), "{}", text(&off));
+    let bad = run_binary(&["prune"], &[("DATABASE_URL", db.as_str()), ("RETENTION_DAYS", "a month")]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("RETENTION_DAYS"), "{}", text(&bad));
+}
