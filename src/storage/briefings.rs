@@ -195,28 +195,62 @@ pub async fn delivery(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<
 /// Reads the [`Delivery`] of each briefing in `ids` that still exists, in
 /// one round trip (the job runner reads a claimed batch's at once).
 pub async fn deliveries(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Delivery>, sqlx::Error> {
-    let rows = sqlx::query!(
+    /// One row of the query below. Runtime-checked (not `query!`): sqlx
+    /// infers the nullability of outer-join columns from the query plan,
+    /// which differs from one database to the next, so the offline data
+    /// would not be stable; the types here say it once.
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Uuid,
+        status: String,
+        local_date: NaiveDate,
+        email_status: Option<String>,
+        email_detail: Option<String>,
+        news_status: Option<String>,
+        news_detail: Option<String>,
+        claimed_at: DateTime<Utc>,
+        user_id: String,
+        team_id: String,
+        real_name: Option<String>,
+        display_name: Option<String>,
+        tz: Option<String>,
+        locale: Option<String>,
+        dm_channel_id: Option<String>,
+        briefing_time: Option<NaiveTime>,
+        briefing_enabled: bool,
+        profile_fetched_at: Option<DateTime<Utc>>,
+        team_inactive_reason: Option<String>,
+        last_mail_delivered_at: Option<DateTime<Utc>>,
+        gmail_state: Option<String>,
+        google_email: Option<String>,
+        connected_at: Option<DateTime<Utc>>,
+        broken_at: Option<DateTime<Utc>>,
+        broken_reason: Option<String>,
+        gmail_updated_at: Option<DateTime<Utc>>,
+        token_key_id: Option<String>,
+        access_token_ciphertext: Option<Vec<u8>>,
+        access_token_expires_at: Option<DateTime<Utc>>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
         r#"SELECT b.id, b.status, b.local_date, b.email_status, b.email_detail, b.news_status, b.news_detail,
                   b.claimed_at,
                   u.user_id, u.team_id, u.real_name, u.display_name, u.tz, u.locale, u.dm_channel_id,
                   u.briefing_time, u.briefing_enabled, u.profile_fetched_at,
                   CASE WHEN t.active IS FALSE THEN COALESCE(t.inactive_reason, 'inactive') END
-                      AS "team_inactive_reason?",
+                      AS team_inactive_reason,
                   (SELECT max(p.delivered_at) FROM briefings p
                    WHERE p.user_id = b.user_id AND p.status = 'delivered' AND p.kind = 'daily'
-                     AND p.email_status = 'ok' AND p.id <> b.id) AS "last_mail_delivered_at?",
-                  g.state AS "gmail_state?", g.google_email AS "google_email?",
-                  g.connected_at AS "connected_at?", g.broken_at AS "broken_at?",
-                  g.broken_reason AS "broken_reason?", g.updated_at AS "gmail_updated_at?",
-                  g.token_key_id AS "token_key_id?", g.access_token_ciphertext AS "access_token_ciphertext?",
-                  g.access_token_expires_at AS "access_token_expires_at?"
+                     AND p.email_status = 'ok' AND p.id <> b.id) AS last_mail_delivered_at,
+                  g.state AS gmail_state, g.google_email, g.connected_at, g.broken_at, g.broken_reason,
+                  g.updated_at AS gmail_updated_at, g.token_key_id, g.access_token_ciphertext,
+                  g.access_token_expires_at
            FROM briefings b
            JOIN slack_users u ON u.user_id = b.user_id
            LEFT JOIN slack_teams t ON t.team_id = u.team_id
            LEFT JOIN gmail_connections g ON g.user_id = b.user_id
            WHERE b.id = ANY($1)"#,
-        ids
     )
+    .bind(ids)
     .fetch_all(executor)
     .await?;
     Ok(rows

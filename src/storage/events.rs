@@ -125,10 +125,12 @@ pub async fn stored_many(
 ) -> Result<Vec<Stored>, sqlx::Error> {
     sqlx::query_as!(
         Stored,
-        r#"SELECT e.event_id AS "event_id!", e.kind AS "kind!", e.payload AS "payload!", e.team_id,
-                  t.inactive_reason AS "team_inactive_reason?"
+        // A scalar subquery, not a LEFT JOIN: sqlx infers the nullability of
+        // outer-join columns from the plan, which differs between databases.
+        r#"SELECT e.event_id, e.kind, e.payload, e.team_id,
+                  (SELECT t.inactive_reason FROM slack_teams t WHERE t.team_id = e.team_id AND NOT t.active)
+                      AS "team_inactive_reason?"
            FROM slack_events e
-           LEFT JOIN slack_teams t ON t.team_id = e.team_id AND NOT t.active
            WHERE e.event_id = ANY($1)"#,
         event_ids
     )
