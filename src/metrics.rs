@@ -71,6 +71,8 @@ pub struct Metrics {
     pub events_rejected: Family<Reason, Counter>,
     pub replies: Family<Outcome, Counter>,
     pub reply_latency_seconds: Histogram,
+    pub ingest_commit_seconds: Histogram,
+    pub ingest_group_events: Histogram,
     pub exchanges_stored: Counter,
     pub jobs_finished: Family<SourceKind, Counter>,
     pub job_backlog: Family<Kind, Gauge>,
@@ -98,6 +100,11 @@ impl Metrics {
             reply_latency_seconds: Histogram::new([
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
             ]),
+            // 0.25 ms … 1 s: a group commit on a healthy Postgres takes about a millisecond.
+            ingest_commit_seconds: Histogram::new([
+                0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            ingest_group_events: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
             exchanges_stored: Counter::default(),
             jobs_finished: Family::default(),
             job_backlog: Family::default(),
@@ -126,6 +133,12 @@ impl Metrics {
             "From receiving a DM to its reply being posted",
             m.reply_latency_seconds.clone(),
         );
+        registry.register(
+            "ingest_commit_seconds",
+            "How long one group commit of inbound events took (acknowledgements wait for it)",
+            m.ingest_commit_seconds.clone(),
+        );
+        registry.register("ingest_group_events", "Inbound events per group commit", m.ingest_group_events.clone());
         registry.register("exchanges_stored", "Exchanges committed to Postgres", m.exchanges_stored.clone());
         registry.register(
             "jobs_finished",

@@ -98,7 +98,11 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
             }
         }
         let events: Vec<&NewEvent> = group.iter().map(|w| &w.event).collect();
+        let started = std::time::Instant::now();
         let result = commit(&pool, &events).await;
+        let m = crate::metrics::metrics();
+        m.ingest_commit_seconds.observe(started.elapsed().as_secs_f64());
+        m.ingest_group_events.observe(events.len() as f64);
         drop(events);
         match result {
             Ok(new_ids) => {

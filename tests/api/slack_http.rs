@@ -755,5 +755,9 @@ async fn metrics_count_received_deduplicated_and_rejected_events() {
     assert!(value("robeing_events_rejected_total{reason=\"bad_signature\"}") >= 1.0, "{text}");
     assert!(value("robeing_jobs_finished_total{source=\"done\",kind=\"slack_event\"}") >= 1.0, "{text}");
     assert!(value("robeing_slack_api_calls_total{method=\"chat.postMessage\",status=\"ok\"}") >= 1.0, "{text}");
+    // The two deliveries were acknowledged after two group commits, each timed.
+    assert!(value("robeing_ingest_commit_seconds_count") >= 2.0, "{text}");
+    assert!(value("robeing_ingest_commit_seconds_sum") > 0.0, "{text}");
+    assert!(value("robeing_ingest_group_events_sum") >= 2.0, "{text}");
     app.stop().await.unwrap();
 }
