@@ -429,8 +429,8 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Hist
 /// name only makes the greeting plainer.
 async fn known_sender(state: &AppState, message: &DirectMessage, mut user: User) -> User {
     if user.profile_fetched_at.is_none() {
-        match crate::slack::dispatch::ensure_user(state, &message.team_id, &message.user_id).await {
-            Ok(_) => match storage::users::get(&state.db, &user.user_id).await {
+        match crate::slack::dispatch::refresh_profile(state, &message.team_id, &message.user_id).await {
+            Ok(()) => match storage::users::get(&state.db, &user.user_id).await {
                 Ok(Some(fresh)) => user = fresh,
                 Ok(None) => {}
                 Err(e) => {

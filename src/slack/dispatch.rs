@@ -177,22 +177,19 @@ async fn deactivate(state: &AppState, team_id: &str, reason: &str) -> Result<(),
     Ok(())
 }
 
-/// Makes sure the user has a row, fetching `users.info` the first time
-/// robeing meets them. Returns the DM channel already on record, if any.
-pub async fn ensure_user(state: &AppState, team_id: &str, user_id: &str) -> Result<Option<String>, JobError> {
+/// Makes sure the user has a row with a profile, fetching `users.info` the
+/// first time robeing meets them.
+pub async fn ensure_user(state: &AppState, team_id: &str, user_id: &str) -> Result<(), JobError> {
     match storage::users::get(&state.db, user_id).await? {
-        Some(u) if u.profile_fetched_at.is_some() => Ok(u.dm_channel_id),
-        known => {
-            refresh_profile(state, team_id, user_id).await?;
-            Ok(known.and_then(|u| u.dm_channel_id))
-        }
+        Some(u) if u.profile_fetched_at.is_some() => Ok(()),
+        _ => refresh_profile(state, team_id, user_id).await,
     }
 }
 
 /// Fetches `users.info` and stores the profile. A profile Slack refuses to
 /// give (`user_not_found`, a missing scope) still creates the user, with no
 /// names: the conversation must not be lost over a greeting.
-async fn refresh_profile(state: &AppState, team_id: &str, user_id: &str) -> Result<(), JobError> {
+pub async fn refresh_profile(state: &AppState, team_id: &str, user_id: &str) -> Result<(), JobError> {
     let profile = match state.slack.as_ref() {
         Some(slack) => match slack.users_info(user_id).await {
             Ok((_, profile)) => profile,

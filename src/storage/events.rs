@@ -138,7 +138,8 @@ pub async fn stored_many(
     .await
 }
 
-/// A stored event's payload, for the worker that handles it.
+/// A stored event's kind and payload (what a dead reply job reads to
+/// apologise for a DM it never stored).
 pub async fn payload(
     executor: impl sqlx::PgExecutor<'_>,
     event_id: &str,
