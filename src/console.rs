@@ -3,7 +3,7 @@
 //! Each line typed becomes a Slack-shaped DM event from a local console user
 //! ([`USER_ID`] in workspace [`TEAM_ID`], channel [`CHANNEL_ID`]), recorded
 //! through the same [`crate::pipeline::Ingest`] as a Slack event (source
-//! `console`) and answered by the same `slack_event` job, conversation code,
+//! `console`) and answered by the same event handling, conversation code,
 //! storage and memory jobs as a real DM. The one difference is the last
 //! step: the conversation's single write path sees [`AppState::console`]
 //! and, for the console channel only, hands the text to the [`Sink`], which

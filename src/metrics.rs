@@ -145,13 +145,21 @@ impl Metrics {
             "Outbox jobs finished, by kind and outcome (source=outcome)",
             m.jobs_finished.clone(),
         );
-        registry.register("job_backlog", "Outbox jobs queued or running, by kind", m.job_backlog.clone());
+        registry.register(
+            "job_backlog",
+            "Outbox jobs and inbound events (kind slack_event) queued or running, by kind",
+            m.job_backlog.clone(),
+        );
         registry.register(
             "job_oldest_age_seconds",
             "Age of the oldest pending job, by kind",
             m.job_oldest_age_seconds.clone(),
         );
-        registry.register("jobs_dead", "Outbox jobs that exhausted their attempts, by kind", m.jobs_dead.clone());
+        registry.register(
+            "jobs_dead",
+            "Outbox jobs and inbound events (kind slack_event) that exhausted their attempts, by kind",
+            m.jobs_dead.clone(),
+        );
         registry.register("rows_pruned", "Rows deleted by retention (RETENTION_DAYS), by table", m.rows_pruned.clone());
         registry.register("chroma_upserts", "ChromaDB upserts, by outcome", m.chroma_upserts.clone());
         registry.register("briefings", "Briefing sections delivered, by section and status", m.briefings.clone());

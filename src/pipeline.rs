@@ -2,8 +2,9 @@
 //!
 //! HTTP handlers and the Socket Mode listener hand an event to [`Ingest`] and
 //! wait; a single committer task takes whatever has arrived meanwhile, writes
-//! the whole group in one transaction (each new event plus its queued job,
-//! see [`crate::storage::events::record_batch_atomic`]) and answers every waiter.
+//! the whole group in one statement (each new event row, which is also its
+//! queued work, see [`crate::storage::events::record_batch_atomic`]) and
+//! answers every waiter.
 //! Only then does the transport acknowledge to Slack. This group commit is
 //! what lets one Postgres durably take thousands of events per second: while
 //! one group commits, the next one gathers.
@@ -143,6 +144,6 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
 }
 
 async fn commit(pool: &PgPool, events: &[&NewEvent]) -> Result<HashSet<String>, sqlx::Error> {
-    // One atomic statement: the events and their jobs commit together.
+    // One atomic statement: each new event is stored and queued at once.
     record_batch_atomic(pool, events).await
 }

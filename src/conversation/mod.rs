@@ -1,10 +1,11 @@
 //! DM conversation: a human's message in, a reply out, the exchange stored.
 //!
-//! Interface with the transport: the `slack_event` job calls
-//! [`handle_message`] for every [`DirectMessage`], and block actions
-//! `forget_confirm` / `forget_cancel` go to [`handle_forget_action`]. When a
-//! `slack_event` job dies, the job runner calls [`on_reply_job_dead`] so the
-//! user gets an apology instead of silence.
+//! Interface with the transport: the worker handling a stored inbound event
+//! (`slack::dispatch`) calls [`handle_message`] for every [`DirectMessage`],
+//! and block actions `forget_confirm` / `forget_cancel` go to
+//! [`handle_forget_action`]. When an event's handling dies, the job runner
+//! calls [`on_reply_job_dead`] so the user gets an apology instead of
+//! silence.
 //!
 //! # The life of an exchange
 //!
@@ -53,7 +54,6 @@ use crate::{
     storage::{
         self,
         exchanges::{Exchange, FollowUp, History, HistoryWanted, Inserted, NewExchange, sanitize},
-        jobs::Job,
         users::User,
     },
 };
@@ -294,10 +294,14 @@ fn user_tz(state: &AppState, user: &User) -> Tz {
 
 /// Handles one DM: store, compose, reply, record. Idempotent; never replies
 /// twice to one message. A sender robeing has not met yet is fetched
-/// (`users.info`) and stored first. With `job`, the `slack_event` job that
-/// runs it, the statement that records the reply also records that job done
-/// ([`Done::Recorded`]).
-pub async fn handle_message(state: &AppState, message: &DirectMessage, job: Option<i64>) -> Result<Done, JobError> {
+/// (`users.info`) and stored first. With `event_id`, the stored inbound
+/// event whose handling this is, the statement that records the reply also
+/// records that event handled ([`Done::Recorded`]).
+pub async fn handle_message(
+    state: &AppState,
+    message: &DirectMessage,
+    event_id: Option<&str>,
+) -> Result<Done, JobError> {
     let (user, history, exchange, again) = match record(state, message).await? {
         (user, history, Recorded::New(e)) => (user, history, e, false),
         (user, history, Recorded::Again(e)) => (user, history, e, true),
@@ -312,7 +316,7 @@ pub async fn handle_message(state: &AppState, message: &DirectMessage, job: Opti
             });
         }
     };
-    let result = reply_to(state, &user, history, &exchange, again, job).await;
+    let result = reply_to(state, &user, history, &exchange, again, event_id).await;
     if result.is_err()
         && let Err(e) =
             crate::jobs::persist("releasing a reply claim", || storage::exchanges::release(&state.db, exchange.id))
@@ -332,7 +336,7 @@ async fn reply_to(
     history: History,
     exchange: &Exchange,
     again: bool,
-    job: Option<i64>,
+    event_id: Option<&str>,
 ) -> Result<Done, JobError> {
     let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
     let turn = Turn { state, user, exchange, lang };
@@ -345,7 +349,7 @@ async fn reply_to(
         Some(llm) if !intent.is_command() => llm_reply(&turn, llm, history, &mut placeholder).await?,
         _ => builtin_reply(&turn, intent).await?,
     };
-    deliver(&turn, reply, placeholder, job).await
+    deliver(&turn, reply, placeholder, event_id).await
 }
 
 /// What storing a message found.
@@ -453,12 +457,13 @@ async fn known_sender(state: &AppState, message: &DirectMessage, mut user: User)
     user
 }
 
-/// Posts the reply and records it (and `job` done, when given).
+/// Posts the reply and records it (and the event `event_id` handled, when
+/// given).
 async fn deliver(
     turn: &Turn<'_>,
     reply: Reply,
     placeholder: Option<String>,
-    job: Option<i64>,
+    event_id: Option<&str>,
 ) -> Result<Done, JobError> {
     let state = turn.state;
     let ex = turn.exchange;
@@ -483,12 +488,13 @@ async fn deliver(
     }
     let memorize = reply.memorize && state.memory.is_some();
     // One statement (one round trip, one commit) marks it replied, queues
-    // its memory job and ends the job that replied.
+    // its memory job and records the event it answers handled.
     let (key, payload) = memory::upsert_job(ex.id);
     let follow_up = memorize.then_some(FollowUp { kind: memory::UPSERT_JOB, dedupe_key: &key, payload: &payload });
     let reply_text = sanitize(&reply.text);
     let marked =
-        storage::exchanges::mark_replied_and_queue(&state.db, ex.id, &reply_text, &first_ts, follow_up, job).await?;
+        storage::exchanges::mark_replied_and_queue(&state.db, ex.id, &reply_text, &first_ts, follow_up, event_id)
+            .await?;
     if marked {
         let m = crate::metrics::metrics();
         m.replies.get_or_create(&crate::metrics::outcome("replied")).inc();
@@ -498,7 +504,7 @@ async fn deliver(
     if marked && memorize {
         state.wake_workers.notify_one();
     }
-    Ok(if job.is_some() { Done::Recorded } else { Done::ByRunner })
+    Ok(if event_id.is_some() { Done::Recorded } else { Done::ByRunner })
 }
 
 /// Composes the reply with the LLM, posting a placeholder if it is slow.
@@ -870,13 +876,11 @@ async fn dm_channel(state: &AppState, user: &User) -> Result<String, JobError> {
     Ok(slack.open_dm(&user.user_id).await?)
 }
 
-/// Called when a `slack_event` job died: if it was a DM whose exchange is
-/// still waiting, the user gets a short apology (over the placeholder, if
-/// one was posted) and the exchange is marked `failed` with the reason.
-pub async fn on_reply_job_dead(state: &AppState, job: &Job, error: &anyhow::Error) {
-    let Some(event_id) = job.payload.get("event_id").and_then(|v| v.as_str()) else {
-        return;
-    };
+/// Called when handling the inbound event `event_id` died: if it was a DM
+/// whose exchange is still waiting, the user gets a short apology (over the
+/// placeholder, if one was posted) and the exchange is marked `failed` with
+/// the reason.
+pub async fn on_reply_job_dead(state: &AppState, event_id: &str, error: &anyhow::Error) {
     let exchange = match storage::exchanges::by_event(&state.db, event_id).await {
         Ok(Some(e)) => e,
         Ok(None) => return apologise_for_unstored_dm(state, event_id, error).await,

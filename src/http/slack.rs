@@ -12,8 +12,8 @@
 //! 4. A `Content-Encoding` other than `identity`, malformed JSON or form →
 //!    400 naming the problem.
 //!
-//! Then the payload is recorded through [`crate::pipeline::Ingest`] (event
-//! row and its job, one transaction) and only then answered 200; a failed
+//! Then the payload is recorded through [`crate::pipeline::Ingest`] (the
+//! event row, which is also its queued work) and only then answered 200; a failed
 //! commit is a 503 so Slack redelivers. Redeliveries (`X-Slack-Retry-Num`)
 //! dedupe on `event_id`.
 

@@ -6,7 +6,7 @@
 
 pub mod runtime;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use tokio::sync::{Notify, Semaphore};
@@ -34,29 +34,105 @@ pub enum Done {
     Recorded,
 }
 
-/// What the runner read for a whole claimed batch in one query, rather
-/// than each job reading its own: a job's share is handed to its handler.
-// Variants differ in size (a delivery is ~570 bytes), but each value lives
-// in one claim's map and is moved once into its job's task: boxing would
-// only add an allocation per job.
+/// One claimed piece of work: an outbox job, or an inbound Slack event
+/// (events are a queue of their own, `storage::events`, with the same
+/// rules).
+// Variants differ in size (a delivery is ~570 bytes), but each value is
+// moved once into its task: boxing would only add an allocation per job.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Prefetched {
-    /// A `briefing_deliver` job's delivery (`None`: the briefing is gone).
-    Briefing(Option<crate::storage::briefings::Delivery>),
-    /// A `slack_event` job's stored event (`None`: it is not stored).
-    SlackEvent(Option<crate::storage::events::Stored>),
+enum Work {
+    /// With its briefing delivery when it is a `briefing_deliver` job whose
+    /// delivery was read with its batch (`Some(None)`: the briefing is gone).
+    Job(Job, Option<Option<crate::storage::briefings::Delivery>>),
+    Event(crate::storage::events::Claimed),
 }
 
-/// Reads what the claimed jobs' handlers would each read first, one query
-/// per kind that has such a read. A failed read only means each handler
-/// reads its own.
-async fn prefetch(state: &AppState, jobs: &[Job]) -> HashMap<i64, Prefetched> {
-    let (deliveries, events) =
-        tokio::join!(crate::briefing::deliver::prefetch(state, jobs), crate::slack::dispatch::prefetch(state, jobs));
-    let deliveries = deliveries.into_iter().map(|(job, delivery)| (job, Prefetched::Briefing(delivery)));
-    let events = events.into_iter().map(|(job, event)| (job, Prefetched::SlackEvent(event)));
-    deliveries.chain(events).collect()
+impl Work {
+    fn key(&self) -> Key {
+        match self {
+            Work::Job(job, _) => Key::Job(job.id),
+            Work::Event(claimed) => Key::Event(claimed.event.event_id.clone()),
+        }
+    }
+
+    fn kind(&self) -> &str {
+        match self {
+            Work::Job(job, _) => &job.kind,
+            Work::Event(_) => crate::slack::dispatch::JOB_KIND,
+        }
+    }
+
+    /// This attempt's number, and the last one allowed.
+    fn attempts(&self) -> (i32, i32) {
+        match self {
+            Work::Job(job, _) => (job.attempts, job.max_attempts),
+            Work::Event(claimed) => (claimed.attempts, crate::storage::events::MAX_ATTEMPTS),
+        }
+    }
+}
+
+/// Which queue's row a piece of work is: where its outcome is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    Job(i64),
+    Event(String),
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Job(id) => write!(f, "{id}"),
+            Key::Event(id) => f.write_str(id),
+        }
+    }
+}
+
+impl Key {
+    async fn retry_at(&self, db: &sqlx::PgPool, at: chrono::DateTime<Utc>, error: &str) -> Result<(), sqlx::Error> {
+        match self {
+            Key::Job(id) => crate::storage::jobs::retry_at(db, *id, at, error).await,
+            Key::Event(id) => crate::storage::events::retry_at(db, id, at, error).await,
+        }
+    }
+
+    async fn bury(&self, db: &sqlx::PgPool, error: &str) -> Result<(), sqlx::Error> {
+        match self {
+            Key::Job(id) => crate::storage::jobs::bury(db, *id, error).await,
+            Key::Event(id) => crate::storage::events::bury(db, id, error).await,
+        }
+    }
+}
+
+/// Claims up to `free` pieces of work: outbox jobs first, up to half, then
+/// events for the rest. Under a flood of events the outbox (memory
+/// upserts, briefing deliveries) still gets its share; when it is empty,
+/// events take every free worker. A queue that cannot be read is logged
+/// and skipped this round.
+async fn claim(state: &AppState, free: usize) -> Vec<Work> {
+    let lease = LEASE.as_secs_f64();
+    let jobs = match crate::storage::jobs::claim(&state.db, free.div_ceil(2) as i64, lease).await {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not claim jobs; will retry");
+            Vec::new()
+        }
+    };
+    let events = match crate::storage::events::claim(&state.db, (free - jobs.len()) as i64, lease).await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not claim inbound events; will retry");
+            Vec::new()
+        }
+    };
+    // What the delivery jobs' handlers would each read first, one query for
+    // the batch. A failed read only means each handler reads its own.
+    let mut deliveries = crate::briefing::deliver::prefetch(state, &jobs).await;
+    let jobs = jobs.into_iter().map(|job| {
+        let delivery = deliveries.remove(&job.id);
+        Work::Job(job, delivery)
+    });
+    jobs.chain(events.into_iter().map(Work::Event)).collect()
 }
 
 /// How a handler failed.
@@ -149,16 +225,16 @@ pub const FINISHED_GROUP: usize = 1_000;
 /// carry an error each; they stay single statements.
 #[derive(Default)]
 struct Finished {
-    waiting: std::sync::Mutex<Vec<(i64, Told)>>,
+    waiting: std::sync::Mutex<Vec<(Key, Told)>>,
     /// Held by the worker writing a group; FIFO, so every waiter gets a turn.
     writer: tokio::sync::Mutex<()>,
 }
 
 impl Finished {
-    /// Records the job done, together with whatever else finished meanwhile.
-    async fn record(&self, db: &sqlx::PgPool, id: i64) -> Result<(), String> {
+    /// Records the work done, together with whatever else finished meanwhile.
+    async fn record(&self, db: &sqlx::PgPool, key: Key) -> Result<(), String> {
         let (tx, mut rx) = tokio::sync::oneshot::channel();
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push((id, tx));
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).push((key, tx));
         let _writer = self.writer.lock().await;
         loop {
             match rx.try_recv() {
@@ -173,10 +249,24 @@ impl Finished {
                         let n = waiting.len().min(FINISHED_GROUP);
                         waiting.drain(..n).collect()
                     };
-                    let ids: Vec<i64> = group.iter().map(|(id, _)| *id).collect();
-                    let outcome = persist("recording finished jobs", || crate::storage::jobs::complete_many(db, &ids))
-                        .await
-                        .map_err(|e| e.to_string());
+                    let (mut jobs, mut events) = (Vec::new(), Vec::new());
+                    for (key, _) in &group {
+                        match key {
+                            Key::Job(id) => jobs.push(*id),
+                            Key::Event(id) => events.push(id.clone()),
+                        }
+                    }
+                    let outcome = persist("recording finished work", || async {
+                        if !jobs.is_empty() {
+                            crate::storage::jobs::complete_many(db, &jobs).await?;
+                        }
+                        if !events.is_empty() {
+                            crate::storage::events::complete_many(db, &events).await?;
+                        }
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| e.to_string());
                     for (_, done) in group {
                         let _ = done.send(outcome.clone());
                     }
@@ -202,13 +292,7 @@ pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: Cancellation
             }
             continue;
         }
-        let claimed = match crate::storage::jobs::claim(&state.db, free as i64, LEASE.as_secs_f64()).await {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not claim jobs; will retry");
-                Vec::new()
-            }
-        };
+        let claimed = claim(&state, free).await;
         if claimed.is_empty() {
             tokio::select! {
                 _ = wake.notified() => {}
@@ -217,13 +301,11 @@ pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: Cancellation
             }
             continue;
         }
-        let mut prefetched = prefetch(&state, &claimed).await;
-        for job in claimed {
+        for work in claimed {
             let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
             let (state, finished) = (state.clone(), finished.clone());
-            let prefetched = prefetched.remove(&job.id);
             tokio::spawn(async move {
-                run_one(&state, &finished, job, prefetched).await;
+                run_one(&state, &finished, work).await;
                 drop(permit);
             });
         }
@@ -232,47 +314,51 @@ pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: Cancellation
     let _all = permits.acquire_many(CONCURRENCY as u32).await;
 }
 
-async fn run_one(state: &AppState, finished: &Finished, job: Job, prefetched: Option<Prefetched>) {
-    let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempts);
-    let _enter = span.enter();
-    drop(_enter);
+async fn run_one(state: &AppState, finished: &Finished, mut work: Work) {
+    let key = work.key();
+    let kind = work.kind().to_owned();
+    let (attempts, max_attempts) = work.attempts();
+    let span = tracing::info_span!("job", id = %key, kind = %kind, attempt = attempts);
     let result = {
         use tracing::Instrument as _;
-        dispatch(state, &job, prefetched).instrument(span.clone()).await
+        match &mut work {
+            Work::Job(job, delivery) => dispatch(state, job, delivery.take()).instrument(span.clone()).await,
+            Work::Event(claimed) => {
+                Box::pin(crate::slack::dispatch::run(state, &claimed.event)).instrument(span.clone()).await
+            }
+        }
     };
-    let label = |outcome: &str| crate::metrics::sk(outcome, &job.kind);
+    let label = |outcome: &str| crate::metrics::sk(outcome, &kind);
     let m = crate::metrics::metrics();
     let db = &state.db;
     let outcome = match result {
         Ok(done) => {
             m.jobs_finished.get_or_create(&label("done")).inc();
             match done {
-                Done::ByRunner => finished.record(db, job.id).await,
+                Done::ByRunner => finished.record(db, key).await,
                 Done::Recorded => Ok(()),
             }
         }
-        Err(JobError::Retry { after, error }) if job.attempts < job.max_attempts => {
+        Err(JobError::Retry { after, error }) if attempts < max_attempts => {
             m.jobs_finished.get_or_create(&label("retry")).inc();
-            let wait = after.unwrap_or_else(|| backoff(job.attempts));
+            let wait = after.unwrap_or_else(|| backoff(attempts));
             tracing::warn!(parent: &span, error = format!("{error:#}"), retry_in_secs = wait.as_secs_f64(), "job failed; will retry");
             let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
             let error = format!("{error:#}");
-            persist("recording a job's retry", || crate::storage::jobs::retry_at(db, job.id, at, &error))
-                .await
-                .map_err(|e| e.to_string())
+            persist("recording a job's retry", || key.retry_at(db, at, &error)).await.map_err(|e| e.to_string())
         }
         Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
             tracing::error!(parent: &span, error = format!("{error:#}"), "job failed for the last time; it is now dead");
             m.jobs_finished.get_or_create(&label("dead")).inc();
-            on_dead(state, &job, &error).await;
+            if let Work::Event(claimed) = &work {
+                on_event_dead(state, &claimed.event, &error).await;
+            }
             let error = format!("{error:#}");
-            persist("recording a dead job", || crate::storage::jobs::bury(db, job.id, &error))
-                .await
-                .map_err(|e| e.to_string())
+            persist("recording a dead job", || key.bury(db, &error)).await.map_err(|e| e.to_string())
         }
     };
     if let Err(e) = outcome {
-        // The lease will expire and the job will run again: handlers are idempotent.
+        // The lease will expire and the work will run again: handlers are idempotent.
         tracing::error!(parent: &span, error = %e, "could not record a job's outcome; it will run again");
     }
 }
@@ -281,21 +367,14 @@ async fn run_one(state: &AppState, finished: &Finished, job: Job, prefetched: Op
 /// state machines, and a boxed one is moved as a pointer, not copied
 /// through every poll wrapper above it (the briefing profile showed those
 /// copies as 4 % of its CPU).
-async fn dispatch(state: &AppState, job: &Job, prefetched: Option<Prefetched>) -> Result<Done, JobError> {
+async fn dispatch(
+    state: &AppState,
+    job: &Job,
+    delivery: Option<Option<crate::storage::briefings::Delivery>>,
+) -> Result<Done, JobError> {
     crate::slack::dispatch::stop_if_team_inactive(state, job).await?;
     if job.kind == crate::briefing::deliver::JOB_KIND {
-        let delivery = match prefetched {
-            Some(Prefetched::Briefing(d)) => Some(d),
-            _ => None,
-        };
         return Box::pin(crate::briefing::deliver::run_job(state, job, delivery)).await;
-    }
-    if job.kind == crate::slack::dispatch::JOB_KIND {
-        let event = match prefetched {
-            Some(Prefetched::SlackEvent(e)) => Some(e),
-            _ => None,
-        };
-        return Box::pin(crate::slack::dispatch::run(state, job, event)).await;
     }
     match job.kind.as_str() {
         crate::google::RECONNECT_PROMPT_JOB => {
@@ -308,16 +387,14 @@ async fn dispatch(state: &AppState, job: &Job, prefetched: Option<Prefetched>) -
     .map(|()| Done::ByRunner)
 }
 
-/// What happens when a job dies: the user-facing kinds tell the user.
-async fn on_dead(state: &AppState, job: &Job, error: &anyhow::Error) {
-    // An inactive workspace gets nothing, not even an apology: Slack would
-    // refuse it, and its owners removed robeing on purpose.
-    if let Some(team) = &job.team_id
+/// When an event's handling dies, the user is told (a DM gets an apology),
+/// unless its workspace is inactive: Slack would refuse the message, and
+/// its owners removed robeing on purpose.
+async fn on_event_dead(state: &AppState, event: &crate::storage::events::Stored, error: &anyhow::Error) {
+    if let Some(team) = &event.team_id
         && let Ok(Some(_)) = crate::storage::users::inactive_reason(&state.db, team).await
     {
         return;
     }
-    if job.kind == crate::slack::dispatch::JOB_KIND {
-        crate::conversation::on_reply_job_dead(state, job, error).await;
-    }
+    crate::conversation::on_reply_job_dead(state, &event.event_id, error).await;
 }

@@ -1,5 +1,7 @@
-//! The `slack_event` job: a stored inbound payload (from either transport)
-//! is parsed into a [`SlackEvent`] and routed to the module that owns it.
+//! Handling a stored inbound event (kind `slack_event` in the job metrics
+//! and backlog): its payload, from either transport, is parsed into a
+//! [`SlackEvent`] and routed to the module that owns it. The job runner
+//! claims events from their own queue (`storage::events`).
 //!
 //! This module owns what the transport itself does with events: users on
 //! first contact (`users.info`) and on `user_change`, workspace lifecycle
@@ -7,8 +9,6 @@
 //! and the App Home tab. Everything here is idempotent, because a job can
 //! run again after a crash: profile upserts and `views.publish` repeat
 //! harmlessly, and replies are the conversation module's (it records them).
-
-use std::collections::HashMap;
 
 use anyhow::Context as _;
 
@@ -23,7 +23,8 @@ use crate::{
     storage::{self, events::Stored, jobs::Job},
 };
 
-/// The job kind that handles one stored inbound event.
+/// The kind under which inbound events appear in job metrics, the backlog
+/// (`/readyz`) and logs.
 pub const JOB_KIND: &str = "slack_event";
 
 /// Event kinds that must run even for an inactive workspace (they are what
@@ -40,12 +41,12 @@ fn stopped(team_id: &str, reason: &str) -> JobError {
 
 /// Stops any job of a workspace that is inactive (uninstalled, tokens
 /// revoked): it is buried with a `last_error` that says so. A job queued
-/// without a team belongs to the bot token's workspace. `slack_event` jobs
+/// without a team belongs to the bot token's workspace. Inbound events
 /// are checked in [`run`], which lets lifecycle events through; briefing
 /// deliveries check their user's workspace themselves and record the skip
 /// on the briefing.
 pub async fn stop_if_team_inactive(state: &AppState, job: &Job) -> Result<(), JobError> {
-    if job.kind == JOB_KIND || job.kind == crate::briefing::deliver::JOB_KIND {
+    if job.kind == crate::briefing::deliver::JOB_KIND {
         return Ok(());
     }
     let team = match &job.team_id {
@@ -60,50 +61,10 @@ pub async fn stop_if_team_inactive(state: &AppState, job: &Job) -> Result<(), Jo
     Ok(())
 }
 
-fn event_id_of(job: &Job) -> Result<&str, JobError> {
-    job.payload
-        .get("event_id")
-        .and_then(|e| e.as_str())
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("slack_event job without `event_id`")))
-}
-
-/// Reads the stored event of every `slack_event` job among `jobs`, with its
-/// workspace's state, in one query (`None`: the event is not stored). Empty
-/// when there is none, or when the read failed (logged; each job then
-/// reads its own).
-pub async fn prefetch(state: &AppState, jobs: &[Job]) -> HashMap<i64, Option<Stored>> {
-    let wanted: Vec<(i64, String)> = jobs
-        .iter()
-        .filter(|j| j.kind == JOB_KIND)
-        .filter_map(|j| Some((j.id, event_id_of(j).ok()?.to_owned())))
-        .collect();
-    if wanted.is_empty() {
-        return HashMap::new();
-    }
-    let ids: Vec<String> = wanted.iter().map(|(_, id)| id.clone()).collect();
-    match storage::events::stored_many(&state.db, &ids).await {
-        Ok(found) => {
-            let mut found: HashMap<String, Stored> = found.into_iter().map(|e| (e.event_id.clone(), e)).collect();
-            wanted.into_iter().map(|(job, id)| (job, found.remove(&id))).collect()
-        }
-        Err(e) => {
-            tracing::warn!(events = ids.len(), error = %e, "could not read the claimed events; each reads its own");
-            HashMap::new()
-        }
-    }
-}
-
-/// Runs one `slack_event` job. `prefetched` is its stored event when the
-/// runner read it with its batch's ([`prefetch`]; `Some(None)`: not stored).
-pub async fn run(state: &AppState, job: &Job, prefetched: Option<Option<Stored>>) -> Result<Done, JobError> {
-    let event_id = event_id_of(job)?;
-    let stored = match prefetched {
-        Some(stored) => stored,
-        None => storage::events::stored_many(&state.db, &[event_id.to_owned()]).await?.pop(),
-    };
-    let Some(stored) = stored else {
-        return Err(JobError::Permanent(anyhow::anyhow!("event {event_id} is not stored")));
-    };
+/// Handles one claimed inbound event (`storage::events::claim` read it,
+/// with its workspace's state).
+pub async fn run(state: &AppState, stored: &Stored) -> Result<Done, JobError> {
+    let event_id = stored.event_id.as_str();
     let kind = stored.kind.as_str();
     let identity = state.slack.as_ref().and_then(|s| s.identity());
     let me = Me { user_id: identity.map(|i| i.user_id.as_str()), bot_id: identity.and_then(|i| i.bot_id.as_deref()) };
@@ -126,9 +87,7 @@ pub async fn run(state: &AppState, job: &Job, prefetched: Option<Option<Stored>>
     // The event's own span inside the job's: one grep for the event id
     // follows it from the ack (pipeline) through its handling.
     use tracing::Instrument as _;
-    route(state, job.id, event)
-        .instrument(tracing::info_span!("slack_event", event_id, kind = %kind, job = %job.id))
-        .await
+    route(state, event_id, event).instrument(tracing::info_span!("slack_event", event_id, kind = %kind)).await
 }
 
 fn team_of(event: &SlackEvent) -> Option<&str> {
@@ -144,11 +103,14 @@ fn team_of(event: &SlackEvent) -> Option<&str> {
     }
 }
 
-/// Runs the event's handler. A DM's reply records the job done with the
-/// exchange ([`Done::Recorded`]); everything else leaves that to the runner.
-async fn route(state: &AppState, job_id: i64, event: SlackEvent) -> Result<Done, JobError> {
+/// Runs the event's handler. A DM's reply records the event handled with
+/// the exchange ([`Done::Recorded`]); everything else leaves that to the
+/// runner.
+async fn route(state: &AppState, event_id: &str, event: SlackEvent) -> Result<Done, JobError> {
     let handled = match event {
-        SlackEvent::DirectMessage(msg) => return crate::conversation::handle_message(state, &msg, Some(job_id)).await,
+        SlackEvent::DirectMessage(msg) => {
+            return crate::conversation::handle_message(state, &msg, Some(event_id)).await;
+        }
         SlackEvent::AppHomeOpened { team_id, user_id } => {
             ensure_user(state, &team_id, &user_id).await?;
             publish_home(state, &user_id).await

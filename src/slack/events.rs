@@ -1,6 +1,6 @@
 //! Our one internal event type. The HTTP routes and the Socket Mode listener
 //! both record raw Slack payloads through [`crate::pipeline`]; the
-//! `slack_event` job turns a stored payload into a [`SlackEvent`] and hands
+//! worker handling a stored event turns its payload into a [`SlackEvent`] and hands
 //! it to the module that owns it.
 
 /// Everything robeing reacts to.

@@ -1,6 +1,6 @@
 //! Everything Slack: the Web API client ([`client`]), the Socket Mode
 //! connection ([`socket_mode`]), the token's scopes ([`scopes`]), our `SlackEvent` enum and its parsing
-//! ([`events`]), and the `slack_event` job that routes each stored event
+//! ([`events`]), and the handling that routes each stored event
 //! ([`dispatch`]). The HTTP routes are in [`crate::http::slack`].
 
 pub mod client;

@@ -318,17 +318,18 @@ pub struct FollowUp<'a> {
 
 /// Marks the exchange replied (its reply text and Slack ts, claim released)
 /// and, only if it marked it, queues `follow_up` (a `jobs` row, skipped
-/// when its dedupe key exists); with `job_id`, also records the job that
-/// replied as done — in one statement: one round trip and one commit
+/// when its dedupe key exists); with `event_id`, also records the inbound
+/// event it answers as handled — in one statement: one round trip and one commit
 /// instead of a transaction of several. Returns false if the exchange was
-/// not waiting for a reply (then nothing is queued; the job is still done).
+/// not waiting for a reply (then nothing is queued; the event is still
+/// recorded handled).
 pub async fn mark_replied_and_queue(
     executor: impl PgExecutor<'_>,
     id: Uuid,
     reply_text: &str,
     reply_ts: &str,
     follow_up: Option<FollowUp<'_>>,
-    job_id: Option<i64>,
+    event_id: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let (kind, key, payload) = match follow_up {
         Some(j) => (Some(j.kind), Some(j.dedupe_key), Some(j.payload)),
@@ -345,10 +346,9 @@ pub async fn mark_replied_and_queue(
                SELECT $4::text, $5::text, $6::jsonb FROM replied WHERE $4::text IS NOT NULL
                ON CONFLICT (dedupe_key) DO NOTHING
                RETURNING id
-           ), job AS (
-               UPDATE jobs SET state = 'done', locked_until = NULL, finished_at = now(), updated_at = now(),
-                      last_error = NULL
-               WHERE id = $7
+           ), handled AS (
+               UPDATE slack_events SET state = 'done', locked_until = NULL, finished_at = now(), last_error = NULL
+               WHERE event_id = $7
            )
            SELECT EXISTS (SELECT 1 FROM replied) AS "marked!""#,
         id,
@@ -357,7 +357,7 @@ pub async fn mark_replied_and_queue(
         kind,
         key,
         payload,
-        job_id
+        event_id
     )
     .fetch_one(executor)
     .await

@@ -121,7 +121,8 @@ pub struct Backlog {
     pub dead: i64,
 }
 
-/// Pending (queued or running) and dead jobs per kind.
+/// Pending (queued or running) and dead jobs per kind. Inbound events, a
+/// queue of their own (`storage::events`), are the kind `slack_event`.
 pub async fn backlog(executor: impl PgExecutor<'_>) -> Result<Vec<Backlog>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"SELECT kind AS "kind!",
@@ -129,7 +130,15 @@ pub async fn backlog(executor: impl PgExecutor<'_>) -> Result<Vec<Backlog>, sqlx
                   COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE state IN ('queued', 'running')))::float8, 0) AS "oldest!",
                   count(*) FILTER (WHERE state = 'dead') AS "dead!"
            FROM jobs WHERE state IN ('queued', 'running', 'dead')
-           GROUP BY kind ORDER BY kind"#
+           GROUP BY kind
+           UNION ALL
+           SELECT 'slack_event',
+                  count(*) FILTER (WHERE state IN ('queued', 'running')),
+                  COALESCE(EXTRACT(EPOCH FROM now() - min(received_at) FILTER (WHERE state IN ('queued', 'running')))::float8, 0),
+                  count(*) FILTER (WHERE state = 'dead')
+           FROM slack_events WHERE state <> 'done'
+           HAVING count(*) > 0
+           ORDER BY 1"#
     )
     .fetch_all(executor)
     .await?;

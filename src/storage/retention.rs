@@ -1,24 +1,21 @@
 //! Retention: deleting what robeing no longer needs, in bounded batches so
 //! that no statement holds locks for long (see [`crate::housekeeping`]).
 //!
-//! Only bookkeeping is pruned: inbound events whose work is finished, and
-//! finished jobs. Dead jobs stay until an operator looks at them, events
-//! whose job is dead or still pending stay with them, and conversations
+//! Only bookkeeping is pruned: inbound events that were handled, and
+//! finished jobs. Dead jobs and dead events stay until an operator looks at
+//! them, pending ones stay until they are handled, and conversations
 //! (`exchanges`) are the user's, deleted only by "forget me".
 
 use sqlx::PgExecutor;
 
-/// Deletes up to `limit` inbound events received more than `days` ago
-/// whose `slack_event` job is done (or that never had one: redeliveries of
-/// an event are not stored twice). Returns how many were deleted.
+/// Deletes up to `limit` inbound events received more than `days` ago that
+/// were handled (`done`). Returns how many were deleted.
 pub async fn prune_events(executor: impl PgExecutor<'_>, days: i32, limit: i64) -> Result<u64, sqlx::Error> {
     sqlx::query!(
         r#"DELETE FROM slack_events WHERE event_id IN (
-               SELECT e.event_id FROM slack_events e
-               WHERE e.received_at < now() - make_interval(days => $1)
-                 AND NOT EXISTS (
-                     SELECT 1 FROM jobs j WHERE j.dedupe_key = 'event:' || e.event_id AND j.state <> 'done')
-               ORDER BY e.received_at
+               SELECT event_id FROM slack_events
+               WHERE received_at < now() - make_interval(days => $1) AND state = 'done'
+               ORDER BY received_at
                LIMIT $2)"#,
         days,
         limit

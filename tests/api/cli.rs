@@ -206,9 +206,13 @@ async fn console_answers_like_a_dm_prints_the_briefing_and_stores_the_exchanges(
     assert_eq!((locale.as_deref(), tz.as_deref(), enabled), (Some("en-US"), Some("Asia/Seoul"), false));
     let briefings: i64 = sqlx::query_scalar("SELECT count(*) FROM briefings").fetch_one(&pool).await.unwrap();
     assert_eq!(briefings, 0, "/brief in the console is a dry run");
-    let unfinished: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state <> 'done'").fetch_one(&pool).await.unwrap();
-    assert_eq!(unfinished, 0, "every job the console queued ran");
+    let unfinished: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM jobs WHERE state <> 'done') + (SELECT count(*) FROM slack_events WHERE state <> 'done')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(unfinished, 0, "every message and job the console queued was handled");
 }
 
 #[tokio::test]
@@ -359,24 +363,27 @@ async fn prune_deletes_only_handled_events_and_finished_jobs_past_retention() {
     };
     exec("INSERT INTO slack_teams (team_id) VALUES ('T0ROBEING')").await;
     exec("INSERT INTO slack_users (user_id, team_id) VALUES ('U0KIMJT01', 'T0ROBEING')").await;
-    // Events 40 days old: handled (job done), without a job, with a dead job,
-    // with a queued job; and one handled yesterday.
+    // Events 40 days old: two handled, one dead, one still queued; and one
+    // handled yesterday.
     exec(
-        "INSERT INTO slack_events (event_id, team_id, kind, source, payload, received_at)
-         SELECT id, 'T0ROBEING', 'message', 'http', '{}', now() - make_interval(days => age)
-         FROM (VALUES ('Ev0OLDDONE', 40), ('Ev0OLDNOJOB', 40), ('Ev0OLDDEAD', 40), ('Ev0OLDQUEUED', 40), ('Ev0RECENT', 1)) v(id, age)",
+        "INSERT INTO slack_events (event_id, team_id, kind, source, payload, received_at, state, attempts, last_error, finished_at)
+         SELECT id, 'T0ROBEING', 'message', 'http', '{}', now() - make_interval(days => age), state, attempts, error,
+                CASE WHEN state IN ('done', 'dead') THEN now() - make_interval(days => age) END
+         FROM (VALUES ('Ev0OLDDONE', 40, 'done', 1, NULL), ('Ev0OLDDONE2', 40, 'done', 1, NULL),
+                      ('Ev0OLDDEAD', 40, 'dead', 12, 'Slack refused'), ('Ev0OLDQUEUED', 40, 'queued', 0, NULL),
+                      ('Ev0RECENT', 1, 'done', 1, NULL)) v(id, age, state, attempts, error)",
     )
     .await;
+    // Jobs 40 days old: one dead, one still queued; and one done yesterday.
     exec(
         "INSERT INTO jobs (kind, dedupe_key, payload, state, attempts, last_error, created_at, finished_at) VALUES
-         ('slack_event', 'event:Ev0OLDDONE', '{}', 'done', 1, NULL, now() - interval '40 days', now() - interval '40 days'),
-         ('slack_event', 'event:Ev0OLDDEAD', '{}', 'dead', 12, 'Slack refused', now() - interval '40 days', now() - interval '40 days'),
-         ('slack_event', 'event:Ev0RECENT', '{}', 'done', 1, NULL, now() - interval '1 day', now() - interval '1 day')",
+         ('memory_upsert', 'memory:dead', '{}', 'dead', 12, 'ChromaDB refused', now() - interval '40 days', now() - interval '40 days'),
+         ('memory_upsert', 'memory:recent', '{}', 'done', 1, NULL, now() - interval '1 day', now() - interval '1 day')",
     )
     .await;
     exec(
         "INSERT INTO jobs (kind, dedupe_key, payload, created_at) VALUES
-         ('slack_event', 'event:Ev0OLDQUEUED', '{}', now() - interval '40 days')",
+         ('memory_upsert', 'memory:queued', '{}', now() - interval '40 days')",
     )
     .await;
     // More finished jobs than one batch deletes, and a conversation that
@@ -397,7 +404,7 @@ async fn prune_deletes_only_handled_events_and_finished_jobs_past_retention() {
     let out = run_binary(&["prune"], &vars).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
-        text(&out).contains("pruned 2 handled Slack event(s) and 12001 finished job(s) older than 30 day(s)"),
+        text(&out).contains("pruned 2 handled Slack event(s) and 12000 finished job(s) older than 30 day(s)"),
         "{}",
         text(&out)
     );
@@ -407,7 +414,7 @@ async fn prune_deletes_only_handled_events_and_finished_jobs_past_retention() {
     let jobs: Vec<(String, String)> =
         sqlx::query_as("SELECT COALESCE(dedupe_key, kind), state FROM jobs ORDER BY 1").fetch_all(&pool).await.unwrap();
     let jobs: Vec<(&str, &str)> = jobs.iter().map(|(k, s)| (k.as_str(), s.as_str())).collect();
-    assert_eq!(jobs, [("event:Ev0OLDDEAD", "dead"), ("event:Ev0OLDQUEUED", "queued"), ("event:Ev0RECENT", "done")]);
+    assert_eq!(jobs, [("memory:dead", "dead"), ("memory:queued", "queued"), ("memory:recent", "done")]);
     // The conversation is the user's: kept, only its link to the event is gone.
     let link: Option<Option<String>> = sqlx::query_scalar("SELECT event_id FROM exchanges WHERE user_ts = '1.0001'")
         .fetch_optional(&pool)

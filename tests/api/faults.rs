@@ -218,11 +218,11 @@ async fn run_cron(http: &reqwest::Client, address: &str, secret: &str) -> Value 
 /// that long: they move the expiry to now, which is exactly what waiting
 /// would do, and nothing else.
 async fn expire_leases_of_the_dead(db: &PgPool) -> (u64, u64) {
-    let jobs = sqlx::query("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE state = 'running'")
-        .execute(db)
-        .await
-        .unwrap()
-        .rows_affected();
+    let mut leases = 0;
+    for table in ["jobs", "slack_events"] {
+        let sql = format!("UPDATE {table} SET locked_until = now() - interval '1 second' WHERE state = 'running'");
+        leases += sqlx::query(sqlx::AssertSqlSafe(sql)).execute(db).await.unwrap().rows_affected();
+    }
     let claims = sqlx::query(
         "UPDATE exchanges SET reply_claimed_until = now() - interval '1 second' WHERE status = 'received' AND reply_claimed_until IS NOT NULL",
     )
@@ -230,7 +230,7 @@ async fn expire_leases_of_the_dead(db: &PgPool) -> (u64, u64) {
     .await
     .unwrap()
     .rows_affected();
-    (jobs, claims)
+    (leases, claims)
 }
 
 fn http() -> reqwest::Client {

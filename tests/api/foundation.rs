@@ -147,7 +147,7 @@ async fn an_event_id_is_stored_once() {
     sqlx::query(insert).execute(&pool).await.unwrap();
     let err = sqlx::query(insert).execute(&pool).await.unwrap_err();
     assert_eq!(err.as_database_error().unwrap().code().as_deref(), Some("23505"));
-    // The group-commit path reports the second one as a duplicate and queues one job.
+    // The group-commit path reports the second one as a duplicate and queues it once.
     let ev = robeing::storage::events::NewEvent {
         event_id: "Ev0GROUPED".into(),
         team_id: Some("T0ROBEING".into()),
@@ -156,19 +156,16 @@ async fn an_event_id_is_stored_once() {
         retry_num: None,
         payload: serde_json::json!({}),
     };
-    let mut tx = pool.begin().await.unwrap();
-    let new = robeing::storage::events::record_batch(&mut tx, &[ev.clone(), ev.clone()]).await.unwrap();
-    tx.commit().await.unwrap();
+    let new = robeing::storage::events::record_batch_atomic(&pool, &[&ev, &ev]).await.unwrap();
     assert_eq!(new.len(), 1);
-    let mut tx = pool.begin().await.unwrap();
-    let again = robeing::storage::events::record_batch(&mut tx, &[ev]).await.unwrap();
-    tx.commit().await.unwrap();
+    let again = robeing::storage::events::record_batch_atomic(&pool, &[&ev]).await.unwrap();
     assert!(again.is_empty());
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE dedupe_key = 'event:Ev0GROUPED'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(jobs, 1);
+    let queued: Vec<(String, i32)> =
+        sqlx::query_as("SELECT state, attempts FROM slack_events WHERE event_id = 'Ev0GROUPED'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(queued, [("queued".to_owned(), 0)], "one row, queued for handling once");
 }
 
 #[tokio::test]
@@ -296,8 +293,22 @@ async fn metrics_are_prometheus_text_and_move_with_events() {
     )
     .await
     .unwrap();
+    // So do inbound events, their own queue: one due in an hour, one dead.
+    sqlx::query(
+        "INSERT INTO slack_events (event_id, kind, source, payload, state, attempts, run_at, last_error, finished_at) VALUES
+         ('Ev0LATER', 'message', 'http', '{}', 'queued', 1, now() + interval '1 hour', 'Slack answered 500', NULL),
+         ('Ev0DIED', 'message', 'http', '{}', 'dead', 12, now(), 'channel_not_found', now())",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
     let after = app.get("/metrics").await.text().await.unwrap();
     assert!(after.contains("robeing_job_backlog{kind=\"metrics_probe\"} 1"), "{after}");
+    assert!(after.contains("robeing_job_backlog{kind=\"slack_event\"} 1"), "{after}");
+    assert!(after.contains("robeing_jobs_dead{kind=\"slack_event\"} 1"), "{after}");
+    let ready: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    let outbox = ready["checks"].as_array().unwrap().iter().find(|c| c["name"] == "outbox").unwrap().to_string();
+    assert!(outbox.contains("2 pending") && outbox.contains("1 dead"), "events count in the outbox check: {outbox}");
     app.stop().await.unwrap();
 }
 
@@ -346,4 +357,68 @@ async fn serve_runs_the_workers_at_a_lower_priority_than_the_acknowledgements() 
     assert!(background.iter().all(|n| *n == expected), "background threads at nice {expected}: {threads:?}");
     assert!(acknowledging.iter().all(|n| *n == process_nice), "request threads keep nice {process_nice}: {threads:?}");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn upgrading_moves_each_events_job_onto_the_event_and_reruns_nothing() {
+    // A database as the release before 20261129000000 left it: every event
+    // with a `slack_event` job beside it (or none, once retention pruned it).
+    let (url, _) = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    robeing::storage::MIGRATOR.run_to(20261128230000, &pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO slack_events (event_id, team_id, kind, source, payload, received_at)
+         SELECT id, 'T0ROBEING', 'message', 'http', '{}', now() - interval '1 hour'
+         FROM unnest(ARRAY['Ev0WASDONE', 'Ev0WASQUEUED', 'Ev0WASRUNNING', 'Ev0WASDEAD', 'Ev0JOBPRUNED']) id",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (kind, dedupe_key, payload, state, attempts, run_at, locked_until, last_error, finished_at) VALUES
+         ('slack_event', 'event:Ev0WASDONE', '{\"event_id\": \"Ev0WASDONE\"}', 'done', 1, now(), NULL, NULL, now() - interval '50 minutes'),
+         ('slack_event', 'event:Ev0WASQUEUED', '{\"event_id\": \"Ev0WASQUEUED\"}', 'queued', 2, now() + interval '8 seconds', NULL, 'Slack answered 500', NULL),
+         ('slack_event', 'event:Ev0WASRUNNING', '{\"event_id\": \"Ev0WASRUNNING\"}', 'running', 1, now(), now() + interval '90 seconds', NULL, NULL),
+         ('slack_event', 'event:Ev0WASDEAD', '{\"event_id\": \"Ev0WASDEAD\"}', 'dead', 12, now(), NULL, 'channel_not_found', now()),
+         ('memory_upsert', 'memory:x', '{}', 'queued', 0, now(), NULL, NULL, NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    robeing::storage::migrate(&pool).await.unwrap();
+
+    let events: Vec<(String, String, i32, Option<String>, bool, bool)> = sqlx::query_as(
+        "SELECT event_id, state, attempts, last_error, locked_until IS NOT NULL, finished_at IS NOT NULL
+         FROM slack_events ORDER BY event_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let row = |id: &str, state: &str, attempts: i32, error: Option<&str>, locked: bool, finished: bool| {
+        (id.to_owned(), state.to_owned(), attempts, error.map(str::to_owned), locked, finished)
+    };
+    assert_eq!(
+        events,
+        [
+            row("Ev0JOBPRUNED", "done", 0, None, false, true),
+            row("Ev0WASDEAD", "dead", 12, Some("channel_not_found"), false, true),
+            row("Ev0WASDONE", "done", 1, None, false, true),
+            row("Ev0WASQUEUED", "queued", 2, Some("Slack answered 500"), false, false),
+            row("Ev0WASRUNNING", "running", 1, None, true, false),
+        ],
+        "finished events stay finished (nothing is answered twice), pending ones keep their place"
+    );
+    let jobs: Vec<String> = sqlx::query_scalar("SELECT kind FROM jobs").fetch_all(&pool).await.unwrap();
+    assert_eq!(jobs, ["memory_upsert"], "the event jobs are gone, the others untouched");
+    // New events are queued by default.
+    sqlx::query(
+        "INSERT INTO slack_events (event_id, kind, source, payload) VALUES ('Ev0NEW', 'message', 'http', '{}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let state: String =
+        sqlx::query_scalar("SELECT state FROM slack_events WHERE event_id = 'Ev0NEW'").fetch_one(&pool).await.unwrap();
+    assert_eq!(state, "queued");
 }

@@ -99,14 +99,14 @@ pub async fn job_outcome(db: &sqlx::PgPool, event_id: &str) -> (String, Option<S
 
 /// [`job_outcome`], waiting up to `within`.
 pub async fn job_outcome_within(db: &sqlx::PgPool, event_id: &str, within: Duration) -> (String, Option<String>) {
-    let key = format!("event:{event_id}");
     for _ in 0..within.as_millis() / 50 {
-        let row: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT state, last_error FROM jobs WHERE dedupe_key = $1 AND state IN ('done', 'dead')")
-                .bind(&key)
-                .fetch_optional(db)
-                .await
-                .unwrap();
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT state, last_error FROM slack_events WHERE event_id = $1 AND state IN ('done', 'dead')",
+        )
+        .bind(event_id)
+        .fetch_optional(db)
+        .await
+        .unwrap();
         if let Some(row) = row {
             return row;
         }
@@ -129,7 +129,11 @@ async fn a_signed_event_is_recorded_with_its_job_then_acked() {
         count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'Ev0SIGNED' AND source = 'http' AND kind = 'message' AND team_id = 'T0ROBEING'").await,
         1
     );
-    assert_eq!(count(&app.db, "SELECT count(*) FROM jobs WHERE dedupe_key = 'event:Ev0SIGNED'").await, 1);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'Ev0SIGNED' AND state <> 'dead'").await,
+        1,
+        "stored once, as work to do"
+    );
     app.stop().await.unwrap();
 }
 
@@ -277,7 +281,12 @@ async fn a_redelivered_event_is_stored_once_sequentially_and_concurrently() {
 
     for id in ["Ev0TWICE", "Ev0CONCURRENT"] {
         assert_eq!(count(&app.db, &format!("SELECT count(*) FROM slack_events WHERE event_id = '{id}'")).await, 1);
-        assert_eq!(count(&app.db, &format!("SELECT count(*) FROM jobs WHERE dedupe_key = 'event:{id}'")).await, 1);
+        assert_eq!(
+            count(&app.db, &format!("SELECT count(*) FROM slack_events WHERE event_id = '{id}' AND attempts <= 1"))
+                .await,
+            1,
+            "queued once, however often it was delivered"
+        );
     }
     // The first delivery is the one kept.
     assert_eq!(
@@ -371,14 +380,15 @@ async fn first_contact_fetches_users_info_once_and_stores_the_profile() {
     // The profile was stored before the reply was composed: it greets by name.
     let greeting = app.slack.requests_to("/api/chat.postMessage");
     assert!(greeting[0].json()["text"].as_str().unwrap_or_default().contains("김종태"), "{:?}", greeting[0].json());
-    // The statement that recorded the reply also ended the job: one
-    // transaction, so both carry the same `now()`; and it ran once.
+    // The statement that recorded the reply also recorded the event
+    // handled: one transaction, so both carry the same `now()`; and it was
+    // handled once.
     assert_eq!(
         count(
             &app.db,
-            "SELECT count(*) FROM exchanges x JOIN jobs j ON j.dedupe_key = 'event:' || x.event_id
-             WHERE x.event_id = 'Ev0FIRST' AND x.status = 'replied' AND j.state = 'done'
-               AND j.finished_at = x.replied_at AND j.attempts = 1"
+            "SELECT count(*) FROM exchanges x JOIN slack_events e ON e.event_id = x.event_id
+             WHERE x.event_id = 'Ev0FIRST' AND x.status = 'replied' AND e.state = 'done'
+               AND e.finished_at = x.replied_at AND e.attempts = 1"
         )
         .await,
         1
@@ -568,8 +578,11 @@ async fn postgres_down_at_receipt_is_503_and_the_redelivery_is_stored() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(status, 200);
-    assert_eq!(count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'Ev0OUTAGE'").await, 1);
-    assert_eq!(count(&app.db, "SELECT count(*) FROM jobs WHERE dedupe_key = 'event:Ev0OUTAGE'").await, 1);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM slack_events WHERE event_id = 'Ev0OUTAGE' AND retry_num >= 1").await,
+        1,
+        "the redelivery is what was stored"
+    );
     app.stop().await.unwrap();
     let pg = robeing::storage::embedded::EmbeddedPostgres::start(dir.path()).await.unwrap();
     pg.stop().await.unwrap();
@@ -635,9 +648,15 @@ async fn the_one_statement_group_commit_keeps_first_wins_and_one_job_per_event()
         1
     );
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM jobs WHERE kind = 'slack_event' AND team_id = 'T0ROBEING' AND payload->>'event_id' = substr(dedupe_key, 7)").await,
-        3
+        count(
+            &pool,
+            "SELECT count(*) FROM slack_events WHERE team_id = 'T0ROBEING' AND state = 'queued' AND attempts = 0"
+        )
+        .await,
+        3,
+        "each new event is queued once, as its own work item"
     );
+    assert_eq!(count(&pool, "SELECT count(*) FROM jobs").await, 0, "no job row beside the event");
 }
 
 #[tokio::test]
