@@ -1,6 +1,7 @@
-//! Workers for the durable outbox (`storage::jobs`): claim due jobs, run each
-//! by kind, and record the outcome — done, retry later with backoff, or dead
-//! after its last attempt (never dropped). A worker that crashes mid-job
+//! Workers for the durable outbox (`storage::jobs`) and the inbound events
+//! (`storage::events`, a queue of their own with the same rules): claim due
+//! work, run each by kind, and record the outcome — done, retry later with
+//! backoff, or dead after its last attempt (never dropped). A worker that crashes mid-job
 //! leaves an expired lease, and the job runs again: handlers are written to
 //! be idempotent (they check what was already done before doing it).
 
@@ -118,13 +119,15 @@ async fn claim(state: &AppState, free: usize) -> Vec<Work> {
             Vec::new()
         }
     };
-    let events = match crate::storage::events::claim(&state.db, (free - jobs.len()) as i64, lease).await {
-        Ok(events) => events,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not claim inbound events; will retry");
-            Vec::new()
-        }
-    };
+    let room = free - jobs.len();
+    let events = match room {
+        0 => Ok(Vec::new()),
+        _ => crate::storage::events::claim(&state.db, room as i64, lease).await,
+    }
+    .unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not claim inbound events; will retry");
+        Vec::new()
+    });
     // What the delivery jobs' handlers would each read first, one query for
     // the batch. A failed read only means each handler reads its own.
     let mut deliveries = crate::briefing::deliver::prefetch(state, &jobs).await;
