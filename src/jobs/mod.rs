@@ -106,28 +106,30 @@ impl Key {
 }
 
 /// Claims up to `free` pieces of work: outbox jobs first, up to half, then
-/// events for the rest. Under a flood of events the outbox (memory
-/// upserts, briefing deliveries) still gets its share; when it is empty,
-/// events take every free worker. A queue that cannot be read is logged
-/// and skipped this round.
+/// events for the rest, then more jobs if events left room. Under a flood
+/// of events the outbox (memory upserts, briefing deliveries) still gets
+/// its share, and either queue alone gets every free worker. At most three
+/// statements; a queue that cannot be read is logged and skipped this
+/// round.
 async fn claim(state: &AppState, free: usize) -> Vec<Work> {
-    let lease = LEASE.as_secs_f64();
-    let jobs = match crate::storage::jobs::claim(&state.db, free.div_ceil(2) as i64, lease).await {
-        Ok(jobs) => jobs,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not claim jobs; will retry");
+    fn logged<T>(what: &str, claimed: Result<Vec<T>, sqlx::Error>) -> Vec<T> {
+        claimed.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not claim {what}; will retry");
             Vec::new()
-        }
-    };
+        })
+    }
+    let (db, lease) = (&state.db, LEASE.as_secs_f64());
+    let share = free.div_ceil(2);
+    let mut jobs = logged("jobs", crate::storage::jobs::claim(db, share as i64, lease).await);
     let room = free - jobs.len();
     let events = match room {
-        0 => Ok(Vec::new()),
-        _ => crate::storage::events::claim(&state.db, room as i64, lease).await,
+        0 => Vec::new(),
+        _ => logged("inbound events", crate::storage::events::claim(db, room as i64, lease).await),
+    };
+    let left = room - events.len();
+    if left > 0 && jobs.len() == share {
+        jobs.extend(logged("jobs", crate::storage::jobs::claim(db, left as i64, lease).await));
     }
-    .unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "could not claim inbound events; will retry");
-        Vec::new()
-    });
     // What the delivery jobs' handlers would each read first, one query for
     // the batch. A failed read only means each handler reads its own.
     let mut deliveries = crate::briefing::deliver::prefetch(state, &jobs).await;
