@@ -1,6 +1,6 @@
 //! The HTTP transport: `POST /slack/events`, `/slack/commands`,
 //! `/slack/interactions` — signatures, limits, malformed input, dedupe,
-//! durable ack, and what the `slack_event` job does with each event.
+//! durable ack, and what handling does with each stored event.
 
 use std::time::Duration;
 
@@ -778,5 +778,62 @@ async fn metrics_count_received_deduplicated_and_rejected_events() {
     assert!(value("robeing_ingest_commit_seconds_count") >= 2.0, "{text}");
     assert!(value("robeing_ingest_commit_seconds_sum") > 0.0, "{text}");
     assert!(value("robeing_ingest_group_events_sum") >= 2.0, "{text}");
+    app.stop().await.unwrap();
+}
+
+/// Inbound events and outbox jobs are two queues: a flood of events must not
+/// hold back the outbox (memory writes, briefing deliveries). 200 events,
+/// each of whose handling waits 300 ms on Slack, are queued before one
+/// outbox job; the job runs while most events still wait, not after them.
+#[tokio::test]
+async fn a_flood_of_events_leaves_the_outbox_its_share_of_workers() {
+    const EVENTS: usize = 200;
+    let app = spawn_app().await;
+    let slow = Scripted::json(200, json!({"ok": true})).delayed(Duration::from_millis(300));
+    app.slack.script("/api/views.publish", (0..EVENTS).map(|_| slow.clone()));
+    let events: Vec<robeing::storage::events::NewEvent> = (0..EVENTS)
+        .map(|i| {
+            let id = format!("Ev0FLOOD{i:04}");
+            robeing::storage::events::NewEvent {
+                payload: callback(
+                    &id,
+                    json!({"type": "app_home_opened", "user": USER, "channel": DM_CHANNEL, "tab": "home", "event_ts": "1.1"}),
+                ),
+                event_id: id,
+                team_id: Some(TEAM_ID.into()),
+                kind: "app_home_opened".into(),
+                source: "http",
+                retry_num: None,
+            }
+        })
+        .collect();
+    let stored =
+        robeing::storage::events::record_batch_atomic(&app.db, &events.iter().collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(stored.len(), EVENTS);
+    // Queued after every event: a kind without a handler, which dies at once.
+    robeing::storage::jobs::enqueue(&app.db, "fairness_probe", None, &json!({}), None).await.unwrap();
+    app.state.wake_workers.notify_one();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (handled_before_job, handled): (i64, i64) = loop {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM slack_events WHERE state = 'done' AND finished_at <= j.finished_at),
+                    (SELECT count(*) FROM slack_events WHERE state = 'done')
+             FROM jobs j WHERE j.kind = 'fairness_probe' AND j.state = 'dead'",
+        )
+        .fetch_optional(&app.db)
+        .await
+        .unwrap();
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the outbox job never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // At most one round of workers' worth of events may finish first.
+    assert!(
+        handled_before_job <= robeing::jobs::CONCURRENCY as i64,
+        "the job waited behind the events: {handled_before_job} of {EVENTS} were handled first ({handled} by now)"
+    );
     app.stop().await.unwrap();
 }
