@@ -3,7 +3,7 @@
 //! HTTP handlers and the Socket Mode listener hand an event to [`Ingest`] and
 //! wait; a single committer task takes whatever has arrived meanwhile, writes
 //! the whole group in one statement (each new event row, which is also its
-//! queued work, see [`crate::storage::events::record_batch_atomic`]) and
+//! queued work, see [`crate::storage::events::record_batch`]) and
 //! answers every waiter.
 //! Only then does the transport acknowledge to Slack. This group commit is
 //! what lets one Postgres durably take thousands of events per second: while
@@ -23,7 +23,7 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::storage::events::{NewEvent, record_batch_atomic};
+use crate::storage::events::{NewEvent, record_batch};
 
 /// The most events one commit takes. Large enough to amortise the commit,
 /// small enough that one statement stays well under a millisecond of work.
@@ -104,7 +104,8 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
         }
         let events: Vec<&NewEvent> = group.iter().map(|w| &w.event).collect();
         let started = std::time::Instant::now();
-        let result = commit(&pool, &events).await;
+        // One atomic statement: each new event is stored and queued at once.
+        let result = record_batch(&pool, &events).await;
         let m = crate::metrics::metrics();
         m.ingest_commit_seconds.observe(started.elapsed().as_secs_f64());
         m.ingest_group_events.observe(events.len() as f64);
@@ -141,9 +142,4 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
             }
         }
     }
-}
-
-async fn commit(pool: &PgPool, events: &[&NewEvent]) -> Result<HashSet<String>, sqlx::Error> {
-    // One atomic statement: each new event is stored and queued at once.
-    record_batch_atomic(pool, events).await
 }

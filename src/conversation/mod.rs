@@ -4,7 +4,7 @@
 //! (`slack::dispatch`) calls [`handle_message`] for every [`DirectMessage`],
 //! and block actions `forget_confirm` / `forget_cancel` go to
 //! [`handle_forget_action`]. When an event's handling dies, the job runner
-//! calls [`on_reply_job_dead`] so the user gets an apology instead of
+//! calls [`on_event_dead`] so the user gets an apology instead of
 //! silence.
 //!
 //! # The life of an exchange
@@ -26,7 +26,7 @@
 //!    ping `<!channel>`), then one statement marks the exchange `replied`
 //!    and queues its `memory_upsert` job (when ChromaDB is configured).
 //! 4. Any failure returns [`JobError::Retry`]; the outbox retries with
-//!    backoff. When the job dies, [`on_reply_job_dead`] posts the apology
+//!    backoff. When the job dies, [`on_event_dead`] posts the apology
 //!    (over the placeholder, if any) and marks the exchange `failed` with why.
 //!
 //! Every user-facing sentence lives in [`crate::i18n`] (its `chat` part).
@@ -880,7 +880,7 @@ async fn dm_channel(state: &AppState, user: &User) -> Result<String, JobError> {
 /// whose exchange is still waiting, the user gets a short apology (over the
 /// placeholder, if one was posted) and the exchange is marked `failed` with
 /// the reason.
-pub async fn on_reply_job_dead(state: &AppState, event_id: &str, error: &anyhow::Error) {
+pub async fn on_event_dead(state: &AppState, event_id: &str, error: &anyhow::Error) {
     let exchange = match storage::exchanges::by_event(&state.db, event_id).await {
         Ok(Some(e)) => e,
         Ok(None) => return apologise_for_unstored_dm(state, event_id, error).await,

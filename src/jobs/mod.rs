@@ -401,5 +401,5 @@ async fn on_event_dead(state: &AppState, event: &crate::storage::events::Stored,
     {
         return;
     }
-    crate::conversation::on_reply_job_dead(state, &event.event_id, error).await;
+    crate::conversation::on_event_dead(state, &event.event_id, error).await;
 }

@@ -1,6 +1,6 @@
 //! Inbound Slack events: the `slack_events` table, keyed by Slack's `event_id`.
 //!
-//! [`record_batch_atomic`] is the group commit behind every acknowledgement:
+//! [`record_batch`] is the group commit behind every acknowledgement:
 //! the events that arrived together are inserted with one statement, and the
 //! caller learns which were new and which were redeliveries.
 //!
@@ -30,7 +30,7 @@ pub struct NewEvent {
 /// `BEGIN`, insert, `COMMIT`). Each new row is also its own queued work
 /// item (`state = 'queued'`), so there is nothing else to write. Returns
 /// the ids that were new.
-pub async fn record_batch_atomic(
+pub async fn record_batch(
     executor: impl sqlx::PgExecutor<'_>,
     events: &[&NewEvent],
 ) -> Result<HashSet<String>, sqlx::Error> {

@@ -924,7 +924,7 @@ async fn bench_conversation() {
 /// The conversation through the outbox, as in production (docs/benchmarks.md,
 /// "Conversation", "through the outbox"): DM events are committed with their
 /// `slack_event` jobs exactly as the transport's ingest commits them (group
-/// commit, `storage::events::record_batch_atomic`), and the running
+/// commit, `storage::events::record_batch`), and the running
 /// application's job workers do the rest — claim, read the event, store the
 /// exchange with its history, ask the (fake) LLM, post to the (fake) Slack,
 /// mark it replied (with its `memory_upsert` job), record the job done, and
@@ -941,7 +941,7 @@ async fn bench_conversation() {
 async fn bench_outbox_conversation() {
     use std::time::Instant;
 
-    use robeing::storage::events::{NewEvent, record_batch_atomic};
+    use robeing::storage::events::{NewEvent, record_batch};
 
     const USERS: usize = 50;
     const EVENTS: usize = 3_000;
@@ -1028,7 +1028,7 @@ async fn bench_outbox_conversation() {
                     let due = ((started.elapsed().as_secs_f64() * rate) as usize).clamp(sent, batch.len());
                     if due > sent {
                         let group: Vec<&NewEvent> = batch[sent..due].iter().collect();
-                        record_batch_atomic(&app.db, &group).await.unwrap();
+                        record_batch(&app.db, &group).await.unwrap();
                         app.state.wake_workers.notify_one();
                         sent = due;
                     }
@@ -1037,7 +1037,7 @@ async fn bench_outbox_conversation() {
             } else {
                 for chunk in batch.chunks(500) {
                     let group: Vec<&NewEvent> = chunk.iter().collect();
-                    record_batch_atomic(&app.db, &group).await.unwrap();
+                    record_batch(&app.db, &group).await.unwrap();
                     app.state.wake_workers.notify_one();
                 }
             }
@@ -1156,8 +1156,7 @@ async fn a_dm_whose_job_dies_before_it_is_stored_still_gets_an_apology() {
     assert_eq!(stored, 0, "nothing is stored for a sender without a user row");
     // The job runner's dead-job hook (the runner path itself is exercised by
     // the LLM-timeout test; here the hook is called as the runner calls it).
-    conversation::on_reply_job_dead(&app.state, &m.event_id, &anyhow::anyhow!("user U0GHOST01 is not stored yet"))
-        .await;
+    conversation::on_event_dead(&app.state, &m.event_id, &anyhow::anyhow!("user U0GHOST01 is not stored yet")).await;
     let posts = app.slack.wait_for("/api/chat.postMessage", 1, Duration::from_secs(20)).await;
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0].param("channel").as_deref(), Some("D0GHOST01"));

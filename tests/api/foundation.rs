@@ -156,9 +156,9 @@ async fn an_event_id_is_stored_once() {
         retry_num: None,
         payload: serde_json::json!({}),
     };
-    let new = robeing::storage::events::record_batch_atomic(&pool, &[&ev, &ev]).await.unwrap();
+    let new = robeing::storage::events::record_batch(&pool, &[&ev, &ev]).await.unwrap();
     assert_eq!(new.len(), 1);
-    let again = robeing::storage::events::record_batch_atomic(&pool, &[&ev]).await.unwrap();
+    let again = robeing::storage::events::record_batch(&pool, &[&ev]).await.unwrap();
     assert!(again.is_empty());
     let queued: Vec<(String, i32)> =
         sqlx::query_as("SELECT state, attempts FROM slack_events WHERE event_id = 'Ev0GROUPED'")

@@ -636,11 +636,11 @@ async fn the_one_statement_group_commit_keeps_first_wins_and_one_job_per_event()
         payload: json!({ "n": retry }),
     };
     let batch = [ev("Ev0A", None), ev("Ev0A", Some(1)), ev("Ev0B", None)];
-    let new = robeing::storage::events::record_batch_atomic(&pool, &batch.iter().collect::<Vec<_>>()).await.unwrap();
+    let new = robeing::storage::events::record_batch(&pool, &batch.iter().collect::<Vec<_>>()).await.unwrap();
     assert_eq!(new.len(), 2);
     assert!(new.contains("Ev0A") && new.contains("Ev0B"));
     let again =
-        robeing::storage::events::record_batch_atomic(&pool, &[&ev("Ev0A", Some(2)), &ev("Ev0C", None)]).await.unwrap();
+        robeing::storage::events::record_batch(&pool, &[&ev("Ev0A", Some(2)), &ev("Ev0C", None)]).await.unwrap();
     assert_eq!(again.into_iter().collect::<Vec<_>>(), vec!["Ev0C".to_owned()]);
     assert_eq!(count(&pool, "SELECT count(*) FROM slack_events").await, 3);
     assert_eq!(
@@ -807,8 +807,7 @@ async fn a_flood_of_events_leaves_the_outbox_its_share_of_workers() {
             }
         })
         .collect();
-    let stored =
-        robeing::storage::events::record_batch_atomic(&app.db, &events.iter().collect::<Vec<_>>()).await.unwrap();
+    let stored = robeing::storage::events::record_batch(&app.db, &events.iter().collect::<Vec<_>>()).await.unwrap();
     assert_eq!(stored.len(), EVENTS);
     // Queued after every event: a kind without a handler, which dies at once.
     robeing::storage::jobs::enqueue(&app.db, "fairness_probe", None, &json!({}), None).await.unwrap();
