@@ -1,6 +1,6 @@
--- wrk script: each thread cycles through its share of pre-signed distinct
--- requests (see gen_events.py). BENCH_REQUESTS names the file, BENCH_THREADS
--- must equal wrk's -t.
+-- wrk script: each thread cycles through its share of pre-signed, distinct,
+-- pre-formatted requests (see gen_events.py): BENCH_REQUESTS names the
+-- files' common prefix, thread i reads BENCH_REQUESTS.i.
 local counter = 0
 function setup(thread)
   thread:set("id", counter)
@@ -8,20 +8,15 @@ function setup(thread)
 end
 
 function init(args)
-  local n = tonumber(os.getenv("BENCH_THREADS") or "2")
+  local f = assert(io.open(os.getenv("BENCH_REQUESTS") .. "." .. id, "rb"))
   reqs = {}
-  local i = 0
-  for line in io.lines(os.getenv("BENCH_REQUESTS")) do
-    if i % n == id then
-      local ts, sig, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
-      reqs[#reqs + 1] = wrk.format("POST", "/slack/events", {
-        ["Content-Type"] = "application/json",
-        ["X-Slack-Request-Timestamp"] = ts,
-        ["X-Slack-Signature"] = sig,
-      }, body)
-    end
-    i = i + 1
+  while true do
+    local len = f:read("*n")
+    if not len then break end
+    f:read(1) -- the newline after the length
+    reqs[#reqs + 1] = f:read(len)
   end
+  f:close()
   idx = 0
 end
 

@@ -10,7 +10,8 @@
 # release build (cargo build --release; CARGO_TARGET_DIR is honoured).
 #
 # Usage: bench/ingest.sh [duration_seconds] [concurrency ...]
-#        default: 15 s at concurrency 16 and 64.
+#        default: 15 s at concurrency 16 and 64. A concurrency may repeat
+#        (`15 64 64 64`): every run gets events of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +25,8 @@ SECRET="bench-signing-secret-$(date +%s)"
 PORT="${BENCH_PORT:-38080}"; SLACK_PORT="${BENCH_SLACK_PORT:-38081}"
 WORK="$(mktemp -d)"
 DB="robeing_bench_$(date +%s)"
-# Enough distinct events that a run never repeats one (20,000/s for the run).
-PER_RUN="${BENCH_EVENTS:-$(( DURATION * 20000 ))}"
+# Enough distinct events that a run never repeats one (30,000/s for the run).
+PER_RUN="${BENCH_EVENTS:-$(( DURATION * 30000 ))}"
 
 [ -x "$BIN" ] || { echo "no release build at $BIN: run cargo build --release" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
@@ -70,10 +71,12 @@ curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null || { cat "$WORK/robeing.log
 
 echo "robeing $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, PostgreSQL $(psql "$ADMIN_URL" -Atc 'SHOW server_version'), wrk -t$THREADS, ${DURATION}s per run"
 for C in "${CONCURRENCY[@]}"; do
-  REQS="$WORK/requests-c$C.tsv"
-  python3 bench/gen_events.py "$SECRET" "C${C}x" "$PER_RUN" "$REQS"
+  REQS="$WORK/requests-c$C"
+  RUN=$(( ${RUN:-0} + 1 ))
+  python3 bench/gen_events.py "$SECRET" "R${RUN}C${C}x" "$PER_RUN" "$REQS" "$THREADS" "127.0.0.1:$PORT"
   before=$(psql "$DB_URL" -Atc "SELECT count(*) FROM slack_events")
   handled0=$(handled)
+  curl -fs "http://127.0.0.1:$PORT/metrics" > "$WORK/metrics0-c$C.txt" || true
   app0=$(ticks "$APP_PID"); pg0=$(pg_ticks); load0=$(cut -d' ' -f1 /proc/loadavg)
   # Sample RSS once a second during the run; keep the peak.
   ( peak=0; while kill -0 "$APP_PID" 2>/dev/null; do
@@ -83,6 +86,7 @@ for C in "${CONCURRENCY[@]}"; do
   BENCH_REQUESTS="$REQS" BENCH_THREADS="$THREADS" \
     wrk -t"$THREADS" -c"$C" -d"${DURATION}s" --latency -s bench/ingest.lua "http://127.0.0.1:$PORT" > "$WORK/wrk-c$C.txt"
   kill "$SAMPLER" 2>/dev/null || true
+  curl -fs "http://127.0.0.1:$PORT/metrics" > "$WORK/metrics-c$C.txt" || true
   app1=$(ticks "$APP_PID"); pg1=$(pg_ticks); load1=$(cut -d' ' -f1 /proc/loadavg)
   after=$(psql "$DB_URL" -Atc "SELECT count(*) FROM slack_events")
   handled1=$(handled)
@@ -98,5 +102,11 @@ for C in "${CONCURRENCY[@]}"; do
     echo "  CPU per stored event: robeing $(( (app1 - app0) * 1000000 / HZ / stored )) µs, its PostgreSQL backends $(( (pg1 - pg0) * 1000000 / HZ / stored )) µs (workers included)"
   fi
   echo "  load average before/after: $load0 / $load1"
+  # This run's group commits (the difference of two /metrics scrapes).
+  awk '/^robeing_ingest_(commit_seconds|group_events)_(sum|count)/ { v[$1] += (FILENAME == ARGV[1] ? -$2 : $2) }
+       END { n = v["robeing_ingest_commit_seconds_count"]; if (n > 0)
+         printf "  group commits: %d, %.1f events each, mean %.2f ms\n", n,
+           v["robeing_ingest_group_events_sum"] / n, 1000 * v["robeing_ingest_commit_seconds_sum"] / n }' \
+    "$WORK/metrics0-c$C.txt" "$WORK/metrics-c$C.txt" || true
   sleep 2
 done
