@@ -25,7 +25,10 @@ pub struct Candidate {
 pub async fn candidates(executor: impl PgExecutor<'_>) -> Result<Vec<Candidate>, sqlx::Error> {
     sqlx::query_as!(
         Candidate,
-        r#"SELECT u.user_id, u.tz, u.briefing_time, u.first_seen_at,
+        // Every column's nullability is spelled out: sqlx infers it for
+        // outer joins from the query plan, which may differ between databases.
+        r#"SELECT u.user_id AS "user_id!", u.tz AS "tz?", u.briefing_time AS "briefing_time?",
+                  u.first_seen_at AS "first_seen_at!",
                   COALESCE(t.active, true) AS "team_active!", t.inactive_reason AS "team_inactive_reason?"
            FROM slack_users u LEFT JOIN slack_teams t ON t.team_id = u.team_id
            WHERE u.briefing_enabled
@@ -475,9 +478,10 @@ pub struct StatusRow {
 pub async fn status(executor: impl PgExecutor<'_>) -> Result<Vec<StatusRow>, sqlx::Error> {
     sqlx::query_as!(
         StatusRow,
-        r#"SELECT u.user_id,
+        // Every column's nullability is spelled out (see `candidates`).
+        r#"SELECT u.user_id AS "user_id!",
                   COALESCE(NULLIF(u.display_name, ''), NULLIF(u.real_name, '')) AS "name?",
-                  u.tz, u.briefing_enabled, u.briefing_time,
+                  u.tz AS "tz?", u.briefing_enabled AS "briefing_enabled!", u.briefing_time AS "briefing_time?",
                   g.state AS "gmail_state?",
                   (CASE g.state WHEN 'connected' THEN g.connected_at
                                 WHEN 'needs_reconnect' THEN g.broken_at
