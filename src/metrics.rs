@@ -73,6 +73,7 @@ pub struct Metrics {
     pub reply_latency_seconds: Histogram,
     pub ingest_commit_seconds: Histogram,
     pub ingest_group_events: Histogram,
+    pub reply_group_replies: Histogram,
     pub exchanges_stored: Counter,
     pub jobs_finished: Family<SourceKind, Counter>,
     pub job_backlog: Family<Kind, Gauge>,
@@ -105,6 +106,7 @@ impl Metrics {
                 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
             ingest_group_events: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+            reply_group_replies: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
             exchanges_stored: Counter::default(),
             jobs_finished: Family::default(),
             job_backlog: Family::default(),
@@ -139,6 +141,11 @@ impl Metrics {
             m.ingest_commit_seconds.clone(),
         );
         registry.register("ingest_group_events", "Inbound events per group commit", m.ingest_group_events.clone());
+        registry.register(
+            "reply_group_replies",
+            "Posted replies recorded per group commit",
+            m.reply_group_replies.clone(),
+        );
         registry.register("exchanges_stored", "Exchanges committed to Postgres", m.exchanges_stored.clone());
         registry.register(
             "jobs_finished",

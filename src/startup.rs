@@ -36,6 +36,8 @@ pub struct AppState {
     /// Shared HTTP client for ChromaDB, Google, the LLM and news feeds.
     pub http: reqwest::Client,
     pub ingest: Ingest,
+    /// The group commit of posted replies.
+    pub replies: crate::conversation::recorder::ReplyRecorder,
     pub wake_workers: Arc<Notify>,
     /// ChromaDB vector memory; `None` when `CHROMA_URL` is unset.
     pub memory: Option<Arc<crate::memory::Memory>>,
@@ -143,6 +145,7 @@ pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError>
     let shutdown = CancellationToken::new();
     let wake_workers = Arc::new(Notify::new());
     let (ingest, ingest_task) = Ingest::start(db.pool.clone(), wake_workers.clone(), shutdown.child_token());
+    let replies = crate::conversation::recorder::ReplyRecorder::start(&db.pool);
     let live: Live = Arc::new(LiveStatus::default());
     let memory = crate::memory::Memory::from_config(&config, http.clone());
     let config_gmail_rate = config.gmail_max_requests_per_second;
@@ -155,6 +158,7 @@ pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError>
         live,
         http,
         ingest,
+        replies,
         wake_workers,
         memory,
         console: std::sync::OnceLock::new(),

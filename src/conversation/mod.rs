@@ -33,6 +33,7 @@
 
 pub mod intent;
 pub mod llm;
+pub mod recorder;
 
 use std::time::Duration;
 
@@ -53,7 +54,7 @@ use crate::{
     startup::AppState,
     storage::{
         self,
-        exchanges::{Exchange, FollowUp, History, HistoryWanted, Inserted, NewExchange, sanitize},
+        exchanges::{Exchange, FollowUp, History, HistoryWanted, Inserted, NewExchange, ReplyRecord, sanitize},
         users::User,
     },
 };
@@ -487,14 +488,21 @@ async fn deliver(
         post_patiently(state, channel, thread_ts, &chunk).await?;
     }
     let memorize = reply.memorize && state.memory.is_some();
-    // One statement (one round trip, one commit) marks it replied, queues
-    // its memory job and records the event it answers handled.
-    let (key, payload) = memory::upsert_job(ex.id);
-    let follow_up = memorize.then_some(FollowUp { kind: memory::UPSERT_JOB, dedupe_key: &key, payload: &payload });
-    let reply_text = sanitize(&reply.text);
-    let marked =
-        storage::exchanges::mark_replied_and_queue(&state.db, ex.id, &reply_text, &first_ts, follow_up, event_id)
-            .await?;
+    // One statement, shared with other workers' replies (see `recorder`),
+    // marks it replied, queues its memory job and records the event it
+    // answers handled.
+    let follow_up = memorize.then(|| {
+        let (dedupe_key, payload) = memory::upsert_job(ex.id);
+        FollowUp { kind: memory::UPSERT_JOB, dedupe_key, payload }
+    });
+    let record = ReplyRecord {
+        id: ex.id,
+        reply_text: sanitize(&reply.text).into_owned(),
+        reply_ts: first_ts,
+        follow_up,
+        event_id: event_id.map(str::to_owned),
+    };
+    let marked = state.replies.record(record).await.map_err(JobError::retry)?;
     if marked {
         let m = crate::metrics::metrics();
         m.replies.get_or_create(&crate::metrics::outcome("replied")).inc();

@@ -308,7 +308,7 @@ pub fn document_of(exchange: &Exchange) -> String {
 
 /// The `memory_upsert` job of one exchange: its dedupe key and payload. The
 /// conversation queues it in the statement that marks the exchange replied
-/// ([`storage::exchanges::mark_replied_and_queue`]).
+/// ([`storage::exchanges::mark_replied_many`]).
 pub fn upsert_job(exchange_id: Uuid) -> (String, Value) {
     (format!("memory:{exchange_id}"), json!({ "exchange_id": exchange_id }))
 }

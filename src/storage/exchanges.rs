@@ -309,58 +309,76 @@ pub async fn set_placeholder(executor: impl PgExecutor<'_>, id: Uuid, ts: &str) 
 }
 
 /// A job queued by the same statement that marks an exchange replied.
-#[derive(Debug, Clone, Copy)]
-pub struct FollowUp<'a> {
-    pub kind: &'a str,
-    pub dedupe_key: &'a str,
-    pub payload: &'a serde_json::Value,
+#[derive(Debug, Clone)]
+pub struct FollowUp {
+    pub kind: &'static str,
+    pub dedupe_key: String,
+    pub payload: serde_json::Value,
 }
 
-/// Marks the exchange replied (its reply text and Slack ts, claim released)
-/// and, only if it marked it, queues `follow_up` (a `jobs` row, skipped
-/// when its dedupe key exists); with `event_id`, also records the inbound
-/// event it answers as handled — in one statement: one round trip and one commit
-/// instead of a transaction of several. Returns false if the exchange was
-/// not waiting for a reply (then nothing is queued; the event is still
-/// recorded handled).
-pub async fn mark_replied_and_queue(
+/// A posted reply to record: the exchange, its reply text and Slack ts, the
+/// job to queue if the exchange is marked now, and the inbound event it
+/// answers.
+#[derive(Debug, Clone)]
+pub struct ReplyRecord {
+    pub id: Uuid,
+    pub reply_text: String,
+    pub reply_ts: String,
+    pub follow_up: Option<FollowUp>,
+    pub event_id: Option<String>,
+}
+
+/// Records many posted replies in one statement (one round trip, one
+/// commit): each exchange still waiting is marked replied (its reply text
+/// and ts, claim released) and, only then, its follow-up job is queued
+/// (skipped when its dedupe key exists); every given inbound event is
+/// recorded handled, marked or not. Returns the exchanges marked now; one
+/// not waiting any more (replied or failed already) is left as it is.
+pub async fn mark_replied_many(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
-    reply_text: &str,
-    reply_ts: &str,
-    follow_up: Option<FollowUp<'_>>,
-    event_id: Option<&str>,
-) -> Result<bool, sqlx::Error> {
-    let (kind, key, payload) = match follow_up {
-        Some(j) => (Some(j.kind), Some(j.dedupe_key), Some(j.payload)),
-        None => (None, None, None),
-    };
-    sqlx::query_scalar!(
-        r#"WITH replied AS (
-               UPDATE exchanges SET status = 'replied', reply_text = $2, reply_ts = $3, replied_at = now(),
-                      reply_claimed_until = NULL
-               WHERE id = $1 AND status = 'received'
-               RETURNING id
+    records: &[&ReplyRecord],
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+    let texts: Vec<&str> = records.iter().map(|r| r.reply_text.as_str()).collect();
+    let tss: Vec<&str> = records.iter().map(|r| r.reply_ts.as_str()).collect();
+    let kinds: Vec<Option<&str>> = records.iter().map(|r| r.follow_up.as_ref().map(|f| f.kind)).collect();
+    let keys: Vec<Option<&str>> = records.iter().map(|r| r.follow_up.as_ref().map(|f| f.dedupe_key.as_str())).collect();
+    let payloads: Vec<Option<sqlx::types::Json<&serde_json::Value>>> =
+        records.iter().map(|r| r.follow_up.as_ref().map(|f| sqlx::types::Json(&f.payload))).collect();
+    let events: Vec<Option<&str>> = records.iter().map(|r| r.event_id.as_deref()).collect();
+    // Runtime-checked (not `query!`), like `events::record_batch`: arrays in.
+    let marked: Vec<Uuid> = sqlx::query_scalar(
+        r#"WITH input AS (
+               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[])
+                   AS t(id, reply_text, reply_ts, kind, dedupe_key, payload, event_id)
+           ), replied AS (
+               UPDATE exchanges x SET status = 'replied', reply_text = i.reply_text, reply_ts = i.reply_ts,
+                      replied_at = now(), reply_claimed_until = NULL
+               FROM input i
+               WHERE x.id = i.id AND x.status = 'received'
+               RETURNING x.id
            ), queued AS (
                INSERT INTO jobs (kind, dedupe_key, payload)
-               SELECT $4::text, $5::text, $6::jsonb FROM replied WHERE $4::text IS NOT NULL
+               SELECT i.kind, i.dedupe_key, i.payload FROM input i JOIN replied r ON r.id = i.id
+               WHERE i.kind IS NOT NULL
                ON CONFLICT (dedupe_key) DO NOTHING
                RETURNING id
            ), handled AS (
                UPDATE slack_events SET state = 'done', locked_until = NULL, finished_at = now(), last_error = NULL
-               WHERE event_id = $7
+               WHERE event_id IN (SELECT event_id FROM input WHERE event_id IS NOT NULL)
            )
-           SELECT EXISTS (SELECT 1 FROM replied) AS "marked!""#,
-        id,
-        reply_text,
-        reply_ts,
-        kind,
-        key,
-        payload,
-        event_id
+           SELECT id FROM replied"#,
     )
-    .fetch_one(executor)
-    .await
+    .bind(&ids)
+    .bind(&texts)
+    .bind(&tss)
+    .bind(&kinds)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(&events)
+    .fetch_all(executor)
+    .await?;
+    Ok(marked.into_iter().collect())
 }
 
 /// Marks the exchange failed, with why. Returns false if it was not waiting.

@@ -1213,3 +1213,141 @@ async fn bench_app(chroma_on: bool, llm: &Recorder) -> (Option<Chroma>, Option<u
     let app = app(chroma.as_ref(), Some(llm), &[]).await;
     (chroma, chroma_port, app)
 }
+
+/// The inbound event of `m`, stored as a worker holds it while handling it
+/// (running, leased far ahead, so the app's own runner leaves it alone).
+async fn record_event_in_hand(app: &TestApp, m: &DirectMessage) {
+    sqlx::query(
+        "INSERT INTO slack_events (event_id, team_id, kind, source, payload, state, attempts, locked_until)
+         VALUES ($1, $2, 'message', 'http', $3, 'running', 1, now() + interval '1 hour')",
+    )
+    .bind(&m.event_id)
+    .bind(&m.team_id)
+    .bind(event_payload(m))
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replies_posted_together_are_recorded_together_each_exactly_once() {
+    let app = std::sync::Arc::new(app(None, None, &[]).await);
+    let users = [KIM, JANE, BOB];
+    // Ten DMs per user, three users: within each channel's burst of three
+    // posts a second, so nothing waits for Slack's pacing.
+    let messages: Vec<DirectMessage> = (0..30)
+        .map(|i| {
+            let mut m = dm(users[i % 3], &format!("help {i}"));
+            m.channel_id = format!("D0GROUP{i:03}");
+            m
+        })
+        .collect();
+    for m in &messages {
+        record_event_in_hand(&app, m).await;
+    }
+    let handled = futures_util::future::join_all(messages.iter().map(|m| {
+        let app = app.clone();
+        let m = m.clone();
+        tokio::spawn(async move { handle_message(&app.state, &m, Some(&m.event_id)).await })
+    }))
+    .await;
+    for h in handled {
+        assert!(matches!(h.unwrap(), Ok(robeing::jobs::Done::Recorded)));
+    }
+    let ids: Vec<String> = messages.iter().map(|m| m.event_id.clone()).collect();
+    let (replied, with_ts, groups): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE x.status = 'replied'), count(x.reply_ts), count(DISTINCT x.replied_at)
+         FROM exchanges x WHERE x.event_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((replied, with_ts), (30, 30), "every DM replied once and recorded with its ts");
+    // A group's statement stamps all its replies with one `now()`.
+    assert!(groups < 30, "30 replies posted at once were recorded in {groups} separate commits");
+    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM slack_events WHERE event_id = ANY($1) AND state = 'done'")
+        .bind(&ids)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(done, 30, "each reply's statement records its event handled");
+    let posts = app.slack.requests().into_iter().filter(|r| r.path == "/api/chat.postMessage").count();
+    assert_eq!(posts, 30);
+    std::sync::Arc::try_unwrap(app).ok().unwrap().stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reply_group_marks_only_waiting_exchanges_and_queues_only_their_jobs() {
+    use robeing::storage::exchanges::{FollowUp, ReplyRecord, mark_replied_many};
+
+    let app = app(None, None, &[]).await;
+    // Three stored DMs: two still waiting for a reply, one answered already.
+    let (waiting, plain, answered) = (dm(KIM, "one"), dm(JANE, "two"), dm(BOB, "three"));
+    for m in [&waiting, &plain, &answered] {
+        record_event_in_hand(&app, m).await;
+        sqlx::query(
+            "INSERT INTO exchanges (user_id, channel_id, user_ts, user_text, event_id, status, reply_text, reply_ts, replied_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&m.user_id)
+        .bind(&m.channel_id)
+        .bind(&m.ts)
+        .bind(&m.text)
+        .bind(&m.event_id)
+        .bind(if m.ts == answered.ts { "replied" } else { "received" })
+        .bind((m.ts == answered.ts).then_some("the first answer"))
+        .bind((m.ts == answered.ts).then_some("1764300000.900001"))
+        .bind((m.ts == answered.ts).then(chrono::Utc::now))
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    let record = |m: &DirectMessage, id: uuid::Uuid, memorize: bool| ReplyRecord {
+        id,
+        reply_text: format!("reply to {}", m.text),
+        reply_ts: format!("1764300001.{}", &m.ts[11..]),
+        follow_up: memorize.then(|| FollowUp {
+            kind: "memory_upsert",
+            dedupe_key: format!("memory:{id}"),
+            payload: serde_json::json!({ "exchange_id": id }),
+        }),
+        event_id: Some(m.event_id.clone()),
+    };
+    let records = [
+        record(&waiting, exchange(&app, &waiting).await.id, true),
+        record(&plain, exchange(&app, &plain).await.id, false),
+        record(&answered, exchange(&app, &answered).await.id, true),
+    ];
+    let marked = mark_replied_many(&app.db, &records.iter().collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(marked, [records[0].id, records[1].id].into_iter().collect());
+
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, reply_text FROM exchanges WHERE id = ANY($1) ORDER BY array_position($1, id)")
+            .bind(records.iter().map(|r| r.id).collect::<Vec<_>>())
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("replied".to_owned(), Some("reply to one".to_owned())),
+            ("replied".to_owned(), Some("reply to two".to_owned())),
+            ("replied".to_owned(), Some("the first answer".to_owned())),
+        ],
+        "the answered exchange keeps its first reply"
+    );
+    let jobs: Vec<String> = sqlx::query_scalar("SELECT dedupe_key FROM jobs WHERE kind = 'memory_upsert'")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(jobs, [format!("memory:{}", records[0].id)], "a job only for the exchange marked with one");
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM slack_events WHERE event_id = ANY($1) ORDER BY event_id")
+            .bind([&waiting.event_id, &plain.event_id, &answered.event_id])
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(states, ["done", "done", "done"], "every event recorded handled, marked or not");
+    app.stop().await.unwrap();
+}
