@@ -86,6 +86,18 @@ impl Ingest {
     }
 }
 
+/// Adds to `group` whatever already waits in `rx`, up to `max` in all: the
+/// rest of a group commit (the ingest's here, the replies' in
+/// `conversation::recorder`).
+pub(crate) fn take_waiting<T>(rx: &mut mpsc::Receiver<T>, group: &mut Vec<T>, max: usize) {
+    while group.len() < max {
+        match rx.try_recv() {
+            Ok(item) => group.push(item),
+            Err(_) => break,
+        }
+    }
+}
+
 async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<Notify>, shutdown: CancellationToken) {
     let mut group: Vec<Waiting> = Vec::with_capacity(MAX_GROUP);
     loop {
@@ -96,12 +108,7 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
         };
         let Some(first) = first else { return };
         group.push(first);
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(w) => group.push(w),
-                Err(_) => break,
-            }
-        }
+        take_waiting(&mut rx, &mut group, MAX_GROUP);
         let events: Vec<&NewEvent> = group.iter().map(|w| &w.event).collect();
         let started = std::time::Instant::now();
         // One atomic statement: each new event is stored and queued at once.

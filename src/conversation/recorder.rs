@@ -74,12 +74,7 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>) {
     let mut group: Vec<Waiting> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.recv().await {
         group.push(first);
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(w) => group.push(w),
-                Err(_) => break,
-            }
-        }
+        crate::pipeline::take_waiting(&mut rx, &mut group, MAX_GROUP);
         let records: Vec<&ReplyRecord> = group.iter().map(|w| &w.record).collect();
         crate::metrics::metrics().reply_group_replies.observe(records.len() as f64);
         let result = storage::exchanges::mark_replied_many(&pool, &records).await;
