@@ -103,10 +103,12 @@ for C in "${CONCURRENCY[@]}"; do
   fi
   echo "  load average before/after: $load0 / $load1"
   # This run's group commits (the difference of two /metrics scrapes).
-  awk '/^robeing_ingest_(commit_seconds|group_events)_(sum|count)/ { v[$1] += (FILENAME == ARGV[1] ? -$2 : $2) }
+  awk '/^robeing_ingest_(commit_seconds|group_events)_(sum|count)|^robeing_ingest_commit_seconds_bucket\{le="0.003"\}/ {
+         v[$1] += (FILENAME == ARGV[1] ? -$2 : $2) }
        END { n = v["robeing_ingest_commit_seconds_count"]; if (n > 0)
-         printf "  group commits: %d, %.1f events each, mean %.2f ms\n", n,
-           v["robeing_ingest_group_events_sum"] / n, 1000 * v["robeing_ingest_commit_seconds_sum"] / n }' \
+         printf "  group commits: %d, %.1f events each, mean %.2f ms, %d over 3 ms\n", n,
+           v["robeing_ingest_group_events_sum"] / n, 1000 * v["robeing_ingest_commit_seconds_sum"] / n,
+           n - v["robeing_ingest_commit_seconds_bucket{le=\"0.003\"}"] }' \
     "$WORK/metrics0-c$C.txt" "$WORK/metrics-c$C.txt" || true
   sleep 2
 done
