@@ -74,6 +74,7 @@ pub struct Metrics {
     pub ingest_commit_seconds: Histogram,
     pub ingest_group_events: Histogram,
     pub reply_group_replies: Histogram,
+    pub message_group_messages: Histogram,
     pub exchanges_stored: Counter,
     pub jobs_finished: Family<SourceKind, Counter>,
     pub job_backlog: Family<Kind, Gauge>,
@@ -107,6 +108,7 @@ impl Metrics {
             ]),
             ingest_group_events: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
             reply_group_replies: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            message_group_messages: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
             exchanges_stored: Counter::default(),
             jobs_finished: Family::default(),
             job_backlog: Family::default(),
@@ -145,6 +147,11 @@ impl Metrics {
             "reply_group_replies",
             "Posted replies recorded per group commit",
             m.reply_group_replies.clone(),
+        );
+        registry.register(
+            "message_group_messages",
+            "Received DMs stored per group commit",
+            m.message_group_messages.clone(),
         );
         registry.register("exchanges_stored", "Exchanges committed to Postgres", m.exchanges_stored.clone());
         registry.register(

@@ -36,6 +36,8 @@ pub struct AppState {
     /// Shared HTTP client for ChromaDB, Google, the LLM and news feeds.
     pub http: reqwest::Client,
     pub ingest: Ingest,
+    /// The group commit of received messages.
+    pub messages: crate::conversation::recorder::MessageStore,
     /// The group commit of posted replies.
     pub replies: crate::conversation::recorder::ReplyRecorder,
     pub wake_workers: Arc<Notify>,
@@ -145,6 +147,7 @@ pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError>
     let shutdown = CancellationToken::new();
     let wake_workers = Arc::new(Notify::new());
     let (ingest, ingest_task) = Ingest::start(db.pool.clone(), wake_workers.clone(), shutdown.child_token());
+    let messages = crate::conversation::recorder::MessageStore::start(&db.pool);
     let replies = crate::conversation::recorder::ReplyRecorder::start(&db.pool);
     let live: Live = Arc::new(LiveStatus::default());
     let memory = crate::memory::Memory::from_config(&config, http.clone());
@@ -158,6 +161,7 @@ pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError>
         live,
         http,
         ingest,
+        messages,
         replies,
         wake_workers,
         memory,

@@ -377,30 +377,30 @@ const BUSY_RETRY: Duration = Duration::from_secs(30);
 /// its sender's user row (a DM from a user not stored yet waits for it) and,
 /// when the LLM will compose the reply, the history its prompt needs.
 async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, History, Recorded), JobError> {
-    let text = sanitize(&message.text);
-    let new = NewExchange {
-        user_id: &message.user_id,
-        channel_id: &message.channel_id,
-        thread_ts: message.thread_ts.as_deref(),
-        user_ts: &message.ts,
-        user_text: &text,
-        event_id: Some(&message.event_id),
-    };
-    // One statement (its own transaction) reads the user and the history
-    // and stores and claims a new message; a known one is claimed if it
-    // still waits and nobody holds it.
-    let claim = CLAIM.as_secs_f64();
+    let text = sanitize(&message.text).into_owned();
+    // One statement (its own transaction, shared with other workers'
+    // messages, see `recorder`) reads the user and the history and stores
+    // and claims a new message; a known one is claimed if it still waits
+    // and nobody holds it.
     let llm_composes = state.config.llm.is_some() && !intent::detect(&text).is_command();
-    let wanted = HistoryWanted {
-        // One more than fits, to know whether anything older exists.
-        limit: if llm_composes { HISTORY_MAX_EXCHANGES + 1 } else { 0 },
-        memorized_beyond: llm_composes && state.memory.is_some(),
+    let new = NewExchange {
+        user_id: message.user_id.clone(),
+        channel_id: message.channel_id.clone(),
+        thread_ts: message.thread_ts.clone(),
+        user_ts: message.ts.clone(),
+        user_text: text,
+        event_id: Some(message.event_id.clone()),
+        wanted: HistoryWanted {
+            // One more than fits, to know whether anything older exists.
+            limit: if llm_composes { HISTORY_MAX_EXCHANGES + 1 } else { 0 },
+            memorized_beyond: llm_composes && state.memory.is_some(),
+        },
     };
-    let mut inserted = storage::exchanges::insert(&state.db, &new, claim, wanted).await?;
+    let mut inserted = state.messages.write(new.clone()).await.map_err(JobError::retry)?;
     if matches!(inserted, Inserted::UnknownUser) {
         // First contact: fetch and store the sender's profile, then the message.
         crate::slack::dispatch::ensure_user(state, &message.team_id, &message.user_id).await?;
-        inserted = storage::exchanges::insert(&state.db, &new, claim, wanted).await?;
+        inserted = state.messages.write(new).await.map_err(JobError::retry)?;
     }
     let (user, history, new) = match inserted {
         Inserted::UnknownUser => {
@@ -419,7 +419,8 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Hist
     if let Some(e) = new {
         return Ok((user, history, Recorded::New(*e)));
     }
-    if let Some(e) = storage::exchanges::claim(&state.db, &message.channel_id, &message.ts, claim).await? {
+    if let Some(e) = storage::exchanges::claim(&state.db, &message.channel_id, &message.ts, CLAIM.as_secs_f64()).await?
+    {
         return Ok((user, history, Recorded::Again(e)));
     }
     let e = storage::exchanges::by_message(&state.db, &message.channel_id, &message.ts)
@@ -502,7 +503,7 @@ async fn deliver(
         follow_up,
         event_id: event_id.map(str::to_owned),
     };
-    let marked = state.replies.record(record).await.map_err(JobError::retry)?;
+    let marked = state.replies.write(record).await.map_err(JobError::retry)?;
     if marked {
         let m = crate::metrics::metrics();
         m.replies.get_or_create(&crate::metrics::outcome("replied")).inc();

@@ -1,53 +1,96 @@
-//! The group commit of posted replies: many workers' reply records in one
-//! statement, as [`crate::pipeline`] does for inbound events.
+//! The conversation's group commits: many workers' writes in one statement,
+//! as [`crate::pipeline`] does for inbound events.
 //!
-//! A worker that has posted a reply hands its [`ReplyRecord`] to the
-//! [`ReplyRecorder`] and waits; a single committer task takes whatever has
-//! arrived meanwhile and records the whole group with
-//! [`storage::exchanges::mark_replied_many`] (each exchange marked replied,
-//! its memory job queued, its event recorded handled), then answers every
-//! waiter. One statement for a group instead of one per reply saves each
-//! reply a Postgres round trip, a backend wake-up and a commit of its own;
-//! the workers' replies are what a DM's throughput is made of.
+//! Two writes happen once per DM, each in its own worker:
 //!
-//! Nothing is weaker than recording each reply alone: a waiter learns its
+//! - [`StoreMessages`]: the message stored and claimed when a worker takes
+//!   it up, with its sender's row and history read in the same statement
+//!   ([`storage::exchanges::insert_many`]);
+//! - [`RecordReplies`]: the posted reply recorded, its memory job queued and
+//!   its event recorded handled ([`storage::exchanges::mark_replied_many`]).
+//!
+//! A worker hands its item to a [`GroupCommitter`] and waits; one committer
+//! task per write takes whatever has arrived meanwhile, writes the whole
+//! group with one statement and answers every waiter. One statement for a
+//! group instead of one per DM saves each DM a Postgres round trip, a
+//! backend wake-up and a commit of its own; at low load a group is one item
+//! and nothing waits.
+//!
+//! Nothing is weaker than writing each item alone: a waiter learns its
 //! outcome only after the group's commit, and a failed commit fails every
-//! waiter in the group, whose job is then retried (a retry finds its own
-//! post by its metadata tag and does not post again).
+//! waiter in the group, whose job is then retried (handlers are idempotent:
+//! the exchange row decides, and a retried reply finds its own post by its
+//! metadata tag and does not post again).
+
+use std::future::Future;
 
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
-use crate::storage::{self, exchanges::ReplyRecord};
+use crate::storage::{
+    self,
+    exchanges::{Inserted, NewExchange, ReplyRecord},
+};
 
-/// The most replies one statement records.
-const MAX_GROUP: usize = 256;
-/// How many replies may wait for a commit before workers are pushed back.
+/// How many items may wait for a commit before workers are pushed back.
 const QUEUE_DEPTH: usize = 1024;
-/// The committer's own connections, so a reply's record never queues behind
+/// Each committer's own connections, so its statement never queues behind
 /// the workers for the shared pool (one commit runs at a time; the second
 /// connection replaces a broken one without waiting).
 const COMMIT_CONNECTIONS: u32 = 2;
 
-/// Recording a group failed; the reply is posted but not recorded.
+/// One kind of write a [`GroupCommitter`] groups.
+pub trait GroupWrite: Send + Sync + 'static {
+    /// What a worker hands in.
+    type Item: Send + Sync + 'static;
+    /// What the worker learns, one per item.
+    type Outcome: Send + 'static;
+    /// The most items one statement takes.
+    const MAX_GROUP: usize;
+    /// What a failure is about, for the log.
+    const WHAT: &'static str;
+    /// Writes the group with one statement; one outcome per item, in order.
+    fn write(
+        pool: &PgPool,
+        items: &[&Self::Item],
+    ) -> impl Future<Output = Result<Vec<Self::Outcome>, sqlx::Error>> + Send;
+    /// Records the group's size in `/metrics`.
+    fn observe(group: usize);
+}
+
+/// Writing a group failed: the item is not written.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("the reply could not be recorded: {0}")]
-pub struct NotRecorded(pub String);
-
-struct Waiting {
-    record: ReplyRecord,
-    done: oneshot::Sender<Result<bool, NotRecorded>>,
+#[error("{what} failed: {error}")]
+pub struct NotWritten {
+    what: &'static str,
+    error: String,
 }
 
-/// The handle workers use to record posted replies.
-#[derive(Clone)]
-pub struct ReplyRecorder {
-    tx: mpsc::Sender<Waiting>,
+struct Waiting<W: GroupWrite> {
+    item: W::Item,
+    done: oneshot::Sender<Result<W::Outcome, NotWritten>>,
 }
 
-impl ReplyRecorder {
+/// The handle workers use to write one kind of item.
+pub struct GroupCommitter<W: GroupWrite> {
+    tx: mpsc::Sender<Waiting<W>>,
+}
+
+impl<W: GroupWrite> Clone for GroupCommitter<W> {
+    fn clone(&self) -> Self {
+        Self { tx: self.tx.clone() }
+    }
+}
+
+/// Stores received messages (see [`StoreMessages`]).
+pub type MessageStore = GroupCommitter<StoreMessages>;
+/// Records posted replies (see [`RecordReplies`]).
+pub type ReplyRecorder = GroupCommitter<RecordReplies>;
+
+impl<W: GroupWrite> GroupCommitter<W> {
     /// Starts the committer task on the current runtime. It runs until
-    /// every handle is dropped, so the workers' last replies are recorded
+    /// every handle is dropped, so the workers' last writes are committed
     /// however shutdown orders things.
     pub fn start(pool: &PgPool) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -55,43 +98,84 @@ impl ReplyRecorder {
             .max_connections(COMMIT_CONNECTIONS)
             .acquire_timeout(crate::storage::CONNECT_TIMEOUT)
             .connect_lazy_with((*pool.connect_options()).clone());
-        tokio::spawn(commit_loop(commit_pool, rx));
+        tokio::spawn(commit_loop::<W>(commit_pool, rx));
         Self { tx }
     }
 
-    /// Records one posted reply (grouped with whatever arrives meanwhile).
-    /// `Ok(false)`: the exchange was not waiting for a reply any more, so
-    /// nothing was queued (its event is recorded handled all the same).
-    pub async fn record(&self, record: ReplyRecord) -> Result<bool, NotRecorded> {
+    /// Writes one item (grouped with whatever arrives meanwhile).
+    pub async fn write(&self, item: W::Item) -> Result<W::Outcome, NotWritten> {
         let (done, wait) = oneshot::channel();
-        let stopped = || NotRecorded("robeing is shutting down".into());
-        self.tx.send(Waiting { record, done }).await.map_err(|_| stopped())?;
+        let stopped = || NotWritten { what: W::WHAT, error: "robeing is shutting down".into() };
+        self.tx.send(Waiting { item, done }).await.map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?
     }
 }
 
-async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>) {
-    let mut group: Vec<Waiting> = Vec::with_capacity(MAX_GROUP);
+async fn commit_loop<W: GroupWrite>(pool: PgPool, mut rx: mpsc::Receiver<Waiting<W>>) {
+    let mut group: Vec<Waiting<W>> = Vec::with_capacity(W::MAX_GROUP);
     while let Some(first) = rx.recv().await {
         group.push(first);
-        crate::pipeline::take_waiting(&mut rx, &mut group, MAX_GROUP);
-        let records: Vec<&ReplyRecord> = group.iter().map(|w| &w.record).collect();
-        crate::metrics::metrics().reply_group_replies.observe(records.len() as f64);
-        let result = storage::exchanges::mark_replied_many(&pool, &records).await;
-        drop(records);
+        crate::pipeline::take_waiting(&mut rx, &mut group, W::MAX_GROUP);
+        let items: Vec<&W::Item> = group.iter().map(|w| &w.item).collect();
+        W::observe(items.len());
+        let result = W::write(&pool, &items).await;
+        drop(items);
         match result {
-            Ok(marked) => {
-                for w in group.drain(..) {
-                    let _ = w.done.send(Ok(marked.contains(&w.record.id)));
+            Ok(outcomes) if outcomes.len() == group.len() => {
+                for (w, outcome) in group.drain(..).zip(outcomes) {
+                    let _ = w.done.send(Ok(outcome));
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, replies = group.len(), "could not record posted replies; their jobs retry");
-                let message = e.to_string();
+            result => {
+                let error = match result {
+                    Err(e) => e.to_string(),
+                    Ok(outcomes) => format!("{} outcomes for {} items", outcomes.len(), group.len()),
+                };
+                tracing::warn!(error = %error, items = group.len(), "{} failed; their jobs retry", W::WHAT);
                 for w in group.drain(..) {
-                    let _ = w.done.send(Err(NotRecorded(message.clone())));
+                    let _ = w.done.send(Err(NotWritten { what: W::WHAT, error: error.clone() }));
                 }
             }
         }
+    }
+}
+
+/// Received messages, stored and claimed for `claim_secs`
+/// (`storage::exchanges::insert_many`).
+pub struct StoreMessages;
+
+impl GroupWrite for StoreMessages {
+    type Item = NewExchange;
+    type Outcome = Inserted;
+    const MAX_GROUP: usize = 256;
+    const WHAT: &'static str = "storing received messages";
+
+    async fn write(pool: &PgPool, items: &[&NewExchange]) -> Result<Vec<Inserted>, sqlx::Error> {
+        storage::exchanges::insert_many(pool, items, super::CLAIM.as_secs_f64()).await
+    }
+
+    fn observe(group: usize) {
+        crate::metrics::metrics().message_group_messages.observe(group as f64);
+    }
+}
+
+/// Posted replies (`storage::exchanges::mark_replied_many`). The outcome:
+/// `false` when the exchange was not waiting for a reply any more, so
+/// nothing was queued (its event is recorded handled all the same).
+pub struct RecordReplies;
+
+impl GroupWrite for RecordReplies {
+    type Item = ReplyRecord;
+    type Outcome = bool;
+    const MAX_GROUP: usize = 256;
+    const WHAT: &'static str = "recording posted replies";
+
+    async fn write(pool: &PgPool, items: &[&ReplyRecord]) -> Result<Vec<bool>, sqlx::Error> {
+        let marked: std::collections::HashSet<Uuid> = storage::exchanges::mark_replied_many(pool, items).await?;
+        Ok(items.iter().map(|r| marked.contains(&r.id)).collect())
+    }
+
+    fn observe(group: usize) {
+        crate::metrics::metrics().reply_group_replies.observe(group as f64);
     }
 }

@@ -42,15 +42,18 @@ impl Exchange {
     }
 }
 
-/// A received message, before it is stored.
+/// A received message, before it is stored, and what its reply needs read
+/// with it (see [`insert_many`]).
 #[derive(Debug, Clone)]
-pub struct NewExchange<'a> {
-    pub user_id: &'a str,
-    pub channel_id: &'a str,
-    pub thread_ts: Option<&'a str>,
-    pub user_ts: &'a str,
-    pub user_text: &'a str,
-    pub event_id: Option<&'a str>,
+pub struct NewExchange {
+    pub user_id: String,
+    pub channel_id: String,
+    pub thread_ts: Option<String>,
+    pub user_ts: String,
+    /// Already [`sanitize`]d.
+    pub user_text: String,
+    pub event_id: Option<String>,
+    pub wanted: HistoryWanted,
 }
 
 /// Makes text storable in Postgres: NUL becomes U+FFFD (the only character
@@ -59,7 +62,7 @@ pub fn sanitize(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains('\0') { std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}")) } else { text.into() }
 }
 
-/// What [`insert`] found.
+/// What [`insert_many`] found for one message.
 #[derive(Debug)]
 pub enum Inserted {
     /// The sender is not a stored user; nothing was inserted.
@@ -81,7 +84,7 @@ pub struct Past {
 }
 
 /// The user's latest replied exchanges, read by the statement that stores
-/// the message (see [`insert`]).
+/// the message (see [`insert_many`]).
 #[derive(Debug, Clone, Default)]
 pub struct History {
     /// Newest first, at most the limit asked for.
@@ -91,7 +94,7 @@ pub struct History {
     pub memorized_beyond: bool,
 }
 
-/// What [`insert`] reads besides the user row.
+/// What [`insert_many`] reads besides the user row.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HistoryWanted {
     /// Latest replied exchanges to return (0: none).
@@ -100,66 +103,96 @@ pub struct HistoryWanted {
     pub memorized_beyond: bool,
 }
 
-/// Inserts the exchange unless the message is already stored, claiming it
-/// for `claim_secs` (see [`claim`]), and reads its sender's user row and
-/// the sender's latest replied exchanges in the same statement (one round
-/// trip for all three; the history is read as of before the insert, and
-/// never includes the message being stored, which is not replied). Nothing
-/// is inserted for a sender who is not a stored user. The event link is
-/// kept only if the event is recorded (`slack_events`).
-pub async fn insert(
+/// Stores many received messages in one statement (one round trip, one
+/// commit) and answers for each, in order, what [`Inserted`] says. For each
+/// message: the exchange is inserted unless the message is already stored,
+/// claimed for `claim_secs` (see [`claim`]); its sender's user row and the
+/// sender's latest replied exchanges are read in the same statement (the
+/// history as of before the insert, so never a message being stored, which
+/// is not replied). Nothing is inserted for a sender who is not a stored
+/// user. The event link is kept only if the event is recorded
+/// (`slack_events`). A message given twice is inserted once, and only its
+/// first occurrence is `New`.
+pub async fn insert_many(
     executor: impl PgExecutor<'_>,
-    new: &NewExchange<'_>,
+    messages: &[&NewExchange],
     claim_secs: f64,
-    wanted: HistoryWanted,
-) -> Result<Inserted, sqlx::Error> {
-    use sqlx::Row as _;
-    // Runtime-checked (not `query!`): the history arrays are built here.
-    let row = sqlx::query(
-        r#"WITH u AS (
-               SELECT user_id, team_id, real_name, display_name, tz, locale, dm_channel_id,
-                      briefing_time, briefing_enabled, profile_fetched_at
-               FROM slack_users WHERE user_id = $1
+) -> Result<Vec<Inserted>, sqlx::Error> {
+    let user_ids: Vec<&str> = messages.iter().map(|m| m.user_id.as_str()).collect();
+    let channel_ids: Vec<&str> = messages.iter().map(|m| m.channel_id.as_str()).collect();
+    let thread_tss: Vec<Option<&str>> = messages.iter().map(|m| m.thread_ts.as_deref()).collect();
+    let user_tss: Vec<&str> = messages.iter().map(|m| m.user_ts.as_str()).collect();
+    let texts: Vec<&str> = messages.iter().map(|m| m.user_text.as_str()).collect();
+    let event_ids: Vec<Option<&str>> = messages.iter().map(|m| m.event_id.as_deref()).collect();
+    let limits: Vec<i64> = messages.iter().map(|m| m.wanted.limit.max(0)).collect();
+    let beyond: Vec<bool> = messages.iter().map(|m| m.wanted.memorized_beyond).collect();
+    // Runtime-checked (not `query!`): arrays in, the history arrays built here.
+    let rows = sqlx::query(
+        r#"WITH input AS (
+               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                    $7::int8[], $8::bool[])
+                   WITH ORDINALITY AS t(user_id, channel_id, thread_ts, user_ts, user_text, event_id,
+                                        history_limit, want_beyond, ord)
            ), ins AS (
                INSERT INTO exchanges (user_id, channel_id, thread_ts, user_ts, user_text, event_id, reply_claimed_until)
-               SELECT u.user_id, $2, $3, $4, $5, (SELECT event_id FROM slack_events WHERE event_id = $6),
-                      now() + make_interval(secs => $7)
-               FROM u
+               SELECT i.user_id, i.channel_id, i.thread_ts, i.user_ts, i.user_text,
+                      (SELECT e.event_id FROM slack_events e WHERE e.event_id = i.event_id),
+                      now() + make_interval(secs => $9)
+               FROM input i JOIN slack_users u ON u.user_id = i.user_id
+               ORDER BY i.ord
                ON CONFLICT (channel_id, user_ts) DO NOTHING
-               RETURNING id, event_id, received_at
-           ), h AS (
-               SELECT id, user_text, COALESCE(reply_text, '') AS reply_text,
-                      memorized_at IS NOT NULL AS memorized, received_at
-               FROM exchanges WHERE user_id = $1 AND status = 'replied'
-               ORDER BY received_at DESC, id DESC LIMIT $8
+               RETURNING id, event_id, received_at, channel_id, user_ts
            )
            SELECT u.user_id, u.team_id, u.real_name, u.display_name, u.tz, u.locale, u.dm_channel_id,
                   u.briefing_time, u.briefing_enabled, u.profile_fetched_at,
                   ins.id, ins.event_id, ins.received_at,
-                  ARRAY(SELECT id FROM h ORDER BY received_at DESC, id DESC) AS h_ids,
-                  ARRAY(SELECT user_text FROM h ORDER BY received_at DESC, id DESC) AS h_user_texts,
-                  ARRAY(SELECT reply_text FROM h ORDER BY received_at DESC, id DESC) AS h_reply_texts,
-                  ARRAY(SELECT memorized FROM h ORDER BY received_at DESC, id DESC) AS h_memorized,
-                  CASE WHEN $9 THEN EXISTS (
+                  COALESCE(h.ids, '{}') AS h_ids, COALESCE(h.user_texts, '{}') AS h_user_texts,
+                  COALESCE(h.reply_texts, '{}') AS h_reply_texts, COALESCE(h.memorized, '{}') AS h_memorized,
+                  CASE WHEN i.want_beyond AND u.user_id IS NOT NULL THEN EXISTS (
                       SELECT 1 FROM exchanges x
-                      WHERE x.user_id = $1 AND x.memorized_at IS NOT NULL AND x.id <> ALL (ARRAY(SELECT id FROM h)))
+                      WHERE x.user_id = i.user_id AND x.memorized_at IS NOT NULL
+                        AND x.id <> ALL (COALESCE(h.ids, '{}')))
                   ELSE false END AS memorized_beyond
-           FROM u LEFT JOIN ins ON true"#,
+           FROM input i
+           LEFT JOIN slack_users u ON u.user_id = i.user_id
+           LEFT JOIN ins ON ins.channel_id = i.channel_id AND ins.user_ts = i.user_ts
+                AND i.ord = (SELECT min(j.ord) FROM input j
+                             WHERE j.channel_id = i.channel_id AND j.user_ts = i.user_ts)
+           LEFT JOIN LATERAL (
+               SELECT array_agg(p.id ORDER BY p.received_at DESC, p.id DESC) AS ids,
+                      array_agg(p.user_text ORDER BY p.received_at DESC, p.id DESC) AS user_texts,
+                      array_agg(p.reply_text ORDER BY p.received_at DESC, p.id DESC) AS reply_texts,
+                      array_agg(p.memorized ORDER BY p.received_at DESC, p.id DESC) AS memorized
+               FROM (SELECT id, user_text, COALESCE(reply_text, '') AS reply_text,
+                            memorized_at IS NOT NULL AS memorized, received_at
+                     FROM exchanges WHERE user_id = i.user_id AND status = 'replied'
+                     ORDER BY received_at DESC, id DESC LIMIT i.history_limit) p
+           ) h ON u.user_id IS NOT NULL AND i.history_limit > 0
+           ORDER BY i.ord"#,
     )
-    .bind(new.user_id)
-    .bind(new.channel_id)
-    .bind(new.thread_ts)
-    .bind(new.user_ts)
-    .bind(new.user_text)
-    .bind(new.event_id)
+    .bind(&user_ids)
+    .bind(&channel_ids)
+    .bind(&thread_tss)
+    .bind(&user_tss)
+    .bind(&texts)
+    .bind(&event_ids)
+    .bind(&limits)
+    .bind(&beyond)
     .bind(claim_secs)
-    .bind(wanted.limit.max(0))
-    .bind(wanted.memorized_beyond)
-    .fetch_optional(executor)
+    .fetch_all(executor)
     .await?;
-    let Some(r) = row else { return Ok(Inserted::UnknownUser) };
+    if rows.len() != messages.len() {
+        return Err(sqlx::Error::Protocol(format!("storing {} messages returned {} rows", messages.len(), rows.len())));
+    }
+    rows.iter().zip(messages).map(|(r, new)| inserted_from_row(r, new)).collect()
+}
+
+/// What [`insert_many`] found for one message, from its row.
+fn inserted_from_row(r: &sqlx::postgres::PgRow, new: &NewExchange) -> Result<Inserted, sqlx::Error> {
+    use sqlx::Row as _;
+    let Some(user_id) = r.try_get::<Option<String>, _>("user_id")? else { return Ok(Inserted::UnknownUser) };
     let user = User {
-        user_id: r.try_get("user_id")?,
+        user_id,
         team_id: r.try_get("team_id")?,
         real_name: r.try_get("real_name")?,
         display_name: r.try_get("display_name")?,
@@ -190,10 +223,10 @@ pub async fn insert(
     let exchange = Exchange {
         id,
         user_id: user.user_id.clone(),
-        channel_id: new.channel_id.to_owned(),
-        thread_ts: new.thread_ts.map(str::to_owned),
-        user_ts: new.user_ts.to_owned(),
-        user_text: new.user_text.to_owned(),
+        channel_id: new.channel_id.clone(),
+        thread_ts: new.thread_ts.clone(),
+        user_ts: new.user_ts.clone(),
+        user_text: new.user_text.clone(),
         reply_text: None,
         reply_ts: None,
         status: "received".to_owned(),

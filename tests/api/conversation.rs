@@ -935,7 +935,9 @@ async fn bench_conversation() {
 /// `replied_at` minus its event's `received_at`, both Postgres clocks). An
 /// exchange counts when it is replied and, with ChromaDB, memorized.
 /// `cargo test --release --test api bench_outbox_conversation -- --ignored --nocapture`
-/// (`BENCH_CHROMA=off|on` as for `bench_conversation`).
+/// (`BENCH_CHROMA=off|on` as for `bench_conversation`; `BENCH_PACE=N` feeds
+/// the paced phase at N events/s instead, to compare two builds' latency at
+/// one rate).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; run explicitly with --ignored --nocapture"]
 async fn bench_outbox_conversation() {
@@ -1021,8 +1023,8 @@ async fn bench_outbox_conversation() {
                 })
             });
             if paced {
-                // Groups every 10 ms at 70 % of the burst rate.
-                let rate = burst_rate * 0.7;
+                // Groups every 10 ms at the paced rate.
+                let rate = pace(burst_rate);
                 let mut sent = 0usize;
                 while sent < batch.len() {
                     let due = ((started.elapsed().as_secs_f64() * rate) as usize).clamp(sent, batch.len());
@@ -1080,7 +1082,7 @@ async fn bench_outbox_conversation() {
             println!(
                 "BENCH outbox chroma={chroma_on} {} users={USERS} exchanges={EVENTS} secs={elapsed:.2} rate={rate:.0}/s \
                  event_to_reply p50={p50:.1}ms p99={p99:.1}ms cpu_us_per_exchange app={:.0} postgres={:.0} chroma={:.0} load=[{load}]->[{}]",
-                if paced { format!("paced at {:.0}/s", burst_rate * 0.7) } else { "burst".to_owned() },
+                if paced { format!("paced at {:.0}/s", pace(burst_rate)) } else { "burst".to_owned() },
                 per(cpu0.app, cpu1.app),
                 per(cpu0.postgres, cpu1.postgres),
                 per(cpu0.chroma, cpu1.chroma),
@@ -1089,6 +1091,11 @@ async fn bench_outbox_conversation() {
         }
         app.stop().await.unwrap();
     }
+}
+
+/// The paced phase's rate: `BENCH_PACE` events/s, or 70 % of the burst's.
+fn pace(burst_rate: f64) -> f64 {
+    std::env::var("BENCH_PACE").ok().and_then(|v| v.parse().ok()).unwrap_or(burst_rate * 0.7)
 }
 
 #[tokio::test]
@@ -1230,7 +1237,7 @@ async fn record_event_in_hand(app: &TestApp, m: &DirectMessage) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn replies_posted_together_are_recorded_together_each_exactly_once() {
+async fn dms_handled_together_are_stored_and_recorded_together_each_exactly_once() {
     let app = std::sync::Arc::new(app(None, None, &[]).await);
     let users = [KIM, JANE, BOB];
     // Ten DMs per user, three users: within each channel's burst of three
@@ -1255,8 +1262,9 @@ async fn replies_posted_together_are_recorded_together_each_exactly_once() {
         assert!(matches!(h.unwrap(), Ok(robeing::jobs::Done::Recorded)));
     }
     let ids: Vec<String> = messages.iter().map(|m| m.event_id.clone()).collect();
-    let (replied, with_ts, groups): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE x.status = 'replied'), count(x.reply_ts), count(DISTINCT x.replied_at)
+    let (replied, with_ts, groups, stored_groups): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE x.status = 'replied'), count(x.reply_ts), count(DISTINCT x.replied_at),
+                count(DISTINCT x.received_at)
          FROM exchanges x WHERE x.event_id = ANY($1)",
     )
     .bind(&ids)
@@ -1266,6 +1274,8 @@ async fn replies_posted_together_are_recorded_together_each_exactly_once() {
     assert_eq!((replied, with_ts), (30, 30), "every DM replied once and recorded with its ts");
     // A group's statement stamps all its replies with one `now()`.
     assert!(groups < 30, "30 replies posted at once were recorded in {groups} separate commits");
+    // Likewise the statement that stores the messages (`received_at` is its `now()`).
+    assert!(stored_groups < 30, "30 DMs taken up at once were stored in {stored_groups} separate commits");
     let done: i64 = sqlx::query_scalar("SELECT count(*) FROM slack_events WHERE event_id = ANY($1) AND state = 'done'")
         .bind(&ids)
         .fetch_one(&app.db)
@@ -1349,5 +1359,85 @@ async fn a_reply_group_marks_only_waiting_exchanges_and_queues_only_their_jobs()
             .await
             .unwrap();
     assert_eq!(states, ["done", "done", "done"], "every event recorded handled, marked or not");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_group_answers_each_message_in_order_new_once_existing_or_unknown() {
+    use robeing::storage::exchanges::{HistoryWanted, Inserted, NewExchange, insert_many};
+
+    use crate::slack_http::count;
+
+    let app = app(None, None, &[]).await;
+    // Kim has three replied exchanges already; Jane has none.
+    for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
+        let m = dm(KIM, text);
+        sqlx::query(
+            "INSERT INTO exchanges (user_id, channel_id, user_ts, user_text, status, reply_text, reply_ts, replied_at, received_at)
+             VALUES ($1, $2, $3, $4, 'replied', $5, $6, now(), now() - make_interval(mins => $7))",
+        )
+        .bind(&m.user_id)
+        .bind(&m.channel_id)
+        .bind(&m.ts)
+        .bind(text)
+        .bind(format!("reply to {text}"))
+        .bind(format!("1764300009.00000{i}"))
+        .bind(10 - i as i32)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    let stored_before = dm(JANE, "stored before");
+    let new = |m: &DirectMessage, limit: i64| NewExchange {
+        user_id: m.user_id.clone(),
+        channel_id: m.channel_id.clone(),
+        thread_ts: None,
+        user_ts: m.ts.clone(),
+        user_text: m.text.clone(),
+        event_id: None,
+        wanted: HistoryWanted { limit, memorized_beyond: true },
+    };
+    insert_many(&app.db, &[&new(&stored_before, 0)], 60.0).await.unwrap();
+
+    let (kim, jane, stranger) = (dm(KIM, "four"), dm(JANE, "hello"), dm("U0STRANGER", "who?"));
+    let group = [new(&kim, 2), new(&jane, 0), new(&stored_before, 0), new(&stranger, 5), new(&kim, 2)];
+    let answers = insert_many(&app.db, &group.iter().collect::<Vec<_>>(), 60.0).await.unwrap();
+    assert_eq!(answers.len(), 5, "one answer per message");
+    match &answers[0] {
+        Inserted::New(user, exchange, history) => {
+            assert_eq!(user.user_id, KIM);
+            assert_eq!(exchange.user_text, "four");
+            let past: Vec<&str> = history.past.iter().map(|p| p.user_text.as_str()).collect();
+            assert_eq!(past, ["three", "two"], "the latest replied exchanges, newest first, as many as asked");
+            assert!(!history.memorized_beyond, "nothing of Kim's is in ChromaDB");
+        }
+        other => panic!("Kim's new message: {other:?}"),
+    }
+    match &answers[1] {
+        Inserted::New(user, exchange, history) => {
+            assert_eq!((user.user_id.as_str(), exchange.user_text.as_str()), (JANE, "hello"));
+            assert!(history.past.is_empty(), "no history asked for");
+        }
+        other => panic!("Jane's new message: {other:?}"),
+    }
+    assert!(
+        matches!(&answers[2], Inserted::Existing(user, _) if user.user_id == JANE),
+        "stored before: {:?}",
+        answers[2]
+    );
+    assert!(matches!(answers[3], Inserted::UnknownUser), "a sender who is not stored: {:?}", answers[3]);
+    assert!(
+        matches!(&answers[4], Inserted::Existing(user, _) if user.user_id == KIM),
+        "the same message twice in one group is new only once: {:?}",
+        answers[4]
+    );
+    assert_eq!(count(&app.db, "SELECT count(*) FROM exchanges WHERE user_text = 'four'").await, 1);
+    assert_eq!(count(&app.db, "SELECT count(*) FROM exchanges WHERE user_id = 'U0STRANGER'").await, 0);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM exchanges WHERE status = 'received' AND reply_claimed_until > now()")
+            .await,
+        3,
+        "each new message is claimed (the one stored before as well)"
+    );
     app.stop().await.unwrap();
 }
