@@ -102,13 +102,15 @@ for C in "${CONCURRENCY[@]}"; do
     echo "  CPU per stored event: robeing $(( (app1 - app0) * 1000000 / HZ / stored )) µs, its PostgreSQL backends $(( (pg1 - pg0) * 1000000 / HZ / stored )) µs (workers included)"
   fi
   echo "  load average before/after: $load0 / $load1"
-  # This run's group commits (the difference of two /metrics scrapes).
-  awk '/^robeing_ingest_(commit_seconds|group_events)_(sum|count)|^robeing_ingest_commit_seconds_bucket\{le="0.003"\}/ {
+  # This run's group commits (the difference of two /metrics scrapes),
+  # and how many of them stalled: over 3, 10 and 25 ms.
+  awk '/^robeing_ingest_(commit_seconds|group_events)_(sum|count)|^robeing_ingest_commit_seconds_bucket\{le="0.0(03|1|25)"\}/ {
          v[$1] += (FILENAME == ARGV[1] ? -$2 : $2) }
-       END { n = v["robeing_ingest_commit_seconds_count"]; if (n > 0)
-         printf "  group commits: %d, %.1f events each, mean %.2f ms, %d over 3 ms\n", n,
+       END { n = v["robeing_ingest_commit_seconds_count"]; b = "robeing_ingest_commit_seconds_bucket{le=\"";
+         if (n > 0)
+         printf "  group commits: %d, %.1f events each, mean %.2f ms; over 3 / 10 / 25 ms: %d / %d / %d\n", n,
            v["robeing_ingest_group_events_sum"] / n, 1000 * v["robeing_ingest_commit_seconds_sum"] / n,
-           n - v["robeing_ingest_commit_seconds_bucket{le=\"0.003\"}"] }' \
+           n - v[b "0.003\"}"], n - v[b "0.01\"}"], n - v[b "0.025\"}"] }' \
     "$WORK/metrics0-c$C.txt" "$WORK/metrics-c$C.txt" || true
   sleep 2
 done
