@@ -19,8 +19,12 @@ costs as little as it can):
 CPU is the server process's utime + stime from /proc (all its threads), so it
 is ChromaDB's own cost whatever else runs on the machine.
 
+With --per-user, each user's records go to a collection of their own (as
+robeing files them since session 10) and queries carry no filter; an upsert
+batch of mixed users becomes one call per user in it.
+
 Usage: python3 bench/chroma_ceiling.py [--records 4000] [--queries 2000]
-       [--k 5] [--users 50] [--concurrency 4]
+       [--k 5] [--users 50] [--concurrency 4] [--per-user]
 """
 import argparse, http.client, json, math, os, random, shutil, socket, subprocess, sys, tempfile, threading, time, uuid
 
@@ -34,6 +38,7 @@ ap.add_argument("--dim", type=int, default=384)
 ap.add_argument("--settle", type=float, default=0, help="seconds of rest between the writes and the queries")
 ap.add_argument("--include", default="documents,metadatas,distances", help="what queries ask back")
 ap.add_argument("--no-where", action="store_true", help="query without the user_id filter (for comparison)")
+ap.add_argument("--per-user", action="store_true", help="one collection per user (no filter in queries)")
 ap.add_argument("--upserts", default="1:200,16:800,64:1280,256:2560", help="batch:records phases after the fill")
 args = ap.parse_args()
 
@@ -70,8 +75,12 @@ def unit_vector():
     return [round(x / n, 6) for x in v]
 
 
+def user_of(i):
+    return f"U0BENCH{i % args.users:03}"
+
+
 def record(i):
-    user = f"U0BENCH{i % args.users:03}"
+    user = user_of(i)
     received = 1_764_000_000 + i
     return (
         str(uuid.UUID(int=rng.getrandbits(128))),
@@ -134,9 +143,18 @@ try:
     conn = Conn(port)
     base = "/api/v2/tenants/default_tenant/databases/default_database/collections"
     meta = {"embedder": "bench", "dimension": args.dim, "created_by": "robeing"}
-    coll = json.loads(conn.post(base, json.dumps({"name": "ceiling", "get_or_create": True, "metadata": meta}).encode()))
-    upsert_path = f"{base}/{coll['id']}/upsert"
-    query_path = f"{base}/{coll['id']}/query"
+
+    def collection_id(name):
+        body = json.dumps({"name": name, "get_or_create": True, "metadata": meta}).encode()
+        return json.loads(conn.post(base, body))["id"]
+
+    if args.per_user:
+        ids = {user_of(u): collection_id(f"ceiling_{user_of(u)}") for u in range(args.users)}
+    else:
+        shared = collection_id("ceiling")
+        ids = {user_of(u): shared for u in range(args.users)}
+    upsert_path = lambda user: f"{base}/{ids[user]}/upsert"
+    query_path = lambda user: f"{base}/{ids[user]}/query"
     print(f"ChromaDB pid {server.pid} on port {port}; load {load()}")
 
     # Fill the collection (batches of 256), timed as a phase of its own.
@@ -144,17 +162,20 @@ try:
 
     def upsert_phase(batch, total):
         global made
-        bodies = []
+        bodies = []  # (path, body): one call per collection a batch touches
         for start in range(0, total, batch):
             recs = [record(made + start + j) for j in range(min(batch, total - start))]
-            bodies.append(upsert_body(recs))
+            by_path = {}
+            for r in recs:
+                by_path.setdefault(upsert_path(r[3]["user_id"]), []).append(r)
+            bodies.extend((path, upsert_body(rs)) for path, rs in by_path.items())
         made += total
         cpu0, t0 = cpu_secs(server.pid), time.perf_counter()
-        for b in bodies:
-            conn.post(upsert_path, b)
+        for path, b in bodies:
+            conn.post(path, b)
         wall, cpu = time.perf_counter() - t0, cpu_secs(server.pid) - cpu0
         print(
-            f"CEILING upsert batch={batch:>3} records={total:>5} secs={wall:6.2f} rate={total / wall:7.0f} records/s "
+            f"CEILING upsert per_user={args.per_user} batch={batch:>3} records={total:>5} secs={wall:6.2f} rate={total / wall:7.0f} records/s "
             f"calls={len(bodies) / wall:6.1f}/s chroma_cpu_per_record={cpu / total * 1000:6.2f} ms "
             f"chroma_cpu_per_call={cpu / len(bodies) * 1000:6.2f} ms load=[{load()}]"
         )
@@ -171,9 +192,9 @@ try:
             "n_results": args.k,
             "include": [x for x in args.include.split(",") if x],
         }
-        if not args.no_where:
-            body["where"] = {"user_id": f"U0BENCH{i % args.users:03}"}
-        return json.dumps(body).encode()
+        if not args.no_where and not args.per_user:
+            body["where"] = {"user_id": user_of(i)}
+        return query_path(user_of(i)), json.dumps(body).encode()
 
     def query_phase(concurrency):
         bodies = [query_body(i) for i in range(args.queries)]
@@ -184,9 +205,9 @@ try:
         def run(i):
             c = Conn(port)
             try:
-                for b in per[i]:
+                for path, b in per[i]:
                     t = time.perf_counter()
-                    c.post(query_path, b)
+                    c.post(path, b)
                     lat[i].append(time.perf_counter() - t)
             except Exception as e:  # reported below
                 errors.append(e)
@@ -203,15 +224,15 @@ try:
         all_lat = sorted(x for l in lat for x in l)
         p = lambda q: all_lat[round((len(all_lat) - 1) * q)] * 1000
         print(
-            f"CEILING query k={args.k} where={not args.no_where} include={args.include} concurrency={concurrency} records={total_records} queries={len(all_lat)} "
+            f"CEILING query per_user={args.per_user} k={args.k} where={not (args.no_where or args.per_user)} include={args.include} concurrency={concurrency} records={total_records} queries={len(all_lat)} "
             f"secs={wall:6.2f} rate={len(all_lat) / wall:6.0f}/s p50={p(0.5):5.1f}ms p99={p(0.99):5.1f}ms "
             f"chroma_cpu_per_query={cpu / len(all_lat) * 1000:5.2f} ms load=[{load()}]"
         )
 
     time.sleep(args.settle)
     # Warm up (first queries load the index), then measure.
-    for i in range(50):
-        conn.post(query_path, query_body(i))
+    for i in range(max(50, args.users)):
+        conn.post(*query_body(i))
     query_phase(1)
     query_phase(args.concurrency)
 finally:

@@ -69,7 +69,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("CHROMA_URL", "unset → vector memory off (said at start-up and in `/readyz`)", "ChromaDB server base URL"),
     ("CHROMA_TENANT", "`default_tenant`", "ChromaDB tenant"),
     ("CHROMA_DATABASE", "`default_database`", "ChromaDB database"),
-    ("CHROMA_COLLECTION", "`robeing_memory`", "ChromaDB collection"),
+    ("CHROMA_COLLECTION", "`robeing_memory`", "prefix of each user's ChromaDB collection (`<prefix>_<user id>`)"),
     ("LLM_BASE_URL", "unset → built-in responder", "OpenAI-compatible chat-completions API base"),
     ("LLM_API_KEY", "unset → no Authorization header", "API key for the LLM"),
     ("LLM_MODEL", "required with `LLM_BASE_URL`", "model name for the LLM"),
@@ -693,15 +693,18 @@ fn decode_key(name: &'static str, value: &str) -> Result<EncryptionKey, ConfigEr
 
 fn collection_name(v: Option<String>) -> Result<String, ConfigError> {
     let name = v.unwrap_or_else(|| "robeing_memory".into());
-    let ok = (3..=512).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    // Room is left for `_<user id>` or `.<sha-256>` behind it (ChromaDB allows 512).
+    let ok = (3..=400).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if ok {
         Ok(name)
     } else {
         Err(ConfigError::new(
             "CHROMA_COLLECTION",
             format!("`{name}` is not a valid ChromaDB collection name"),
-            "use 3–512 characters of letters, digits, `.`, `_` and `-`",
+            "use 3–400 characters of letters, digits, `.`, `_` and `-`, starting and ending with a letter or digit",
         ))
     }
 }

@@ -283,17 +283,19 @@ pub async fn run() -> i32 {
     }
     if let Some(memory) = crate::memory::Memory::from_config(&config, http.clone()) {
         match memory.verify_dimension().await {
-            Ok((name, dimension)) => report(Line {
+            Ok((name, dimension, collections)) => report(Line {
                 ok: true,
                 required: true,
-                what: format!("ChromaDB: collection matches the embedder ({name}, {dimension} dimensions)"),
+                what: format!(
+                    "ChromaDB: {collections} users' memory collections, all matching the embedder ({name}, {dimension} dimensions)"
+                ),
                 fix: None,
             }),
             Err(e) => report(Line {
                 ok: false,
                 required: true,
                 what: format!("ChromaDB: {e:#}"),
-                fix: Some("use the embedder the collection was made with, or a new CHROMA_COLLECTION".into()),
+                fix: Some("use the embedder the collections were made with, or a new CHROMA_COLLECTION prefix".into()),
             }),
         }
     }

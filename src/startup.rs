@@ -254,6 +254,7 @@ impl Application {
                 tokio::spawn(crate::slack::socket_mode::run(state.clone(), token, shutdown.child_token()))
             });
         background.handle().spawn(crate::memory::log_backlog(state.clone(), shutdown.child_token()));
+        background.handle().spawn(crate::memory::retire_shared_collection(state.clone(), shutdown.child_token()));
         background.handle().spawn(crate::housekeeping::run(state.clone(), shutdown.child_token()));
         let scheduler =
             background.handle().spawn(crate::briefing::scheduler::run(state.clone(), shutdown.child_token()));

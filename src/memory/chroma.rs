@@ -1,6 +1,6 @@
 //! A small ChromaDB client over reqwest, v2 API only (`/api/v1` is gone in
-//! ChromaDB 1.x): heartbeat, collection get-or-create in a tenant/database,
-//! and upsert, query, get, count and delete of records. The server never
+//! ChromaDB 1.x): heartbeat; collections (get-or-create, get, list, delete)
+//! in a tenant/database; and upsert, query, get, count and delete of records. The server never
 //! computes embeddings, so every call that needs vectors carries them.
 
 use std::time::Duration;
@@ -133,6 +133,77 @@ impl ChromaClient {
         })
     }
 
+    /// The collection called `name`; [`ChromaError::CollectionGone`] when
+    /// there is none.
+    pub async fn get_collection(&self, name: &str) -> Result<Collection, ChromaError> {
+        let v = self.call(reqwest::Method::GET, format!("{}/{name}", self.collections_url()), None).await?;
+        serde_json::from_value(v).map_err(|e| ChromaError::Refused {
+            url: self.base.clone(),
+            status: 200,
+            detail: format!("unreadable collection: {e}"),
+        })
+    }
+
+    /// Every collection of the tenant/database, a page at a time.
+    pub async fn list_collections(&self) -> Result<Vec<Collection>, ChromaError> {
+        const PAGE: usize = 1_000;
+        let mut all = Vec::new();
+        loop {
+            let url = format!("{}?limit={PAGE}&offset={}", self.collections_url(), all.len());
+            let page: Vec<Collection> = serde_json::from_value(self.call(reqwest::Method::GET, url, None).await?)
+                .map_err(|e| ChromaError::Refused {
+                    url: self.base.clone(),
+                    status: 200,
+                    detail: format!("unreadable collection list: {e}"),
+                })?;
+            let last = page.len() < PAGE;
+            all.extend(page);
+            if last {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Deletes the collection called `name` with all its records; one that
+    /// does not exist is already deleted.
+    pub async fn delete_collection(&self, name: &str) -> Result<(), ChromaError> {
+        match self.call(reqwest::Method::DELETE, format!("{}/{name}", self.collections_url()), None).await {
+            Ok(_) | Err(ChromaError::CollectionGone(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Up to `limit` records from `offset` on, with their embeddings (for
+    /// moving records between collections).
+    pub async fn get_records(&self, collection: &str, limit: usize, offset: usize) -> Result<Vec<Record>, ChromaError> {
+        let body = json!({ "include": ["embeddings", "documents", "metadatas"], "limit": limit, "offset": offset });
+        let v = self.call(reqwest::Method::POST, self.records_url(collection, "get"), Some(body)).await?;
+        let list = |key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+        let (ids, embeddings, documents, metadatas) =
+            (list("ids"), list("embeddings"), list("documents"), list("metadatas"));
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let unreadable = |what: &str| ChromaError::Refused {
+                    url: self.base.clone(),
+                    status: 200,
+                    detail: format!("record {i} of a page has no readable {what}"),
+                };
+                let embedding = embeddings
+                    .get(i)
+                    .and_then(Value::as_array)
+                    .and_then(|e| e.iter().map(|x| x.as_f64().map(|x| x as f32)).collect::<Option<Vec<f32>>>())
+                    .ok_or_else(|| unreadable("embedding"))?;
+                Ok(Record {
+                    id: id.as_str().ok_or_else(|| unreadable("id"))?.to_owned(),
+                    embedding,
+                    document: documents.get(i).and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    metadata: metadatas.get(i).and_then(Value::as_object).cloned().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
     fn records_url(&self, collection: &str, op: &str) -> String {
         format!("{}/{}/{}", self.collections_url(), collection, op)
     }
@@ -148,22 +219,13 @@ impl ChromaClient {
         self.call(reqwest::Method::POST, self.records_url(collection, "upsert"), Some(body)).await.map(|_| ())
     }
 
-    /// The `n` records nearest to `embedding` among those matching `filter`.
-    pub async fn query(
-        &self,
-        collection: &str,
-        embedding: &[f32],
-        n: usize,
-        filter: Option<Value>,
-    ) -> Result<Vec<Hit>, ChromaError> {
-        let mut body = json!({
+    /// The `n` records of the collection nearest to `embedding`.
+    pub async fn query(&self, collection: &str, embedding: &[f32], n: usize) -> Result<Vec<Hit>, ChromaError> {
+        let body = json!({
             "query_embeddings": [embedding],
             "n_results": n,
             "include": ["documents", "metadatas", "distances"],
         });
-        if let Some(f) = filter {
-            body["where"] = f;
-        }
         let v = self.call(reqwest::Method::POST, self.records_url(collection, "query"), Some(body)).await?;
         let first =
             |key: &str| v.get(key).and_then(|x| x.get(0)).and_then(Value::as_array).cloned().unwrap_or_default();
@@ -185,12 +247,9 @@ impl ChromaClient {
             .collect())
     }
 
-    /// Ids of the records matching `filter` (for tests and diagnostics).
-    pub async fn get_ids(&self, collection: &str, filter: Option<Value>) -> Result<Vec<String>, ChromaError> {
-        let mut body = json!({ "include": [] });
-        if let Some(f) = filter {
-            body["where"] = f;
-        }
+    /// Ids of the collection's records (for tests and diagnostics).
+    pub async fn get_ids(&self, collection: &str) -> Result<Vec<String>, ChromaError> {
+        let body = json!({ "include": [] });
         let v = self.call(reqwest::Method::POST, self.records_url(collection, "get"), Some(body)).await?;
         Ok(v.get("ids")
             .and_then(Value::as_array)
@@ -206,13 +265,6 @@ impl ChromaClient {
             status: 200,
             detail: format!("count was not a number: {v}"),
         })
-    }
-
-    /// Deletes the records matching `filter`.
-    pub async fn delete_where(&self, collection: &str, filter: Value) -> Result<(), ChromaError> {
-        self.call(reqwest::Method::POST, self.records_url(collection, "delete"), Some(json!({ "where": filter })))
-            .await
-            .map(|_| ())
     }
 
     /// Deletes records by id.

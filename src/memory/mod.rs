@@ -8,10 +8,16 @@
 //! unset memory is off (said at start-up and in `/readyz`) and no memory jobs
 //! are queued at all. [`log_backlog`] logs the backlog while there is one.
 //!
-//! The collection (`CHROMA_COLLECTION` in `CHROMA_TENANT`/`CHROMA_DATABASE`)
-//! records the embedder's name and dimension in its metadata when created;
-//! an existing collection of another dimension is refused with an error that
-//! says what to do, never silently mixed.
+//! Each user's records live in a collection of their own,
+//! `<CHROMA_COLLECTION>_<user id>` in `CHROMA_TENANT`/`CHROMA_DATABASE`, so a
+//! recall searches only that user's memories and costs the same however much
+//! the rest of the workspace has said; forgetting a user deletes their
+//! collection. Each collection records the embedder's name and dimension in
+//! its metadata when created; an existing collection of another dimension is
+//! refused with an error that says what to do, never silently mixed. The one
+//! shared collection of earlier versions (named `CHROMA_COLLECTION` itself)
+//! is moved into per-user collections at start-up
+//! ([`retire_shared_collection`]).
 //!
 //! - [`chroma`]: the ChromaDB v2 HTTP client.
 //! - [`embedder`]: the embedder trait, the built-in local embedder and the
@@ -20,7 +26,11 @@
 pub mod chroma;
 pub mod embedder;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
@@ -65,13 +75,17 @@ pub const LINGER: Duration = Duration::from_millis(50);
 /// Postgres; memory needs enough to recognise and quote it.
 pub const MAX_DOCUMENT_CHARS: usize = 8_000;
 
-/// ChromaDB plus the embedder, with the collection id resolved lazily (so a
-/// ChromaDB outage never stops start-up) and cached.
+/// ChromaDB plus the embedder. Each user's records live in a collection of
+/// their own (see [`Memory::collection_name`]), resolved lazily (so a
+/// ChromaDB outage never stops start-up) and cached by user.
 pub struct Memory {
     pub chroma: ChromaClient,
     embedder: Box<dyn Embedder>,
-    collection_name: String,
-    collection_id: tokio::sync::Mutex<Option<String>>,
+    /// `CHROMA_COLLECTION`: the prefix of every user's collection name, and
+    /// the name of the one shared collection robeing used before.
+    prefix: String,
+    /// Collection ids by user, each checked for its dimension when opened.
+    collections: std::sync::Mutex<HashMap<String, String>>,
     upserts: UpsertQueue,
 }
 
@@ -90,8 +104,19 @@ struct UpsertQueue {
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Memory").field("collection", &self.collection_name).finish_non_exhaustive()
+        f.debug_struct("Memory").field("prefix", &self.prefix).finish_non_exhaustive()
     }
+}
+
+/// What [`Memory::retire_shared_collection`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retired {
+    /// There is no shared collection (a new install, or retired already).
+    Nothing,
+    /// Its records were moved to their users' collections and it is deleted.
+    Moved { records: usize, dropped: usize },
+    /// A collection of that name that robeing did not make: left alone.
+    NotOurs,
 }
 
 impl Memory {
@@ -105,42 +130,53 @@ impl Memory {
         Some(Arc::new(Self {
             chroma: ChromaClient::new(http, chroma),
             embedder,
-            collection_name: chroma.collection.clone(),
-            collection_id: tokio::sync::Mutex::new(None),
+            prefix: chroma.collection.clone(),
+            collections: std::sync::Mutex::new(HashMap::new()),
             upserts: UpsertQueue::default(),
         }))
     }
 
-    /// For `doctor`: the embedder's name and dimension (embedding a probe when
-    /// the dimension is not known in advance), checked against the
-    /// collection's recorded dimension.
-    pub async fn verify_dimension(&self) -> anyhow::Result<(String, usize)> {
-        let dimension = match self.embedder.dimension() {
-            Some(d) => d,
-            None => {
-                let probe = self.embedder.embed(&["robeing doctor".to_owned()]).await?;
-                probe.first().map(Vec::len).ok_or_else(|| anyhow::anyhow!("the embedder returned no vector"))?
-            }
-        };
-        self.collection(dimension).await?;
-        Ok((self.embedder.name(), dimension))
+    /// The name of `user_id`'s collection: `<CHROMA_COLLECTION>_<user id>`
+    /// for a Slack-shaped id (letters and digits), else
+    /// `<CHROMA_COLLECTION>.<sha-256 of the id>`, which is always a valid
+    /// name and cannot be mistaken for the first form.
+    ///
+    /// One collection per user, not one shared collection filtered by
+    /// `user_id`: ChromaDB's filtered query visits the whole shared index,
+    /// so every recall grew with the workspace's total memory (11 ms of
+    /// ChromaDB CPU at 4,000 records, 34 ms at 20,000; a user's own
+    /// collection: 4.5 ms at either size; docs/benchmarks.md).
+    pub fn collection_name(&self, user_id: &str) -> String {
+        if (1..=64).contains(&user_id.len()) && user_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            format!("{}_{user_id}", self.prefix)
+        } else {
+            use sha2::Digest as _;
+            format!("{}.{}", self.prefix, hex::encode(sha2::Sha256::digest(user_id.as_bytes())))
+        }
     }
 
-    /// The collection's id, checking (once per process) that it was made for
-    /// vectors of `dimension`.
-    pub async fn collection(&self, dimension: usize) -> anyhow::Result<String> {
-        let mut cached = self.collection_id.lock().await;
-        if let Some(id) = cached.as_ref() {
-            return Ok(id.clone());
+    /// Whether `name` is one of the users' collections (for `doctor`).
+    fn is_user_collection(&self, name: &str) -> bool {
+        name.strip_prefix(&self.prefix).is_some_and(|rest| rest.starts_with('_') || rest.starts_with('.'))
+    }
+
+    /// For `doctor`: the embedder's name and dimension (embedding a probe when
+    /// the dimension is not known in advance), and how many users'
+    /// collections there are, all checked against that dimension.
+    pub async fn verify_dimension(&self) -> anyhow::Result<(String, usize, usize)> {
+        let dimension = self.known_dimension().await?;
+        let all = chroma::context(self.chroma.list_collections().await, "listing ChromaDB collections")?;
+        let mine: Vec<_> = all.iter().filter(|c| self.is_user_collection(&c.name)).collect();
+        let wrong: Vec<String> = mine.iter().filter_map(|c| self.check_dimension(c, dimension).err()).collect();
+        match wrong.first() {
+            None => Ok((self.embedder.name(), dimension, mine.len())),
+            Some(first) => anyhow::bail!("{} of {} memory collections do not fit: {first}", wrong.len(), mine.len()),
         }
-        let mut metadata = serde_json::Map::new();
-        metadata.insert("embedder".into(), self.embedder.name().into());
-        metadata.insert("dimension".into(), dimension.into());
-        metadata.insert("created_by".into(), "robeing".into());
-        let c = chroma::context(
-            self.chroma.get_or_create(&self.collection_name, metadata).await,
-            &format!("opening ChromaDB collection `{}`", self.collection_name),
-        )?;
+    }
+
+    /// Refuses a collection recorded with another dimension, with an error
+    /// that says what to do.
+    fn check_dimension(&self, c: &chroma::Collection, dimension: usize) -> Result<(), String> {
         let recorded = c.metadata.as_ref().and_then(|m| m.get("dimension")).and_then(Value::as_u64);
         let recorded_by = c
             .metadata
@@ -149,23 +185,45 @@ impl Memory {
             .and_then(Value::as_str)
             .unwrap_or("an unknown embedder");
         match recorded {
-            Some(d) if d as usize != dimension => anyhow::bail!(
-                "ChromaDB collection `{}` holds {d}-dimensional vectors made by `{recorded_by}`, but this robeing embeds with `{}` ({dimension} dimensions); mixing them would break recall. Fix: set CHROMA_COLLECTION to a new collection name, or restore the EMBEDDING_* settings that made this one",
-                self.collection_name,
+            Some(d) if d as usize != dimension => Err(format!(
+                "ChromaDB collection `{}` holds {d}-dimensional vectors made by `{recorded_by}`, but this robeing embeds with `{}` ({dimension} dimensions); mixing them would break recall. Fix: set CHROMA_COLLECTION to a new collection name prefix, or restore the EMBEDDING_* settings that made this one",
+                c.name,
                 self.embedder.name()
-            ),
-            Some(_) => {}
-            None => tracing::warn!(
-                collection = %self.collection_name,
-                "the ChromaDB collection records no embedding dimension (not made by robeing); using it as is"
-            ),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                tracing::warn!(
+                    collection = %c.name,
+                    "the ChromaDB collection records no embedding dimension (not made by robeing); using it as is"
+                );
+                Ok(())
+            }
         }
-        *cached = Some(c.id.clone());
+    }
+
+    /// The id of `user_id`'s collection, created on first use and checked
+    /// (once per process) that it was made for vectors of `dimension`.
+    pub async fn collection(&self, user_id: &str, dimension: usize) -> anyhow::Result<String> {
+        if let Some(id) = self.cached().get(user_id) {
+            return Ok(id.clone());
+        }
+        let name = self.collection_name(user_id);
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("embedder".into(), self.embedder.name().into());
+        metadata.insert("dimension".into(), dimension.into());
+        metadata.insert("created_by".into(), "robeing".into());
+        metadata.insert("user_id".into(), user_id.into());
+        let c = chroma::context(
+            self.chroma.get_or_create(&name, metadata).await,
+            &format!("opening ChromaDB collection `{name}`"),
+        )?;
+        self.check_dimension(&c, dimension).map_err(anyhow::Error::msg)?;
+        self.cached().insert(user_id.to_owned(), c.id.clone());
         Ok(c.id)
     }
 
-    async fn forget_collection(&self) {
-        *self.collection_id.lock().await = None;
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.collections.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn embed(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
@@ -180,18 +238,18 @@ impl Memory {
         }
     }
 
-    /// Runs `op` on the collection; if ChromaDB no longer knows the cached
-    /// collection (deleted, a new server), resolves it again once.
-    async fn on_collection<T, F, Fut>(&self, dimension: usize, op: F) -> anyhow::Result<T>
+    /// Runs `op` on the user's collection; if ChromaDB no longer knows the
+    /// cached collection (deleted, a new server), resolves it again once.
+    async fn on_collection<T, F, Fut>(&self, user_id: &str, dimension: usize, op: F) -> anyhow::Result<T>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<T, ChromaError>>,
     {
-        let id = self.collection(dimension).await?;
+        let id = self.collection(user_id, dimension).await?;
         match op(id).await {
             Err(ChromaError::CollectionGone(_)) => {
-                self.forget_collection().await;
-                let id = self.collection(dimension).await?;
+                self.cached().remove(user_id);
+                let id = self.collection(user_id, dimension).await?;
                 Ok(op(id).await?)
             }
             other => Ok(other?),
@@ -203,8 +261,9 @@ impl Memory {
         self.remember_many(std::slice::from_ref(exchange)).await
     }
 
-    /// Upserts replied exchanges in one embedder call and one ChromaDB call
-    /// (record id = exchange id, so repeating it never duplicates).
+    /// Upserts replied exchanges with one embedder call and one ChromaDB
+    /// call per user among them (record id = exchange id, so repeating it
+    /// never duplicates).
     pub async fn remember_many(&self, exchanges: &[Exchange]) -> anyhow::Result<()> {
         if exchanges.is_empty() {
             return Ok(());
@@ -222,26 +281,31 @@ impl Memory {
             vectors.iter().all(|v| v.len() == dimension),
             "the embedder returned vectors of different lengths"
         );
-        let records: Vec<Record> = exchanges
-            .iter()
-            .zip(documents)
-            .zip(vectors)
-            .map(|((exchange, document), embedding)| {
-                let mut metadata = serde_json::Map::new();
-                metadata.insert("user_id".into(), exchange.user_id.clone().into());
-                metadata.insert("channel_id".into(), exchange.channel_id.clone().into());
-                metadata.insert("ts".into(), exchange.user_ts.clone().into());
-                metadata.insert("received_at".into(), exchange.received_at.to_rfc3339().into());
-                metadata.insert("received_at_unix".into(), exchange.received_at.timestamp().into());
-                Record { id: exchange.id.to_string(), embedding, document, metadata }
-            })
-            .collect();
-        self.on_collection(dimension, |c| {
-            let records = &records;
-            async move { self.chroma.upsert(&c, records).await }
-        })
-        .await
-        .context("upserting exchanges into ChromaDB")
+        let mut by_user: BTreeMap<&str, Vec<Record>> = BTreeMap::new();
+        for ((exchange, document), embedding) in exchanges.iter().zip(documents).zip(vectors) {
+            let mut metadata = serde_json::Map::new();
+            metadata.insert("user_id".into(), exchange.user_id.clone().into());
+            metadata.insert("channel_id".into(), exchange.channel_id.clone().into());
+            metadata.insert("ts".into(), exchange.user_ts.clone().into());
+            metadata.insert("received_at".into(), exchange.received_at.to_rfc3339().into());
+            metadata.insert("received_at_unix".into(), exchange.received_at.timestamp().into());
+            by_user.entry(&exchange.user_id).or_default().push(Record {
+                id: exchange.id.to_string(),
+                embedding,
+                document,
+                metadata,
+            });
+        }
+        for (user_id, records) in &by_user {
+            self.upsert_records(user_id, dimension, records).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_records(&self, user_id: &str, dimension: usize, records: &[Record]) -> anyhow::Result<()> {
+        self.on_collection(user_id, dimension, |c| async move { self.chroma.upsert(&c, records).await })
+            .await
+            .context("upserting exchanges into ChromaDB")
     }
 
     /// The user's `k` records nearest to `text`.
@@ -249,32 +313,31 @@ impl Memory {
         let vectors = self.embed(&[text.to_owned()]).await?;
         let embedding = vectors.into_iter().next().context("the embedder returned no vector")?;
         let dimension = embedding.len();
-        self.on_collection(dimension, |c| {
-            let embedding = embedding.clone();
-            async move { self.chroma.query(&c, &embedding, k, Some(json!({ "user_id": user_id }))).await }
+        self.on_collection(user_id, dimension, |c| {
+            let embedding = &embedding;
+            async move { self.chroma.query(&c, embedding, k).await }
         })
         .await
         .context("querying ChromaDB memory")
     }
 
-    /// Deletes every record of the user.
+    /// Deletes every record of the user: their whole collection.
     pub async fn forget(&self, user_id: &str) -> anyhow::Result<()> {
-        let dimension = self.known_dimension().await?;
-        self.on_collection(
-            dimension,
-            |c| async move { self.chroma.delete_where(&c, json!({ "user_id": user_id })).await },
+        let name = self.collection_name(user_id);
+        self.cached().remove(user_id);
+        chroma::context(
+            self.chroma.delete_collection(&name).await,
+            &format!("deleting the user's ChromaDB collection `{name}`"),
         )
-        .await
-        .context("deleting the user's records from ChromaDB")
     }
 
-    /// Deletes records by exchange id.
-    pub async fn forget_ids(&self, ids: &[Uuid]) -> anyhow::Result<()> {
+    /// Deletes one user's records by exchange id.
+    pub async fn forget_ids(&self, user_id: &str, ids: &[Uuid]) -> anyhow::Result<()> {
         let dimension = self.known_dimension().await?;
         let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        self.on_collection(dimension, |c| {
-            let ids = ids.clone();
-            async move { self.chroma.delete_ids(&c, &ids).await }
+        self.on_collection(user_id, dimension, |c| {
+            let ids = &ids;
+            async move { self.chroma.delete_ids(&c, ids).await }
         })
         .await
         .context("deleting records from ChromaDB")
@@ -283,20 +346,70 @@ impl Memory {
     /// Ids of the user's records (diagnostics and tests).
     pub async fn ids_of(&self, user_id: &str) -> anyhow::Result<Vec<String>> {
         let dimension = self.known_dimension().await?;
-        self.on_collection(
-            dimension,
-            |c| async move { self.chroma.get_ids(&c, Some(json!({ "user_id": user_id }))).await },
-        )
-        .await
-        .context("listing the user's records in ChromaDB")
+        self.on_collection(user_id, dimension, |c| async move { self.chroma.get_ids(&c).await })
+            .await
+            .context("listing the user's records in ChromaDB")
     }
 
-    /// How many records the collection holds.
-    pub async fn count(&self) -> anyhow::Result<u64> {
-        let dimension = self.known_dimension().await?;
-        self.on_collection(dimension, |c| async move { self.chroma.count(&c).await })
-            .await
-            .context("counting ChromaDB records")
+    /// Moves the records of the one shared collection robeing kept before
+    /// per-user collections (named `CHROMA_COLLECTION` itself) into their
+    /// users' collections, then deletes it. Only records whose exchange is
+    /// still in Postgres move (a user who was forgotten stays forgotten);
+    /// embeddings are copied, not recomputed. Safe to repeat after a crash:
+    /// upserts are by id, and the shared collection goes last.
+    pub async fn retire_shared_collection(&self, db: &sqlx::PgPool) -> anyhow::Result<Retired> {
+        /// Records read from the shared collection per call.
+        const PAGE: usize = 256;
+        let shared = match self.chroma.get_collection(&self.prefix).await {
+            Err(ChromaError::CollectionGone(_)) => return Ok(Retired::Nothing),
+            other => chroma::context(other, &format!("looking for the shared ChromaDB collection `{}`", self.prefix))?,
+        };
+        let ours =
+            shared.metadata.as_ref().and_then(|m| m.get("created_by")).and_then(Value::as_str) == Some("robeing");
+        if !ours {
+            return Ok(Retired::NotOurs);
+        }
+        let (mut records, mut dropped) = (0, 0);
+        let mut offset = 0;
+        loop {
+            let page = chroma::context(
+                self.chroma.get_records(&shared.id, PAGE, offset).await,
+                "reading the shared ChromaDB collection",
+            )?;
+            offset += page.len();
+            let ids: Vec<Uuid> = page.iter().filter_map(|r| r.id.parse().ok()).collect();
+            let live = storage::exchanges::existing_ids(db, &ids).await?;
+            let mut by_user: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+            for r in &page {
+                let user = r.metadata.get("user_id").and_then(Value::as_str);
+                match (user, r.id.parse::<Uuid>()) {
+                    (Some(user), Ok(id)) if live.contains(&id) => {
+                        by_user.entry(user.to_owned()).or_default().push(r.clone())
+                    }
+                    _ => dropped += 1,
+                }
+            }
+            for (user_id, moved) in &by_user {
+                let Some(dimension) = moved.first().map(|r| r.embedding.len()) else { continue };
+                self.upsert_records(user_id, dimension, moved).await?;
+                records += moved.len();
+                // Forgotten while we copied: take them back out.
+                let ids: Vec<Uuid> = moved.iter().filter_map(|r| r.id.parse().ok()).collect();
+                let kept = storage::exchanges::existing_ids(db, &ids).await?;
+                let gone: Vec<Uuid> = ids.into_iter().filter(|id| !kept.contains(id)).collect();
+                if !gone.is_empty() {
+                    self.forget_ids(user_id, &gone).await?;
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        chroma::context(
+            self.chroma.delete_collection(&self.prefix).await,
+            &format!("deleting the shared ChromaDB collection `{}`", self.prefix),
+        )?;
+        Ok(Retired::Moved { records, dropped })
     }
 }
 
@@ -449,10 +562,13 @@ async fn upsert_batch(state: &AppState, memory: &Memory, ids: &[Uuid]) -> anyhow
     upserted?;
     let wanted: Vec<Uuid> = exchanges.iter().map(|e| e.id).collect();
     let kept = storage::exchanges::set_memorized_many(&state.db, &wanted).await?;
-    let gone: Vec<Uuid> = wanted.into_iter().filter(|id| !kept.contains(id)).collect();
-    if !gone.is_empty() {
-        // Forgotten while we were upserting: take them back out.
-        memory.forget_ids(&gone).await?;
+    // Forgotten while we were upserting: take them back out.
+    let mut gone: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
+    for e in exchanges.iter().filter(|e| !kept.contains(&e.id)) {
+        gone.entry(&e.user_id).or_default().push(e.id);
+    }
+    for (user_id, ids) in gone {
+        memory.forget_ids(user_id, &ids).await?;
     }
     Ok(())
 }
@@ -466,6 +582,45 @@ pub async fn run_forget_job(state: &AppState, job: &Job) -> Result<(), JobError>
         .and_then(Value::as_str)
         .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("memory_forget payload has no user_id")))?;
     memory.forget(user_id).await.map_err(JobError::retry)
+}
+
+/// Retires the shared collection of earlier versions
+/// ([`Memory::retire_shared_collection`]) once, at start-up, retrying with
+/// backoff while ChromaDB or Postgres is down; says what it did in the log.
+pub async fn retire_shared_collection(state: Arc<AppState>, shutdown: CancellationToken) {
+    let Some(memory) = state.memory.clone() else { return };
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match memory.retire_shared_collection(&state.db).await {
+            Ok(Retired::Nothing) => return,
+            Ok(Retired::Moved { records, dropped }) => {
+                tracing::info!(
+                    collection = %memory.prefix,
+                    records,
+                    dropped,
+                    "moved the shared ChromaDB collection of an earlier version into per-user collections and deleted it (records of forgotten exchanges were dropped)"
+                );
+                return;
+            }
+            Ok(Retired::NotOurs) => {
+                tracing::warn!(
+                    collection = %memory.prefix,
+                    "a ChromaDB collection named like CHROMA_COLLECTION exists but was not made by robeing; left alone (memories now live in per-user collections named `<CHROMA_COLLECTION>_<user id>`)"
+                );
+                return;
+            }
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                retry_in_secs = wait.as_secs(),
+                "could not yet move the shared ChromaDB collection of an earlier version into per-user collections; recall misses those memories until it is done"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        wait = (wait * 2).min(Duration::from_secs(300));
+    }
 }
 
 /// Logs the memory backlog every [`BACKLOG_LOG_EVERY`] while it is not

@@ -549,6 +549,11 @@ pub async fn get_by_ids(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<V
     .await
 }
 
+/// Which of these exchanges are still stored (not forgotten).
+pub async fn existing_ids(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT id FROM exchanges WHERE id = ANY($1)"#, ids).fetch_all(executor).await
+}
+
 /// Records that ChromaDB holds these exchanges; returns the ids that were
 /// still there (replied and not forgotten meanwhile).
 pub async fn set_memorized_many(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {

@@ -215,9 +215,10 @@ async fn hai_from_kim_jong_tae_is_greeted_by_name_and_both_stores_hold_the_excha
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].0, row.id.to_string(), "the record id is the exchange id");
     assert!(records[0].1.contains("user: 하이") && records[0].1.contains("김종태님"), "{}", records[0].1);
-    let collection = chroma.collection().await.unwrap();
+    let collection = chroma.collection_of(KIM).await.expect("Kim's own collection");
     assert_eq!(collection["metadata"]["embedder"], "robeing-hashed-ngrams-v1");
     assert_eq!(collection["metadata"]["dimension"], 384);
+    assert_eq!(collection["metadata"]["user_id"], KIM);
 
     // English: "hi" from Jane.
     say(&app, JANE, "hi").await;
@@ -496,7 +497,14 @@ async fn memory_is_queried_only_when_it_holds_something_beyond_the_history_in_th
     say(&app, JANE, "what was my first note?").await;
     let asked: Vec<Recorded> = chroma.requests().into_iter().filter(|r| r.path.ends_with("/query")).collect();
     assert_eq!(asked.len(), 1, "one recall query for the message");
-    assert_eq!(asked[0].json()["where"], serde_json::json!({ "user_id": JANE }));
+    assert_eq!(asked[0].json().get("where"), None, "Jane's own collection needs no filter");
+    let opened: Vec<Value> = chroma
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/collections"))
+        .map(|r| r.json()["name"].clone())
+        .collect();
+    assert_eq!(opened, vec![Value::from(format!("robeing_memory_{JANE}"))], "only Jane's collection was opened");
     assert_eq!(asked[0].json()["n_results"], conversation::MEMORY_TOP_K);
     // Another user's memories are not Jane's.
     say(&app, BOB, "hello").await;
@@ -540,6 +548,13 @@ async fn forget_removes_the_users_data_from_both_stores_and_nothing_else() {
     for user in [JANE, BOB, KIM] {
         wait_memorized(&app, user, Duration::from_secs(20)).await;
     }
+    let names = |cs: Vec<Value>| {
+        let mut n: Vec<String> = cs.iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
+        n.sort();
+        n
+    };
+    let own = |user: &str| format!("robeing_memory_{user}");
+    assert_eq!(names(chroma.robeing_collections().await), vec![own(BOB), own(JANE), own(KIM)], "one collection each");
 
     // Jane asks, gets Confirm/Cancel buttons, confirms with the button.
     say(&app, JANE, "forget me").await;
@@ -580,6 +595,7 @@ async fn forget_removes_the_users_data_from_both_stores_and_nothing_else() {
     }
     assert!(chroma.records_of(JANE).await.is_empty());
     assert!(chroma.records_of(KIM).await.is_empty());
+    assert!(chroma.collection_of(JANE).await.is_none(), "Jane's collection is deleted, not just emptied");
     assert_eq!(chroma.records_of(BOB).await.len(), 2);
     assert_eq!(exchanges_of(&app, BOB).await.len(), 2);
     assert_eq!(chroma.count().await, 2, "nothing else in the collection");
@@ -675,6 +691,7 @@ async fn a_collection_of_another_dimension_is_refused_not_mixed() {
     let chroma = Chroma::start().await;
     chroma
         .create_collection(
+            &format!("robeing_memory_{JANE}"),
             serde_json::json!({ "embedder": "openai-compatible:text-embedding-3-small", "dimension": 1536 }),
         )
         .await;
@@ -697,6 +714,93 @@ async fn a_collection_of_another_dimension_is_refused_not_mixed() {
     assert!(error.contains("Fix: set CHROMA_COLLECTION"), "{error}");
     assert_eq!(chroma.count().await, 0, "nothing was mixed in");
     assert!(exchange(&app, &m).await.memorized_at.is_none());
+    app.stop().await.unwrap();
+}
+
+/// A 384-dimensional unit vector along axis `i`.
+fn axis(i: usize) -> Vec<f32> {
+    let mut v = vec![0.0; 384];
+    v[i % 384] = 1.0;
+    v
+}
+
+#[tokio::test]
+async fn the_shared_collection_of_an_earlier_version_is_moved_into_per_user_collections_at_start() {
+    let chroma = Chroma::start().await;
+    // An earlier robeing's state: exchanges in Postgres, their records in one
+    // shared collection filtered by user_id, no per-user collections yet.
+    let before = app(Some(&chroma), None, &[]).await;
+    say(&before, JANE, "I live in Busan").await;
+    say(&before, JANE, "My cat is called Nabi").await;
+    say(&before, BOB, "I like tea").await;
+    for user in [JANE, BOB] {
+        wait_memorized(&before, user, Duration::from_secs(20)).await;
+    }
+    let db_url = before.db_url.clone().unwrap();
+    before.stop().await.unwrap();
+    for user in [JANE, BOB] {
+        chroma.delete_collection(&format!("robeing_memory_{user}")).await;
+    }
+    let shared = chroma
+        .create_collection(
+            "robeing_memory",
+            serde_json::json!({ "embedder": "robeing-hashed-ngrams-v1", "dimension": 384, "created_by": "robeing" }),
+        )
+        .await;
+    let mut legacy = Vec::new();
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for user in [JANE, BOB] {
+        rows.extend(
+            sqlx::query_as::<_, (uuid::Uuid,)>("SELECT id FROM exchanges WHERE user_id = $1")
+                .bind(user)
+                .fetch_all(&sqlx::PgPool::connect(&db_url).await.unwrap())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(id,)| (user.to_owned(), id.to_string())),
+        );
+    }
+    assert_eq!(rows.len(), 3);
+    for (i, (user, id)) in rows.iter().enumerate() {
+        legacy.push((id.clone(), axis(i), format!("legacy document {i}"), serde_json::json!({ "user_id": user })));
+    }
+    // A record whose exchange was forgotten after it was stored: it must not come back.
+    let forgotten = uuid::Uuid::new_v4().to_string();
+    legacy.push((forgotten.clone(), axis(9), "forgotten".into(), serde_json::json!({ "user_id": JANE })));
+    chroma.upsert(&shared, &legacy).await;
+
+    // The new version starts on the same database and ChromaDB.
+    let after = app(Some(&chroma), None, &[("DATABASE_URL", &db_url)]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while chroma.collection_named("robeing_memory").await.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the shared collection was not retired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut moved = chroma.records_of(JANE).await;
+    moved.sort();
+    let mut want: Vec<(String, String)> =
+        legacy[..3].iter().filter(|r| r.3["user_id"] == JANE).map(|r| (r.0.clone(), r.2.clone())).collect();
+    want.sort();
+    assert_eq!(moved, want, "Jane's records moved as they were (not re-embedded), the forgotten one dropped");
+    assert_eq!(chroma.records_of(BOB).await.len(), 1);
+    assert_eq!(chroma.count().await, 3, "nothing else anywhere");
+    // Recall searches the moved records.
+    let hits = after.state.memory.as_ref().unwrap().recall(JANE, "anything", 5).await.unwrap();
+    let mut hit_ids: Vec<String> = hits.into_iter().map(|h| h.id).collect();
+    hit_ids.sort();
+    assert_eq!(hit_ids, want.iter().map(|w| w.0.clone()).collect::<Vec<_>>());
+    after.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_collection_named_like_the_prefix_that_robeing_did_not_make_is_left_alone() {
+    let chroma = Chroma::start().await;
+    let theirs = chroma.create_collection("robeing_memory", serde_json::json!({ "owner": "someone else" })).await;
+    chroma.upsert(&theirs, &[("x1".into(), axis(1), "not ours".into(), serde_json::json!({ "k": "v" }))]).await;
+    let app = app(Some(&chroma), None, &[]).await;
+    let memory = app.state.memory.clone().unwrap();
+    assert_eq!(memory.retire_shared_collection(&app.db).await.unwrap(), robeing::memory::Retired::NotOurs);
+    assert_eq!(chroma.records_in(&theirs).await.len(), 1, "their record stays");
     app.stop().await.unwrap();
 }
 
@@ -723,7 +827,7 @@ async fn embeddings_come_from_an_openai_compatible_api_when_configured() {
     .await;
     say(&app, JANE, "remember the milk").await;
     wait_memorized(&app, JANE, Duration::from_secs(20)).await;
-    let collection = chroma.collection().await.unwrap();
+    let collection = chroma.collection_of(JANE).await.unwrap();
     assert_eq!(collection["metadata"]["embedder"], "openai-compatible:embed-test");
     assert_eq!(collection["metadata"]["dimension"], 3);
     let calls = embeddings.requests_to("/v1/embeddings");

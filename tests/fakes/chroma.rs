@@ -107,21 +107,13 @@ impl Chroma {
         }
     }
 
-    /// Every record id in robeing's collection.
+    /// Every record id in robeing's collections.
     pub async fn all_ids(&self) -> Vec<String> {
-        let Some(c) = self.collection().await else { return Vec::new() };
-        let id = c["id"].as_str().unwrap();
-        let v: Value = self
-            .http
-            .post(format!("{}/{id}/get", self.collections()))
-            .json(&json!({ "include": [] }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["ids"].as_array().cloned().unwrap_or_default().iter().filter_map(|i| i.as_str().map(str::to_owned)).collect()
+        let mut ids = Vec::new();
+        for c in self.robeing_collections().await {
+            ids.extend(self.records_in(c["id"].as_str().unwrap()).await.into_iter().map(|(id, _)| id));
+        }
+        ids
     }
 
     /// Starts it again on the same path and port.
@@ -129,36 +121,77 @@ impl Chroma {
         self.run().await;
     }
 
-    fn collections(&self) -> String {
+    fn collections_url(&self) -> String {
         format!("{}/api/v2/tenants/default_tenant/databases/default_database/collections", self.url())
     }
 
-    /// The collection robeing uses (`robeing_memory`), if it exists.
-    pub async fn collection(&self) -> Option<Value> {
-        let all: Value = self.http.get(self.collections()).send().await.unwrap().json().await.unwrap();
-        all.as_array()?.iter().find(|c| c["name"] == "robeing_memory").cloned()
+    /// Every collection on the server.
+    pub async fn all_collections(&self) -> Vec<Value> {
+        let all: Value = self.http.get(self.collections_url()).send().await.unwrap().json().await.unwrap();
+        all.as_array().cloned().unwrap_or_default()
     }
 
-    /// Creates robeing's collection ahead of robeing, with this metadata.
-    pub async fn create_collection(&self, metadata: Value) {
+    /// robeing's collections under the default prefix (`robeing_memory…`).
+    pub async fn robeing_collections(&self) -> Vec<Value> {
+        self.all_collections()
+            .await
+            .into_iter()
+            .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("robeing_memory")))
+            .collect()
+    }
+
+    /// The collection called `name`, if it exists.
+    pub async fn collection_named(&self, name: &str) -> Option<Value> {
+        self.all_collections().await.into_iter().find(|c| c["name"] == name)
+    }
+
+    /// The user's collection (`robeing_memory_<user>`), if it exists.
+    pub async fn collection_of(&self, user_id: &str) -> Option<Value> {
+        self.collection_named(&format!("robeing_memory_{user_id}")).await
+    }
+
+    /// Creates a collection ahead of robeing, with this metadata; its id.
+    pub async fn create_collection(&self, name: &str, metadata: Value) -> String {
         let r = self
             .http
-            .post(self.collections())
-            .json(&json!({ "name": "robeing_memory", "metadata": metadata }))
+            .post(self.collections_url())
+            .json(&json!({ "name": name, "metadata": metadata }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Deletes the collection called `name`.
+    pub async fn delete_collection(&self, name: &str) {
+        let r = self.http.delete(format!("{}/{name}", self.collections_url())).send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    /// Upserts records into a collection (id, embedding, document, metadata).
+    pub async fn upsert(&self, collection_id: &str, records: &[(String, Vec<f32>, String, Value)]) {
+        let r = self
+            .http
+            .post(format!("{}/{collection_id}/upsert", self.collections_url()))
+            .json(&json!({
+                "ids": records.iter().map(|r| &r.0).collect::<Vec<_>>(),
+                "embeddings": records.iter().map(|r| &r.1).collect::<Vec<_>>(),
+                "documents": records.iter().map(|r| &r.2).collect::<Vec<_>>(),
+                "metadatas": records.iter().map(|r| &r.3).collect::<Vec<_>>(),
+            }))
             .send()
             .await
             .unwrap();
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     }
 
-    /// Records of one user: (id, document).
-    pub async fn records_of(&self, user_id: &str) -> Vec<(String, String)> {
-        let Some(c) = self.collection().await else { return Vec::new() };
-        let id = c["id"].as_str().unwrap();
+    /// Records of a collection: (id, document).
+    pub async fn records_in(&self, collection_id: &str) -> Vec<(String, String)> {
         let v: Value = self
             .http
-            .post(format!("{}/{id}/get", self.collections()))
-            .json(&json!({ "where": { "user_id": user_id }, "include": ["documents"] }))
+            .post(format!("{}/{collection_id}/get", self.collections_url()))
+            .json(&json!({ "include": ["documents"] }))
             .send()
             .await
             .unwrap()
@@ -173,12 +206,23 @@ impl Chroma {
             .collect()
     }
 
-    /// How many records the collection holds.
+    /// Records of one user, from their collection: (id, document).
+    pub async fn records_of(&self, user_id: &str) -> Vec<(String, String)> {
+        match self.collection_of(user_id).await {
+            Some(c) => self.records_in(c["id"].as_str().unwrap()).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// How many records robeing's collections hold together.
     pub async fn count(&self) -> u64 {
-        let Some(c) = self.collection().await else { return 0 };
-        let id = c["id"].as_str().unwrap();
-        let r = self.http.get(format!("{}/{id}/count", self.collections())).send().await.unwrap();
-        r.json::<Value>().await.unwrap().as_u64().unwrap()
+        let mut total = 0;
+        for c in self.robeing_collections().await {
+            let id = c["id"].as_str().unwrap();
+            let r = self.http.get(format!("{}/{id}/count", self.collections_url())).send().await.unwrap();
+            total += r.json::<Value>().await.unwrap().as_u64().unwrap();
+        }
+        total
     }
 }
 
