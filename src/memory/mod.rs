@@ -378,6 +378,9 @@ impl Memory {
         if !ours {
             return Ok(Retired::NotOurs);
         }
+        // Moved records keep their vectors, so they must fit today's embedder.
+        let dimension = self.known_dimension().await?;
+        self.check_dimension(&shared, dimension).map_err(|e| anyhow::anyhow!("left in place: {e}"))?;
         let (mut records, mut dropped) = (0, 0);
         let mut offset = 0;
         loop {
@@ -399,7 +402,6 @@ impl Memory {
                 }
             }
             for (user_id, moved) in &by_user {
-                let Some(dimension) = moved.first().map(|r| r.embedding.len()) else { continue };
                 self.upsert_records(user_id, dimension, moved).await?;
                 records += moved.len();
                 // Forgotten while we copied: take them back out.

@@ -805,6 +805,27 @@ async fn a_collection_named_like_the_prefix_that_robeing_did_not_make_is_left_al
 }
 
 #[tokio::test]
+async fn a_shared_collection_of_another_dimension_is_left_in_place_with_an_error() {
+    let chroma = Chroma::start().await;
+    let shared = chroma
+        .create_collection(
+            "robeing_memory",
+            serde_json::json!({ "embedder": "openai-compatible:big", "dimension": 3, "created_by": "robeing" }),
+        )
+        .await;
+    chroma
+        .upsert(&shared, &[("x1".into(), vec![1.0, 0.0, 0.0], "old".into(), serde_json::json!({ "user_id": JANE }))])
+        .await;
+    let app = app(Some(&chroma), None, &[]).await;
+    let memory = app.state.memory.clone().unwrap();
+    let error = format!("{:#}", memory.retire_shared_collection(&app.db).await.unwrap_err());
+    assert!(error.contains("left in place") && error.contains("3-dimensional"), "{error}");
+    assert_eq!(chroma.records_in(&shared).await.len(), 1, "nothing moved or deleted");
+    assert!(chroma.collection_of(JANE).await.is_none(), "no collection made with the old vectors");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn embeddings_come_from_an_openai_compatible_api_when_configured() {
     let chroma = Chroma::start().await;
     let embeddings = Recorder::start(std::sync::Arc::new(|r: &Recorded| {
