@@ -149,9 +149,9 @@ impl Memory {
     ///
     /// One collection per user, not one shared collection filtered by
     /// `user_id`: ChromaDB's filtered query visits the whole shared index,
-    /// so every recall grew with the workspace's total memory (11 ms of
-    /// ChromaDB CPU at 4,000 records, 34 ms at 20,000; a user's own
-    /// collection: 4.5 ms at either size; docs/benchmarks.md).
+    /// so every recall grew with the workspace's total memory (13 ms of
+    /// ChromaDB CPU at 4,740 records, 32 ms at 20,740; a user's own
+    /// collection: 3–5 ms at either size; docs/benchmarks.md).
     pub fn collection_name(&self, user_id: &str) -> String {
         if (1..=64).contains(&user_id.len()) && user_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             format!("{}_{user_id}", self.prefix)
