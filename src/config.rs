@@ -69,7 +69,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("CHROMA_URL", "unset → vector memory off (said at start-up and in `/readyz`)", "ChromaDB server base URL"),
     ("CHROMA_TENANT", "`default_tenant`", "ChromaDB tenant"),
     ("CHROMA_DATABASE", "`default_database`", "ChromaDB database"),
-    ("CHROMA_COLLECTION", "`robeing_memory`", "prefix of each user's ChromaDB collection (`<prefix>_<user id>`)"),
+    (
+        "CHROMA_COLLECTION",
+        "`robeing_memory`",
+        "prefix of each user's ChromaDB collection, `<prefix>_<user id>` (one collection per user, so recall cost does not grow with the workspace's history)",
+    ),
     ("LLM_BASE_URL", "unset → built-in responder", "OpenAI-compatible chat-completions API base"),
     ("LLM_API_KEY", "unset → no Authorization header", "API key for the LLM"),
     ("LLM_MODEL", "required with `LLM_BASE_URL`", "model name for the LLM"),
