@@ -107,6 +107,15 @@ impl ChromaClient {
         }
     }
 
+    /// A successful answer whose body is not what the API promises.
+    fn unreadable(&self, detail: String) -> ChromaError {
+        ChromaError::Refused { url: self.base.clone(), status: 200, detail }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(&self, v: Value, what: &str) -> Result<T, ChromaError> {
+        serde_json::from_value(v).map_err(|e| self.unreadable(format!("unreadable {what}: {e}")))
+    }
+
     /// `GET /api/v2/heartbeat`.
     pub async fn heartbeat(&self) -> Result<(), ChromaError> {
         self.call(reqwest::Method::GET, format!("{}/api/v2/heartbeat", self.base), None).await.map(|_| ())
@@ -126,22 +135,14 @@ impl ChromaClient {
                 Some(json!({ "name": name, "get_or_create": true, "metadata": metadata })),
             )
             .await?;
-        serde_json::from_value(v).map_err(|e| ChromaError::Refused {
-            url: self.base.clone(),
-            status: 200,
-            detail: format!("unreadable collection: {e}"),
-        })
+        self.parse(v, "collection")
     }
 
     /// The collection called `name`; [`ChromaError::CollectionGone`] when
     /// there is none.
     pub async fn get_collection(&self, name: &str) -> Result<Collection, ChromaError> {
         let v = self.call(reqwest::Method::GET, format!("{}/{name}", self.collections_url()), None).await?;
-        serde_json::from_value(v).map_err(|e| ChromaError::Refused {
-            url: self.base.clone(),
-            status: 200,
-            detail: format!("unreadable collection: {e}"),
-        })
+        self.parse(v, "collection")
     }
 
     /// Every collection of the tenant/database, a page at a time.
@@ -150,12 +151,8 @@ impl ChromaClient {
         let mut all = Vec::new();
         loop {
             let url = format!("{}?limit={PAGE}&offset={}", self.collections_url(), all.len());
-            let page: Vec<Collection> = serde_json::from_value(self.call(reqwest::Method::GET, url, None).await?)
-                .map_err(|e| ChromaError::Refused {
-                    url: self.base.clone(),
-                    status: 200,
-                    detail: format!("unreadable collection list: {e}"),
-                })?;
+            let page: Vec<Collection> =
+                self.parse(self.call(reqwest::Method::GET, url, None).await?, "collection list")?;
             let last = page.len() < PAGE;
             all.extend(page);
             if last {
@@ -184,11 +181,7 @@ impl ChromaClient {
         ids.iter()
             .enumerate()
             .map(|(i, id)| {
-                let unreadable = |what: &str| ChromaError::Refused {
-                    url: self.base.clone(),
-                    status: 200,
-                    detail: format!("record {i} of a page has no readable {what}"),
-                };
+                let unreadable = |what: &str| self.unreadable(format!("record {i} of a page has no readable {what}"));
                 let embedding = embeddings
                     .get(i)
                     .and_then(Value::as_array)
@@ -260,11 +253,7 @@ impl ChromaClient {
     /// How many records the collection holds.
     pub async fn count(&self, collection: &str) -> Result<u64, ChromaError> {
         let v = self.call(reqwest::Method::GET, self.records_url(collection, "count"), None).await?;
-        v.as_u64().ok_or_else(|| ChromaError::Refused {
-            url: self.base.clone(),
-            status: 200,
-            detail: format!("count was not a number: {v}"),
-        })
+        v.as_u64().ok_or_else(|| self.unreadable(format!("count was not a number: {v}")))
     }
 
     /// Deletes records by id.
