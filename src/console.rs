@@ -125,6 +125,7 @@ pub async fn run(config: Config) -> i32 {
         return EXIT_FAILURE;
     }
     let workers = tokio::spawn(crate::jobs::run(state.clone(), state.wake_workers.clone(), shutdown.child_token()));
+    let memory_writer = tokio::spawn(crate::memory::writer::run(state.clone(), shutdown.child_token()));
     let code = match prepare_user(&state).await {
         Ok(()) => {
             eprintln!(
@@ -150,6 +151,7 @@ pub async fn run(config: Config) -> i32 {
     shutdown.cancel();
     let _ = ingest_task.await;
     let _ = workers.await;
+    let _ = memory_writer.await;
     state.db.close().await;
     if let Some(pg) = embedded {
         let _ = pg.stop().await;

@@ -41,6 +41,8 @@ pub struct AppState {
     /// The group commit of posted replies.
     pub replies: crate::conversation::recorder::ReplyRecorder,
     pub wake_workers: Arc<Notify>,
+    /// Told when a reply queued a memory write (`memory::writer`).
+    pub wake_memory_writer: Notify,
     /// ChromaDB vector memory; `None` when `CHROMA_URL` is unset.
     pub memory: Option<Arc<crate::memory::Memory>>,
     /// Set only by `robeing console`: replies in the console's channel are
@@ -164,6 +166,7 @@ pub fn assemble(config: Config, db: Database) -> Result<Assembled, StartupError>
         messages,
         replies,
         wake_workers,
+        wake_memory_writer: Notify::new(),
         memory,
         console: std::sync::OnceLock::new(),
         gmail_budget: Arc::new(crate::google::gmail::shared_budget(config_gmail_rate)),
@@ -253,6 +256,8 @@ impl Application {
             state.config.slack.app_token.clone().map(|token| {
                 tokio::spawn(crate::slack::socket_mode::run(state.clone(), token, shutdown.child_token()))
             });
+        let memory_writer =
+            background.handle().spawn(crate::memory::writer::run(state.clone(), shutdown.child_token()));
         background.handle().spawn(crate::memory::log_backlog(state.clone(), shutdown.child_token()));
         background.handle().spawn(crate::memory::retire_shared_collection(state.clone(), shutdown.child_token()));
         background.handle().spawn(crate::housekeeping::run(state.clone(), shutdown.child_token()));
@@ -265,6 +270,7 @@ impl Application {
         shutdown.cancel();
         let _ = ingest_task.await;
         let _ = workers.await;
+        let _ = memory_writer.await;
         if let Some(socket_mode) = socket_mode {
             let _ = socket_mode.await;
         }

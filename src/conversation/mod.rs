@@ -511,7 +511,7 @@ async fn deliver(
         m.reply_latency_seconds.observe(waited);
     }
     if marked && memorize {
-        state.wake_workers.notify_one();
+        state.wake_memory_writer.notify_one();
     }
     Ok(if event_id.is_some() { Done::Recorded } else { Done::ByRunner })
 }

@@ -107,7 +107,7 @@ impl Key {
 
 /// Claims up to `free` pieces of work: outbox jobs first, up to half, then
 /// events for the rest, then more jobs if events left room. Under a flood
-/// of events the outbox (memory upserts, briefing deliveries) still gets
+/// of events the outbox (briefing deliveries, reconnect prompts) still gets
 /// its share, and either queue alone gets every free worker. At most three
 /// statements; a queue that cannot be read is logged and skipped this
 /// round.
@@ -385,7 +385,6 @@ async fn dispatch(
         crate::google::RECONNECT_PROMPT_JOB => {
             Box::pin(crate::google::prompt::run_reconnect_prompt_job(state, &job.payload)).await
         }
-        crate::memory::UPSERT_JOB => Box::pin(crate::memory::run_upsert_job(state, job)).await,
         crate::memory::FORGET_JOB => Box::pin(crate::memory::run_forget_job(state, job)).await,
         _ => Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind))),
     }

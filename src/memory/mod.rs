@@ -2,7 +2,7 @@
 //! ChromaDB, and recalled by similarity when composing a reply.
 //!
 //! Feeding is durable: the exchange's `memory_upsert` job is queued in the
-//! same transaction that marks it replied, and the worker ([`run_upsert_job`])
+//! same transaction that marks it replied, and the memory writer ([`writer`])
 //! retries with backoff while ChromaDB is down. The record id is the exchange
 //! id, so a retried upsert never makes a second record. When `CHROMA_URL` is
 //! unset memory is off (said at start-up and in `/readyz`) and no memory jobs
@@ -22,9 +22,12 @@
 //! - [`chroma`]: the ChromaDB v2 HTTP client.
 //! - [`embedder`]: the embedder trait, the built-in local embedder and the
 //!   OpenAI-compatible one.
+//! - [`writer`]: the task that claims `memory_upsert` jobs in groups and
+//!   writes them.
 
 pub mod chroma;
 pub mod embedder;
+pub mod writer;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -58,24 +61,8 @@ pub const FORGET_JOB: &str = "memory_forget";
 /// see an outage in the logs within a minute, rarely enough not to flood.
 pub const BACKLOG_LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Exchanges memorized per group: a local ChromaDB write costs about 20–40 ms
-/// of its CPU whether it carries one record or a hundred (measured: 28
-/// single upserts/s against 800+ records/s in batches of 100), so the worker
-/// takes other due memory jobs along. A group makes one write per user in
-/// it, so under a burst from many users it has to be large for each write
-/// to carry several records; bounded so one group's writes stay well inside
-/// a job's lease and one user's write under a few megabytes.
-pub const BATCH: usize = 256;
-
 /// Users' writes of one group sent to ChromaDB at once.
 pub const WRITES_AT_ONCE: usize = 4;
-
-/// How long the memory writer waits for company before a write that would
-/// carry fewer than [`BATCH`] exchanges. A ChromaDB write of one record costs
-/// its server about 27 ms of CPU, of sixteen about 4.5 ms per record
-/// (docs/benchmarks.md, "ChromaDB's own ceiling"); writes are off the reply
-/// path, so waiting costs nothing but a little memory lag.
-pub const LINGER: Duration = Duration::from_millis(50);
 
 /// The longest document stored per exchange. The full text stays in
 /// Postgres; memory needs enough to recognise and quote it.
@@ -92,20 +79,6 @@ pub struct Memory {
     prefix: String,
     /// Collection ids by user, each checked for its dimension when opened.
     collections: std::sync::Mutex<HashMap<String, String>>,
-    upserts: UpsertQueue,
-}
-
-/// A memorized exchange's outcome, as told to the job that asked for it.
-type Outcome = Result<(), String>;
-
-/// The memory worker's group commit: `memory_upsert` jobs of this process
-/// queue their exchange here, and one ChromaDB write at a time carries
-/// everything queued meanwhile (see [`run_upsert_job`]).
-#[derive(Default)]
-struct UpsertQueue {
-    waiting: std::sync::Mutex<Vec<(Uuid, tokio::sync::oneshot::Sender<Outcome>)>>,
-    /// Held by the job writing a group; FIFO, so every waiter gets a turn.
-    writer: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Memory {
@@ -138,7 +111,6 @@ impl Memory {
             embedder,
             prefix: chroma.collection.clone(),
             collections: std::sync::Mutex::new(HashMap::new()),
-            upserts: UpsertQueue::default(),
         }))
     }
 
@@ -456,132 +428,6 @@ fn memory_of(state: &AppState) -> Result<&Memory, JobError> {
             "vector memory is off (CHROMA_URL unset); this job was queued while it was on"
         ))
     })
-}
-
-/// The `memory_upsert` job: embed and upsert its exchange, then record it
-/// as memorized. Idempotent: record id = exchange id.
-///
-/// One ChromaDB write costs about the same for one record as for dozens, and
-/// concurrent writes slow its queries (the replies' recall), so writes are
-/// grouped: the job queues its exchange and waits for the one write in
-/// flight; whoever writes next takes everything queued by then (up to
-/// [`BATCH`]), plus due `memory_upsert` jobs no worker has claimed yet,
-/// after waiting [`LINGER`] for more when fewer than [`BATCH`] are queued.
-/// Under a steady stream of replies that is one write per ChromaDB round
-/// trip instead of one per exchange.
-pub async fn run_upsert_job(state: &AppState, job: &Job) -> Result<(), JobError> {
-    let memory = memory_of(state)?;
-    let Some(id) = job.payload.get("exchange_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok()) else {
-        return Err(JobError::Permanent(anyhow::anyhow!("memory_upsert payload has no exchange_id")));
-    };
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
-    memory.upserts.waiting.lock().unwrap_or_else(|e| e.into_inner()).push((id, tx));
-    let abandoned = || Err("the memory write carrying this exchange was abandoned".to_owned());
-    let outcome = {
-        let _writer = memory.upserts.writer.lock().await;
-        loop {
-            match rx.try_recv() {
-                // A group written while we waited carried ours.
-                Ok(outcome) => break outcome,
-                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => break abandoned(),
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
-                    // Our turn to write; the queue is FIFO, so ours is in this group or a later one.
-                    let queued = memory.upserts.waiting.lock().unwrap_or_else(|e| e.into_inner()).len();
-                    if queued < BATCH {
-                        tokio::time::sleep(LINGER).await;
-                    }
-                    let group: Vec<_> = {
-                        let mut waiting = memory.upserts.waiting.lock().unwrap_or_else(|e| e.into_inner());
-                        let n = waiting.len().min(BATCH);
-                        waiting.drain(..n).collect()
-                    };
-                    if group.is_empty() {
-                        break abandoned();
-                    }
-                    write_group(state, memory, group).await;
-                }
-            }
-        }
-    };
-    outcome.map_err(|e| JobError::retry(anyhow::anyhow!(e)))
-}
-
-/// Writes one group (the queued exchanges, whose jobs the runner finishes
-/// from the outcome sent back, plus due jobs claimed here, finished here).
-async fn write_group(state: &AppState, memory: &Memory, group: Vec<(Uuid, tokio::sync::oneshot::Sender<Outcome>)>) {
-    let room = BATCH.saturating_sub(group.len()) as i64;
-    let extra = if room == 0 {
-        Vec::new()
-    } else {
-        match storage::jobs::claim_kind(&state.db, UPSERT_JOB, room, crate::jobs::LEASE.as_secs_f64()).await {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not claim more memory jobs; upserting the queued ones");
-                Vec::new()
-            }
-        }
-    };
-    let mut ids: Vec<Uuid> = group.iter().map(|(id, _)| *id).collect();
-    ids.extend(
-        extra
-            .iter()
-            .filter_map(|j| j.payload.get("exchange_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok())),
-    );
-    let result = upsert_batch(state, memory, &ids).await.map_err(|e| format!("{e:#}"));
-    for (_, done) in group {
-        let _ = done.send(result.clone());
-    }
-    if result.is_ok() && !extra.is_empty() {
-        // One statement for all of them (the runner's group commit does the same for the queued ones).
-        let ids: Vec<i64> = extra.iter().map(|j| j.id).collect();
-        if let Err(e) = storage::jobs::complete_many(&state.db, &ids).await {
-            tracing::warn!(error = %e, jobs = ids.len(), "could not record batched memory jobs as done; their leases will expire and they run again");
-        }
-    }
-    if let Err(error) = &result {
-        for job in &extra {
-            let outcome = if job.attempts < job.max_attempts {
-                let wait = crate::jobs::backoff(job.attempts);
-                let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                storage::jobs::retry_at(&state.db, job.id, at, error).await
-            } else {
-                storage::jobs::bury(&state.db, job.id, error).await
-            };
-            if let Err(e) = outcome {
-                tracing::warn!(error = %e, job = job.id, "could not record a batched memory job's outcome; its lease will expire and it runs again");
-            }
-        }
-    }
-}
-
-async fn upsert_batch(state: &AppState, memory: &Memory, ids: &[Uuid]) -> anyhow::Result<()> {
-    let exchanges: Vec<Exchange> = storage::exchanges::get_by_ids(&state.db, ids)
-        .await?
-        .into_iter()
-        .filter(|e| e.memorized_at.is_none() && e.status == "replied")
-        .collect();
-    if exchanges.is_empty() {
-        // Forgotten (or already memorized) before we got here: nothing to do.
-        return Ok(());
-    }
-    let upserted = memory.remember_many(&exchanges).await;
-    let outcome = if upserted.is_ok() { "ok" } else { "error" };
-    crate::metrics::metrics()
-        .chroma_upserts
-        .get_or_create(&crate::metrics::outcome(outcome))
-        .inc_by(exchanges.len() as u64);
-    upserted?;
-    let wanted: Vec<Uuid> = exchanges.iter().map(|e| e.id).collect();
-    let kept = storage::exchanges::set_memorized_many(&state.db, &wanted).await?;
-    // Forgotten while we were upserting: take them back out.
-    let mut gone: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
-    for e in exchanges.iter().filter(|e| !kept.contains(&e.id)) {
-        gone.entry(&e.user_id).or_default().push(e.id);
-    }
-    for (user_id, ids) in gone {
-        memory.forget_ids(user_id, &ids).await?;
-    }
-    Ok(())
 }
 
 /// The `memory_forget` job: delete one user's records from ChromaDB.

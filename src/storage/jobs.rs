@@ -46,7 +46,11 @@ pub async fn enqueue(
 }
 
 /// Claims up to `limit` due jobs (and jobs whose lease expired), leasing
-/// each for `lease_secs`.
+/// each for `lease_secs`, except memory writes (`memory_upsert`): the
+/// memory writer claims those itself, in groups ([`claim_kind`]). The
+/// statement names the kind literally so that it matches the partial index
+/// `jobs_due_for_workers`, and a backlog of memory writes is never scanned
+/// by the workers' claims.
 pub async fn claim(executor: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -> Result<Vec<Job>, sqlx::Error> {
     sqlx::query_as!(
         Job,
@@ -54,8 +58,9 @@ pub async fn claim(executor: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -
                   locked_until = now() + make_interval(secs => $2), updated_at = now()
            WHERE id IN (
                SELECT id FROM jobs
-               WHERE (state = 'queued' AND run_at <= now())
-                  OR (state = 'running' AND locked_until < now())
+               WHERE kind <> 'memory_upsert'
+                 AND ((state = 'queued' AND run_at <= now())
+                  OR (state = 'running' AND locked_until < now()))
                ORDER BY run_at
                LIMIT $1
                FOR UPDATE SKIP LOCKED)

@@ -471,6 +471,136 @@ async fn chroma_that_stores_nothing() -> Recorder {
     .await
 }
 
+/// How long the fake ChromaDB below takes to answer its first write: long,
+/// but inside robeing's ChromaDB timeout, so the write succeeds.
+const STALLED_WRITE: Duration = Duration::from_secs(8);
+
+/// A ChromaDB speaking the v2 wire format that takes [`STALLED_WRITE`] to
+/// answer its first upsert and answers the rest at once.
+async fn chroma_with_a_stalled_first_write() -> Recorder {
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Recorder::start(std::sync::Arc::new(move |r: &Recorded| {
+        if r.path.ends_with("/collections") {
+            Scripted::json(
+                200,
+                serde_json::json!({ "id": "0c0ffee0-0000-4000-8000-000000000002", "name": "robeing_memory_any",
+                                    "metadata": { "dimension": 384, "embedder": "local", "created_by": "robeing" } }),
+            )
+        } else if r.path.ends_with("/upsert") {
+            let first = writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            Scripted::json(200, serde_json::json!({})).delayed(if first { STALLED_WRITE } else { Duration::ZERO })
+        } else {
+            Scripted::json(
+                200,
+                serde_json::json!({ "ids": [[]], "documents": [[]], "metadatas": [[]], "distances": [[]] }),
+            )
+        }
+    }))
+    .await
+}
+
+/// Memory writes never hold the job workers that replies need. While one
+/// ChromaDB write hangs, more messages than there are workers arrive over
+/// `POST /slack/events`; every one is answered before the write returns,
+/// and afterwards their exchanges are memorized in one write per user.
+#[tokio::test]
+async fn a_hanging_chromadb_write_delays_no_reply_and_the_backlog_goes_in_one_write_per_user() {
+    assert!(STALLED_WRITE < robeing::memory::chroma::TIMEOUT);
+    let chroma = chroma_with_a_stalled_first_write().await;
+    let app = app(None, None, &[("CHROMA_URL", &chroma.url(""))]).await;
+    let upserts = || chroma.requests().into_iter().filter(|r| r.path.ends_with("/upsert")).collect::<Vec<_>>();
+    let send = |user: &'static str, text: String| {
+        let mut m = dm(user, &text);
+        // A channel per message: Slack's per-channel pacing is not under test.
+        m.channel_id = format!("D0H{}", m.ts.replace('.', ""));
+        let app = &app;
+        async move {
+            let r = crate::slack_http::Post::event(&event_payload(&m)).send(app).await;
+            assert_eq!(r.status(), 200, "event {} acknowledged", m.event_id);
+        }
+    };
+    let replied = || count_replied(&app);
+
+    send(JANE, "the first note".into()).await;
+    let hanging = chroma.wait_for_match(|r| r.path.ends_with("/upsert"), Duration::from_secs(20)).await;
+    let write_started = tokio::time::Instant::now();
+    assert!(hanging, "the first exchange's memory write reached ChromaDB");
+
+    let users = [JANE, BOB, KIM];
+    let more = robeing::jobs::CONCURRENCY + 16;
+    for i in 0..more {
+        send(users[i % users.len()], format!("note {i} while ChromaDB hangs")).await;
+    }
+    let deadline = write_started + STALLED_WRITE;
+    while replied().await < 1 + more as i64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} messages were answered while one ChromaDB write hung",
+            replied().await,
+            1 + more
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(upserts().len(), 1, "the hanging write was still the only one when every reply was posted");
+    assert!(write_started.elapsed() < STALLED_WRITE, "and it had not returned yet");
+
+    for user in users {
+        wait_memorized(&app, user, STALLED_WRITE + Duration::from_secs(20)).await;
+    }
+    let writes = upserts();
+    let ids_of = |w: &Recorded| w.json()["ids"].clone();
+    assert_eq!(
+        writes.len(),
+        1 + users.len(),
+        "the backlog went in one write per user: {:?}",
+        writes.iter().map(ids_of).collect::<Vec<_>>()
+    );
+    let carried: Vec<usize> = writes[1..].iter().map(|w| w.json()["ids"].as_array().map_or(0, Vec::len)).collect();
+    assert_eq!(carried.iter().sum::<usize>(), more, "each exchange once: {carried:?}");
+    assert_eq!(count_memory_jobs_not_done(&app).await, 0);
+    app.stop().await.unwrap();
+}
+
+/// Memory writes queued while ChromaDB was configured, found by a robeing
+/// started without it: each is recorded dead with the reason, not left
+/// waiting where nobody would ever take it.
+#[tokio::test]
+async fn memory_writes_queued_while_memory_was_on_are_dead_with_the_reason_when_it_is_off() {
+    let app = app(None, None, &[]).await;
+    let (key, payload) = robeing::memory::upsert_job(uuid::Uuid::new_v4());
+    let id = robeing::storage::jobs::enqueue(&app.db, robeing::memory::UPSERT_JOB, Some(&key), &payload, None)
+        .await
+        .unwrap()
+        .expect("queued");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (state, error) = loop {
+        let row: (String, Option<String>) = sqlx::query_as("SELECT state, last_error FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        if row.0 != "queued" && row.0 != "running" {
+            break row;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the memory write is still {}", row.0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(state, "dead");
+    assert!(error.as_deref().is_some_and(|e| e.contains("CHROMA_URL unset")), "{error:?}");
+    app.stop().await.unwrap();
+}
+
+async fn count_replied(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM exchanges WHERE status = 'replied'").fetch_one(&app.db).await.unwrap()
+}
+
+async fn count_memory_jobs_not_done(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'memory_upsert' AND state <> 'done'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn memory_is_queried_only_when_it_holds_something_beyond_the_history_in_the_prompt() {
     let chroma = chroma_that_stores_nothing().await;
