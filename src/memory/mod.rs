@@ -61,7 +61,11 @@ pub const FORGET_JOB: &str = "memory_forget";
 /// see an outage in the logs within a minute, rarely enough not to flood.
 pub const BACKLOG_LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Users' writes of one group sent to ChromaDB at once.
+/// Users' writes of one group sent to ChromaDB at once. One at a time
+/// costs ChromaDB about 0.8× the CPU, but a group's writes then hold it in
+/// one long stretch and the replies' recall queries wait behind them (p99
+/// event-to-reply 0.2–1.1 s against 0.11–0.15 s at 150 replies/s;
+/// docs/benchmarks.md, session 11).
 pub const WRITES_AT_ONCE: usize = 4;
 
 /// The longest document stored per exchange. The full text stays in
