@@ -39,6 +39,7 @@ ap.add_argument("--settle", type=float, default=0, help="seconds of rest between
 ap.add_argument("--include", default="documents,metadatas,distances", help="what queries ask back")
 ap.add_argument("--no-where", action="store_true", help="query without the user_id filter (for comparison)")
 ap.add_argument("--per-user", action="store_true", help="one collection per user (no filter in queries)")
+ap.add_argument("--hnsw", default="", help="collection HNSW settings, e.g. batch_size=1000,sync_threshold=10000")
 ap.add_argument("--upserts", default="1:200,16:800,64:1280,256:2560", help="batch:records phases after the fill")
 args = ap.parse_args()
 
@@ -145,7 +146,11 @@ try:
     meta = {"embedder": "bench", "dimension": args.dim, "created_by": "robeing"}
 
     def collection_id(name):
-        body = json.dumps({"name": name, "get_or_create": True, "metadata": meta}).encode()
+        request = {"name": name, "get_or_create": True, "metadata": meta}
+        if args.hnsw:
+            hnsw = {k: int(v) for k, v in (kv.split("=") for kv in args.hnsw.split(","))}
+            request["configuration"] = {"hnsw": hnsw}
+        body = json.dumps(request).encode()
         return json.loads(conn.post(base, body))["id"]
 
     if args.per_user:
