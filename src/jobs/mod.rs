@@ -12,6 +12,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::Utc;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::{startup::AppState, storage::jobs::Job};
 
@@ -324,48 +325,71 @@ async fn run_one(state: &AppState, finished: &Finished, mut work: Work) {
     let kind = work.kind().to_owned();
     let (attempts, max_attempts) = work.attempts();
     let span = tracing::info_span!("job", id = %key, kind = %kind, attempt = attempts);
-    let result = {
-        use tracing::Instrument as _;
-        match &mut work {
-            Work::Job(job, delivery) => dispatch(state, job, delivery.take()).instrument(span.clone()).await,
-            Work::Event(claimed) => {
-                Box::pin(crate::slack::dispatch::run(state, &claimed.event)).instrument(span.clone()).await
-            }
+    let result = match &mut work {
+        Work::Job(job, delivery) => dispatch(state, job, delivery.take()).instrument(span.clone()).await,
+        Work::Event(claimed) => {
+            Box::pin(crate::slack::dispatch::run(state, &claimed.event)).instrument(span.clone()).await
         }
     };
-    let label = |outcome: &str| crate::metrics::sk(outcome, &kind);
-    let m = crate::metrics::metrics();
     let db = &state.db;
     let outcome = match result {
         Ok(done) => {
-            m.jobs_finished.get_or_create(&label("done")).inc();
+            crate::metrics::metrics().jobs_finished.get_or_create(&crate::metrics::sk("done", &kind)).inc();
             match done {
                 Done::ByRunner => finished.record(db, key).await,
                 Done::Recorded => Ok(()),
             }
         }
         Err(JobError::Retry { after, error }) if attempts < max_attempts => {
-            m.jobs_finished.get_or_create(&label("retry")).inc();
             let wait = after.unwrap_or_else(|| backoff(attempts));
-            tracing::warn!(parent: &span, error = format!("{error:#}"), retry_in_secs = wait.as_secs_f64(), "job failed; will retry");
-            let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-            let error = format!("{error:#}");
-            persist("recording a job's retry", || key.retry_at(db, at, &error)).await.map_err(|e| e.to_string())
+            retry_later(db, &key, &kind, wait, &format!("{error:#}")).instrument(span.clone()).await
         }
         Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
-            tracing::error!(parent: &span, error = format!("{error:#}"), "job failed for the last time; it is now dead");
-            m.jobs_finished.get_or_create(&label("dead")).inc();
             if let Work::Event(claimed) = &work {
                 on_event_dead(state, &claimed.event, &error).await;
             }
-            let error = format!("{error:#}");
-            persist("recording a dead job", || key.bury(db, &error)).await.map_err(|e| e.to_string())
+            bury(db, &key, &kind, &format!("{error:#}")).instrument(span.clone()).await
         }
     };
     if let Err(e) = outcome {
         // The lease will expire and the work will run again: handlers are idempotent.
         tracing::error!(parent: &span, error = %e, "could not record a job's outcome; it will run again");
     }
+}
+
+/// Records a failed attempt of a job claimed outside the workers (the
+/// memory writer's groups) as the workers record theirs: retried after
+/// [`backoff`], or dead after its last attempt; counted and logged.
+pub async fn record_failure(db: &sqlx::PgPool, job: &Job, error: &str) {
+    let key = Key::Job(job.id);
+    let outcome = if job.attempts < job.max_attempts {
+        retry_later(db, &key, &job.kind, backoff(job.attempts), error).await
+    } else {
+        bury(db, &key, &job.kind, error).await
+    };
+    if let Err(e) = outcome {
+        tracing::error!(job = job.id, kind = %job.kind, error = %e, "could not record a job's outcome; it will run again");
+    }
+}
+
+/// [`record_failure`] for a job that no retry can mend.
+pub async fn record_dead(db: &sqlx::PgPool, job: &Job, error: &str) {
+    if let Err(e) = bury(db, &Key::Job(job.id), &job.kind, error).await {
+        tracing::error!(job = job.id, kind = %job.kind, error = %e, "could not record a job's outcome; it will run again");
+    }
+}
+
+async fn retry_later(db: &sqlx::PgPool, key: &Key, kind: &str, wait: Duration, error: &str) -> Result<(), String> {
+    crate::metrics::metrics().jobs_finished.get_or_create(&crate::metrics::sk("retry", kind)).inc();
+    tracing::warn!(id = %key, kind, error, retry_in_secs = wait.as_secs_f64(), "job failed; will retry");
+    let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    persist("recording a job's retry", || key.retry_at(db, at, error)).await.map_err(|e| e.to_string())
+}
+
+async fn bury(db: &sqlx::PgPool, key: &Key, kind: &str, error: &str) -> Result<(), String> {
+    tracing::error!(id = %key, kind, error, "job failed for the last time; it is now dead");
+    crate::metrics::metrics().jobs_finished.get_or_create(&crate::metrics::sk("dead", kind)).inc();
+    persist("recording a dead job", || key.bury(db, error)).await.map_err(|e| e.to_string())
 }
 
 /// Runs one job by kind. Each handler's future is boxed: they are large

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::{Memory, UPSERT_JOB};
 use crate::{
-    jobs::{LEASE, POLL, backoff, persist},
+    jobs::{LEASE, POLL, persist, record_dead, record_failure},
     startup::AppState,
     storage::{self, exchanges::Exchange, jobs::Job},
 };
@@ -115,13 +115,13 @@ async fn write(state: &AppState, group: Vec<Job>) {
                 exchange_ids.push(id);
                 jobs.push(job);
             }
-            None => bury(state, &job, "memory_upsert payload has no exchange_id").await,
+            None => record_dead(&state.db, &job, "memory_upsert payload has no exchange_id").await,
         }
     }
     let Some(memory) = state.memory.as_deref() else {
         let error = "vector memory is off (CHROMA_URL unset); this job was queued while it was on";
         for job in &jobs {
-            bury(state, job, error).await;
+            record_dead(&state.db, job, error).await;
         }
         return;
     };
@@ -132,11 +132,11 @@ async fn write(state: &AppState, group: Vec<Job>) {
 /// Records the outcome of jobs that share it: done in one statement, or
 /// each retried with its own backoff (dead after its last attempt).
 async fn settle(state: &AppState, jobs: &[Job], outcome: Result<(), String>) {
-    let m = crate::metrics::metrics();
     let error = match outcome {
         Ok(()) => {
             let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
-            m.jobs_finished.get_or_create(&crate::metrics::sk("done", UPSERT_JOB)).inc_by(ids.len() as u64);
+            let done = crate::metrics::sk("done", UPSERT_JOB);
+            crate::metrics::metrics().jobs_finished.get_or_create(&done).inc_by(ids.len() as u64);
             if let Err(e) =
                 persist("recording memory writes as done", || storage::jobs::complete_many(&state.db, &ids)).await
             {
@@ -147,27 +147,7 @@ async fn settle(state: &AppState, jobs: &[Job], outcome: Result<(), String>) {
         Err(error) => error,
     };
     for job in jobs {
-        if job.attempts >= job.max_attempts {
-            bury(state, job, &error).await;
-            continue;
-        }
-        m.jobs_finished.get_or_create(&crate::metrics::sk("retry", UPSERT_JOB)).inc();
-        let wait = backoff(job.attempts);
-        tracing::warn!(job = job.id, attempt = job.attempts, error = %error, retry_in_secs = wait.as_secs_f64(), "memory write failed; will retry");
-        let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-        if let Err(e) =
-            persist("recording a memory write's retry", || storage::jobs::retry_at(&state.db, job.id, at, &error)).await
-        {
-            tracing::error!(error = %e, job = job.id, "could not record a memory write's retry; its lease will expire and it runs again");
-        }
-    }
-}
-
-async fn bury(state: &AppState, job: &Job, error: &str) {
-    crate::metrics::metrics().jobs_finished.get_or_create(&crate::metrics::sk("dead", UPSERT_JOB)).inc();
-    tracing::error!(job = job.id, attempt = job.attempts, error = %error, "memory write failed for the last time; it is now dead");
-    if let Err(e) = persist("recording a dead memory write", || storage::jobs::bury(&state.db, job.id, error)).await {
-        tracing::error!(error = %e, job = job.id, "could not record a dead memory write; its lease will expire and it runs again");
+        record_failure(&state.db, job, &error).await;
     }
 }
 
