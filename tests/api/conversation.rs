@@ -475,6 +475,11 @@ async fn chroma_that_stores_nothing() -> Recorder {
 /// but inside robeing's ChromaDB timeout, so the write succeeds.
 const STALLED_WRITE: Duration = Duration::from_secs(8);
 
+/// Where the fake below takes every write: it answers every collection
+/// request with this one collection.
+const STALLED_COLLECTION_UPSERT: &str =
+    "/api/v2/tenants/default_tenant/databases/default_database/collections/0c0ffee0-0000-4000-8000-000000000002/upsert";
+
 /// A ChromaDB speaking the v2 wire format that takes [`STALLED_WRITE`] to
 /// answer its first upsert and answers the rest at once.
 async fn chroma_with_a_stalled_first_write() -> Recorder {
@@ -519,12 +524,12 @@ async fn a_hanging_chromadb_write_delays_no_reply_and_the_backlog_goes_in_one_wr
             assert_eq!(r.status(), 200, "event {} acknowledged", m.event_id);
         }
     };
-    let replied = || count_replied(&app);
+    let replied = || crate::slack_http::count(&app.db, "SELECT count(*) FROM exchanges WHERE status = 'replied'");
 
     send(JANE, "the first note".into()).await;
-    let hanging = chroma.wait_for_match(|r| r.path.ends_with("/upsert"), Duration::from_secs(20)).await;
+    let hanging = chroma.wait_for(STALLED_COLLECTION_UPSERT, 1, Duration::from_secs(20)).await;
     let write_started = tokio::time::Instant::now();
-    assert!(hanging, "the first exchange's memory write reached ChromaDB");
+    assert_eq!(hanging.len(), 1, "the first exchange's memory write reached ChromaDB");
 
     let users = [JANE, BOB, KIM];
     let more = robeing::jobs::CONCURRENCY + 16;
@@ -557,7 +562,8 @@ async fn a_hanging_chromadb_write_delays_no_reply_and_the_backlog_goes_in_one_wr
     );
     let carried: Vec<usize> = writes[1..].iter().map(|w| w.json()["ids"].as_array().map_or(0, Vec::len)).collect();
     assert_eq!(carried.iter().sum::<usize>(), more, "each exchange once: {carried:?}");
-    assert_eq!(count_memory_jobs_not_done(&app).await, 0);
+    let unfinished = "SELECT count(*) FROM jobs WHERE kind = 'memory_upsert' AND state <> 'done'";
+    assert_eq!(crate::slack_http::count(&app.db, unfinished).await, 0);
     app.stop().await.unwrap();
 }
 
@@ -588,17 +594,6 @@ async fn memory_writes_queued_while_memory_was_on_are_dead_with_the_reason_when_
     assert_eq!(state, "dead");
     assert!(error.as_deref().is_some_and(|e| e.contains("CHROMA_URL unset")), "{error:?}");
     app.stop().await.unwrap();
-}
-
-async fn count_replied(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM exchanges WHERE status = 'replied'").fetch_one(&app.db).await.unwrap()
-}
-
-async fn count_memory_jobs_not_done(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'memory_upsert' AND state <> 'done'")
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -124,20 +124,6 @@ impl Recorder {
         self.requests().into_iter().filter(|r| r.path == path).collect()
     }
 
-    /// Waits (bounded) until a request matching `pick` arrived; whether one did.
-    pub async fn wait_for_match(&self, pick: impl Fn(&Recorded) -> bool, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if self.requests().iter().any(&pick) {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// Waits (bounded) until `count` requests reached `path`.
     pub async fn wait_for(&self, path: &str, count: usize, within: Duration) -> Vec<Recorded> {
         let deadline = tokio::time::Instant::now() + within;
