@@ -18,7 +18,9 @@
 //! 2. The reply is composed: commands (forget, export) and, without
 //!    `LLM_BASE_URL`, everything else by the built-in responder; otherwise by
 //!    the LLM ([`llm`]) with the user's name, locale, local time, recent
-//!    history and relevant memories. An LLM that is slow to answer first gets
+//!    history and relevant memories (asked of ChromaDB while the message is
+//!    being stored when the user's memory added to their previous prompt,
+//!    else once the history shows it may add). An LLM that is slow to answer first gets
 //!    a placeholder ("…") posted, whose ts is stored at once; the reply then
 //!    replaces it with `chat.update` (on this attempt or a retried one).
 //! 3. The reply is posted (split into chunks of at most [`MAX_CHUNK_CHARS`]
@@ -303,7 +305,10 @@ pub async fn handle_message(
     message: &DirectMessage,
     event_id: Option<&str>,
 ) -> Result<Done, JobError> {
-    let (user, history, exchange, again) = match record(state, message).await? {
+    // The recall, when it is likely to be needed, runs while the message is
+    // stored: one waits on ChromaDB, the other on Postgres.
+    let (recorded, early) = tokio::join!(record(state, message), early_recall(state, message));
+    let (user, history, exchange, again) = match recorded? {
         (user, history, Recorded::New(e)) => (user, history, e, false),
         (user, history, Recorded::Again(e)) => (user, history, e, true),
         (_, _, Recorded::Final(e)) => {
@@ -317,7 +322,7 @@ pub async fn handle_message(
             });
         }
     };
-    let result = reply_to(state, &user, history, &exchange, again, event_id).await;
+    let result = reply_to(state, &user, history, early, &exchange, again, event_id).await;
     if result.is_err()
         && let Err(e) =
             crate::jobs::persist("releasing a reply claim", || storage::exchanges::release(&state.db, exchange.id))
@@ -335,6 +340,7 @@ async fn reply_to(
     state: &AppState,
     user: &User,
     history: History,
+    early: EarlyRecall,
     exchange: &Exchange,
     again: bool,
     event_id: Option<&str>,
@@ -347,7 +353,7 @@ async fn reply_to(
         placeholder = earlier_post(state, exchange).await?;
     }
     let reply = match &state.config.llm {
-        Some(llm) if !intent.is_command() => llm_reply(&turn, llm, history, &mut placeholder).await?,
+        Some(llm) if !intent.is_command() => llm_reply(&turn, llm, history, early, &mut placeholder).await?,
         _ => builtin_reply(&turn, intent).await?,
     };
     deliver(&turn, reply, placeholder, event_id).await
@@ -521,10 +527,11 @@ async fn llm_reply(
     turn: &Turn<'_>,
     llm: &crate::config::OpenAiCompatible,
     history: History,
+    early: EarlyRecall,
     placeholder: &mut Option<String>,
 ) -> Result<Reply, JobError> {
     let state = turn.state;
-    let messages = prompt(turn, history).await;
+    let messages = prompt(turn, history, early).await;
     let call = llm::complete(&state.http, llm, state.config.llm_timeout, &messages);
     tokio::pin!(call);
     let answer = if placeholder.is_some() {
@@ -567,9 +574,37 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
+/// Memories recalled while the message was being stored
+/// ([`early_recall`]); `None` when that recall was not started.
+type EarlyRecall = Option<anyhow::Result<Vec<memory::chroma::Hit>>>;
+
+/// Recalls for the message while it is being stored, when the LLM will
+/// compose the reply and the user's memory added to their latest prompt
+/// ([`memory::Memory::adds_to_prompts`]); otherwise [`prompt`] recalls
+/// after the history is read, if the history says memory may add.
+async fn early_recall(state: &AppState, message: &DirectMessage) -> EarlyRecall {
+    let memory = state.memory.as_deref()?;
+    state.config.llm.as_ref()?;
+    if !memory.adds_to_prompts(&message.user_id) {
+        return None;
+    }
+    // The text exactly as it is stored, and as `prompt` would ask with it.
+    let text = sanitize(&message.text);
+    if intent::detect(&text).is_command() {
+        return None;
+    }
+    Some(memory.recall(&message.user_id, &recall_text(&text), MEMORY_TOP_K).await)
+}
+
+/// What a prompt's recall searches with: the start of the message.
+fn recall_text(text: &str) -> String {
+    truncate(text, 2_000)
+}
+
 /// The LLM prompt: who, where, when, what was said lately (`history`, read
-/// when the message was stored) and what is remembered, then the message.
-async fn prompt(turn: &Turn<'_>, history: History) -> Vec<ChatMessage> {
+/// when the message was stored) and what is remembered (recalled now, or
+/// `early`), then the message.
+async fn prompt(turn: &Turn<'_>, history: History, early: EarlyRecall) -> Vec<ChatMessage> {
     let state = turn.state;
     let ex = turn.exchange;
     let tz = turn.tz();
@@ -592,15 +627,25 @@ async fn prompt(turn: &Turn<'_>, history: History) -> Vec<ChatMessage> {
     let mut history = past;
     history.truncate(fits);
     history.reverse();
-    let memories = match &state.memory {
-        Some(m) if memory_may_add => match m.recall(&ex.user_id, &truncate(&ex.user_text, 2_000), MEMORY_TOP_K).await {
-            Ok(hits) => hits,
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "memory recall failed; replying without memories");
-                Vec::new()
+    let recalled = match &state.memory {
+        Some(m) => {
+            m.note_adds_to_prompts(&ex.user_id, memory_may_add);
+            match early {
+                // Recalled early for nothing: memory holds nothing beyond the history.
+                _ if !memory_may_add => None,
+                Some(recalled) => Some(recalled),
+                None => Some(m.recall(&ex.user_id, &recall_text(&ex.user_text), MEMORY_TOP_K).await),
             }
-        },
-        _ => Vec::new(),
+        }
+        None => None,
+    };
+    let memories = match recalled {
+        Some(Ok(hits)) => hits,
+        Some(Err(e)) => {
+            tracing::warn!(error = format!("{e:#}"), "memory recall failed; replying without memories");
+            Vec::new()
+        }
+        None => Vec::new(),
     };
     let in_history: Vec<String> = history.iter().map(|e| e.id.to_string()).collect();
     let current = ex.id.to_string();

@@ -30,7 +30,7 @@ pub mod embedder;
 pub mod writer;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
     time::Duration,
 };
@@ -68,6 +68,9 @@ pub const BACKLOG_LOG_EVERY: Duration = Duration::from_secs(60);
 /// docs/benchmarks.md, session 11).
 pub const WRITES_AT_ONCE: usize = 4;
 
+/// The most users [`Memory::adds_to_prompts`] remembers (about 4 MB).
+const REMEMBERED_PROMPT_USERS: usize = 100_000;
+
 /// The longest document stored per exchange. The full text stays in
 /// Postgres; memory needs enough to recognise and quote it.
 pub const MAX_DOCUMENT_CHARS: usize = 8_000;
@@ -83,6 +86,9 @@ pub struct Memory {
     prefix: String,
     /// Collection ids by user, each checked for its dimension when opened.
     collections: std::sync::Mutex<HashMap<String, String>>,
+    /// Users whose memory added to their latest prompt (see
+    /// [`Memory::adds_to_prompts`]).
+    adds_to_prompts: std::sync::Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Memory {
@@ -115,6 +121,7 @@ impl Memory {
             embedder,
             prefix: chroma.collection.clone(),
             collections: std::sync::Mutex::new(HashMap::new()),
+            adds_to_prompts: std::sync::Mutex::new(HashSet::new()),
         }))
     }
 
@@ -306,10 +313,37 @@ impl Memory {
         .context("querying ChromaDB memory")
     }
 
+    /// Whether ChromaDB held something beyond the history for the user's
+    /// latest prompt, so that it likely will for their next one: then the
+    /// conversation starts that recall while the message is being stored.
+    /// A guess that only decides when to ask, never what is asked.
+    pub fn adds_to_prompts(&self, user_id: &str) -> bool {
+        self.prompt_users().contains(user_id)
+    }
+
+    /// Records whether memory could add to the user's prompt just built.
+    pub fn note_adds_to_prompts(&self, user_id: &str, adds: bool) {
+        let mut users = self.prompt_users();
+        if !adds {
+            users.remove(user_id);
+            return;
+        }
+        if users.len() >= REMEMBERED_PROMPT_USERS && !users.contains(user_id) {
+            // Forgetting the guesses only delays a few recalls.
+            users.clear();
+        }
+        users.insert(user_id.to_owned());
+    }
+
+    fn prompt_users(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.adds_to_prompts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Deletes every record of the user: their whole collection.
     pub async fn forget(&self, user_id: &str) -> anyhow::Result<()> {
         let name = self.collection_name(user_id);
         self.cached().remove(user_id);
+        self.prompt_users().remove(user_id);
         chroma::context(
             self.chroma.delete_collection(&name).await,
             &format!("deleting the user's ChromaDB collection `{name}`"),

@@ -452,7 +452,16 @@ async fn the_llm_prompt_carries_name_locale_local_time_history_and_memories() {
 /// hits, and refuses writes (503), so nothing is ever memorized unless the
 /// test marks it so in Postgres.
 async fn chroma_that_stores_nothing() -> Recorder {
-    Recorder::start(std::sync::Arc::new(|r: &Recorded| {
+    chroma_that_answers_queries_with(
+        serde_json::json!({ "ids": [[]], "documents": [[]], "metadatas": [[]], "distances": [[]] }),
+    )
+    .await
+}
+
+/// A fake ChromaDB that opens one collection, answers every query with
+/// `hits` and refuses every write.
+async fn chroma_that_answers_queries_with(hits: Value) -> Recorder {
+    Recorder::start(std::sync::Arc::new(move |r: &Recorded| {
         if r.path.ends_with("/collections") {
             Scripted::json(
                 200,
@@ -460,15 +469,86 @@ async fn chroma_that_stores_nothing() -> Recorder {
                                     "metadata": { "dimension": 384, "embedder": "local" } }),
             )
         } else if r.path.ends_with("/query") {
-            Scripted::json(
-                200,
-                serde_json::json!({ "ids": [[]], "documents": [[]], "metadatas": [[]], "distances": [[]] }),
-            )
+            Scripted::json(200, hits.clone())
         } else {
             Scripted::json(503, serde_json::json!({ "error": "writes refused by the test" }))
         }
     }))
     .await
+}
+
+/// Records the user's oldest exchange as held by ChromaDB.
+async fn memorize_oldest(app: &TestApp, user: &str) {
+    sqlx::query(
+        "UPDATE exchanges SET memorized_at = now() WHERE id = (SELECT id FROM exchanges WHERE user_id = $1 ORDER BY received_at LIMIT 1)",
+    )
+    .bind(user)
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+/// A user whose memory added to their last prompt most likely needs a
+/// recall again: it is sent while their message is being stored, so the
+/// reply waits for the longer of the two, not for both in turn. Shown by
+/// holding the store back (a lock on `exchanges`): the recall reaches
+/// ChromaDB meanwhile, once, and its memory is in the prompt.
+#[tokio::test]
+async fn a_likely_recall_goes_to_chromadb_while_the_message_is_being_stored() {
+    // A ChromaDB that remembers one thing, from long before the history.
+    const REMEMBERED: &str = "user: my first note was about tulips\nrobeing: noted";
+    let chroma = chroma_that_answers_queries_with(serde_json::json!({
+        "ids": [["0c0ffee0-0000-4000-8000-0000000000aa"]], "documents": [[REMEMBERED]],
+        "metadatas": [[{ "received_at": "2026-01-02T03:04:05Z" }]], "distances": [[0.2]]
+    }))
+    .await;
+    let fake = llm::start().await;
+    let base = chroma.url("");
+    let app = app(None, Some(&fake), &[("CHROMA_URL", &base)]).await;
+    let queries = || chroma.requests().into_iter().filter(|r| r.path.ends_with("/query")).count();
+    for i in 0..(conversation::HISTORY_MAX_EXCHANGES as usize + 2) {
+        say(&app, JANE, &format!("note number {i}")).await;
+    }
+    assert_eq!(queries(), 0, "a recall is never started for a user whose memory adds nothing");
+    memorize_oldest(&app, JANE).await;
+    say(&app, JANE, "what was my first note?").await;
+    assert_eq!(queries(), 1, "memory may add: recalled after the history was read");
+
+    // Storing is held back; the recall for the next message goes anyway.
+    let mut lock = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE exchanges IN SHARE MODE").execute(&mut *lock).await.unwrap();
+    let m = dm(JANE, "and my second note?");
+    let handling = tokio::spawn({
+        let (state, m) = (app.state.clone(), m.clone());
+        async move { handle_message(&state, &m, None).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while queries() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no recall while the message was being stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!handling.is_finished(), "the message is still being stored");
+    let asked = chroma.requests().into_iter().rfind(|r| r.path.ends_with("/query")).unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM exchanges WHERE user_text = $1")
+        .bind(&m.text)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "the recall went before the message was stored");
+    lock.rollback().await.unwrap();
+    handling.await.unwrap().unwrap();
+
+    assert_eq!(queries(), 2, "one recall for the message, not a second once it was stored");
+    assert_eq!(asked.json()["n_results"], conversation::MEMORY_TOP_K);
+    let prompt = llm::messages(&fake.requests_to(llm::PATH).pop().unwrap());
+    assert!(
+        prompt[0].1.contains("my first note was about tulips"),
+        "the early recall's memory is in the prompt: {prompt:?}"
+    );
+    assert_eq!(prompt.last().unwrap().1, m.text);
+    let writes = writes_to(&app, &channel_of(JANE));
+    assert_eq!(writes.len(), conversation::HISTORY_MAX_EXCHANGES as usize + 4, "every message answered once");
+    app.stop().await.unwrap();
 }
 
 /// How long the fake ChromaDB below takes to answer its first write: long,
@@ -612,13 +692,7 @@ async fn memory_is_queried_only_when_it_holds_something_beyond_the_history_in_th
     assert_eq!(prompt.len(), 1 + 2 * conversation::HISTORY_MAX_EXCHANGES as usize + 1, "full history: {prompt:?}");
 
     // The oldest exchange, long out of the history, is in ChromaDB: now memory may add it.
-    sqlx::query(
-        "UPDATE exchanges SET memorized_at = now() WHERE id = (SELECT id FROM exchanges WHERE user_id = $1 ORDER BY received_at LIMIT 1)",
-    )
-    .bind(JANE)
-    .execute(&app.db)
-    .await
-    .unwrap();
+    memorize_oldest(&app, JANE).await;
     say(&app, JANE, "what was my first note?").await;
     let asked: Vec<Recorded> = chroma.requests().into_iter().filter(|r| r.path.ends_with("/query")).collect();
     assert_eq!(asked.len(), 1, "one recall query for the message");
