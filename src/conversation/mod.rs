@@ -20,9 +20,10 @@
 //!    the LLM ([`llm`]) with the user's name, locale, local time, recent
 //!    history and relevant memories (asked of ChromaDB while the message is
 //!    being stored when the user's memory added to their previous prompt,
-//!    else once the history shows it may add). An LLM that is slow to answer first gets
-//!    a placeholder ("…") posted, whose ts is stored at once; the reply then
-//!    replaces it with `chat.update` (on this attempt or a retried one).
+//!    else once the history shows it may add). An LLM that is slow to
+//!    answer first gets a placeholder ("…") posted, whose ts is stored at
+//!    once; the reply then replaces it with `chat.update` (on this attempt
+//!    or a retried one).
 //! 3. The reply is posted (split into chunks of at most [`MAX_CHUNK_CHARS`]
 //!    on paragraph or line boundaries; `&`, `<`, `>` escaped so no text can
 //!    ping `<!channel>`), then one statement marks the exchange `replied`
@@ -388,7 +389,7 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Hist
     // messages, see `recorder`) reads the user and the history and stores
     // and claims a new message; a known one is claimed if it still waits
     // and nobody holds it.
-    let llm_composes = state.config.llm.is_some() && !intent::detect(&text).is_command();
+    let llm_composes = llm_composes(state, &text);
     let new = NewExchange {
         user_id: message.user_id.clone(),
         channel_id: message.channel_id.clone(),
@@ -584,16 +585,21 @@ type EarlyRecall = Option<anyhow::Result<Vec<memory::chroma::Hit>>>;
 /// after the history is read, if the history says memory may add.
 async fn early_recall(state: &AppState, message: &DirectMessage) -> EarlyRecall {
     let memory = state.memory.as_deref()?;
-    state.config.llm.as_ref()?;
     if !memory.adds_to_prompts(&message.user_id) {
         return None;
     }
     // The text exactly as it is stored, and as `prompt` would ask with it.
     let text = sanitize(&message.text);
-    if intent::detect(&text).is_command() {
+    if !llm_composes(state, &text) {
         return None;
     }
     Some(memory.recall(&message.user_id, &recall_text(&text), MEMORY_TOP_K).await)
+}
+
+/// Whether the LLM will compose the reply to (stored) `text`: one is
+/// configured and the text is not a command the built-in responder runs.
+fn llm_composes(state: &AppState, text: &str) -> bool {
+    state.config.llm.is_some() && !intent::detect(text).is_command()
 }
 
 /// What a prompt's recall searches with: the start of the message.
