@@ -23,8 +23,12 @@ With --per-user, each user's records go to a collection of their own (as
 robeing files them since session 10) and queries carry no filter; an upsert
 batch of mixed users becomes one call per user in it.
 
+ChromaDB's SQLite is put in WAL mode before the server starts, as
+docs/operations.md runs it; --journal delete keeps ChromaDB's default
+rollback journal.
+
 Usage: python3 bench/chroma_ceiling.py [--records 4000] [--queries 2000]
-       [--k 5] [--users 50] [--concurrency 4] [--per-user]
+       [--k 5] [--users 50] [--concurrency 4] [--per-user] [--journal wal|delete]
 """
 import argparse, http.client, json, math, os, random, shutil, socket, subprocess, sys, tempfile, threading, time, uuid
 
@@ -40,6 +44,8 @@ ap.add_argument("--include", default="documents,metadatas,distances", help="what
 ap.add_argument("--no-where", action="store_true", help="query without the user_id filter (for comparison)")
 ap.add_argument("--per-user", action="store_true", help="one collection per user (no filter in queries)")
 ap.add_argument("--hnsw", default="", help="collection HNSW settings, e.g. batch_size=1000,sync_threshold=10000")
+ap.add_argument("--journal", choices=["wal", "delete"], default="wal",
+                help="ChromaDB's SQLite journal: wal (as docs/operations.md runs it) or delete (ChromaDB's default)")
 ap.add_argument("--upserts", default="1:200,16:800,64:1280,256:2560", help="batch:records phases after the fill")
 args = ap.parse_args()
 
@@ -121,6 +127,11 @@ class Conn:
 
 port = free_port()
 data_dir = tempfile.mkdtemp(prefix="chroma-ceiling-")
+if args.journal == "wal":
+    os.makedirs(os.path.join(data_dir, "data"))
+    subprocess.run([os.path.join(os.path.dirname(bin_path), "python3"), "-c",
+                    "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')",
+                    os.path.join(data_dir, "data", "chroma.sqlite3")], check=True)
 server = subprocess.Popen(
     [bin_path, "run", "--path", os.path.join(data_dir, "data"), "--host", "127.0.0.1", "--port", str(port)],
     env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},

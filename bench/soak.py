@@ -6,7 +6,9 @@ acknowledged event became exactly one replied exchange.
 
 Everything real but Slack: robeing (release), the machine's PostgreSQL, and
 (with --chroma) a real ChromaDB server, so vector memory and its upsert
-worker run too. Slack is bench/fake_slack.py on loopback.
+worker run too; its SQLite in WAL mode, as docs/operations.md runs it
+(ROBEING_CHROMA_JOURNAL=delete keeps ChromaDB's default). Slack is
+bench/fake_slack.py on loopback.
 
 Usage: python3 bench/soak.py [--minutes 30] [--rate 50] [--sample 5] [--chroma]
 Results: a CSV of (seconds, rss_kib) in --out, and a summary with the RSS
@@ -82,6 +84,11 @@ env = {
 if args.chroma:
     chroma_bin = os.environ.get("ROBEING_CHROMA_BIN", os.path.expanduser("~/.cache/robeing/chroma-venv/bin/chroma"))
     chroma_port = free_port()
+    os.makedirs(os.path.join(work, "chroma"), exist_ok=True)
+    if os.environ.get("ROBEING_CHROMA_JOURNAL") != "delete":  # WAL, as docs/operations.md runs ChromaDB
+        subprocess.run([os.path.join(os.path.dirname(chroma_bin), "python3"), "-c",
+                        "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')",
+                        os.path.join(work, "chroma", "chroma.sqlite3")], check=True)
     procs.append(subprocess.Popen([chroma_bin, "run", "--path", os.path.join(work, "chroma"), "--host", "127.0.0.1",
                                    "--port", str(chroma_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}))

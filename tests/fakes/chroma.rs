@@ -4,6 +4,11 @@
 //! directory. It can be stopped and started again on the same path and port
 //! (an outage), and is killed when dropped. The helpers read ChromaDB over
 //! its own v2 REST API, independently of robeing's client.
+//!
+//! Its SQLite file is put in WAL mode before the server first opens it, as
+//! docs/operations.md tells operators to run ChromaDB ("ChromaDB's SQLite in
+//! WAL mode"); `ROBEING_CHROMA_JOURNAL=delete` leaves ChromaDB's default
+//! rollback journal, for comparing the two in the benchmarks.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
@@ -26,6 +31,33 @@ fn binary() -> PathBuf {
     }
 }
 
+/// Creates ChromaDB's (still empty) SQLite database in `data_dir` in WAL
+/// mode, which SQLite records in the file itself, so every connection
+/// ChromaDB opens later uses it. Done with the virtualenv's own Python
+/// (`sqlite3` is in its standard library), unless
+/// `ROBEING_CHROMA_JOURNAL=delete`.
+fn prepare_journal(bin: &std::path::Path, data_dir: &std::path::Path) {
+    if std::env::var("ROBEING_CHROMA_JOURNAL").as_deref() == Ok("delete") {
+        return;
+    }
+    std::fs::create_dir_all(data_dir).unwrap();
+    let python = bin.with_file_name("python3");
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL').fetchone()[0])",
+        ])
+        .arg(data_dir.join("chroma.sqlite3"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+    let mode = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && mode.trim() == "wal",
+        "could not put ChromaDB's SQLite in WAL mode: {mode} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -40,6 +72,7 @@ impl Chroma {
             child: None,
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
         };
+        prepare_journal(&binary(), &c.dir.path().join("data"));
         c.run().await;
         c
     }
