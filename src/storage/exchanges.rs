@@ -519,20 +519,27 @@ pub async fn last_channel(executor: impl PgExecutor<'_>, user_id: &str) -> Resul
 /// The event rows themselves stay (with a tombstone payload) so a late
 /// redelivery is still recognised as a duplicate. Returns how many
 /// exchanges were deleted.
+///
+/// The exchanges are locked (deleted) before their events, the order in
+/// which a reply group ([`mark_replied_many`]) locks them, so a forget and
+/// the recording of one of the user's replies wait for each other instead
+/// of deadlocking.
 pub async fn forget_user(conn: &mut sqlx::PgConnection, user_id: &str, keep: Option<Uuid>) -> Result<u64, sqlx::Error> {
-    sqlx::query!(
-        r#"UPDATE slack_events SET payload = '{"forgotten": true}'::jsonb
-           WHERE event_id IN (SELECT event_id FROM exchanges
-                              WHERE user_id = $1 AND event_id IS NOT NULL AND id IS DISTINCT FROM $2)"#,
+    let events: Vec<Option<String>> = sqlx::query_scalar!(
+        r#"DELETE FROM exchanges WHERE user_id = $1 AND id IS DISTINCT FROM $2 RETURNING event_id"#,
         user_id,
         keep
     )
+    .fetch_all(&mut *conn)
+    .await?;
+    let deleted = events.len() as u64;
+    let event_ids: Vec<String> = events.into_iter().flatten().collect();
+    sqlx::query!(
+        r#"UPDATE slack_events SET payload = '{"forgotten": true}'::jsonb WHERE event_id = ANY($1)"#,
+        &event_ids
+    )
     .execute(&mut *conn)
     .await?;
-    let deleted = sqlx::query!(r#"DELETE FROM exchanges WHERE user_id = $1 AND id IS DISTINCT FROM $2"#, user_id, keep)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
     Ok(deleted)
 }
 

@@ -744,6 +744,73 @@ async fn forget_me_from_app_home_without_a_dm_yet_opens_the_dm_through_the_clien
     app.stop().await.unwrap();
 }
 
+/// Forget and a reply group take their row locks in the same order
+/// (exchanges, then their events), so a user who presses "forget" while a
+/// reply of theirs is being recorded does not deadlock either of them. The
+/// test's transaction plays the reply group: it holds the exchange's row
+/// (as the group's UPDATE does), lets the forget start, then runs the group's
+/// real statement, which also marks the exchange's event handled.
+#[tokio::test]
+async fn forget_while_a_reply_is_being_recorded_does_not_deadlock() {
+    let app = spawn_app().await;
+    assert_eq!(Post::event(&dm("Ev0LOCKORDER", USER, "hi")).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0LOCKORDER").await.0, "done");
+    let (exchange, reply_ts): (uuid::Uuid, String) =
+        sqlx::query_as("SELECT id, reply_ts FROM exchanges WHERE event_id = 'Ev0LOCKORDER'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+
+    let mut group = app.db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM exchanges WHERE id = $1 FOR UPDATE").bind(exchange).execute(&mut *group).await.unwrap();
+    let payload = json!({"type": "block_actions", "team": {"id": TEAM_ID}, "user": {"id": USER, "team_id": TEAM_ID},
+        "trigger_id": "1.4.forget", "channel": {"id": DM_CHANNEL},
+        "actions": [{"action_id": "forget_confirm", "value": "confirm", "type": "button", "action_ts": "1764000000.3"}]});
+    let form = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    let r = Post::signed("/slack/interactions", form, "application/x-www-form-urlencoded").send(&app).await;
+    assert_eq!(r.status(), 200);
+    // Until the forget waits for a row lock held here.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the forget never reached the exchange's row");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let record = robeing::storage::exchanges::ReplyRecord {
+        id: exchange,
+        reply_text: "hello".into(),
+        reply_ts,
+        follow_up: None,
+        event_id: Some("Ev0LOCKORDER".into()),
+    };
+    let recorded = robeing::storage::exchanges::mark_replied_many(&mut *group, &[&record]).await;
+    assert!(recorded.is_ok(), "the reply group failed: {recorded:?}");
+    group.commit().await.unwrap();
+
+    let outcome = job_outcome(&app.db, "act:1.4.forget").await;
+    assert_eq!(outcome.0, "done", "{outcome:?}");
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM slack_events WHERE event_id = 'act:1.4.forget'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 1, "the forget ran more than once (a deadlock makes it retry)");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM exchanges WHERE user_id = $1")
+        .bind(USER)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the forget deleted the user's exchanges");
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn metrics_count_received_deduplicated_and_rejected_events() {
     let app = spawn_app().await;
