@@ -29,6 +29,7 @@ rollback journal.
 
 Usage: python3 bench/chroma_ceiling.py [--records 4000] [--queries 2000]
        [--k 5] [--users 50] [--concurrency 4] [--per-user] [--journal wal|delete]
+       [--mixed SECS [--mixed-batch 4]]
 """
 import argparse, http.client, json, math, os, random, shutil, socket, subprocess, sys, tempfile, threading, time, uuid
 
@@ -46,6 +47,9 @@ ap.add_argument("--per-user", action="store_true", help="one collection per user
 ap.add_argument("--hnsw", default="", help="collection HNSW settings, e.g. batch_size=1000,sync_threshold=10000")
 ap.add_argument("--journal", choices=["wal", "delete"], default="wal",
                 help="ChromaDB's SQLite journal: wal (as docs/operations.md runs it) or delete (ChromaDB's default)")
+ap.add_argument("--mixed", type=float, default=0,
+                help="seconds of a last phase where 2 writers upsert while --concurrency readers query")
+ap.add_argument("--mixed-batch", type=int, default=4, help="records per write in the mixed phase (one user each)")
 ap.add_argument("--upserts", default="1:200,16:800,64:1280,256:2560", help="batch:records phases after the fill")
 args = ap.parse_args()
 
@@ -251,6 +255,55 @@ try:
         conn.post(*query_body(i))
     query_phase(1)
     query_phase(args.concurrency)
+
+    # Reads while ChromaDB writes, as robeing's recalls meet its memory
+    # writes: each write is one user's --mixed-batch fresh records, each
+    # read a recall from a random user's collection. Bodies are built on
+    # the fly (the client's CPU shares the machine alike in every run).
+    if args.mixed > 0:
+        stop_at = time.time() + args.mixed
+        written, lat, errors = [0], [], []
+
+        def writer():
+            c = Conn(port)
+            while time.time() < stop_at:
+                user = user_of(rng.randrange(args.users))
+                recs = [record(rng.randrange(1 << 30)) for _ in range(args.mixed_batch)]
+                for r in recs:
+                    r[3]["user_id"] = user
+                c.post(upsert_path(user), upsert_body(recs))
+                written[0] += len(recs)
+
+        def reader():
+            c = Conn(port)
+            while time.time() < stop_at:
+                path, b = query_body(rng.randrange(args.users))
+                t = time.perf_counter()
+                try:
+                    c.post(path, b)
+                    lat.append(time.perf_counter() - t)
+                except Exception as e:  # counted and reported below
+                    errors.append(str(e)[:200])
+                    c = Conn(port)
+
+        threads = [threading.Thread(target=writer) for _ in range(2)]
+        threads += [threading.Thread(target=reader) for _ in range(args.concurrency)]
+        cpu0, t0 = cpu_secs(server.pid), time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall, cpu = time.perf_counter() - t0, cpu_secs(server.pid) - cpu0
+        lat.sort()
+        p = lambda q: lat[round((len(lat) - 1) * q)] * 1000
+        print(
+            f"CEILING mixed journal={args.journal} per_user={args.per_user} writers=2 batch={args.mixed_batch} readers={args.concurrency} "
+            f"secs={wall:6.2f} writes={written[0] / wall:6.0f} records/s queries={len(lat) / wall:6.0f}/s "
+            f"query_p50={p(0.5):5.1f}ms query_p99={p(0.99):5.1f}ms errors={len(errors)} "
+            f"chroma_cpu_per_s={cpu / wall * 1000:5.0f} ms load=[{load()}]"
+        )
+        for e in sorted(set(errors)):
+            print(f"  error: {e}")
 finally:
     server.terminate()
     try:
