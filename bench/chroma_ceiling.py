@@ -132,10 +132,8 @@ class Conn:
 port = free_port()
 data_dir = tempfile.mkdtemp(prefix="chroma-ceiling-")
 if args.journal == "wal":
-    os.makedirs(os.path.join(data_dir, "data"))
-    subprocess.run([os.path.join(os.path.dirname(bin_path), "python3"), "-c",
-                    "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')",
-                    os.path.join(data_dir, "data", "chroma.sqlite3")], check=True)
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "deploy", "chroma-wal.py"),
+                    os.path.join(data_dir, "data")], check=True, stdout=subprocess.DEVNULL)
 server = subprocess.Popen(
     [bin_path, "run", "--path", os.path.join(data_dir, "data"), "--host", "127.0.0.1", "--port", str(port)],
     env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},

@@ -84,11 +84,8 @@ env = {
 if args.chroma:
     chroma_bin = os.environ.get("ROBEING_CHROMA_BIN", os.path.expanduser("~/.cache/robeing/chroma-venv/bin/chroma"))
     chroma_port = free_port()
-    os.makedirs(os.path.join(work, "chroma"), exist_ok=True)
     if os.environ.get("ROBEING_CHROMA_JOURNAL") != "delete":  # WAL, as docs/operations.md runs ChromaDB
-        subprocess.run([os.path.join(os.path.dirname(chroma_bin), "python3"), "-c",
-                        "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')",
-                        os.path.join(work, "chroma", "chroma.sqlite3")], check=True)
+        subprocess.run([sys.executable, os.path.join(root, "deploy", "chroma-wal.py"), os.path.join(work, "chroma")], check=True)
     procs.append(subprocess.Popen([chroma_bin, "run", "--path", os.path.join(work, "chroma"), "--host", "127.0.0.1",
                                    "--port", str(chroma_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}))

@@ -31,29 +31,23 @@ fn binary() -> PathBuf {
     }
 }
 
-/// Creates ChromaDB's (still empty) SQLite database in `data_dir` in WAL
-/// mode, which SQLite records in the file itself, so every connection
-/// ChromaDB opens later uses it. Done with the virtualenv's own Python
-/// (`sqlite3` is in its standard library), unless
-/// `ROBEING_CHROMA_JOURNAL=delete`.
+/// Puts ChromaDB's (still empty) SQLite database in `data_dir` in WAL mode
+/// with `deploy/chroma-wal.py`, the operators' script, run by the
+/// virtualenv's own Python; unless `ROBEING_CHROMA_JOURNAL=delete`.
 fn prepare_journal(bin: &std::path::Path, data_dir: &std::path::Path) {
     if std::env::var("ROBEING_CHROMA_JOURNAL").as_deref() == Ok("delete") {
         return;
     }
-    std::fs::create_dir_all(data_dir).unwrap();
     let python = bin.with_file_name("python3");
     let out = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL').fetchone()[0])",
-        ])
-        .arg(data_dir.join("chroma.sqlite3"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/chroma-wal.py"))
+        .arg(data_dir)
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
-    let mode = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && mode.trim() == "wal",
-        "could not put ChromaDB's SQLite in WAL mode: {mode} {}",
+        out.status.success(),
+        "deploy/chroma-wal.py failed: {} {}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }
