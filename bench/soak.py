@@ -174,6 +174,7 @@ try:
     for t in threads:
         t.start()
     samples = []
+    chroma_wal_kib = [0]
     with open(args.out, "w") as out:
         out.write("seconds,rss_kib,acked,backlog\n")
         while any(t.is_alive() for t in threads):
@@ -181,6 +182,9 @@ try:
             r = rss_kib(app.pid)
             backlog = psql(db_url, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')") if int(t) % 30 < args.sample else ""
             samples.append((t, r))
+            if args.chroma:  # ChromaDB's SQLite WAL must stay bounded (its checkpoints keep up)
+                wal = os.path.join(work, "chroma", "chroma.sqlite3-wal")
+                chroma_wal_kib[0] = max(chroma_wal_kib[0], os.path.getsize(wal) // 1024 if os.path.exists(wal) else 0)
             out.write(f"{t:.1f},{r},{acked[0]},{backlog}\n")
             out.flush()
             time.sleep(args.sample)
@@ -207,6 +211,7 @@ try:
         "failed": failed, "memorized": memorized, "dead_jobs": dead, "duplicate_exchanges": dup, "lost": acked[0] - exchanges,
         "rss_kib_first_after_warmup": pts[0][1], "rss_kib_last": pts[-1][1], "rss_kib_median": rs[n // 2],
         "rss_kib_max": rs[-1], "rss_slope_kib_per_hour": round(slope * 3600, 1), "samples": n,
+        "chroma_wal_kib_max": chroma_wal_kib[0] if args.chroma else None,
     }, indent=2))
 finally:
     cleanup()
