@@ -77,6 +77,20 @@ def load():
         return " ".join(f.read().split()[:3])
 
 
+def run_threads(threads, pid):
+    """Starts the threads, waits for all of them; (wall seconds, server CPU seconds)."""
+    cpu0, t0 = cpu_secs(pid), time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, cpu_secs(pid) - cpu0
+
+
+def percentile_ms(sorted_secs, q):
+    return sorted_secs[round((len(sorted_secs) - 1) * q)] * 1000
+
+
 rng = random.Random(7)
 
 
@@ -230,17 +244,11 @@ try:
             except Exception as e:  # reported below
                 errors.append(e)
 
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(concurrency)]
-        cpu0, t0 = cpu_secs(server.pid), time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall, cpu = time.perf_counter() - t0, cpu_secs(server.pid) - cpu0
+        wall, cpu = run_threads([threading.Thread(target=run, args=(i,)) for i in range(concurrency)], server.pid)
         if errors:
             sys.exit(f"query failed: {errors[0]}")
         all_lat = sorted(x for l in lat for x in l)
-        p = lambda q: all_lat[round((len(all_lat) - 1) * q)] * 1000
+        p = lambda q: percentile_ms(all_lat, q)
         print(
             f"CEILING query per_user={args.per_user} k={args.k} where={not (args.no_where or args.per_user)} include={args.include} concurrency={concurrency} records={total_records} queries={len(all_lat)} "
             f"secs={wall:6.2f} rate={len(all_lat) / wall:6.0f}/s p50={p(0.5):5.1f}ms p99={p(0.99):5.1f}ms "
@@ -286,14 +294,9 @@ try:
 
         threads = [threading.Thread(target=writer) for _ in range(2)]
         threads += [threading.Thread(target=reader) for _ in range(args.concurrency)]
-        cpu0, t0 = cpu_secs(server.pid), time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall, cpu = time.perf_counter() - t0, cpu_secs(server.pid) - cpu0
+        wall, cpu = run_threads(threads, server.pid)
         lat.sort()
-        p = lambda q: lat[round((len(lat) - 1) * q)] * 1000
+        p = lambda q: percentile_ms(lat, q)
         print(
             f"CEILING mixed journal={args.journal} per_user={args.per_user} writers=2 batch={args.mixed_batch} readers={args.concurrency} "
             f"secs={wall:6.2f} writes={written[0] / wall:6.0f} records/s queries={len(lat) / wall:6.0f}/s "
