@@ -29,7 +29,13 @@ rollback journal.
 
 Usage: python3 bench/chroma_ceiling.py [--records 4000] [--queries 2000]
        [--k 5] [--users 50] [--concurrency 4] [--per-user] [--journal wal|delete]
-       [--mixed SECS [--mixed-batch 4]]
+       [--mixed SECS [--mixed-batch 4]] [--growth RECORDS_PER_COLLECTION]
+
+--growth answers "does a collection slow down as it grows?": it writes one
+record per call, users in turn (as robeing's memory writer does at a steady
+rate), until each collection holds that many, and prints each window's
+records/s, write p50/p99, ChromaDB CPU per record and the records per
+collection at the window's end. --queries 0 skips the query phases.
 """
 import argparse, http.client, json, math, os, random, shutil, socket, subprocess, sys, tempfile, threading, time, uuid
 
@@ -51,6 +57,11 @@ ap.add_argument("--mixed", type=float, default=0,
                 help="seconds of a last phase where 2 writers upsert while --concurrency readers query")
 ap.add_argument("--mixed-batch", type=int, default=4, help="records per write in the mixed phase (one user each)")
 ap.add_argument("--upserts", default="1:200,16:800,64:1280,256:2560", help="batch:records phases after the fill")
+ap.add_argument("--growth", type=int, default=0,
+                help="grow every collection to this many records by one-record upserts, users in turn, as robeing's "
+                     "memory writer sends them at a steady rate; reported per --growth-window records")
+ap.add_argument("--growth-window", type=int, default=5000, help="records per reported window of the growth phase")
+ap.add_argument("--growth-writers", type=int, default=4, help="concurrent writes in the growth phase (robeing: 4)")
 args = ap.parse_args()
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -70,6 +81,12 @@ def cpu_secs(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / TICK
+
+
+def written_bytes(pid):
+    """Bytes the process (all its threads) caused to be written to disk."""
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("write_bytes:"))
 
 
 def load():
@@ -194,6 +211,8 @@ try:
 
     def upsert_phase(batch, total):
         global made
+        if total <= 0:
+            return
         bodies = []  # (path, body): one call per collection a batch touches
         for start in range(0, total, batch):
             recs = [record(made + start + j) for j in range(min(batch, total - start))]
@@ -216,7 +235,71 @@ try:
     for phase in filter(None, args.upserts.split(",")):
         batch, total = (int(x) for x in phase.split(":"))
         upsert_phase(batch, total)
+
+    def growth_phase(per_collection):
+        global made
+        first = made
+        target = per_collection * args.users if args.per_user else per_collection
+        print(f"GROWTH configuration: {json.loads(conn.post(base, json.dumps({'name': 'ceiling_' + user_of(0) if args.per_user else 'ceiling', 'get_or_create': True, 'metadata': meta}).encode())).get('configuration_json')}")
+        lock = threading.Lock()
+        nxt = [first]
+        done = []  # (finished at, seconds)
+        cpu_samples = []  # (at, server CPU seconds)
+        stop = threading.Event()
+
+        def writer():
+            c = Conn(port)
+            while True:
+                with lock:
+                    i = nxt[0]
+                    if i >= target:
+                        return
+                    nxt[0] += 1
+                b = upsert_body([record(i)])
+                t = time.perf_counter()
+                c.post(upsert_path(user_of(i)), b)
+                now = time.perf_counter()
+                with lock:
+                    done.append((now, now - t))
+
+        def sampler():
+            while not stop.is_set():
+                cpu_samples.append((time.perf_counter(), cpu_secs(server.pid)))
+                stop.wait(0.5)
+
+        s = threading.Thread(target=sampler)
+        s.start()
+        disk0 = written_bytes(server.pid)
+        run_threads([threading.Thread(target=writer) for _ in range(args.growth_writers)], server.pid)
+        stop.set()
+        s.join()
+        made = target
+        print(f"GROWTH disk written: {(written_bytes(server.pid) - disk0) / max(1, len(done)) / 1024:.1f} KiB per record")
+
+        def cpu_at(t):  # server CPU seconds at time t, from the nearest sample before it
+            before = [c for at, c in cpu_samples if at <= t]
+            return before[-1] if before else cpu_samples[0][1]
+
+        w = args.growth_window
+        for start in range(0, len(done) - 1, w):
+            win = done[start:start + w]
+            t0 = done[start - 1][0] if start else win[0][0] - win[0][1]
+            wall = win[-1][0] - t0
+            lat = sorted(x for _, x in win)
+            cpu = cpu_at(win[-1][0]) - cpu_at(t0)
+            print(
+                f"GROWTH per_user={args.per_user} hnsw={args.hnsw or 'default'} journal={args.journal} "
+                f"records_per_collection={(first + start + len(win)) // (args.users if args.per_user else 1):>5} "
+                f"rate={len(win) / wall:6.0f} records/s write_p50={percentile_ms(lat, 0.5):6.1f}ms "
+                f"write_p99={percentile_ms(lat, 0.99):7.1f}ms write_max={lat[-1] * 1000:7.0f}ms "
+                f"chroma_cpu_per_record={cpu / len(win) * 1000:5.2f} ms load=[{load()}]"
+            )
+
+    if args.growth:
+        growth_phase(args.growth)
     total_records = made
+    if args.queries <= 0:
+        sys.exit(0)
 
     def query_body(i):
         body = {

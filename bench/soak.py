@@ -12,7 +12,12 @@ bench/fake_slack.py on loopback.
 
 Usage: python3 bench/soak.py [--minutes 30] [--rate 50] [--sample 5] [--chroma]
 Results: a CSV of (seconds, rss_kib) in --out, and a summary with the RSS
-slope (least squares, after a warm-up) and the counts.
+slope (least squares, after a warm-up), the counts, and per minute of the run
+the p50/p99/max time from an event's acknowledgement to its reply being
+recorded (slack_events.received_at → exchanges.replied_at, both Postgres's
+clock; the reply is posted just before it is recorded). With --llm replies go
+through an instant fake LLM, so each one also recalls the user's memories
+from ChromaDB once their history outgrows the prompt.
 Needs: a release build (BENCH_BIN or $CARGO_TARGET_DIR/release/robeing),
 psql, PostgreSQL at BENCH_ADMIN_URL.
 """
@@ -25,6 +30,8 @@ ap.add_argument("--sample", type=float, default=5, help="seconds between RSS sam
 ap.add_argument("--warmup", type=float, default=120, help="seconds left out of the slope")
 ap.add_argument("--users", type=int, default=50)
 ap.add_argument("--chroma", action="store_true", help="run a real ChromaDB and turn memory on")
+ap.add_argument("--llm", action="store_true",
+                help="reply through an instant fake LLM (bench/fake_slack.py), so every reply also recalls memories")
 ap.add_argument("--out", default="soak.csv")
 args = ap.parse_args()
 
@@ -81,6 +88,8 @@ env = {
     "SLACK_API_URL": f"http://127.0.0.1:{slack_port}/api", "LOG_FORMAT": "json", "RUST_LOG": "warn",
     "NEWS_FEEDS": "http://127.0.0.1:9/feed.xml", "BRIEFING_SCHEDULER": "off",
 }
+if args.llm:
+    env.update({"LLM_BASE_URL": f"http://127.0.0.1:{slack_port}/v1", "LLM_MODEL": "bench"})
 if args.chroma:
     chroma_bin = os.environ.get("ROBEING_CHROMA_BIN", os.path.expanduser("~/.cache/robeing/chroma-venv/bin/chroma"))
     chroma_port = free_port()
@@ -199,6 +208,20 @@ try:
                          "(SELECT count(*) FROM exchanges WHERE status='replied'), (SELECT count(*) FROM exchanges WHERE status='failed'), "
                          "(SELECT count(*) FROM exchanges WHERE memorized_at IS NOT NULL), (SELECT count(*) FROM jobs WHERE state = 'dead'), (SELECT count(*) FROM (SELECT event_id FROM exchanges GROUP BY 1 HAVING count(*) > 1) d)")
     events, exchanges, replied, failed, memorized, dead, dup = (int(x) for x in stats.split("|"))
+    reply_ms = psql(db_url, """
+        WITH l AS (SELECT s.received_at, extract(epoch FROM x.replied_at - s.received_at) * 1000 AS ms
+                   FROM exchanges x JOIN slack_events s USING (event_id) WHERE x.replied_at IS NOT NULL),
+             t0 AS (SELECT min(received_at) AS t FROM l)
+        SELECT floor(extract(epoch FROM l.received_at - t0.t) / 60)::int,
+               round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1)
+        FROM l, t0 GROUP BY 1 ORDER BY 1""")
+    reply_latency = [dict(zip(("minute", "p50_ms", "p99_ms", "max_ms"), (float(v) for v in row.split("|"))))
+                     for row in reply_ms.splitlines()]
+    overall = psql(db_url, """SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1)
+        FROM (SELECT extract(epoch FROM x.replied_at - s.received_at) * 1000 AS ms
+              FROM exchanges x JOIN slack_events s USING (event_id) WHERE x.replied_at IS NOT NULL) l""").split("|")
     pts = [(t, r) for t, r in samples if t >= args.warmup]
     n = len(pts)
     mt = sum(t for t, _ in pts) / n
@@ -211,7 +234,11 @@ try:
         "failed": failed, "memorized": memorized, "dead_jobs": dead, "duplicate_exchanges": dup, "lost": acked[0] - exchanges,
         "rss_kib_first_after_warmup": pts[0][1], "rss_kib_last": pts[-1][1], "rss_kib_median": rs[n // 2],
         "rss_kib_max": rs[-1], "rss_slope_kib_per_hour": round(slope * 3600, 1), "samples": n,
-        "chroma_wal_kib_max": chroma_wal_kib[0] if args.chroma else None,
+        "chroma_wal_kib_max": chroma_wal_kib[0] if args.chroma else None, "llm": args.llm,
+        "ack_to_reply_ms_p50": float(overall[0]), "ack_to_reply_ms_p99": float(overall[1]),
     }, indent=2))
+    print("minute  ack→reply p50 / p99 / max (ms)")
+    for row in reply_latency:
+        print(f"{int(row['minute']):>6}  {row['p50_ms']:>8} / {row['p99_ms']:>8} / {row['max_ms']:>8}")
 finally:
     cleanup()
