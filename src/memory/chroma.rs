@@ -36,6 +36,16 @@ pub struct Collection {
     pub name: String,
     #[serde(default)]
     pub metadata: Option<serde_json::Map<String, Value>>,
+    /// The collection's settings (`{"hnsw": {"sync_threshold": …, …}, …}`).
+    #[serde(default)]
+    pub configuration_json: Option<Value>,
+}
+
+impl Collection {
+    /// Its HNSW index's `sync_threshold`, when ChromaDB reports one.
+    pub fn sync_threshold(&self) -> Option<u64> {
+        self.configuration_json.as_ref()?.get("hnsw")?.get("sync_threshold")?.as_u64()
+    }
 }
 
 /// One record to upsert.
@@ -121,21 +131,38 @@ impl ChromaClient {
         self.call(reqwest::Method::GET, format!("{}/api/v2/heartbeat", self.base), None).await.map(|_| ())
     }
 
-    /// Gets the collection, creating it with `metadata` if it does not exist.
-    /// An existing collection keeps (and returns) its original metadata.
+    /// Gets the collection, creating it with `metadata` and `configuration`
+    /// (ChromaDB's collection settings, e.g. `{"hnsw": {…}}`) if it does not
+    /// exist. An existing collection keeps (and returns) its original
+    /// metadata and settings.
     pub async fn get_or_create(
         &self,
         name: &str,
         metadata: serde_json::Map<String, Value>,
+        configuration: Value,
     ) -> Result<Collection, ChromaError> {
         let v = self
             .call(
                 reqwest::Method::POST,
                 self.collections_url(),
-                Some(json!({ "name": name, "get_or_create": true, "metadata": metadata })),
+                Some(json!({ "name": name, "get_or_create": true, "metadata": metadata, "configuration": configuration })),
             )
             .await?;
         self.parse(v, "collection")
+    }
+
+    /// Changes an existing collection's settings (`PUT …/collections/{id}`
+    /// with `new_configuration`). ChromaDB 1.5 records the change at once
+    /// and applies HNSW settings when it next loads the collection's index,
+    /// i.e. after its next restart.
+    pub async fn update_configuration(&self, id: &str, configuration: Value) -> Result<(), ChromaError> {
+        self.call(
+            reqwest::Method::PUT,
+            format!("{}/{id}", self.collections_url()),
+            Some(json!({ "new_configuration": configuration })),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The collection called `name`; [`ChromaError::CollectionGone`] when

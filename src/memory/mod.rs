@@ -68,6 +68,17 @@ pub const BACKLOG_LOG_EVERY: Duration = Duration::from_secs(60);
 /// docs/benchmarks.md, session 11).
 pub const WRITES_AT_ONCE: usize = 4;
 
+/// The HNSW `sync_threshold` of every collection robeing makes: how many
+/// records ChromaDB takes into a collection between two saves of its
+/// index. ChromaDB 1.5's default is 1,000, and with it a write costs more
+/// the more records wait for the next save: a one-record write cost 10 ms
+/// of ChromaDB's CPU just after a save and 43–47 ms just before the next,
+/// and the soak's memory backlog climbed to 4,800 jobs as the users'
+/// collections neared 1,000 records. With 10: 6–11 ms at 500–5,000
+/// records, recall unchanged, a third more disk written per record at
+/// most (docs/benchmarks.md, session 14).
+pub const HNSW_SYNC_THRESHOLD: u64 = 10;
+
 /// The most users [`Memory::adds_to_prompts`] remembers (about 4 MB).
 const REMEMBERED_PROMPT_USERS: usize = 100_000;
 
@@ -106,6 +117,12 @@ pub enum Retired {
     Moved { records: usize, dropped: usize },
     /// A collection of that name that robeing did not make: left alone.
     NotOurs,
+}
+
+/// The settings robeing makes its collections with (ChromaDB's
+/// `configuration`); see [`HNSW_SYNC_THRESHOLD`].
+fn collection_configuration() -> Value {
+    json!({ "hnsw": { "sync_threshold": HNSW_SYNC_THRESHOLD } })
 }
 
 impl Memory {
@@ -203,12 +220,38 @@ impl Memory {
         metadata.insert("created_by".into(), "robeing".into());
         metadata.insert("user_id".into(), user_id.into());
         let c = chroma::context(
-            self.chroma.get_or_create(&name, metadata).await,
+            self.chroma.get_or_create(&name, metadata, collection_configuration()).await,
             &format!("opening ChromaDB collection `{name}`"),
         )?;
         self.check_dimension(&c, dimension).map_err(anyhow::Error::msg)?;
+        self.settle_configuration(&c).await;
         self.cached().insert(user_id.to_owned(), c.id.clone());
         Ok(c.id)
+    }
+
+    /// Gives a collection made before robeing set [`HNSW_SYNC_THRESHOLD`]
+    /// (or by hand) robeing's settings. Failing to is logged and does not
+    /// stop the write: the collection works as it is, only slower.
+    async fn settle_configuration(&self, c: &chroma::Collection) {
+        let found = c.sync_threshold();
+        if found == Some(HNSW_SYNC_THRESHOLD) {
+            return;
+        }
+        match self.chroma.update_configuration(&c.id, collection_configuration()).await {
+            Ok(()) => tracing::info!(
+                collection = %c.name,
+                sync_threshold = ?found,
+                wanted = HNSW_SYNC_THRESHOLD,
+                "ChromaDB collection given robeing's HNSW sync_threshold; ChromaDB applies it from its next restart"
+            ),
+            Err(e) => tracing::warn!(
+                collection = %c.name,
+                sync_threshold = ?found,
+                wanted = HNSW_SYNC_THRESHOLD,
+                error = %e,
+                "could not change the ChromaDB collection's HNSW sync_threshold; its writes stay slower as it grows"
+            ),
+        }
     }
 
     fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {

@@ -219,6 +219,11 @@ async fn hai_from_kim_jong_tae_is_greeted_by_name_and_both_stores_hold_the_excha
     assert_eq!(collection["metadata"]["embedder"], "robeing-hashed-ngrams-v1");
     assert_eq!(collection["metadata"]["dimension"], 384);
     assert_eq!(collection["metadata"]["user_id"], KIM);
+    assert_eq!(
+        collection["configuration_json"]["hnsw"]["sync_threshold"],
+        robeing::memory::HNSW_SYNC_THRESHOLD,
+        "made with robeing's HNSW settings: {collection}"
+    );
 
     // English: "hi" from Jane.
     say(&app, JANE, "hi").await;
@@ -989,6 +994,38 @@ async fn the_shared_collection_of_an_earlier_version_is_moved_into_per_user_coll
     hit_ids.sort();
     assert_eq!(hit_ids, want.iter().map(|w| w.0.clone()).collect::<Vec<_>>());
     after.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_collection_made_with_chromas_default_settings_is_given_robeings_sync_threshold() {
+    let chroma = Chroma::start().await;
+    let name = format!("robeing_memory_{JANE}");
+    chroma
+        .create_collection(
+            &name,
+            serde_json::json!({ "embedder": "robeing-hashed-ngrams-v1", "dimension": 384, "created_by": "robeing" }),
+        )
+        .await;
+    let threshold = |c: Value| c["configuration_json"]["hnsw"]["sync_threshold"].as_u64();
+    let before = threshold(chroma.collection_named(&name).await.unwrap());
+    assert!(
+        before.is_some() && before != Some(robeing::memory::HNSW_SYNC_THRESHOLD),
+        "ChromaDB's own default: {before:?}"
+    );
+
+    let app = app(Some(&chroma), None, &[]).await;
+    say(&app, JANE, "remember the milk").await;
+    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    assert_eq!(chroma.records_of(JANE).await.len(), 1, "the write went into the existing collection");
+    assert_eq!(threshold(chroma.collection_named(&name).await.unwrap()), Some(robeing::memory::HNSW_SYNC_THRESHOLD));
+    app.stop().await.unwrap();
+
+    // ChromaDB keeps the change: it applies it from its next start.
+    let mut chroma = chroma;
+    chroma.stop().await;
+    chroma.restart().await;
+    assert_eq!(threshold(chroma.collection_named(&name).await.unwrap()), Some(robeing::memory::HNSW_SYNC_THRESHOLD));
+    assert_eq!(chroma.records_of(JANE).await.len(), 1);
 }
 
 #[tokio::test]
