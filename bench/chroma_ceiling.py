@@ -35,7 +35,8 @@ Usage: python3 bench/chroma_ceiling.py [--records 4000] [--queries 2000]
 record per call, users in turn (as robeing's memory writer does at a steady
 rate), until each collection holds that many, and prints each window's
 records/s, write p50/p99, ChromaDB CPU per record and the records per
-collection at the window's end. --queries 0 skips the query phases.
+collection at the window's end, then the bytes ChromaDB wrote to disk per
+record over the phase. --queries 0 skips the query phases.
 """
 import argparse, http.client, json, math, os, random, shutil, socket, subprocess, sys, tempfile, threading, time, uuid
 

@@ -75,8 +75,8 @@ pub const WRITES_AT_ONCE: usize = 4;
 /// of ChromaDB's CPU just after a save and 43–47 ms just before the next,
 /// and the soak's memory backlog climbed to 4,800 jobs as the users'
 /// collections neared 1,000 records. With 10: 6–11 ms at 500–5,000
-/// records, recall unchanged, a third more disk written per record at
-/// most (docs/benchmarks.md, session 14).
+/// records, recall unchanged, a seventh more disk written per record
+/// (docs/benchmarks.md, session 14).
 pub const HNSW_SYNC_THRESHOLD: u64 = 10;
 
 /// The most users [`Memory::adds_to_prompts`] remembers (about 4 MB).
