@@ -34,6 +34,12 @@ ap.add_argument("--llm", action="store_true",
                 help="reply through an instant fake LLM (bench/fake_slack.py), so every reply also recalls memories")
 ap.add_argument("--out", default="soak.csv")
 args = ap.parse_args()
+if args.rate / args.users > 1:
+    # Replies are paced to about one per second per channel (Slack's
+    # chat.postMessage limit), so faster than that per user, replies fall
+    # behind by design and the run measures the pacing, not robeing.
+    sys.exit(f"--rate {args.rate} over --users {args.users} is more than one DM per second per user: "
+             "replies are paced to about one per second per channel; use more users or a lower rate")
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 admin = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -185,11 +191,13 @@ try:
     samples = []
     chroma_wal_kib = [0]
     with open(args.out, "w") as out:
-        out.write("seconds,rss_kib,acked,backlog\n")
+        out.write("seconds,rss_kib,acked,events_waiting,jobs_waiting\n")
         while any(t.is_alive() for t in threads):
             t = time.time() - start
             r = rss_kib(app.pid)
-            backlog = psql(db_url, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')") if int(t) % 30 < args.sample else ""
+            backlog = psql(db_url, "SELECT (SELECT count(*) FROM slack_events WHERE state <> 'done') || ',' || "
+                                   "(SELECT count(*) FROM jobs WHERE state IN ('queued', 'running'))") \
+                if int(t) % 30 < args.sample else ","
             samples.append((t, r))
             if args.chroma:  # ChromaDB's SQLite WAL must stay bounded (its checkpoints keep up)
                 wal = os.path.join(work, "chroma", "chroma.sqlite3-wal")
@@ -198,12 +206,16 @@ try:
             out.flush()
             time.sleep(args.sample)
     # Let the workers finish the last events, then count.
-    deadline = time.time() + 300
+    drain_started = time.time()
+    deadline = drain_started + 600
     while time.time() < deadline:
-        if int(psql(db_url, "SELECT count(*) FROM exchanges WHERE status = 'received'")) == 0 and \
+        if int(psql(db_url, "SELECT count(*) FROM slack_events WHERE state <> 'done'")) == 0 and \
+                int(psql(db_url, "SELECT count(*) FROM exchanges WHERE status = 'received'")) == 0 and \
                 int(psql(db_url, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")) == 0:
             break
         time.sleep(1)
+    drain_secs = time.time() - drain_started
+    unfinished = int(psql(db_url, "SELECT count(*) FROM slack_events WHERE state <> 'done'"))
     stats = psql(db_url, "SELECT (SELECT count(*) FROM slack_events), (SELECT count(*) FROM exchanges), "
                          "(SELECT count(*) FROM exchanges WHERE status='replied'), (SELECT count(*) FROM exchanges WHERE status='failed'), "
                          "(SELECT count(*) FROM exchanges WHERE memorized_at IS NOT NULL), (SELECT count(*) FROM jobs WHERE state = 'dead'), (SELECT count(*) FROM (SELECT event_id FROM exchanges GROUP BY 1 HAVING count(*) > 1) d)")
@@ -231,7 +243,8 @@ try:
     print(json.dumps({
         "minutes": args.minutes, "rate_per_s": args.rate, "chroma": args.chroma, "acked": acked[0],
         "retries_by_cause": errors, "slack_events": events, "exchanges": exchanges, "replied": replied,
-        "failed": failed, "memorized": memorized, "dead_jobs": dead, "duplicate_exchanges": dup, "lost": acked[0] - exchanges,
+        "failed": failed, "memorized": memorized, "dead_jobs": dead, "duplicate_exchanges": dup,
+        "events_unfinished_at_end": unfinished, "lost": acked[0] - exchanges - unfinished, "drain_secs_after_load": round(drain_secs),
         "rss_kib_first_after_warmup": pts[0][1], "rss_kib_last": pts[-1][1], "rss_kib_median": rs[n // 2],
         "rss_kib_max": rs[-1], "rss_slope_kib_per_hour": round(slope * 3600, 1), "samples": n,
         "chroma_wal_kib_max": chroma_wal_kib[0] if args.chroma else None, "llm": args.llm,
