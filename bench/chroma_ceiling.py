@@ -190,13 +190,16 @@ try:
     base = "/api/v2/tenants/default_tenant/databases/default_database/collections"
     meta = {"embedder": "bench", "dimension": args.dim, "created_by": "robeing"}
 
-    def collection_id(name):
+    def collection(name):
+        """Gets or creates the collection; ChromaDB's description of it."""
         request = {"name": name, "get_or_create": True, "metadata": meta}
         if args.hnsw:
             hnsw = {k: int(v) for k, v in (kv.split("=") for kv in args.hnsw.split(","))}
             request["configuration"] = {"hnsw": hnsw}
-        body = json.dumps(request).encode()
-        return json.loads(conn.post(base, body))["id"]
+        return json.loads(conn.post(base, json.dumps(request).encode()))
+
+    def collection_id(name):
+        return collection(name)["id"]
 
     if args.per_user:
         ids = {user_of(u): collection_id(f"ceiling_{user_of(u)}") for u in range(args.users)}
@@ -241,7 +244,7 @@ try:
         global made
         first = made
         target = per_collection * args.users if args.per_user else per_collection
-        print(f"GROWTH configuration: {json.loads(conn.post(base, json.dumps({'name': 'ceiling_' + user_of(0) if args.per_user else 'ceiling', 'get_or_create': True, 'metadata': meta}).encode())).get('configuration_json')}")
+        print(f"GROWTH configuration: {collection(f'ceiling_{user_of(0)}' if args.per_user else 'ceiling').get('configuration_json')}")
         lock = threading.Lock()
         nxt = [first]
         done = []  # (finished at, seconds)

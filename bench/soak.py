@@ -220,20 +220,19 @@ try:
                          "(SELECT count(*) FROM exchanges WHERE status='replied'), (SELECT count(*) FROM exchanges WHERE status='failed'), "
                          "(SELECT count(*) FROM exchanges WHERE memorized_at IS NOT NULL), (SELECT count(*) FROM jobs WHERE state = 'dead'), (SELECT count(*) FROM (SELECT event_id FROM exchanges GROUP BY 1 HAVING count(*) > 1) d)")
     events, exchanges, replied, failed, memorized, dead, dup = (int(x) for x in stats.split("|"))
-    reply_ms = psql(db_url, """
-        WITH l AS (SELECT s.received_at, extract(epoch FROM x.replied_at - s.received_at) * 1000 AS ms
-                   FROM exchanges x JOIN slack_events s USING (event_id) WHERE x.replied_at IS NOT NULL),
-             t0 AS (SELECT min(received_at) AS t FROM l)
+    # Each replied event: when it was acknowledged, and ms until its reply was recorded.
+    latencies = """SELECT s.received_at, extract(epoch FROM x.replied_at - s.received_at) * 1000 AS ms
+                   FROM exchanges x JOIN slack_events s USING (event_id) WHERE x.replied_at IS NOT NULL"""
+    reply_ms = psql(db_url, f"""
+        WITH l AS ({latencies}), t0 AS (SELECT min(received_at) AS t FROM l)
         SELECT floor(extract(epoch FROM l.received_at - t0.t) / 60)::int,
                round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
                round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1)
         FROM l, t0 GROUP BY 1 ORDER BY 1""")
     reply_latency = [dict(zip(("minute", "p50_ms", "p99_ms", "max_ms"), (float(v) for v in row.split("|"))))
                      for row in reply_ms.splitlines()]
-    overall = psql(db_url, """SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1)
-        FROM (SELECT extract(epoch FROM x.replied_at - s.received_at) * 1000 AS ms
-              FROM exchanges x JOIN slack_events s USING (event_id) WHERE x.replied_at IS NOT NULL) l""").split("|")
+    overall = psql(db_url, f"""SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1) FROM ({latencies}) l""").split("|")
     pts = [(t, r) for t, r in samples if t >= args.warmup]
     n = len(pts)
     mt = sum(t for t, _ in pts) / n
