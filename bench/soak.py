@@ -188,6 +188,12 @@ try:
     threads = [threading.Thread(target=sender, args=(w, workers), daemon=True) for w in range(workers)]
     for t in threads:
         t.start()
+    def waiting():
+        """(events not yet handled, exchanges not yet replied, jobs queued or running)."""
+        return tuple(int(x) for x in psql(db_url, "SELECT (SELECT count(*) FROM slack_events WHERE state <> 'done'), "
+                                                  "(SELECT count(*) FROM exchanges WHERE status = 'received'), "
+                                                  "(SELECT count(*) FROM jobs WHERE state IN ('queued', 'running'))").split("|"))
+
     samples = []
     chroma_wal_kib = [0]
     with open(args.out, "w") as out:
@@ -195,9 +201,7 @@ try:
         while any(t.is_alive() for t in threads):
             t = time.time() - start
             r = rss_kib(app.pid)
-            backlog = psql(db_url, "SELECT (SELECT count(*) FROM slack_events WHERE state <> 'done') || ',' || "
-                                   "(SELECT count(*) FROM jobs WHERE state IN ('queued', 'running'))") \
-                if int(t) % 30 < args.sample else ","
+            backlog = "%d,%d" % waiting()[::2] if int(t) % 30 < args.sample else ","
             samples.append((t, r))
             if args.chroma:  # ChromaDB's SQLite WAL must stay bounded (its checkpoints keep up)
                 wal = os.path.join(work, "chroma", "chroma.sqlite3-wal")
@@ -209,13 +213,11 @@ try:
     drain_started = time.time()
     deadline = drain_started + 600
     while time.time() < deadline:
-        if int(psql(db_url, "SELECT count(*) FROM slack_events WHERE state <> 'done'")) == 0 and \
-                int(psql(db_url, "SELECT count(*) FROM exchanges WHERE status = 'received'")) == 0 and \
-                int(psql(db_url, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")) == 0:
+        if not any(waiting()):
             break
         time.sleep(1)
     drain_secs = time.time() - drain_started
-    unfinished = int(psql(db_url, "SELECT count(*) FROM slack_events WHERE state <> 'done'"))
+    unfinished = waiting()[0]
     stats = psql(db_url, "SELECT (SELECT count(*) FROM slack_events), (SELECT count(*) FROM exchanges), "
                          "(SELECT count(*) FROM exchanges WHERE status='replied'), (SELECT count(*) FROM exchanges WHERE status='failed'), "
                          "(SELECT count(*) FROM exchanges WHERE memorized_at IS NOT NULL), (SELECT count(*) FROM jobs WHERE state = 'dead'), (SELECT count(*) FROM (SELECT event_id FROM exchanges GROUP BY 1 HAVING count(*) > 1) d)")
