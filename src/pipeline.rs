@@ -133,7 +133,8 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Waiting>, wake: Arc<No
                     let _ = w.done.send(Ok(if is_new { Recorded::New } else { Recorded::Duplicate }));
                 }
                 if any_new {
-                    wake.notify_waiters();
+                    // The job runner, waiting or (kept for it) when it next
+                    // waits; one wake-up, so that it claims once.
                     wake.notify_one();
                 }
             }

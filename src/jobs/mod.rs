@@ -299,14 +299,11 @@ pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: Cancellation
             continue;
         }
         let claimed = claim(&state, free).await;
-        if claimed.is_empty() {
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                _ = shutdown.cancelled() => break,
-            }
-            continue;
-        }
+        // Fewer than asked for: nothing else was due when the claim ran, so
+        // claiming again at once would only find nothing (a statement per
+        // wake-up for nothing). New work wakes the runner: `notify_one`
+        // keeps its wake-up for a runner not waiting yet.
+        let drained = claimed.len() < free;
         for work in claimed {
             let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
             let (state, finished) = (state.clone(), finished.clone());
@@ -314,6 +311,13 @@ pub async fn run(state: Arc<AppState>, wake: Arc<Notify>, shutdown: Cancellation
                 run_one(&state, &finished, work).await;
                 drop(permit);
             });
+        }
+        if drained {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.cancelled() => break,
+            }
         }
     }
     // Drain: wait until every in-flight job has released its permit.
