@@ -300,6 +300,7 @@ pub async fn run() -> i32 {
         }
     }
     if let Some(pool) = &pool {
+        report(vacuum_line(pool).await);
         for line in data_health(pool, &config).await {
             report(line);
         }
@@ -314,6 +315,27 @@ pub async fn run() -> i32 {
     } else {
         println!("\ndoctor: all required checks passed");
         EXIT_OK
+    }
+}
+
+/// Whether PostgreSQL vacuums robeing's queues by itself. A warning (`!`):
+/// robeing works meanwhile, slower with every event.
+async fn vacuum_line(pool: &sqlx::PgPool) -> Line {
+    match crate::storage::health::vacuuming(pool).await {
+        Ok(v) => match v.problem() {
+            Some(problem) => {
+                Line { ok: false, required: false, what: problem, fix: Some(crate::storage::health::VACUUM_FIX.into()) }
+            }
+            None => Line {
+                ok: true,
+                required: false,
+                what: "PostgreSQL: autovacuum on for robeing's queues".into(),
+                fix: None,
+            },
+        },
+        Err(e) => {
+            Line { ok: false, required: false, what: format!("PostgreSQL: cannot read autovacuum: {e}"), fix: None }
+        }
     }
 }
 

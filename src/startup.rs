@@ -193,6 +193,7 @@ impl Application {
         install_crypto_provider();
         config.require_for_serve().map_err(StartupError::config)?;
         let db = open_database(&config).await?;
+        warn_if_not_vacuumed(&db.pool).await;
         if let Some(vault) = crate::google::vault::Vault::from_config(&config) {
             vault
                 .check_canaries(&db.pool)
@@ -307,6 +308,19 @@ async fn wait_for_signal() {
 /// (Slack outages must not keep robeing down once Slack returns). An
 /// accepted token for a workspace recorded as uninstalled or revoked means it
 /// was reinstalled: it is active again, and the log says so.
+/// Says so at start-up when PostgreSQL does not vacuum robeing's queues (the
+/// service runs, slower with every event; `robeing doctor` says it too).
+async fn warn_if_not_vacuumed(pool: &PgPool) {
+    match storage::health::vacuuming(pool).await {
+        Ok(v) => {
+            if let Some(problem) = v.problem() {
+                tracing::warn!(fix = storage::health::VACUUM_FIX, "{problem}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read PostgreSQL's autovacuum settings"),
+    }
+}
+
 async fn check_bot_token(slack: &SlackApi, db: &sqlx::PgPool) -> Result<(), StartupError> {
     match tokio::time::timeout(std::time::Duration::from_secs(5), slack.auth_test()).await {
         Ok(Ok(who)) => {

@@ -101,6 +101,37 @@ async fn doctor_checks_the_key_google_and_data_health() {
 }
 
 #[tokio::test]
+async fn doctor_says_when_postgres_does_not_vacuum_robeings_queues() {
+    let (db, _) = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    robeing::storage::migrate(&pool).await.unwrap();
+    // The server's setting is the machine's (this project's CI machine runs
+    // PostgreSQL with autovacuum off; Debian's default is on): doctor must
+    // tell the truth either way.
+    let server_on: String = sqlx::query_scalar("SHOW autovacuum").fetch_one(&pool).await.unwrap();
+    let server_on = server_on == "on";
+    let vars = [("DATABASE_URL", db.as_str())];
+    let doctor = || run_binary(&["doctor"], &vars);
+
+    let t = text(&doctor().await);
+    assert_eq!(t.contains("! PostgreSQL's autovacuum is off"), !server_on, "{t}");
+    assert_eq!(t.contains("✓ PostgreSQL: autovacuum on for robeing's queues"), server_on, "{t}");
+    assert!(!t.contains("turned off for table"), "{t}");
+
+    // A table of robeing's whose own storage parameter turns autovacuum off.
+    sqlx::query("ALTER TABLE jobs SET (autovacuum_enabled = off)").execute(&pool).await.unwrap();
+    let out = doctor().await;
+    let t = text(&out);
+    assert!(
+        t.contains("autovacuum is turned off for table(s) jobs: robeing's queues (slack_events, jobs) slow down"),
+        "{t}"
+    );
+    assert!(t.contains("dead rows now: exchanges "), "{t}");
+    assert!(t.contains("fix: set autovacuum = on") && t.contains("RESET (autovacuum_enabled)"), "{t}");
+    assert!(!t.contains("✓ PostgreSQL: autovacuum on"), "{t}");
+}
+
+#[tokio::test]
 async fn doctor_names_a_missing_bot_scope_and_the_fix() {
     use crate::fakes::slack::{BOT_SCOPES, auth_test_with_scopes};
     let slack = crate::fakes::slack::start().await;
