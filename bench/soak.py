@@ -10,14 +10,18 @@ worker run too; its SQLite in WAL mode, as docs/operations.md runs it
 (ROBEING_CHROMA_JOURNAL=delete keeps ChromaDB's default). Slack is
 bench/fake_slack.py on loopback.
 
-Usage: python3 bench/soak.py [--minutes 30] [--rate 50] [--sample 5] [--chroma]
+Usage: python3 bench/soak.py [--minutes 30] [--rate 50] [--sample 5] [--chroma] [--llm] [--prefill N]
 Results: a CSV of (seconds, rss_kib) in --out, and a summary with the RSS
 slope (least squares, after a warm-up), the counts, and per minute of the run
 the p50/p99/max time from an event's acknowledgement to its reply being
 recorded (slack_events.received_at → exchanges.replied_at, both Postgres's
 clock; the reply is posted just before it is recorded). With --llm replies go
 through an instant fake LLM, so each one also recalls the user's memories
-from ChromaDB once their history outgrows the prompt.
+from ChromaDB once their history outgrows the prompt. Also per minute: the
+CPU time robeing, PostgreSQL (all its processes), ChromaDB and the fake
+Slack spent per DM; and, where PostgreSQL loads pg_stat_statements, each
+statement's calls and mean time in minute 1-2 against the last two minutes.
+--prefill N stores N handled events first (a month's retention window).
 Needs: a release build (BENCH_BIN or $CARGO_TARGET_DIR/release/robeing),
 psql, PostgreSQL at BENCH_ADMIN_URL.
 """
@@ -32,6 +36,8 @@ ap.add_argument("--users", type=int, default=50)
 ap.add_argument("--chroma", action="store_true", help="run a real ChromaDB and turn memory on")
 ap.add_argument("--llm", action="store_true",
                 help="reply through an instant fake LLM (bench/fake_slack.py), so every reply also recalls memories")
+ap.add_argument("--prefill", type=int, default=0,
+                help="handled events already stored before the run (a deployment's retention window), spread over 30 days")
 ap.add_argument("--out", default="soak.csv")
 args = ap.parse_args()
 if args.rate / args.users > 1:
@@ -72,6 +78,67 @@ def wait_http(port, path, timeout=60):
     sys.exit(f"nothing answered on port {port}{path}")
 
 
+def cpu_ms(pid, children=False):
+    """CPU time (user + system, ms) process `pid` has used so far; with
+    `children`, also that of its children that ended (and were waited for)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks * 1000 // os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_ms():
+    """CPU time all of this machine's PostgreSQL processes have used so far:
+    the backends serving robeing, but also autovacuum, the WAL writer and
+    the checkpointer (nothing else uses PostgreSQL during a soak). The
+    postmaster counts its children that ended."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                head, tail = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        if head.endswith("(postgres"):
+            ppid = tail.split()[1]
+            try:
+                with open(f"/proc/{ppid}/comm") as f:
+                    postmaster = f.read().strip() != "postgres"
+            except OSError:
+                postmaster = False
+            total += cpu_ms(pid, children=postmaster)
+    return total
+
+
+def statements(url):
+    """pg_stat_statements' counters for the soak's database, by statement:
+    {queryid: (calls, total exec ms, text)}; None when PostgreSQL does not
+    load it (shared_preload_libraries)."""
+    try:
+        rows = psql(url, "SELECT queryid, calls, total_exec_time, regexp_replace(left(query, 90), '\\s+', ' ', 'g') "
+                         "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    except subprocess.CalledProcessError:
+        return None
+    found = {}
+    for row in rows.splitlines():
+        qid, calls, ms, text = row.split("|", 3)
+        found[qid] = (int(calls), float(ms), text)
+    return found
+
+
+def statement_means(before, after):
+    """{queryid: (calls, mean exec ms, text)} between two snapshots."""
+    means = {}
+    for qid, (calls, ms, text) in after.items():
+        c0, m0, _ = before.get(qid, (0, 0.0, text))
+        if calls > c0:
+            means[qid] = (calls - c0, (ms - m0) / (calls - c0), text)
+    return means
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -84,6 +151,10 @@ work = tempfile.mkdtemp(prefix="robeing-soak-")
 db = f"robeing_soak_{int(time.time())}"
 psql(admin, f"CREATE DATABASE {db}")
 db_url = admin.rsplit("/", 1)[0] + "/" + db
+try:  # per-statement times early and late in the run, where PostgreSQL loads pg_stat_statements
+    psql(db_url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+except subprocess.CalledProcessError:
+    pass
 procs = []
 secret = f"soak-secret-{time.time()}"
 port, slack_port = free_port(), free_port()
@@ -107,6 +178,16 @@ if args.chroma:
     wait_http(chroma_port, "/api/v2/heartbeat")
     env["CHROMA_URL"] = f"http://127.0.0.1:{chroma_port}"
 log = open(os.path.join(work, "robeing.log"), "w")
+if args.prefill:
+    # A month of handled events, as a deployment keeps them (RETENTION_DAYS), vacuumed: the queue's table is large
+    # and the run adds to it.
+    subprocess.run([binary, "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work, check=True)
+    psql(db_url, f"""INSERT INTO slack_events (event_id, team_id, kind, source, payload, received_at, run_at, state,
+                                              attempts, finished_at)
+                     SELECT 'EvPRE' || g, 'T0ROBEING', 'message', 'http', '{{"type":"event_callback"}}', t, t, 'done', 1, t
+                     FROM generate_series(1, {args.prefill}) g,
+                          LATERAL (SELECT now() - interval '30 days' * (1 - g::float8 / {args.prefill})) AS at(t)""")
+    psql(db_url, "VACUUM ANALYZE slack_events")
 app = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
 procs.append(app)
 
@@ -195,6 +276,12 @@ try:
                                                   "(SELECT count(*) FROM jobs WHERE state IN ('queued', 'running'))").split("|"))
 
     samples = []
+    # (seconds, acknowledged, CPU ms so far of: robeing, PostgreSQL, ChromaDB, fake Slack), every sample
+    cpu = []
+    fake_slack, chroma_proc = procs[0], (procs[1] if args.chroma else None)
+    # pg_stat_statements snapshots: minute 1 to 2 of the load, and its last two minutes
+    marks = [60, 120, max(duration - 120, 121), duration]
+    snapshots = []
     chroma_wal_kib = [0]
     with open(args.out, "w") as out:
         out.write("seconds,rss_kib,acked,events_waiting,jobs_waiting\n")
@@ -203,12 +290,18 @@ try:
             r = rss_kib(app.pid)
             backlog = "%d,%d" % waiting()[::2] if int(t) % 30 < args.sample else ","
             samples.append((t, r))
+            if len(snapshots) < len(marks) - 1 and t >= marks[len(snapshots)]:
+                snapshots.append(statements(db_url))
+            cpu.append((t, acked[0], cpu_ms(app.pid), postgres_cpu_ms(),
+                        cpu_ms(chroma_proc.pid, children=True) if chroma_proc else 0, cpu_ms(fake_slack.pid)))
             if args.chroma:  # ChromaDB's SQLite WAL must stay bounded (its checkpoints keep up)
                 wal = os.path.join(work, "chroma", "chroma.sqlite3-wal")
                 chroma_wal_kib[0] = max(chroma_wal_kib[0], os.path.getsize(wal) // 1024 if os.path.exists(wal) else 0)
             out.write(f"{t:.1f},{r},{acked[0]},{backlog}\n")
             out.flush()
             time.sleep(args.sample)
+    if len(snapshots) == len(marks) - 1:  # the end of the load
+        snapshots.append(statements(db_url))
     # Let the workers finish the last events, then count.
     drain_started = time.time()
     deadline = drain_started + 600
@@ -242,7 +335,9 @@ try:
     slope = sum((t - mt) * (r - mr) for t, r in pts) / sum((t - mt) ** 2 for t, _ in pts)  # KiB per second
     rs = sorted(r for _, r in pts)
     print(json.dumps({
-        "minutes": args.minutes, "rate_per_s": args.rate, "chroma": args.chroma, "acked": acked[0],
+        "minutes": args.minutes, "rate_per_s": args.rate, "chroma": args.chroma, "prefill": args.prefill,
+        # off makes the queues slow down with the run (docs/operations.md, "PostgreSQL's autovacuum")
+        "postgres_autovacuum": psql(admin, "SHOW autovacuum"), "acked": acked[0],
         "retries_by_cause": errors, "slack_events": events, "exchanges": exchanges, "replied": replied,
         "failed": failed, "memorized": memorized, "dead_jobs": dead, "duplicate_exchanges": dup,
         "events_unfinished_at_end": unfinished, "lost": acked[0] - exchanges - unfinished, "drain_secs_after_load": round(drain_secs),
@@ -251,8 +346,27 @@ try:
         "chroma_wal_kib_max": chroma_wal_kib[0] if args.chroma else None, "llm": args.llm,
         "ack_to_reply_ms_p50": float(overall[0]), "ack_to_reply_ms_p99": float(overall[1]),
     }, indent=2))
-    print("minute  ack→reply p50 / p99 / max (ms)")
+    def cpu_per_dm(minute):
+        """CPU ms per acknowledged DM in minute `minute` of the load, per
+        process: robeing, PostgreSQL, ChromaDB, fake Slack."""
+        inside = [c for c in cpu if minute * 60 <= c[0] < (minute + 1) * 60]
+        if len(inside) < 2 or inside[-1][1] == inside[0][1]:
+            return None
+        first, last = inside[0], inside[-1]
+        return [(b - a) / (last[1] - first[1]) for a, b in zip(first[2:], last[2:])]
+
+    if len(snapshots) == 4 and all(x is not None for x in snapshots):
+        early, late = statement_means(*snapshots[:2]), statement_means(*snapshots[2:])
+        print("statements by late total time: calls and mean exec ms, minute 1-2 vs last 2 minutes")
+        for qid, (calls, mean, text) in sorted(late.items(), key=lambda kv: -kv[1][0] * kv[1][1])[:10]:
+            c0, m0, _ = early.get(qid, (0, float("nan"), text))
+            print(f"  {c0:>7} x {m0:7.3f} ms  ->  {calls:>7} x {mean:7.3f} ms   {text}")
+    else:
+        print("(no per-statement times: PostgreSQL does not load pg_stat_statements, or the run was shorter than 4 minutes)")
+    print("minute  ack→reply p50 / p99 / max (ms)   CPU ms per DM: robeing / PostgreSQL / ChromaDB / fake Slack")
     for row in reply_latency:
-        print(f"{int(row['minute']):>6}  {row['p50_ms']:>8} / {row['p99_ms']:>8} / {row['max_ms']:>8}")
+        per_dm = cpu_per_dm(int(row['minute']))
+        cpu_text = " / ".join(f"{v:.2f}" for v in per_dm) if per_dm else "-"
+        print(f"{int(row['minute']):>6}  {row['p50_ms']:>8} / {row['p99_ms']:>8} / {row['max_ms']:>8}   {cpu_text}")
 finally:
     cleanup()
