@@ -303,11 +303,6 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-/// `auth.test` at start-up: a refused token is a configuration error; an
-/// unreachable Slack is logged and shown in `/readyz`, and start-up goes on
-/// (Slack outages must not keep robeing down once Slack returns). An
-/// accepted token for a workspace recorded as uninstalled or revoked means it
-/// was reinstalled: it is active again, and the log says so.
 /// Says so at start-up when PostgreSQL does not vacuum robeing's queues (the
 /// service runs, slower with every event; `robeing doctor` says it too).
 async fn warn_if_not_vacuumed(pool: &PgPool) {
@@ -321,6 +316,11 @@ async fn warn_if_not_vacuumed(pool: &PgPool) {
     }
 }
 
+/// `auth.test` at start-up: a refused token is a configuration error; an
+/// unreachable Slack is logged and shown in `/readyz`, and start-up goes on
+/// (Slack outages must not keep robeing down once Slack returns). An
+/// accepted token for a workspace recorded as uninstalled or revoked means it
+/// was reinstalled: it is active again, and the log says so.
 async fn check_bot_token(slack: &SlackApi, db: &sqlx::PgPool) -> Result<(), StartupError> {
     match tokio::time::timeout(std::time::Duration::from_secs(5), slack.auth_test()).await {
         Ok(Ok(who)) => {
