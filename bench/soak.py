@@ -78,14 +78,23 @@ def wait_http(port, path, timeout=60):
     sys.exit(f"nothing answered on port {port}{path}")
 
 
-def cpu_ms(pid, children=False):
-    """CPU time (user + system, ms) process `pid` has used so far; with
-    `children`, also that of its children that ended (and were waited for)."""
+def proc_stat(pid):
+    """(command name, the fields after it) of /proc/<pid>/stat; None when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+            head, tail = f.read().rsplit(")", 1)
     except OSError:
+        return None
+    return head.split("(", 1)[1], tail.split()
+
+
+def cpu_ms(pid, children=False, stat=None):
+    """CPU time (user + system, ms) process `pid` has used so far; with
+    `children`, also that of its children that ended (and were waited for)."""
+    stat = stat or proc_stat(pid)
+    if stat is None:
         return 0
+    fields = stat[1]
     ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
     return ticks * 1000 // os.sysconf("SC_CLK_TCK")
 
@@ -97,19 +106,12 @@ def postgres_cpu_ms():
     postmaster counts its children that ended."""
     total = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                head, tail = f.read().rsplit(")", 1)
-        except OSError:
+        stat = proc_stat(pid)
+        if stat is None or stat[0] != "postgres":
             continue
-        if head.endswith("(postgres"):
-            ppid = tail.split()[1]
-            try:
-                with open(f"/proc/{ppid}/comm") as f:
-                    postmaster = f.read().strip() != "postgres"
-            except OSError:
-                postmaster = False
-            total += cpu_ms(pid, children=postmaster)
+        parent = proc_stat(stat[1][1])
+        postmaster = parent is not None and parent[0] != "postgres"
+        total += cpu_ms(pid, children=postmaster, stat=stat)
     return total
 
 
