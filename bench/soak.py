@@ -357,7 +357,7 @@ try:
         first, last = inside[0], inside[-1]
         return [(b - a) / (last[1] - first[1]) for a, b in zip(first[2:], last[2:])]
 
-    if len(snapshots) == 4 and all(x is not None for x in snapshots):
+    if len(snapshots) == len(marks) and all(x is not None for x in snapshots):
         early, late = statement_means(*snapshots[:2]), statement_means(*snapshots[2:])
         print("statements by late total time: calls and mean exec ms, minute 1-2 vs last 2 minutes")
         for qid, (calls, mean, text) in sorted(late.items(), key=lambda kv: -kv[1][0] * kv[1][1])[:10]:
