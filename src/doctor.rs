@@ -373,7 +373,10 @@ async fn data_health(pool: &sqlx::PgPool, config: &Config) -> Vec<Line> {
             ok: h.not_in_memory == 0,
             required: false,
             what: format!("ChromaDB: {} replied exchanges not yet in memory", h.not_in_memory),
-            fix: Some("they are retried automatically while ChromaDB is reachable; see /readyz (outbox)".into()),
+            fix: Some(
+                "each has a write queued, retried for as long as ChromaDB is unavailable (the backlog is in /readyz); those without one (replied while memory was off, or refused by ChromaDB until their last attempt) are queued again when robeing starts"
+                    .into(),
+            ),
         });
     }
     lines.push(Line {

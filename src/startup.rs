@@ -261,6 +261,7 @@ impl Application {
             background.handle().spawn(crate::memory::writer::run(state.clone(), shutdown.child_token()));
         background.handle().spawn(crate::memory::log_backlog(state.clone(), shutdown.child_token()));
         background.handle().spawn(crate::memory::retire_shared_collection(state.clone(), shutdown.child_token()));
+        background.handle().spawn(crate::memory::catch_up::run(state.clone(), shutdown.child_token()));
         background.handle().spawn(crate::housekeeping::run(state.clone(), shutdown.child_token()));
         let scheduler =
             background.handle().spawn(crate::briefing::scheduler::run(state.clone(), shutdown.child_token()));

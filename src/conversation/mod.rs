@@ -509,6 +509,7 @@ async fn deliver(
         reply_ts: first_ts,
         follow_up,
         event_id: event_id.map(str::to_owned),
+        kept_out_of_memory: !reply.memorize,
     };
     let marked = state.replies.write(record).await.map_err(JobError::retry)?;
     if marked {

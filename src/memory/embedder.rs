@@ -23,6 +23,15 @@ use crate::config::OpenAiCompatible;
 /// A boxed future, so the trait can be used as `dyn Embedder`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The embeddings API could not be reached, timed out, or answered 5xx or
+/// 429: the same text may well embed later.
+#[derive(Debug, thiserror::Error)]
+#[error("the embeddings API at {url} is unavailable: {detail}")]
+pub struct Unavailable {
+    pub url: String,
+    pub detail: String,
+}
+
 /// Turns texts into vectors of one dimension.
 pub trait Embedder: Send + Sync {
     /// A stable name, recorded in the collection metadata.
@@ -170,8 +179,14 @@ impl Embedder for OpenAiEmbedder {
             if let Some(key) = &self.config.api_key {
                 req = req.bearer_auth(key.expose_secret());
             }
-            let resp = req.send().await.with_context(|| format!("calling the embeddings API at {url}"))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| Unavailable { url: url.clone(), detail: super::chroma::error_chain(&e) })?;
             let status = resp.status();
+            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(Unavailable { url, detail: format!("answered {status}") }.into());
+            }
             if !status.is_success() {
                 anyhow::bail!("the embeddings API at {url} answered {status}");
             }

@@ -24,7 +24,10 @@
 //!   OpenAI-compatible one.
 //! - [`writer`]: the task that claims `memory_upsert` jobs in groups and
 //!   writes them.
+//! - [`catch_up`]: at start-up, queues the writes missing for replied
+//!   exchanges ChromaDB does not hold (memory was off, or a write died).
 
+pub mod catch_up;
 pub mod chroma;
 pub mod embedder;
 pub mod writer;
@@ -477,6 +480,16 @@ impl Memory {
     }
 }
 
+/// Whether a memory operation failed because ChromaDB or the embeddings API
+/// could not be reached, timed out or was overloaded (5xx, 429): the same
+/// request may well succeed later. Otherwise what was asked was refused.
+pub fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(cause.downcast_ref::<ChromaError>(), Some(ChromaError::Unavailable { .. }))
+            || cause.is::<embedder::Unavailable>()
+    })
+}
+
 /// What memory stores for an exchange: both sides, the user's first.
 pub fn document_of(exchange: &Exchange) -> String {
     let text = format!("user: {}\nrobeing: {}", exchange.user_text, exchange.reply_text.as_deref().unwrap_or(""));
@@ -590,5 +603,23 @@ pub async fn log_backlog(state: Arc<AppState>, shutdown: CancellationToken) {
             }
             Err(e) => tracing::warn!(error = %e, "could not read the memory backlog"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreachable_or_overloaded_chromadb_or_embedder_is_unavailable() {
+        let unavailable = |e: anyhow::Error| is_unavailable(&e.context("upserting exchanges into ChromaDB"));
+        let down = ChromaError::Unavailable { url: "http://127.0.0.1:1".into(), detail: "connection refused".into() };
+        assert!(unavailable(anyhow::Error::new(down)));
+        let embedder_down = embedder::Unavailable { url: "http://127.0.0.1:1".into(), detail: "answered 503".into() };
+        assert!(unavailable(anyhow::Error::new(embedder_down)));
+        let refused = ChromaError::Refused { url: "http://127.0.0.1:1".into(), status: 400, detail: "bad id".into() };
+        assert!(!unavailable(anyhow::Error::new(refused)));
+        assert!(!unavailable(anyhow::Error::new(ChromaError::CollectionGone("c".into()))));
+        assert!(!unavailable(anyhow::anyhow!("the embedder returned 2 vectors for 3 texts")));
     }
 }

@@ -2,8 +2,12 @@
 //! into ChromaDB. It claims due `memory_upsert` jobs itself, in groups (the
 //! job workers never take them: `storage::jobs::claim`), writes each group
 //! with one embedder call and one ChromaDB write per user in it, and records
-//! every job's outcome: done, retried with backoff, or dead after its last
-//! attempt, with the error.
+//! every job's outcome: done, or retried with backoff. While ChromaDB (or
+//! the embeddings API) is unavailable, no attempt is the last: the writes
+//! wait however long the outage lasts, visible in `/readyz`, and are due
+//! again as soon as a write goes through. Any other error (a refused
+//! request) makes a write dead after its last attempt, with the error; the
+//! next start queues it again ([`super::catch_up`]).
 //!
 //! Why a task of its own rather than a job handler: a ChromaDB write costs
 //! about the same for one record as for dozens, so the writer waits for
@@ -29,7 +33,7 @@ use uuid::Uuid;
 
 use super::{Memory, UPSERT_JOB};
 use crate::{
-    jobs::{LEASE, POLL, persist, record_dead, record_failure},
+    jobs::{LEASE, POLL, backoff, persist, record_dead, record_failure},
     startup::AppState,
     storage::{self, exchanges::Exchange, jobs::Job},
 };
@@ -51,6 +55,9 @@ pub const GATHER_AT_MOST: Duration = Duration::from_secs(1);
 /// while memory was on are recorded dead, with the reason, not left waiting.
 pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     let mut unreachable_for = Duration::ZERO;
+    // Writes may wait for a retry from before this start: the first write
+    // that goes through makes them due.
+    let mut writes_wait_for_chroma = true;
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -77,7 +84,35 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
             }
             continue;
         }
-        write(&state, group).await;
+        match write(&state, group).await {
+            Written::ChromaUnavailable => writes_wait_for_chroma = true,
+            Written::Ok if writes_wait_for_chroma => {
+                writes_wait_for_chroma = false;
+                hasten_waiting_writes(&state).await;
+            }
+            Written::Ok | Written::Failed => {}
+        }
+    }
+}
+
+/// How a group's write went.
+enum Written {
+    Ok,
+    /// ChromaDB or the embeddings API was unavailable; the group waits.
+    ChromaUnavailable,
+    /// Refused, or memory is off: each job's attempts decide.
+    Failed,
+}
+
+/// ChromaDB took a write: the writes that waited for it to come back are
+/// due now, not after the rest of their backoff (up to five minutes).
+async fn hasten_waiting_writes(state: &AppState) {
+    match storage::jobs::hasten_retries(&state.db, UPSERT_JOB).await {
+        Ok(0) => {}
+        Ok(due) => tracing::info!(due, "ChromaDB takes writes again: the memory writes that waited for it are due now"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not make the waiting memory writes due; they run after their backoff")
+        }
     }
 }
 
@@ -106,7 +141,7 @@ async fn gather(state: &AppState, shutdown: &CancellationToken) -> Result<Vec<Jo
 }
 
 /// Writes one group and records each job's outcome.
-async fn write(state: &AppState, group: Vec<Job>) {
+async fn write(state: &AppState, group: Vec<Job>) -> Written {
     let mut exchange_ids = Vec::with_capacity(group.len());
     let mut jobs = Vec::with_capacity(group.len());
     for job in group {
@@ -123,15 +158,17 @@ async fn write(state: &AppState, group: Vec<Job>) {
         for job in &jobs {
             record_dead(&state.db, job, error).await;
         }
-        return;
+        return Written::Failed;
     };
-    let outcome = upsert_batch(state, memory, &exchange_ids).await.map_err(|e| format!("{e:#}"));
-    settle(state, &jobs, outcome).await;
+    let outcome = upsert_batch(state, memory, &exchange_ids).await;
+    settle(state, &jobs, outcome).await
 }
 
-/// Records the outcome of jobs that share it: done in one statement, or
-/// each retried with its own backoff (dead after its last attempt).
-async fn settle(state: &AppState, jobs: &[Job], outcome: Result<(), String>) {
+/// Records the outcome of jobs that share it: done in one statement;
+/// ChromaDB unavailable: all back in the queue in one statement, each after
+/// its own backoff and with no last attempt; any other error: each retried
+/// with its own backoff, dead after its last attempt.
+async fn settle(state: &AppState, jobs: &[Job], outcome: anyhow::Result<()>) -> Written {
     let error = match outcome {
         Ok(()) => {
             let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
@@ -142,13 +179,36 @@ async fn settle(state: &AppState, jobs: &[Job], outcome: Result<(), String>) {
             {
                 tracing::error!(error = %e, jobs = ids.len(), "could not record memory writes as done; their leases will expire and they run again (harmless: records are upserted by id)");
             }
-            return;
+            return Written::Ok;
         }
         Err(error) => error,
     };
-    for job in jobs {
-        record_failure(&state.db, job, &error).await;
+    let text = format!("{error:#}");
+    if !super::is_unavailable(&error) {
+        for job in jobs {
+            record_failure(&state.db, job, &text).await;
+        }
+        return Written::Failed;
     }
+    let now = chrono::Utc::now();
+    let waits: Vec<Duration> = jobs.iter().map(|j| backoff(j.attempts)).collect();
+    let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    let run_ats: Vec<_> = waits.iter().map(|w| now + chrono::Duration::from_std(*w).unwrap_or_default()).collect();
+    let retry = crate::metrics::sk("retry", UPSERT_JOB);
+    crate::metrics::metrics().jobs_finished.get_or_create(&retry).inc_by(ids.len() as u64);
+    tracing::warn!(
+        jobs = ids.len(),
+        error = %text,
+        retry_in_secs = waits.iter().min().unwrap_or(&Duration::ZERO).as_secs(),
+        "ChromaDB is unavailable: these memory writes wait for it, however long it takes (the backlog is in /readyz)"
+    );
+    if let Err(e) =
+        persist("recording memory writes to retry", || storage::jobs::retry_many_at(&state.db, &ids, &run_ats, &text))
+            .await
+    {
+        tracing::error!(error = %e, jobs = ids.len(), "could not record memory writes to retry; their leases will expire and they run again");
+    }
+    Written::ChromaUnavailable
 }
 
 /// Upserts the exchanges still waiting to be memorized among `ids` and

@@ -359,6 +359,9 @@ pub struct ReplyRecord {
     pub reply_ts: String,
     pub follow_up: Option<FollowUp>,
     pub event_id: Option<String>,
+    /// The reply is kept out of vector memory on purpose (the forget
+    /// confirmation, exports): memory never catches up on it.
+    pub kept_out_of_memory: bool,
 }
 
 /// Records many posted replies in one statement (one round trip, one
@@ -379,14 +382,16 @@ pub async fn mark_replied_many(
     let payloads: Vec<Option<sqlx::types::Json<&serde_json::Value>>> =
         records.iter().map(|r| r.follow_up.as_ref().map(|f| sqlx::types::Json(&f.payload))).collect();
     let events: Vec<Option<&str>> = records.iter().map(|r| r.event_id.as_deref()).collect();
+    let kept_out: Vec<bool> = records.iter().map(|r| r.kept_out_of_memory).collect();
     // Runtime-checked (not `query!`), like `events::record_batch`: arrays in.
     let marked: Vec<Uuid> = sqlx::query_scalar(
         r#"WITH input AS (
-               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[])
-                   AS t(id, reply_text, reply_ts, kind, dedupe_key, payload, event_id)
+               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
+                                    $8::bool[])
+                   AS t(id, reply_text, reply_ts, kind, dedupe_key, payload, event_id, kept_out_of_memory)
            ), replied AS (
                UPDATE exchanges x SET status = 'replied', reply_text = i.reply_text, reply_ts = i.reply_ts,
-                      replied_at = now(), reply_claimed_until = NULL
+                      replied_at = now(), reply_claimed_until = NULL, kept_out_of_memory = i.kept_out_of_memory
                FROM input i
                WHERE x.id = i.id AND x.status = 'received'
                RETURNING x.id
@@ -409,6 +414,7 @@ pub async fn mark_replied_many(
     .bind(&keys)
     .bind(&payloads)
     .bind(&events)
+    .bind(&kept_out)
     .fetch_all(executor)
     .await?;
     Ok(marked.into_iter().collect())
@@ -559,6 +565,27 @@ pub async fn get_by_ids(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<V
 /// Which of these exchanges are still stored (not forgotten).
 pub async fn existing_ids(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar!(r#"SELECT id FROM exchanges WHERE id = ANY($1)"#, ids).fetch_all(executor).await
+}
+
+/// Up to `limit` replied exchanges that ChromaDB does not hold yet and
+/// should (not kept out of memory), in id order after `after` (a cursor:
+/// each call goes on where the last one stopped, so finding them all reads
+/// the table once).
+pub async fn not_memorized_after(
+    executor: impl PgExecutor<'_>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT id FROM exchanges
+           WHERE ($1::uuid IS NULL OR id > $1) AND status = 'replied' AND memorized_at IS NULL
+             AND NOT kept_out_of_memory
+           ORDER BY id LIMIT $2"#,
+        after,
+        limit
+    )
+    .fetch_all(executor)
+    .await
 }
 
 /// Records that ChromaDB holds these exchanges; returns the ids that were

@@ -10,7 +10,8 @@ pub struct DataHealth {
     pub needs_reconnect: Vec<String>,
     pub exchanges: i64,
     pub failed_exchanges: i64,
-    /// Replied exchanges whose memory upsert has not happened yet.
+    /// Replied exchanges whose memory upsert has not happened yet (not
+    /// counting those kept out of memory on purpose).
     pub not_in_memory: i64,
     pub briefings_delivered: i64,
     /// Delivered, but a section was not `ok`.
@@ -30,7 +31,8 @@ pub async fn data_health(pool: &PgPool, tz: Tz) -> Result<DataHealth, sqlx::Erro
     let counts = sqlx::query!(
         r#"SELECT count(*) AS "all!",
                   count(*) FILTER (WHERE status = 'failed') AS "failed!",
-                  count(*) FILTER (WHERE status = 'replied' AND memorized_at IS NULL) AS "not_in_memory!"
+                  count(*) FILTER (WHERE status = 'replied' AND memorized_at IS NULL
+                                   AND NOT kept_out_of_memory) AS "not_in_memory!"
            FROM exchanges"#
     )
     .fetch_one(pool)

@@ -104,6 +104,69 @@ pub async fn retry_at(
     .map(|_| ())
 }
 
+/// Puts claimed jobs back in the queue, each to run again at its own time
+/// (`ids` and `run_ats` pair up), with the error that stopped them. No
+/// attempt is their last: for work that must wait out an outage however
+/// long it lasts (the memory writer's, while ChromaDB is unavailable).
+pub async fn retry_many_at(
+    executor: impl PgExecutor<'_>,
+    ids: &[i64],
+    run_ats: &[DateTime<Utc>],
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE jobs j SET state = 'queued', locked_until = NULL, run_at = i.run_at, last_error = $3,
+                  updated_at = now()
+           FROM UNNEST($1::int8[], $2::timestamptz[]) AS i(id, run_at)
+           WHERE j.id = i.id"#,
+        ids,
+        run_ats,
+        error
+    )
+    .execute(executor)
+    .await
+    .map(|_| ())
+}
+
+/// Makes every queued job of `kind` that waits for a retry due now (the
+/// outage it waited out is over). Returns how many.
+pub async fn hasten_retries(executor: impl PgExecutor<'_>, kind: &str) -> Result<u64, sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE jobs SET run_at = now(), updated_at = now()
+           WHERE kind = $1 AND state = 'queued' AND run_at > now() AND last_error IS NOT NULL"#,
+        kind
+    )
+    .execute(executor)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// Queues jobs of one kind by dedupe key (`keys` and `payloads` pair up):
+/// a key with no job gets one, and a key whose job is finished (`done` or
+/// `dead`) gets it back in the queue with its attempts reset; a job still
+/// queued or running is left as it is. Returns how many were queued.
+pub async fn enqueue_or_revive_many(
+    executor: impl PgExecutor<'_>,
+    kind: &str,
+    keys: &[String],
+    payloads: &[serde_json::Value],
+) -> Result<u64, sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO jobs (kind, dedupe_key, payload)
+           SELECT $1, k, p FROM UNNEST($2::text[], $3::jsonb[]) AS i(k, p)
+           ON CONFLICT (dedupe_key) DO UPDATE
+               SET state = 'queued', attempts = 0, run_at = now(), locked_until = NULL, finished_at = NULL,
+                   last_error = NULL, payload = EXCLUDED.payload, updated_at = now()
+               WHERE jobs.state IN ('done', 'dead') AND jobs.kind = EXCLUDED.kind"#,
+        kind,
+        keys,
+        payloads
+    )
+    .execute(executor)
+    .await
+    .map(|r| r.rows_affected())
+}
+
 /// Buries a job: it will not run again and stays visible as `dead`.
 pub async fn bury(executor: impl PgExecutor<'_>, id: i64, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query!(
@@ -151,6 +214,19 @@ pub async fn backlog(executor: impl PgExecutor<'_>) -> Result<Vec<Backlog>, sqlx
         .into_iter()
         .map(|r| Backlog { kind: r.kind, pending: r.pending, oldest_age_secs: r.oldest, dead: r.dead })
         .collect())
+}
+
+/// Queued or running jobs of one kind, counted up to `at_most` (enough to
+/// compare with a threshold without counting a large backlog).
+pub async fn pending_of_kind(executor: impl PgExecutor<'_>, kind: &str, at_most: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "pending!" FROM (
+               SELECT 1 FROM jobs WHERE kind = $1 AND state IN ('queued', 'running') LIMIT $2) p"#,
+        kind,
+        at_most
+    )
+    .fetch_one(executor)
+    .await
 }
 
 /// Claims up to `limit` more due jobs of one kind (for handlers that do

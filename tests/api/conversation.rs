@@ -681,6 +681,121 @@ async fn memory_writes_queued_while_memory_was_on_are_dead_with_the_reason_when_
     app.stop().await.unwrap();
 }
 
+/// A job's state, attempts and last error.
+async fn job_row(app: &TestApp, key: &str) -> (String, i32, i32, Option<String>) {
+    sqlx::query_as("SELECT state, attempts, max_attempts, last_error FROM jobs WHERE dedupe_key = $1")
+        .bind(key)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+/// The history of a robeing run without memory is put into ChromaDB when
+/// it starts with memory: the exchanges that had no write at all, and the
+/// one whose write a memory-off robeing recorded dead.
+#[tokio::test]
+async fn history_replied_while_memory_was_off_goes_into_chromadb_when_memory_is_turned_on() {
+    let without_memory = app(None, None, &[]).await;
+    say(&without_memory, KIM, "내 고양이 이름은 나비야").await;
+    say(&without_memory, BOB, "my cat is called Tom").await;
+    say(&without_memory, BOB, "and my dog is called Rex").await;
+    let export = say(&without_memory, BOB, "export").await;
+    let export_id = exchange(&without_memory, &export).await.id;
+    let mut before = exchanges_of(&without_memory, KIM).await;
+    before.extend(exchanges_of(&without_memory, BOB).await.into_iter().filter(|r| r.id != export_id));
+    assert_eq!(before.len(), 3);
+    assert!(before.iter().all(|r| r.status == "replied" && r.memorized_at.is_none()));
+    let no_jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'memory_upsert'")
+        .fetch_one(&without_memory.db)
+        .await
+        .unwrap();
+    assert_eq!(no_jobs, 0, "memory off queues no memory writes");
+    // A write queued while memory was on, found by this memory-off robeing.
+    let (dead_key, payload) = robeing::memory::upsert_job(before[2].id);
+    robeing::storage::jobs::enqueue(&without_memory.db, robeing::memory::UPSERT_JOB, Some(&dead_key), &payload, None)
+        .await
+        .unwrap()
+        .expect("queued");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while job_row(&without_memory, &dead_key).await.0 != "dead" {
+        assert!(tokio::time::Instant::now() < deadline, "the memory-off robeing did not bury the write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let database_url =
+        sqlx::query_scalar::<_, String>("SELECT current_database()").fetch_one(&without_memory.db).await.unwrap();
+    let mut url = url::Url::parse(&admin_url()).unwrap();
+    url.set_path(&database_url);
+    without_memory.stop().await.unwrap();
+
+    let chroma = Chroma::start().await;
+    let with_memory = app(Some(&chroma), None, &[("DATABASE_URL", url.as_str())]).await;
+    wait_memorized(&with_memory, KIM, Duration::from_secs(60)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while exchanges_of(&with_memory, BOB).await.iter().filter(|r| r.memorized_at.is_some()).count() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "Bob's history did not reach ChromaDB");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let in_chroma: std::collections::BTreeSet<String> =
+        [chroma.records_of(KIM).await, chroma.records_of(BOB).await].concat().into_iter().map(|(id, _)| id).collect();
+    let stored: std::collections::BTreeSet<String> = before.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(in_chroma, stored, "ChromaDB holds exactly the history");
+    assert_eq!(chroma.count().await, 3, "no duplicates, and the export kept out of memory");
+    let (state, _, _, error) = job_row(&with_memory, &dead_key).await;
+    assert_eq!((state.as_str(), error), ("done", None), "the dead write was queued again and went through");
+    // What was said before memory was on is recalled now.
+    let hits = with_memory.state.memory.as_ref().unwrap().recall(BOB, "what is my cat called?", 1).await.unwrap();
+    assert!(hits[0].document.as_deref().unwrap_or_default().contains("Tom"), "{hits:?}");
+    let health = robeing::storage::health::data_health(&with_memory.db, chrono_tz::UTC).await.unwrap();
+    assert_eq!(health.not_in_memory, 0, "the export is not counted as waiting for memory");
+    with_memory.stop().await.unwrap();
+}
+
+/// A ChromaDB outage longer than a job's attempts costs no memory: the
+/// write past its last attempt is queued again, not buried, and it goes in
+/// as soon as ChromaDB takes a write again (not after its five-minute
+/// backoff).
+#[tokio::test]
+async fn a_memory_write_outlasts_a_chromadb_outage_longer_than_its_attempts() {
+    let mut chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+    chroma.stop().await;
+    let m = say(&app, BOB, "remember: the spare key is under the blue pot").await;
+    let (key, _) = robeing::memory::upsert_job(exchange(&app, &m).await.id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (state, _, _, error) = job_row(&app, &key).await;
+        if state == "queued" && error.is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the first failed write was not recorded: {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // As if ChromaDB had been down for every attempt but the last.
+    sqlx::query("UPDATE jobs SET attempts = max_attempts, run_at = now() WHERE dedupe_key = $1 AND state = 'queued'")
+        .bind(&key)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (error, attempts, max_attempts) = loop {
+        let (state, attempts, max_attempts, error) = job_row(&app, &key).await;
+        assert_ne!(state, "dead", "buried after its last attempt: {error:?}");
+        if state == "queued" && attempts > max_attempts {
+            break (error, attempts, max_attempts);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the last attempt did not run: {state} {attempts}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.as_deref().is_some_and(|e| e.contains("unavailable")), "{error:?} after {attempts}/{max_attempts}");
+
+    chroma.restart().await;
+    say(&app, BOB, "ChromaDB is back").await;
+    wait_memorized(&app, BOB, Duration::from_secs(30)).await;
+    assert_eq!(chroma.count().await, 2);
+    assert_eq!(job_row(&app, &key).await.0, "done");
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn memory_is_queried_only_when_it_holds_something_beyond_the_history_in_the_prompt() {
     let chroma = chroma_that_stores_nothing().await;
@@ -1684,6 +1799,7 @@ async fn a_reply_group_marks_only_waiting_exchanges_and_queues_only_their_jobs()
             payload: serde_json::json!({ "exchange_id": id }),
         }),
         event_id: Some(m.event_id.clone()),
+        kept_out_of_memory: !memorize,
     };
     let records = [
         record(&waiting, exchange(&app, &waiting).await.id, true),
@@ -1693,20 +1809,21 @@ async fn a_reply_group_marks_only_waiting_exchanges_and_queues_only_their_jobs()
     let marked = mark_replied_many(&app.db, &records.iter().collect::<Vec<_>>()).await.unwrap();
     assert_eq!(marked, [records[0].id, records[1].id].into_iter().collect());
 
-    let rows: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT status, reply_text FROM exchanges WHERE id = ANY($1) ORDER BY array_position($1, id)")
-            .bind(records.iter().map(|r| r.id).collect::<Vec<_>>())
-            .fetch_all(&app.db)
-            .await
-            .unwrap();
+    let rows: Vec<(String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT status, reply_text, kept_out_of_memory FROM exchanges WHERE id = ANY($1) ORDER BY array_position($1, id)",
+    )
+    .bind(records.iter().map(|r| r.id).collect::<Vec<_>>())
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
     assert_eq!(
         rows,
         [
-            ("replied".to_owned(), Some("reply to one".to_owned())),
-            ("replied".to_owned(), Some("reply to two".to_owned())),
-            ("replied".to_owned(), Some("the first answer".to_owned())),
+            ("replied".to_owned(), Some("reply to one".to_owned()), false),
+            ("replied".to_owned(), Some("reply to two".to_owned()), true),
+            ("replied".to_owned(), Some("the first answer".to_owned()), false),
         ],
-        "the answered exchange keeps its first reply"
+        "the answered exchange keeps its first reply; the one without memory is recorded kept out of it"
     );
     let jobs: Vec<String> = sqlx::query_scalar("SELECT dedupe_key FROM jobs WHERE kind = 'memory_upsert'")
         .fetch_all(&app.db)
@@ -1801,4 +1918,46 @@ async fn a_message_group_answers_each_message_in_order_new_once_existing_or_unkn
         "each new message is claimed (the one stored before as well)"
     );
     app.stop().await.unwrap();
+}
+
+/// Exchanges stored before `kept_out_of_memory` existed: the migration that
+/// adds it recognises the replies kept out of memory until then (the forget
+/// confirmation and export intros, in both languages, as this version words
+/// them), and no other exchange.
+#[tokio::test]
+async fn the_migration_recognises_replies_kept_out_of_memory_before_it_existed() {
+    use robeing::i18n::{Lang, chat};
+    let (url, _) = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    robeing::storage::MIGRATOR.run_to(20261130000000, &pool).await.unwrap();
+    users::ensure_team(&pool, TEAM_ID).await.unwrap();
+    users::upsert_profile(&pool, TEAM_ID, BOB, &Profile::default()).await.unwrap();
+    let replies = [
+        (chat::forget_prompt(Lang::Ko).to_owned(), true, true),
+        (chat::forget_prompt(Lang::En).to_owned(), true, true),
+        (chat::export_intro(Lang::Ko, 12, 2), true, true),
+        (chat::export_intro(Lang::En, 3, 1), true, true),
+        ("Your history export: memorized already".to_owned(), false, false),
+        ("my cat is called Tom".to_owned(), true, false),
+    ];
+    for (i, (reply, waiting, _)) in replies.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO exchanges (user_id, channel_id, user_ts, user_text, reply_text, reply_ts, status, replied_at, memorized_at)
+             VALUES ($1, 'D0BOB0001', $2, 'x', $3, $2, 'replied', now(), CASE WHEN $4 THEN NULL ELSE now() END)",
+        )
+        .bind(BOB)
+        .bind(format!("1764300000.00000{i}"))
+        .bind(reply)
+        .bind(waiting)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    robeing::storage::migrate(&pool).await.unwrap();
+    let kept_out: Vec<bool> =
+        sqlx::query_scalar("SELECT kept_out_of_memory FROM exchanges ORDER BY user_ts").fetch_all(&pool).await.unwrap();
+    assert_eq!(kept_out, replies.iter().map(|(_, _, kept_out)| *kept_out).collect::<Vec<_>>());
+    let memorized_and_kept_out =
+        sqlx::query("UPDATE exchanges SET memorized_at = now() WHERE kept_out_of_memory").execute(&pool).await;
+    assert!(memorized_and_kept_out.is_err(), "a reply kept out of memory cannot be memorized");
 }

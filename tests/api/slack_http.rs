@@ -790,6 +790,7 @@ async fn forget_while_a_reply_is_being_recorded_does_not_deadlock() {
         reply_ts,
         follow_up: None,
         event_id: Some("Ev0LOCKORDER".into()),
+        kept_out_of_memory: false,
     };
     let recorded = robeing::storage::exchanges::mark_replied_many(&mut *group, &[&record]).await;
     assert!(recorded.is_ok(), "the reply group failed: {recorded:?}");
