@@ -31,6 +31,9 @@
 //! 4. Any failure returns [`JobError::Retry`]; the outbox retries with
 //!    backoff. When the job dies, [`on_event_dead`] posts the apology
 //!    (over the placeholder, if any) and marks the exchange `failed` with why.
+//!    If Slack does not take the apology either (unavailable, rate limited),
+//!    it waits in the outbox as an [`APOLOGY_JOB`] for about a day, so a
+//!    long Slack outage does not leave the user with silence.
 //!
 //! Every user-facing sentence lives in [`crate::i18n`] (its `chat` part).
 
@@ -953,30 +956,112 @@ pub async fn on_event_dead(state: &AppState, event_id: &str, error: &anyhow::Err
     if exchange.is_final() {
         return;
     }
-    let locale = storage::users::get(&state.db, &exchange.user_id).await.ok().flatten().and_then(|u| u.locale);
-    let lang = Lang::detect(&exchange.user_text, locale.as_deref());
-    let apology = escape(strings::apology(lang));
-    let channel = exchange.channel_id.as_str();
-    let target = match &exchange.reply_ts {
-        Some(ts) => Target::Update { channel, ts },
-        None => Target::New { channel, thread_ts: exchange.thread_ts.as_deref(), tag: None },
-    };
-    let posted = slack_write(state, target, &apology, None).await;
+    let posted = post_apology(state, &exchange, exchange.reply_ts.as_deref()).await;
     let mut reason: String = format!("{error:#}").chars().take(2_000).collect();
-    let ts = match posted {
-        Ok(ts) => Some(ts),
-        Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
+    let (ts, apology_waits) = match posted {
+        Ok(ts) => (Some(ts), false),
+        Err(JobError::Retry { error, .. }) => {
+            // Slack is unavailable or slowing us down: the apology waits for it.
+            reason
+                .push_str(&format!("; the apology could not be posted yet ({error:#}) and waits until Slack takes it"));
+            (None, true)
+        }
+        Err(JobError::Permanent(error)) => {
             reason.push_str(&format!("; the apology could not be posted either: {error:#}"));
-            None
+            (None, false)
         }
     };
     crate::metrics::metrics().replies.get_or_create(&crate::metrics::outcome("failed")).inc();
-    match storage::exchanges::mark_failed(&state.db, exchange.id, &reason, ts.as_deref()).await {
-        Ok(_) => {
+    match mark_failed_and_queue_apology(state, &exchange, &reason, ts.as_deref(), apology_waits).await {
+        Ok(()) if apology_waits => tracing::error!(
+            exchange = %exchange.id,
+            user = %exchange.user_id,
+            reason,
+            "reply failed for good, and Slack did not take the apology; it is queued until Slack does"
+        ),
+        Ok(()) => {
             tracing::warn!(exchange = %exchange.id, user = %exchange.user_id, "reply failed for good; the user got an apology")
         }
         Err(e) => tracing::error!(error = %e, exchange = %exchange.id, "could not mark the exchange failed"),
     }
+}
+
+/// Marks the exchange failed and, when its apology is still to be posted,
+/// queues the [`APOLOGY_JOB`] in the same transaction (so the job never
+/// finds the exchange still waiting).
+async fn mark_failed_and_queue_apology(
+    state: &AppState,
+    exchange: &Exchange,
+    reason: &str,
+    ts: Option<&str>,
+    queue_apology: bool,
+) -> Result<(), sqlx::Error> {
+    let mut tx = state.db.begin().await?;
+    storage::exchanges::mark_failed(&mut *tx, exchange.id, reason, ts).await?;
+    if queue_apology {
+        let (key, payload) = apology_job(exchange.id);
+        storage::jobs::enqueue_with_attempts(&mut *tx, APOLOGY_JOB, &key, &payload, APOLOGY_ATTEMPTS).await?;
+    }
+    tx.commit().await?;
+    if queue_apology {
+        state.wake_workers.notify_one();
+    }
+    Ok(())
+}
+
+/// Job kind: post the apology for a failed exchange that Slack could not
+/// take when the reply died (payload `{"exchange_id"}`).
+pub const APOLOGY_JOB: &str = "dm_apology";
+
+/// Attempts of an [`APOLOGY_JOB`]: with the outbox's backoff (at most five
+/// minutes apart) about a day, so an apology outlasts a long Slack outage.
+pub const APOLOGY_ATTEMPTS: i32 = 300;
+
+/// The [`APOLOGY_JOB`] of one exchange: its dedupe key and payload.
+pub fn apology_job(exchange_id: Uuid) -> (String, serde_json::Value) {
+    (format!("apology:{exchange_id}"), serde_json::json!({ "exchange_id": exchange_id }))
+}
+
+/// Posts the apology for an exchange in the user's language: over `over`
+/// (its placeholder, or an apology posted before), else as a new message
+/// tagged as the exchange's reply, so that a retry finds it.
+async fn post_apology(state: &AppState, exchange: &Exchange, over: Option<&str>) -> Result<String, JobError> {
+    let locale = storage::users::get(&state.db, &exchange.user_id).await.ok().flatten().and_then(|u| u.locale);
+    let lang = Lang::detect(&exchange.user_text, locale.as_deref());
+    let apology = escape(strings::apology(lang));
+    let channel = exchange.channel_id.as_str();
+    let target = match over {
+        Some(ts) => Target::Update { channel, ts },
+        None => Target::New { channel, thread_ts: exchange.thread_ts.as_deref(), tag: Some(exchange.id) },
+    };
+    slack_write(state, target, &apology, None).await
+}
+
+/// The [`APOLOGY_JOB`]: posts the apology that Slack could not take when
+/// the reply died, over the placeholder if there is one, or over an
+/// apology an earlier attempt posted without learning its ts; records its
+/// ts. An exchange forgotten meanwhile needs nothing.
+pub async fn run_apology_job(state: &AppState, job: &storage::jobs::Job) -> Result<(), JobError> {
+    let id = job
+        .payload
+        .get("exchange_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<Uuid>().ok())
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("{APOLOGY_JOB} payload has no exchange_id")))?;
+    let Some(exchange) = storage::exchanges::get(&state.db, id).await.map_err(JobError::retry)? else {
+        return Ok(());
+    };
+    if exchange.status != "failed" {
+        return Ok(());
+    }
+    let over = match &exchange.reply_ts {
+        Some(ts) => Some(ts.clone()),
+        None => earlier_post(state, &exchange).await?,
+    };
+    let ts = post_apology(state, &exchange, over.as_deref()).await?;
+    storage::exchanges::set_apology_ts(&state.db, exchange.id, &ts).await.map_err(JobError::retry)?;
+    tracing::warn!(exchange = %exchange.id, user = %exchange.user_id, "the apology for a failed reply is posted, now that Slack takes it");
+    Ok(())
 }
 
 /// A DM whose job died before its exchange was stored (say the user row

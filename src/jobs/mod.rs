@@ -414,6 +414,7 @@ async fn dispatch(
             Box::pin(crate::google::prompt::run_reconnect_prompt_job(state, &job.payload)).await
         }
         crate::memory::FORGET_JOB => Box::pin(crate::memory::run_forget_job(state, job)).await,
+        crate::conversation::APOLOGY_JOB => Box::pin(crate::conversation::run_apology_job(state, job)).await,
         _ => Err(JobError::Permanent(anyhow::anyhow!("no handler for job kind `{}`", job.kind))),
     }
     .map(|()| Done::ByRunner)

@@ -420,6 +420,15 @@ pub async fn mark_replied_many(
     Ok(marked.into_iter().collect())
 }
 
+/// Records the ts of the apology posted for a failed exchange, once it is
+/// out (see `conversation::run_apology_job`).
+pub async fn set_apology_ts(executor: impl PgExecutor<'_>, id: Uuid, ts: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(r#"UPDATE exchanges SET reply_ts = $2 WHERE id = $1 AND status = 'failed'"#, id, ts)
+        .execute(executor)
+        .await
+        .map(|_| ())
+}
+
 /// Marks the exchange failed, with why. Returns false if it was not waiting.
 pub async fn mark_failed(
     executor: impl PgExecutor<'_>,

@@ -45,6 +45,29 @@ pub async fn enqueue(
     .await
 }
 
+/// [`enqueue`] with its own number of attempts, for work that must outlast
+/// a longer outage than the default twelve (about 19 minutes) allow.
+pub async fn enqueue_with_attempts(
+    executor: impl PgExecutor<'_>,
+    kind: &str,
+    dedupe_key: &str,
+    payload: &serde_json::Value,
+    max_attempts: i32,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"INSERT INTO jobs (kind, dedupe_key, payload, max_attempts)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (dedupe_key) DO NOTHING
+           RETURNING id"#,
+        kind,
+        dedupe_key,
+        payload,
+        max_attempts
+    )
+    .fetch_optional(executor)
+    .await
+}
+
 /// Claims up to `limit` due jobs (and jobs whose lease expired), leasing
 /// each for `lease_secs`, except memory writes (`memory_upsert`): the
 /// memory writer claims those itself, in groups ([`claim_kind`]). The

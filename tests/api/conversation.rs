@@ -388,6 +388,70 @@ async fn an_llm_that_keeps_timing_out_ends_in_an_apology_and_a_failed_exchange()
     app.stop().await.unwrap();
 }
 
+/// Slack unavailable when a reply dies: the apology does not die with it.
+/// It waits in the outbox until Slack takes it, goes out once, and its ts
+/// is recorded on the failed exchange.
+#[tokio::test]
+async fn an_apology_that_slack_cannot_take_waits_in_the_outbox_until_it_can() {
+    let app = app(None, None, &[]).await;
+    let m = dm(BOB, "what is on my calendar today?");
+    record_event(&app, &m).await;
+    // Slack fails the reply, the apology posted at once, and the queued
+    // apology's first attempt; then it is back.
+    let unavailable = || Scripted::json(503, serde_json::json!({ "ok": false, "error": "service_unavailable" }));
+    app.slack.script("/api/chat.postMessage", (0..3).map(|_| unavailable()));
+    // The reply's last attempt.
+    sqlx::query("UPDATE slack_events SET state = 'queued', attempts = $2 - 1, finished_at = NULL WHERE event_id = $1")
+        .bind(&m.event_id)
+        .bind(robeing::storage::events::MAX_ATTEMPTS)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.state.wake_workers.notify_one();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (key, _) = conversation::apology_job(exchange_id_of(&app, &m, deadline).await);
+    let (state, attempts) = loop {
+        let row: Option<(String, i32)> = sqlx::query_as("SELECT state, attempts FROM jobs WHERE dedupe_key = $1")
+            .bind(&key)
+            .fetch_optional(&app.db)
+            .await
+            .unwrap();
+        if let Some(row) = row.as_ref().filter(|(state, _)| state == "done" || state == "dead") {
+            break row.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the queued apology did not go out: {row:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((state.as_str(), attempts), ("done", 2), "failed once while Slack was down, then posted");
+    let posts = app.slack.requests_to("/api/chat.postMessage");
+    assert_eq!(posts.len(), 4, "the reply, the apology twice while Slack failed, the apology once it did not");
+    assert!(text_of(&posts[3]).starts_with("Sorry, I could not reply"), "{}", text_of(&posts[3]));
+    let row = exchange(&app, &m).await;
+    assert_eq!(row.status, "failed");
+    assert!(row.reply_ts.is_some(), "the apology's ts is recorded");
+    let reason = row.failure_reason.unwrap_or_default();
+    assert!(reason.contains("waits until Slack takes it"), "{reason}");
+    app.stop().await.unwrap();
+}
+
+/// The id of the exchange stored for `m`, once it is.
+async fn exchange_id_of(app: &TestApp, m: &DirectMessage, deadline: tokio::time::Instant) -> uuid::Uuid {
+    loop {
+        let id: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM exchanges WHERE channel_id = $1 AND user_ts = $2")
+                .bind(&m.channel_id)
+                .bind(&m.ts)
+                .fetch_optional(&app.db)
+                .await
+                .unwrap();
+        if let Some(id) = id {
+            return id;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the message was never stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn llm_output_mentioning_channel_is_neutralised() {
     let fake = llm::start().await;
