@@ -122,6 +122,18 @@ async fn record_event(app: &TestApp, m: &DirectMessage) {
     .unwrap();
 }
 
+/// Queues the recorded event of `m` for its last attempt and wakes the
+/// real job runner: if that attempt fails, the event dies.
+async fn run_last_attempt(app: &TestApp, m: &DirectMessage) {
+    sqlx::query("UPDATE slack_events SET state = 'queued', attempts = $2 - 1, finished_at = NULL WHERE event_id = $1")
+        .bind(&m.event_id)
+        .bind(robeing::storage::events::MAX_ATTEMPTS)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.state.wake_workers.notify_one();
+}
+
 async fn say(app: &TestApp, user: &str, text: &str) -> DirectMessage {
     let m = dm(user, text);
     handle_message(&app.state, &m, None).await.unwrap_or_else(|e| panic!("handle_message({text:?}) failed: {e:?}"));
@@ -360,13 +372,7 @@ async fn an_llm_that_keeps_timing_out_ends_in_an_apology_and_a_failed_exchange()
 
     // The last attempt dies: the real job runner handles the event once
     // more and calls the conversation's dead-job hook.
-    sqlx::query("UPDATE slack_events SET state = 'queued', attempts = $2 - 1, finished_at = NULL WHERE event_id = $1")
-        .bind(&m.event_id)
-        .bind(robeing::storage::events::MAX_ATTEMPTS)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    app.state.wake_workers.notify_one();
+    run_last_attempt(&app, &m).await;
     let updates = app.slack.wait_for("/api/chat.update", 1, Duration::from_secs(30)).await;
     assert_eq!(updates.len(), 1, "the apology replaces the placeholder");
     assert_eq!(updates[0].param("ts").as_deref(), Some(placeholder_ts.as_str()));
@@ -401,13 +407,7 @@ async fn an_apology_that_slack_cannot_take_waits_in_the_outbox_until_it_can() {
     let unavailable = || Scripted::json(503, serde_json::json!({ "ok": false, "error": "service_unavailable" }));
     app.slack.script("/api/chat.postMessage", (0..3).map(|_| unavailable()));
     // The reply's last attempt.
-    sqlx::query("UPDATE slack_events SET state = 'queued', attempts = $2 - 1, finished_at = NULL WHERE event_id = $1")
-        .bind(&m.event_id)
-        .bind(robeing::storage::events::MAX_ATTEMPTS)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    app.state.wake_workers.notify_one();
+    run_last_attempt(&app, &m).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let (key, _) = conversation::apology_job(exchange_id_of(&app, &m, deadline).await);
     let (state, attempts) = loop {
