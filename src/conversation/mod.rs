@@ -1009,8 +1009,9 @@ async fn mark_failed_and_queue_apology(
     Ok(())
 }
 
-/// Job kind: post the apology for a failed exchange that Slack could not
-/// take when the reply died (payload `{"exchange_id"}`).
+/// Job kind: post the apology that Slack could not take when a reply died:
+/// for a failed exchange (payload `{"exchange_id"}`), or for a DM that was
+/// never stored (payload `{"event_id"}`).
 pub const APOLOGY_JOB: &str = "dm_apology";
 
 /// Attempts of an [`APOLOGY_JOB`]: with the outbox's backoff (at most five
@@ -1042,12 +1043,14 @@ async fn post_apology(state: &AppState, exchange: &Exchange, over: Option<&str>)
 /// apology an earlier attempt posted without learning its ts; records its
 /// ts. An exchange forgotten meanwhile needs nothing.
 pub async fn run_apology_job(state: &AppState, job: &storage::jobs::Job) -> Result<(), JobError> {
-    let id = job
-        .payload
-        .get("exchange_id")
-        .and_then(|v| v.as_str())
-        .and_then(|s| s.parse::<Uuid>().ok())
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("{APOLOGY_JOB} payload has no exchange_id")))?;
+    if let Some(event_id) = job.payload.get("event_id").and_then(|v| v.as_str()) {
+        post_unstored_apology(state, event_id, job.attempts > 1).await?;
+        return Ok(());
+    }
+    let id =
+        job.payload.get("exchange_id").and_then(|v| v.as_str()).and_then(|s| s.parse::<Uuid>().ok()).ok_or_else(
+            || JobError::Permanent(anyhow::anyhow!("{APOLOGY_JOB} payload has no exchange_id nor event_id")),
+        )?;
     let Some(exchange) = storage::exchanges::get(&state.db, id).await.map_err(JobError::retry)? else {
         return Ok(());
     };
@@ -1065,15 +1068,51 @@ pub async fn run_apology_job(state: &AppState, job: &storage::jobs::Job) -> Resu
 }
 
 /// A DM whose job died before its exchange was stored (say the user row
-/// never arrived): the raw event still says where to apologise.
+/// never arrived): the raw event still says where to apologise. If Slack
+/// does not take the apology (unavailable, rate limited), it waits in the
+/// outbox as an [`APOLOGY_JOB`] keyed by the event.
 async fn apologise_for_unstored_dm(state: &AppState, event_id: &str, error: &anyhow::Error) {
-    let payload = match storage::events::payload(&state.db, event_id).await {
-        Ok(Some((_, payload))) => payload,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!(error = %e, event_id, "could not read the event of a dead reply job");
-            return;
+    match post_unstored_apology(state, event_id, false).await {
+        Ok(Some(_)) => tracing::warn!(
+            event_id,
+            error = format!("{error:#}"),
+            "a DM could not be stored or answered; the user got an apology"
+        ),
+        Ok(None) => {}
+        Err(JobError::Retry { error: e, .. }) => {
+            let (key, payload) = unstored_apology_job(event_id);
+            let queued =
+                storage::jobs::enqueue_with_attempts(&state.db, APOLOGY_JOB, &key, &payload, APOLOGY_ATTEMPTS).await;
+            state.wake_workers.notify_one();
+            tracing::error!(
+                event_id,
+                error = format!("{error:#}"),
+                apology_error = format!("{e:#}"),
+                apology_queued = queued.is_ok(),
+                "a DM could not be stored or answered, and Slack did not take the apology; it is queued until Slack does"
+            );
         }
+        Err(JobError::Permanent(e)) => tracing::error!(
+            event_id,
+            error = format!("{error:#}"),
+            apology_error = format!("{e:#}"),
+            "a DM could not be stored or answered, and the apology could not be posted"
+        ),
+    }
+}
+
+/// The [`APOLOGY_JOB`] of a DM that was never stored: keyed by its event.
+fn unstored_apology_job(event_id: &str) -> (String, serde_json::Value) {
+    (format!("apology:event:{event_id}"), serde_json::json!({ "event_id": event_id }))
+}
+
+/// Posts the apology for a DM that was never stored, where its raw event
+/// says, tagged with the event id; with `look_first` (a retry), an apology
+/// an earlier attempt posted is found by that tag instead of posted again.
+/// `None` when the event is gone or is not a human's DM.
+async fn post_unstored_apology(state: &AppState, event_id: &str, look_first: bool) -> Result<Option<String>, JobError> {
+    let Some((_, payload)) = storage::events::payload(&state.db, event_id).await.map_err(JobError::retry)? else {
+        return Ok(None);
     };
     let event = payload.get("event").unwrap_or(&payload);
     let field = |k: &str| event.get(k).and_then(|v| v.as_str());
@@ -1082,23 +1121,28 @@ async fn apologise_for_unstored_dm(state: &AppState, event_id: &str, error: &any
         && field("user").is_some()
         && event.get("bot_id").is_none()
         && event.get("subtype").is_none();
-    let (Some(channel), true) = (field("channel"), is_human_dm) else { return };
-    let lang = Lang::detect(field("text").unwrap_or(""), None);
-    let target = Target::New { channel, thread_ts: field("thread_ts"), tag: None };
-    match slack_write(state, target, &escape(strings::apology(lang)), None).await {
-        Ok(_) => tracing::warn!(
-            event_id,
-            error = format!("{error:#}"),
-            "a DM could not be stored or answered; the user got an apology"
-        ),
-        Err(JobError::Retry { error: e, .. }) | Err(JobError::Permanent(e)) => tracing::error!(
-            event_id,
-            error = format!("{error:#}"),
-            apology_error = format!("{e:#}"),
-            "a DM could not be stored or answered, and the apology could not be posted"
-        ),
+    let (Some(channel), true) = (field("channel"), is_human_dm) else { return Ok(None) };
+    let slack = state
+        .slack
+        .as_ref()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("SLACK_BOT_TOKEN is not set; cannot apologise")))?;
+    let tag =
+        crate::slack::client::Tag { event_type: APOLOGY_METADATA_EVENT, key: "event_id", value: event_id, also: &[] };
+    let thread_ts = field("thread_ts");
+    if look_first {
+        match slack.find_tagged(channel, thread_ts, field("ts").unwrap_or("0"), &tag).await {
+            Ok(Some(ts)) => return Ok(Some(ts)),
+            Ok(None) | Err(crate::slack::client::SlackError::Refused { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    let lang = Lang::detect(field("text").unwrap_or(""), None);
+    Ok(Some(slack.post_tagged_message(channel, &escape(strings::apology(lang)), None, thread_ts, Some(&tag)).await?))
 }
+
+/// The Slack message metadata `event_type` of an apology for a DM that was
+/// never stored, with the event id as `event_id` in its payload.
+pub const APOLOGY_METADATA_EVENT: &str = "robeing_apology";
 
 #[cfg(test)]
 mod tests {

@@ -404,24 +404,12 @@ async fn an_apology_that_slack_cannot_take_waits_in_the_outbox_until_it_can() {
     record_event(&app, &m).await;
     // Slack fails the reply, the apology posted at once, and the queued
     // apology's first attempt; then it is back.
-    let unavailable = || Scripted::json(503, serde_json::json!({ "ok": false, "error": "service_unavailable" }));
-    app.slack.script("/api/chat.postMessage", (0..3).map(|_| unavailable()));
+    app.slack.script("/api/chat.postMessage", (0..3).map(|_| slack_unavailable()));
     // The reply's last attempt.
     run_last_attempt(&app, &m).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let (key, _) = conversation::apology_job(exchange_id_of(&app, &m, deadline).await);
-    let (state, attempts) = loop {
-        let row: Option<(String, i32)> = sqlx::query_as("SELECT state, attempts FROM jobs WHERE dedupe_key = $1")
-            .bind(&key)
-            .fetch_optional(&app.db)
-            .await
-            .unwrap();
-        if let Some(row) = row.as_ref().filter(|(state, _)| state == "done" || state == "dead") {
-            break row.clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the queued apology did not go out: {row:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (state, attempts) = job_finished(&app, &key, Duration::from_secs(20)).await;
     assert_eq!((state.as_str(), attempts), ("done", 2), "failed once while Slack was down, then posted");
     let posts = app.slack.requests_to("/api/chat.postMessage");
     assert_eq!(posts.len(), 4, "the reply, the apology twice while Slack failed, the apology once it did not");
@@ -432,6 +420,29 @@ async fn an_apology_that_slack_cannot_take_waits_in_the_outbox_until_it_can() {
     let reason = row.failure_reason.unwrap_or_default();
     assert!(reason.contains("waits until Slack takes it"), "{reason}");
     app.stop().await.unwrap();
+}
+
+/// Slack answering 503: unavailable.
+fn slack_unavailable() -> Scripted {
+    Scripted::json(503, serde_json::json!({ "ok": false, "error": "service_unavailable" }))
+}
+
+/// Waits (bounded) until the job with this dedupe key is done or dead;
+/// returns its state and attempts.
+async fn job_finished(app: &TestApp, key: &str, within: Duration) -> (String, i32) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let row: Option<(String, i32)> = sqlx::query_as("SELECT state, attempts FROM jobs WHERE dedupe_key = $1")
+            .bind(key)
+            .fetch_optional(&app.db)
+            .await
+            .unwrap();
+        if let Some(row) = row.as_ref().filter(|(state, _)| state == "done" || state == "dead") {
+            return row.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "job {key} did not finish within {within:?}: {row:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The id of the exchange stored for `m`, once it is.
@@ -1710,6 +1721,30 @@ async fn a_dm_whose_job_dies_before_it_is_stored_still_gets_an_apology() {
     assert!(text_of(&posts[0]).starts_with("죄송해요"), "{}", text_of(&posts[0]));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.slack.requests_to("/api/chat.postMessage").len(), 1, "one apology, nothing else");
+    app.stop().await.unwrap();
+}
+
+/// The same, with Slack not taking the apology at first: it waits in the
+/// outbox and is posted once when Slack takes it.
+#[tokio::test]
+async fn a_dm_never_stored_gets_its_apology_once_slack_takes_it() {
+    let app = app(None, None, &[]).await;
+    let mut m = dm("U0GHOST02", "hello?");
+    m.channel_id = "D0GHOST02".into();
+    record_event(&app, &m).await;
+    app.slack.script("/api/chat.postMessage", [slack_unavailable(), slack_unavailable()]);
+    conversation::on_event_dead(&app.state, &m.event_id, &anyhow::anyhow!("user U0GHOST02 is not stored yet")).await;
+    let key = format!("apology:event:{}", m.event_id);
+    let (state, attempts) = job_finished(&app, &key, Duration::from_secs(20)).await;
+    assert_eq!((state.as_str(), attempts), ("done", 2), "failed once while Slack was down, then posted");
+    let posts = app.slack.requests_to("/api/chat.postMessage");
+    assert_eq!(posts.len(), 3, "the apology at once and its first retry failed; the second went out");
+    assert_eq!(posts[2].param("channel").as_deref(), Some("D0GHOST02"));
+    assert!(text_of(&posts[2]).starts_with("Sorry, I could not reply"), "{}", text_of(&posts[2]));
+    assert!(
+        !app.slack.requests_to("/api/conversations.history").is_empty(),
+        "the retry looked for an apology posted before posting"
+    );
     app.stop().await.unwrap();
 }
 
