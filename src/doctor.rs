@@ -339,6 +339,28 @@ async fn vacuum_line(pool: &sqlx::PgPool) -> Line {
     }
 }
 
+/// Work that exhausted its attempts, per kind (inbound events as
+/// `slack_event`): each one is something that did not happen.
+async fn dead_jobs(pool: &sqlx::PgPool) -> Line {
+    let rows = match crate::storage::jobs::backlog(pool).await {
+        Ok(rows) => rows,
+        Err(e) => return Line { ok: false, required: false, what: format!("outbox: cannot read: {e}"), fix: None },
+    };
+    let dead: Vec<String> = rows.iter().filter(|b| b.dead > 0).map(|b| format!("{} {}", b.dead, b.kind)).collect();
+    if dead.is_empty() {
+        return Line { ok: true, required: false, what: "outbox: no dead jobs".into(), fix: None };
+    }
+    Line {
+        ok: false,
+        required: false,
+        what: format!("outbox: dead jobs: {}", dead.join(", ")),
+        fix: Some(
+            "each says why in `last_error` (docs/operations.md \"Dead jobs\"); dead memory writes are queued again at the next start; delete the ones you have dealt with to clear this line"
+                .into(),
+        ),
+    }
+}
+
 /// Data health: what the seed's operator had to find with hand-written SQL.
 /// Warnings (`!`), not failures: the service works, people need attention.
 async fn data_health(pool: &sqlx::PgPool, config: &Config) -> Vec<Line> {
@@ -379,6 +401,7 @@ async fn data_health(pool: &sqlx::PgPool, config: &Config) -> Vec<Line> {
             ),
         });
     }
+    lines.push(dead_jobs(pool).await);
     lines.push(Line {
         ok: h.failed_exchanges == 0,
         required: false,

@@ -65,6 +65,15 @@ async fn doctor_checks_the_key_google_and_data_health() {
     .await
     .unwrap();
     let slack_api = app.slack.url("/api");
+    let (key, payload) = robeing::conversation::apology_job(uuid::Uuid::new_v4());
+    // Due tomorrow, so the running app's workers leave it alone.
+    let tomorrow = Some(chrono::Utc::now() + chrono::Duration::days(1));
+    let dead =
+        robeing::storage::jobs::enqueue(&app.db, robeing::conversation::APOLOGY_JOB, Some(&key), &payload, tomorrow)
+            .await
+            .unwrap()
+            .unwrap();
+    robeing::storage::jobs::bury(&app.db, dead, "Slack refused chat.postMessage: channel_not_found").await.unwrap();
     app.stop().await.unwrap();
 
     let mut env: Vec<(String, String)> = vars.clone();
@@ -85,6 +94,7 @@ async fn doctor_checks_the_key_google_and_data_health() {
     assert!(t.contains("✓ token encryption key"), "{t}");
     assert!(t.contains("✓ Google: token endpoint"), "{t}");
     assert!(t.contains("! Gmail: 1 need reconnecting: U0KIMJT01 (invalid_grant"), "{t}");
+    assert!(t.contains("! outbox: dead jobs: 1 dm_apology"), "{t}");
     assert!(!t.contains(KEY), "no key in the output");
 
     // Another key than the one the tokens were stored with.
