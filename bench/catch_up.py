@@ -25,41 +25,12 @@ ap.add_argument("--min-seconds", type=float, default=0,
                 help="send live DMs for at least this long (with --exchanges 0: a baseline without catch-up)")
 args = ap.parse_args()
 
+from benchlib import cpu_ms, free_port, psql, wait_http  # noqa: E402 (bench/ is on sys.path)
+
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 binary = os.environ.get("BENCH_BIN", os.path.join(root, "target", "release", "robeing"))
 admin = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres:postgres@127.0.0.1:5432/postgres")
 chroma_bin = os.environ.get("ROBEING_CHROMA_BIN", os.path.expanduser("~/.cache/robeing/chroma-venv/bin/chroma"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def psql(url, sql):
-    return subprocess.run(["psql", url, "-Atc", sql], check=True, capture_output=True, text=True).stdout.strip()
-
-
-def wait_http(port, path, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", path)
-            if c.getresponse().status < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    sys.exit(f"nothing answered on port {port}{path}")
-
-
-def cpu_ms(pid):
-    """User + system CPU of a process and its waited-for children, in ms."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 work = tempfile.mkdtemp(prefix="robeing-catchup-")
@@ -123,7 +94,7 @@ try:
     procs.append(app)
     started = time.time()
     wait_http(port, "/healthz")
-    cpu0 = {"robeing": cpu_ms(app.pid), "chroma": cpu_ms(chroma.pid)}
+    cpu0 = {"robeing": cpu_ms(app.pid, children=True), "chroma": cpu_ms(chroma.pid, children=True)}
 
     stop = threading.Event()
     sent = []
@@ -162,7 +133,7 @@ try:
     finished = time.time() - started
     stop.set()
     sender.join()
-    cpu = {"robeing": cpu_ms(app.pid) - cpu0["robeing"], "chroma": cpu_ms(chroma.pid) - cpu0["chroma"]}
+    cpu = {"robeing": cpu_ms(app.pid, children=True) - cpu0["robeing"], "chroma": cpu_ms(chroma.pid, children=True) - cpu0["chroma"]}
     time.sleep(3)  # the last live DMs reach memory
     lags = [float(x) for x in psql(db_url, """SELECT extract(epoch FROM memorized_at - received_at) FROM exchanges
                                                WHERE user_id LIKE 'U0L%' AND memorized_at IS NOT NULL""").split()]
