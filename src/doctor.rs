@@ -127,19 +127,38 @@ pub async fn run() -> i32 {
                 let required = scopes::required_bot_scopes();
                 match &who.scopes {
                     Some(granted) => {
+                        let fix = "reinstall the app from manifest.yaml (api.slack.com/apps → your app → App Manifest, then Install App → Reinstall) and put the new token in SLACK_BOT_TOKEN";
                         let missing = scopes::missing(&required, granted);
+                        let (degrading, breaking): (Vec<&str>, Vec<&str>) =
+                            missing.iter().partition(|s| scopes::DEGRADING_SCOPES.iter().any(|(d, _)| d == *s));
                         report(Line {
-                            ok: missing.is_empty(),
+                            ok: breaking.is_empty(),
                             required: true,
                             what: if missing.is_empty() {
                                 format!("Slack: the bot token has all {} scopes manifest.yaml requests", required.len())
+                            } else if breaking.is_empty() {
+                                format!(
+                                    "Slack: the bot token has the {} scopes robeing needs to work",
+                                    required.len() - degrading.len()
+                                )
                             } else {
-                                format!("Slack: the bot token lacks the scope(s) {}", missing.join(", "))
+                                format!("Slack: the bot token lacks the scope(s) {}", breaking.join(", "))
                             },
-                            fix: Some(
-                                "reinstall the app from manifest.yaml (api.slack.com/apps → your app → App Manifest, then Install App → Reinstall) and put the new token in SLACK_BOT_TOKEN".into(),
-                            ),
+                            fix: Some(fix.into()),
                         });
+                        for scope in degrading {
+                            let without = scopes::DEGRADING_SCOPES
+                                .iter()
+                                .find(|(d, _)| *d == scope)
+                                .map(|(_, w)| *w)
+                                .unwrap_or("a feature is degraded");
+                            report(Line {
+                                ok: false,
+                                required: false,
+                                what: format!("Slack: the bot token lacks the scope {scope}: {without}"),
+                                fix: Some(fix.into()),
+                            });
+                        }
                     }
                     None => report(Line {
                         ok: false,

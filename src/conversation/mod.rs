@@ -26,7 +26,8 @@
 //!    or a retried one).
 //! 3. The reply is posted (split into chunks of at most [`MAX_CHUNK_CHARS`]
 //!    on paragraph or line boundaries; `&`, `<`, `>` escaped so no text can
-//!    ping `<!channel>`), then one statement marks the exchange `replied`
+//!    ping `<!channel>`; a history export follows as a file, see
+//!    [`export`]), then one statement marks the exchange `replied`
 //!    and queues its `memory_upsert` job (when ChromaDB is configured).
 //! 4. Any failure returns [`JobError::Retry`]; the outbox retries with
 //!    backoff. When the job dies, [`on_event_dead`] posts the apology
@@ -37,6 +38,7 @@
 //!
 //! Every user-facing sentence lives in [`crate::i18n`] (its `chat` part).
 
+mod export;
 pub mod intent;
 pub mod llm;
 pub mod recorder;
@@ -80,9 +82,6 @@ pub const MEMORY_TOP_K: usize = 5;
 /// The longest user message sent to the LLM as is; longer ones are cut
 /// (the whole text stays stored).
 pub const MAX_PROMPT_MESSAGE_CHARS: usize = 24_000;
-/// The most messages one export sends (about 90,000 characters); a longer
-/// history is exported from its most recent end, and the user is told so.
-pub const MAX_EXPORT_PARTS: usize = 30;
 /// Block Kit action ids of the forget confirmation.
 pub const FORGET_CONFIRM_ACTION: &str = "forget_confirm";
 pub const FORGET_CANCEL_ACTION: &str = "forget_cancel";
@@ -254,15 +253,15 @@ struct Reply {
     text: String,
     /// Block Kit blocks sent with the first chunk.
     blocks: Option<Vec<SlackBlock>>,
-    /// Further messages, already escaped and sized (export parts).
-    extra: Vec<String>,
+    /// A history export, shared as a file after the text.
+    file: Option<export::HistoryFile>,
     /// Whether the exchange goes to vector memory.
     memorize: bool,
 }
 
 impl Reply {
     fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), blocks: None, extra: Vec::new(), memorize: true }
+        Self { text: text.into(), blocks: None, file: None, memorize: true }
     }
     fn private(mut self) -> Self {
         self.memorize = false;
@@ -488,15 +487,18 @@ async fn deliver(
         None => {
             let ts =
                 slack_write(state, Target::New { channel, thread_ts, tag: Some(ex.id) }, &first, reply.blocks).await?;
-            if chunks.len() > 0 || !reply.extra.is_empty() {
+            if chunks.len() > 0 || reply.file.is_some() {
                 // A retry after a partial delivery updates this message instead of repeating it.
                 storage::exchanges::set_placeholder(&state.db, ex.id, &ts).await?;
             }
             ts
         }
     };
-    for chunk in chunks.chain(reply.extra) {
+    for chunk in chunks {
         post_patiently(state, channel, thread_ts, &chunk).await?;
+    }
+    if let Some(file) = reply.file {
+        export::deliver(turn, file).await?;
     }
     let memorize = reply.memorize && state.memory.is_some();
     // One statement, shared with other workers' replies (see `recorder`),
@@ -732,7 +734,7 @@ async fn builtin_reply(turn: &Turn<'_>, intent: Intent) -> Result<Reply, JobErro
         Intent::Forget => Reply {
             text: strings::forget_prompt(lang).to_owned(),
             blocks: Some(forget_blocks(lang)),
-            extra: Vec::new(),
+            file: None,
             memorize: false,
         },
         Intent::ForgetConfirmed => {
@@ -833,62 +835,17 @@ async fn recall(turn: &Turn<'_>, topic: &str) -> Result<String, JobError> {
     Ok(s)
 }
 
-/// The user's history as labelled messages of at most [`MAX_CHUNK_CHARS`].
+/// The user's history as a file, after a sentence saying what it holds.
 async fn export(turn: &Turn<'_>) -> Result<Reply, JobError> {
-    let state = turn.state;
-    let lang = turn.lang;
-    let tz = turn.tz();
-    let all: Vec<Exchange> = storage::exchanges::all_for_user(&state.db, &turn.user.user_id)
-        .await?
-        .into_iter()
-        .filter(|e| e.id != turn.exchange.id)
-        .collect();
-    if all.is_empty() {
-        return Ok(Reply::text(strings::export_empty(lang)));
-    }
-    // Room for the "History export (12/34)" label.
-    let budget = MAX_CHUNK_CHARS - 60;
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = String::new();
-    for e in &all {
-        let when = e.received_at.with_timezone(&tz).format("%Y-%m-%d %H:%M");
-        let reply = match (&e.reply_text, e.status.as_str()) {
-            (Some(r), _) => r.clone(),
-            (None, status) => strings::export_no_reply(lang, status == "failed").to_owned(),
-        };
-        let block = escape(&format!(
-            "[{when}] {}: {}\n[{when}] robeing: {}\n\n",
-            strings::export_you(lang),
-            e.user_text,
-            reply
-        ));
-        for piece in split(&block, budget) {
-            if current.chars().count() + piece.chars().count() + 2 > budget && !current.is_empty() {
-                parts.push(std::mem::take(&mut current));
-            }
-            current.push_str(&piece);
-            current.push_str("\n\n");
-        }
-    }
-    if !current.trim().is_empty() {
-        parts.push(current);
-    }
-    let total_parts = parts.len();
-    if total_parts > MAX_EXPORT_PARTS {
-        parts.drain(..total_parts - MAX_EXPORT_PARTS);
-    }
-    let n = parts.len();
-    let mut intro = strings::export_intro(lang, all.len(), n);
-    if total_parts > n {
-        intro.push(' ');
-        intro.push_str(&strings::export_truncated(lang, total_parts));
-    }
-    let parts: Vec<String> = parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}\n{}", strings::export_part(lang, i + 1, n), p.trim_end()))
-        .collect();
-    Ok(Reply { text: intro, blocks: None, extra: parts, memorize: false })
+    Ok(match export::history_file(turn).await? {
+        None => Reply::text(strings::export_empty(turn.lang)),
+        Some(file) => Reply {
+            text: strings::export_intro(turn.lang, file.exchanges),
+            blocks: None,
+            file: Some(file),
+            memorize: false,
+        },
+    })
 }
 
 /// Deletes the user's exchanges (all but `keep`) and queues the deletion of

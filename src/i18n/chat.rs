@@ -24,7 +24,7 @@ pub fn help(lang: Lang, llm: bool) -> String {
              • *기억*: \"고양이에 대해 뭐라고 했지?\"처럼 물어보시면 예전에 하신 말씀을 찾아 드려요.\n\
              • *상태*: 저장된 대화와 기억 상태를 알려 드려요.\n\
              • *재연결*: Gmail 연결이 끊겼을 때 다시 연결하는 방법을 알려 드려요.\n\
-             • *내보내기*: 지금까지의 대화 기록을 보내 드려요.\n\
+             • *내보내기*: 지금까지의 대화 기록을 파일로 보내 드려요.\n\
              • *나를 잊어줘*: 확인 후 대화 기록과 기억을 모두 지워요.",
         ),
         Lang::En => String::from(
@@ -33,7 +33,7 @@ pub fn help(lang: Lang, llm: bool) -> String {
              • *memory*: ask \"what did I tell you about my cat?\" and I will find what you said before.\n\
              • *status*: what I have stored for you and whether memory is working.\n\
              • *reconnect*: how to reconnect Gmail when the connection broke.\n\
-             • *export*: I send you your whole conversation history.\n\
+             • *export*: I send you your whole conversation history as a file.\n\
              • *forget me*: after you confirm, I delete your conversations and memory.",
         ),
     };
@@ -208,10 +208,41 @@ pub fn forget_cancelled(lang: Lang) -> &'static str {
     }
 }
 
-pub fn export_intro(lang: Lang, exchanges: usize, parts: usize) -> String {
+pub fn export_intro(lang: Lang, exchanges: usize) -> String {
     match lang {
-        Lang::Ko => format!("대화 기록 내보내기: {exchanges}건을 다음 메시지 {parts}개에 나눠 보내 드려요."),
-        Lang::En => format!("Your history export: {exchanges} conversations, in the next {parts} messages."),
+        Lang::Ko => format!("대화 기록 내보내기: {exchanges}건을 파일로 보내 드려요."),
+        Lang::En => format!("Your history export: {exchanges} conversations, in the file below."),
+    }
+}
+
+/// The first lines of the export file.
+pub fn export_file_header(lang: Lang, name: &str, user_id: &str, exchanges: usize, when: &str) -> String {
+    match lang {
+        Lang::Ko => format!("robeing 대화 기록: {name}님 ({user_id})\n{when}에 내보냄, {exchanges}건"),
+        Lang::En => {
+            format!("robeing conversation history: {name} ({user_id})\nExported {when}, {exchanges} conversations")
+        }
+    }
+}
+
+/// The export file's title in Slack.
+pub fn export_file_title(lang: Lang, date: &str) -> String {
+    match lang {
+        Lang::Ko => format!("robeing 대화 기록 {date}"),
+        Lang::En => format!("robeing conversation history {date}"),
+    }
+}
+
+/// When Slack refuses the export file (`code` is Slack's error, e.g.
+/// `missing_scope`), before the history goes out as messages.
+pub fn export_not_a_file(lang: Lang, code: &str, parts: usize) -> String {
+    match lang {
+        Lang::Ko => format!(
+            "Slack이 파일을 받지 않아서({code}) 다음 메시지 {parts}개로 나눠 보내 드려요. 운영자가 앱을 manifest.yaml로 다시 설치하면(files:write 권한) 다음부터는 파일로 보내 드릴 수 있어요."
+        ),
+        Lang::En => format!(
+            "Slack would not take the file ({code}), so here it is in the next {parts} messages. Once the operator reinstalls the app from manifest.yaml (the files:write permission), exports come as a file again."
+        ),
     }
 }
 

@@ -485,6 +485,46 @@ impl SlackApi {
         oldest: &str,
         tag: &Tag<'_>,
     ) -> Result<Option<TaggedMessage>, SlackError> {
+        let messages = self.messages_after(channel, thread_ts, oldest).await?;
+        Ok(messages.iter().find_map(|m| {
+            let payload = m.pointer("/metadata/event_payload").and_then(|p| p.as_object())?;
+            let tagged = m.pointer("/metadata/event_type").and_then(|t| t.as_str()) == Some(tag.event_type)
+                && payload.get(tag.key).and_then(|v| v.as_str()) == Some(tag.value);
+            let ts = m.get("ts").and_then(|t| t.as_str()).filter(|_| tagged)?;
+            Some(TaggedMessage { ts: ts.to_owned(), payload: payload.clone() })
+        }))
+    }
+
+    /// The id of a file named `filename` shared in a channel (or, with
+    /// `thread_ts`, in that thread) after `oldest`: a file an earlier attempt
+    /// shared without learning so ([`SlackApi::share_file`] timed out, or the
+    /// process died). Reads the newest [`HISTORY_LIMIT`] messages, like
+    /// [`SlackApi::find_tagged`].
+    pub async fn find_shared_file(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        oldest: &str,
+        filename: &str,
+    ) -> Result<Option<String>, SlackError> {
+        let messages = self.messages_after(channel, thread_ts, oldest).await?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| m.get("files").and_then(|f| f.as_array()))
+            .flatten()
+            .find(|f| f.get("name").and_then(|n| n.as_str()) == Some(filename))
+            .and_then(|f| f.get("id").and_then(|i| i.as_str()))
+            .map(str::to_owned))
+    }
+
+    /// The newest [`HISTORY_LIMIT`] messages of a channel (or of a thread)
+    /// after `oldest`, with their metadata, newest first.
+    async fn messages_after(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        oldest: &str,
+    ) -> Result<Vec<serde_json::Value>, SlackError> {
         let limit = HISTORY_LIMIT.to_string();
         // A thread's messages come from conversations.replies, the channel's
         // from conversations.history; the parameters are the same but `ts`.
@@ -506,17 +546,61 @@ impl SlackApi {
                 }
             })
             .await?;
-        let messages = v
-            .get("messages")
-            .and_then(|m| m.as_array())
-            .ok_or(SlackError::Refused { method, code: "answer without messages".into() })?;
-        Ok(messages.iter().find_map(|m| {
-            let payload = m.pointer("/metadata/event_payload").and_then(|p| p.as_object())?;
-            let tagged = m.pointer("/metadata/event_type").and_then(|t| t.as_str()) == Some(tag.event_type)
-                && payload.get(tag.key).and_then(|v| v.as_str()) == Some(tag.value);
-            let ts = m.get("ts").and_then(|t| t.as_str()).filter(|_| tagged)?;
-            Some(TaggedMessage { ts: ts.to_owned(), payload: payload.clone() })
-        }))
+        match v.get("messages") {
+            Some(serde_json::Value::Array(messages)) => Ok(messages.clone()),
+            _ => Err(SlackError::Refused { method, code: "answer without messages".into() }),
+        }
+    }
+
+    /// Uploads `content` as a file named `filename` and shares it in
+    /// `channel` (in `thread_ts`'s thread when given), by Slack's upload
+    /// flow: `files.getUploadURLExternal`, the bytes to the URL it gives,
+    /// then `files.completeUploadExternal`. Returns the file's id.
+    ///
+    /// The first two steps are repeated on a transient failure (an upload
+    /// never completed is discarded by Slack and shown to no one). The last
+    /// one shares the file, and like `chat.postMessage` it is not repeated
+    /// on an ambiguous failure: a retrying job first looks for the file with
+    /// [`SlackApi::find_shared_file`]. Needs the `files:write` scope; without
+    /// it Slack answers `missing_scope` ([`SlackError::Refused`]).
+    pub async fn share_file(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        filename: &str,
+        title: &str,
+        content: &[u8],
+    ) -> Result<String, SlackError> {
+        const GET_URL: &str = "files.getUploadURLExternal";
+        const UPLOAD: &str = "files.upload (to the upload URL)";
+        const COMPLETE: &str = "files.completeUploadExternal";
+        let length = content.len().to_string();
+        let v = self
+            .call(GET_URL, Repeat::Safe, || {
+                let params = vec![("filename", Some(filename)), ("length", Some(length.as_str()))];
+                async move { self.session().http_session_api.http_get(GET_URL, &params, None).await }
+            })
+            .await?;
+        let file_id = string_field(&v, "file_id", GET_URL)?;
+        let upload_url: Url = string_field(&v, "upload_url", GET_URL)?
+            .parse()
+            .map_err(|_| SlackError::Refused { method: GET_URL, code: "answer with an unusable upload_url".into() })?;
+        self.call(UPLOAD, Repeat::Safe, || {
+            let url = upload_url.clone();
+            async move {
+                self.session()
+                    .http_session_api
+                    .http_post_uri_binary(url, "text/plain; charset=utf-8".into(), content, None)
+                    .await
+            }
+        })
+        .await?;
+        let mut body = serde_json::json!({ "files": [{ "id": file_id, "title": title }], "channel_id": channel });
+        if let Some(ts) = thread_ts {
+            body["thread_ts"] = ts.into();
+        }
+        self.post_json(COMPLETE, Repeat::OnlyIfRefusedUnprocessed, &body).await?;
+        Ok(file_id)
     }
 
     /// `chat.update` of a message robeing posted (idempotent).

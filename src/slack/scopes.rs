@@ -78,6 +78,12 @@ pub async fn auth_test(api_url: &Url, token: &SecretString, timeout: Duration) -
     Ok(TokenCheck { team_id: field("team_id"), user_id: field("user_id"), scopes })
 }
 
+/// Scopes `manifest.yaml` requests whose absence degrades one feature
+/// instead of breaking robeing, with what goes without them. `robeing
+/// doctor` warns about these and fails on the others.
+pub const DEGRADING_SCOPES: &[(&str, &str)] =
+    &[("files:write", "history exports are sent as messages instead of a file")];
+
 /// The required scopes a token lacks, in manifest order.
 pub fn missing<'a>(required: &[&'a str], granted: &BTreeSet<String>) -> Vec<&'a str> {
     required.iter().copied().filter(|s| !granted.contains(*s)).collect()
@@ -91,7 +97,7 @@ mod tests {
     fn reads_the_bot_scopes_of_the_shipped_manifest() {
         assert_eq!(
             required_bot_scopes(),
-            ["chat:write", "im:history", "im:read", "im:write", "commands", "users:read"],
+            ["chat:write", "files:write", "im:history", "im:read", "im:write", "commands", "users:read"],
             "manifest.yaml's oauth_config.scopes.bot, in order"
         );
     }

@@ -157,7 +157,7 @@ async fn doctor_names_a_missing_bot_scope_and_the_fix() {
     let out = run_binary(&["doctor"], &vars).await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    assert!(t.contains("✓ Slack: the bot token has all 6 scopes"), "{t}");
+    assert!(t.contains("✓ Slack: the bot token has all 7 scopes"), "{t}");
     let calls = slack.requests_to("/api/auth.test");
     assert_eq!(calls.len(), 1, "one auth.test call reads both the identity and the scopes");
     assert_eq!(calls[0].headers["authorization"], format!("Bearer {BOT_TOKEN}"));
@@ -180,6 +180,18 @@ async fn doctor_names_a_missing_bot_scope_and_the_fix() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("lacks the scope(s) im:history, users:read"), "{t}");
+
+    // Installed before exports came as a file: a warning, not a failure.
+    let no_files: Vec<&str> = BOT_SCOPES.iter().copied().filter(|s| *s != "files:write").collect();
+    slack.script("/api/auth.test", [auth_test_with_scopes(&no_files)]);
+    let out = run_binary(&["doctor"], &vars).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "exports still work, as messages: {t}");
+    assert!(t.contains("✓ Slack: the bot token has the 6 scopes robeing needs to work"), "{t}");
+    assert!(
+        t.contains("! Slack: the bot token lacks the scope files:write: history exports are sent as messages"),
+        "{t}"
+    );
 }
 
 /// user, text, status, reply, reply ts

@@ -36,6 +36,16 @@ fn channel_of(user: &str) -> String {
 
 /// Starts the app with the given ChromaDB and LLM fakes.
 async fn app(chroma: Option<&Chroma>, llm: Option<&Recorder>, extra: &[(&str, &str)]) -> TestApp {
+    app_with_slack(chroma, llm, extra, crate::fakes::slack::start().await).await
+}
+
+/// [`app`] against a fake Slack the test started itself.
+async fn app_with_slack(
+    chroma: Option<&Chroma>,
+    llm: Option<&Recorder>,
+    extra: &[(&str, &str)],
+    slack: Recorder,
+) -> TestApp {
     let mut vars: Vec<(String, String)> = Vec::new();
     if let Some(c) = chroma {
         vars.push(("CHROMA_URL".into(), c.url()));
@@ -48,7 +58,7 @@ async fn app(chroma: Option<&Chroma>, llm: Option<&Recorder>, extra: &[(&str, &s
     for (k, v) in extra {
         vars.push(((*k).into(), (*v).into()));
     }
-    let app = spawn_app_with(Options { vars, ..Default::default() }).await;
+    let app = spawn_app_with_slack(Options { vars, ..Default::default() }, slack).await;
     add_user(&app, KIM, "김종태", "김종태", "Asia/Seoul", "ko-KR").await;
     add_user(&app, JANE, "Jane Doe", "jane", "Asia/Seoul", "en-US").await;
     add_user(&app, BOB, "Bob Stone", "Bob", "Europe/London", "en-GB").await;
@@ -1014,27 +1024,143 @@ async fn a_redelivered_message_gets_exactly_one_reply() {
     app.stop().await.unwrap();
 }
 
+/// The files shared by `files.completeUploadExternal` calls: (channel,
+/// file id, title) of each call that Slack answered ok.
+fn files_shared(app: &TestApp) -> Vec<(String, String, String)> {
+    app.slack
+        .requests_to("/api/files.completeUploadExternal")
+        .iter()
+        .map(|r| r.json())
+        .flat_map(|body| {
+            let channel = body["channel_id"].as_str().unwrap_or_default().to_owned();
+            body["files"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |f| (channel.clone(), f["id"].as_str().unwrap_or_default().into(), f["title"].to_string()))
+        })
+        .collect()
+}
+
+/// The bytes uploaded for a file id, as text.
+fn uploaded(app: &TestApp, file_id: &str) -> String {
+    let uploads = app.slack.requests_to(&format!("/upload/v1/{file_id}"));
+    assert_eq!(uploads.len(), 1, "one upload of {file_id}");
+    String::from_utf8(uploads[0].body.to_vec()).expect("the export is UTF-8")
+}
+
 #[tokio::test]
-async fn export_sends_the_history_as_labelled_parts() {
+async fn export_sends_the_whole_history_as_one_file() {
     let app = app(None, None, &[]).await;
     say(&app, KIM, "첫 번째 메모: 우유 사기").await;
-    say(&app, KIM, &"긴 메모 ".repeat(1_000)).await;
+    let long = "긴 메모 ".repeat(1_000);
+    say(&app, KIM, &long).await;
+    for i in 0..40 {
+        say(&app, KIM, &format!("메모 {i}번: {}", "가나다라 ".repeat(200))).await;
+    }
     say(&app, KIM, "세 번째 <메모> & 끝").await;
     let before = writes_to(&app, &channel_of(KIM)).len();
-    say(&app, KIM, "내보내기").await;
+    let m = say(&app, KIM, "내보내기").await;
+
     let writes = writes_to(&app, &channel_of(KIM));
     let new: Vec<String> = writes[before..].iter().map(text_of).collect();
-    assert!(new[0].starts_with("대화 기록 내보내기: 3건"), "{new:?}");
-    let parts = &new[1..];
-    assert!(parts.len() >= 3, "the long memo needs several parts: {}", parts.len());
+    assert_eq!(new, ["대화 기록 내보내기: 43건을 파일로 보내 드려요."], "one message, then the file");
+    let shared = files_shared(&app);
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    let (channel, file_id, title) = &shared[0];
+    assert_eq!(channel, &channel_of(KIM));
+    assert!(title.contains("robeing 대화 기록"), "{title}");
+    let asked = app.slack.requests_to("/api/files.getUploadURLExternal");
+    let filename = asked[0].param("filename").unwrap();
+    assert!(filename.starts_with("robeing-history-") && filename.ends_with(".txt"), "{filename}");
+
+    let file = uploaded(&app, file_id);
+    assert_eq!(asked[0].param("length"), Some(file.len().to_string()), "the announced length is the byte length");
+    assert!(file.starts_with("robeing 대화 기록: 김종태님 (U0KIMJT01)"), "{}", &file[..200]);
+    assert!(file.contains("43건"), "{}", &file[..200]);
+    assert!(file.contains("나: 첫 번째 메모: 우유 사기"));
+    assert!(file.contains(&long), "the long memo, whole");
+    assert!(file.contains("메모 0번") && file.contains("메모 39번"), "nothing cut: the file has no size limit here");
+    assert!(file.contains("세 번째 <메모> & 끝"), "a file is plain text: nothing escaped");
+    assert!(!file.contains("내보내기"), "the request itself is not exported");
+    assert!(file.find("첫 번째 메모").unwrap() < file.find("세 번째 <메모>").unwrap(), "oldest first, as it happened");
+
+    let row = exchange(&app, &m).await;
+    assert_eq!(row.status, "replied");
+    assert_eq!(row.reply_text.as_deref(), Some(new[0].as_str()));
+    let kept_out: bool = sqlx::query_scalar("SELECT kept_out_of_memory FROM exchanges WHERE id = $1")
+        .bind(row.id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(kept_out, "an export never goes into memory");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_export_slack_will_not_take_as_a_file_comes_as_messages_and_says_why() {
+    let app = app(None, None, &[]).await;
+    say(&app, BOB, "first note: buy milk").await;
+    say(&app, BOB, &"long note ".repeat(1_000)).await;
+    say(&app, BOB, "third <note> & end").await;
+    // Installed before robeing asked for files:write.
+    app.slack.script(
+        "/api/files.getUploadURLExternal",
+        [Scripted::json(
+            200,
+            serde_json::json!({ "ok": false, "error": "missing_scope", "needed": "files:write", "provided": "chat:write,im:history" }),
+        )],
+    );
+    let before = writes_to(&app, &channel_of(BOB)).len();
+    let m = say(&app, BOB, "export").await;
+
+    let new: Vec<String> = writes_to(&app, &channel_of(BOB))[before..].iter().map(text_of).collect();
+    assert_eq!(new[0], "Your history export: 3 conversations, in the file below.");
+    assert!(
+        new[1].starts_with("Slack would not take the file (missing_scope), so here it is in the next"),
+        "the user is told why: {}",
+        new[1]
+    );
+    let parts = &new[2..];
+    assert!(new[1].contains(&format!("in the next {} messages", parts.len())), "{}", new[1]);
+    assert!(parts.len() >= 3, "the long note needs several parts: {}", parts.len());
     for (i, p) in parts.iter().enumerate() {
-        assert!(p.starts_with(&format!("*대화 기록 ({}/{})*", i + 1, parts.len())), "{p}");
+        assert!(p.starts_with(&format!("*History export ({}/{})*", i + 1, parts.len())), "{p}");
         assert!(p.chars().count() <= 3_000);
     }
     let all = parts.concat();
-    assert!(all.contains("첫 번째 메모: 우유 사기"));
-    assert!(all.contains("세 번째 &lt;메모&gt; &amp; 끝"), "escaped: {all}");
-    assert!(!all.contains("내보내기"), "the request itself is not exported");
+    assert!(all.contains("you: first note: buy milk"));
+    assert!(all.contains("third &lt;note&gt; &amp; end"), "messages are escaped: {all}");
+    assert!(files_shared(&app).is_empty());
+    assert_eq!(exchange(&app, &m).await.status, "replied");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_export_does_not_share_its_file_twice() {
+    use crate::fakes::slack::{PostFault, start_with_workspace};
+    let (fake, workspace) = start_with_workspace().await;
+    let app = app_with_slack(None, None, &[], fake).await;
+    say(&app, JANE, "remember the blue door").await;
+    // Slack shares the file, then its answer is lost.
+    workspace.fault_completes([PostFault::PostedThenFails(500)]);
+    let m = dm(JANE, "export my history");
+    let err = handle_message(&app.state, &m, None).await.expect_err("the share's answer was a 500");
+    assert!(matches!(err, robeing::jobs::JobError::Retry { .. }), "{err:?}");
+    assert_eq!(exchange(&app, &m).await.status, "received");
+
+    // The outbox's retry finds the shared file in the DM's history.
+    handle_message(&app.state, &m, None).await.unwrap();
+    assert_eq!(workspace.uploads().len(), 1, "uploaded once");
+    let messages = workspace.messages_in(&channel_of(JANE));
+    let with_files: Vec<_> = messages.iter().filter(|msg| !msg.files.is_empty()).collect();
+    assert_eq!(with_files.len(), 1, "shared once: {messages:?}");
+    let intro: Vec<_> = messages.iter().filter(|msg| msg.text.starts_with("Your history export: 1")).collect();
+    assert_eq!(intro.len(), 1, "the intro posted once (the retry updates it): {messages:?}");
+    let history_reads = app.slack.requests_to("/api/conversations.history");
+    assert!(!history_reads.is_empty(), "the retry looked before sharing");
+    assert_eq!(exchange(&app, &m).await.status, "replied");
     app.stop().await.unwrap();
 }
 
@@ -2021,8 +2147,8 @@ async fn a_message_group_answers_each_message_in_order_new_once_existing_or_unkn
 
 /// Exchanges stored before `kept_out_of_memory` existed: the migration that
 /// adds it recognises the replies kept out of memory until then (the forget
-/// confirmation and export intros, in both languages, as this version words
-/// them), and no other exchange.
+/// confirmation and export intros, in both languages, as the version before
+/// it worded them), and no other exchange.
 #[tokio::test]
 async fn the_migration_recognises_replies_kept_out_of_memory_before_it_existed() {
     use robeing::i18n::{Lang, chat};
@@ -2034,8 +2160,9 @@ async fn the_migration_recognises_replies_kept_out_of_memory_before_it_existed()
     let replies = [
         (chat::forget_prompt(Lang::Ko).to_owned(), true, true),
         (chat::forget_prompt(Lang::En).to_owned(), true, true),
-        (chat::export_intro(Lang::Ko, 12, 2), true, true),
-        (chat::export_intro(Lang::En, 3, 1), true, true),
+        // The export intros of that version (exports were messages then).
+        ("대화 기록 내보내기: 12건을 다음 메시지 2개에 나눠 보내 드려요.".to_owned(), true, true),
+        ("Your history export: 3 conversations, in the next 1 messages.".to_owned(), true, true),
         ("Your history export: memorized already".to_owned(), false, false),
         ("my cat is called Tom".to_owned(), true, false),
     ];

@@ -68,6 +68,14 @@ impl Scripted {
             delay: Duration::ZERO,
         }
     }
+    pub fn text(status: u16, body: &str) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: body.to_owned(),
+            delay: Duration::ZERO,
+        }
+    }
     pub fn with_header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.into(), v.into()));
         self

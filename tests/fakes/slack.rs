@@ -18,7 +18,7 @@ pub const BOT_USER_ID: &str = "U0BOT0001";
 /// grants `app_mentions:read`-style extras on some installs; one is here so
 /// extras are shown to be harmless).
 pub const BOT_SCOPES: &[&str] =
-    &["chat:write", "im:history", "im:read", "im:write", "commands", "users:read", "team:read"];
+    &["chat:write", "files:write", "im:history", "im:read", "im:write", "commands", "users:read", "team:read"];
 
 /// Slack's `auth.test` answer for a token with these scopes: the body, and
 /// the scopes in the `x-oauth-scopes` header as Slack sends them.
@@ -47,6 +47,22 @@ pub struct Message {
     pub metadata: Option<serde_json::Value>,
     /// How many times `chat.update` changed it.
     pub updates: u32,
+    /// Files shared with it (`files.completeUploadExternal`), as Slack
+    /// lists them in `conversations.history`.
+    pub files: Vec<serde_json::Value>,
+}
+
+/// A file uploaded through `files.getUploadURLExternal` and its upload URL.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub file_id: String,
+    pub filename: String,
+    /// The length announced to `files.getUploadURLExternal`.
+    pub length: usize,
+    /// The bytes POSTed to the upload URL (`None` until then).
+    pub content: Option<Vec<u8>>,
+    /// The channel it was shared in (`None` until completed).
+    pub shared_in: Option<String>,
 }
 
 /// A fault the fake applies to the next `chat.postMessage` calls, in order.
@@ -70,6 +86,8 @@ struct WorkspaceInner {
     messages: Vec<Message>,
     faults: VecDeque<PostFault>,
     faults_served: u32,
+    uploads: Vec<Upload>,
+    complete_faults: VecDeque<PostFault>,
 }
 
 /// The fake's state: the messages posted and the faults still to serve.
@@ -84,6 +102,15 @@ impl Workspace {
     /// Queues faults for the next `chat.postMessage` calls.
     pub fn fault_posts(&self, faults: impl IntoIterator<Item = PostFault>) {
         self.inner.lock().unwrap().faults.extend(faults);
+    }
+    /// Queues faults for the next `files.completeUploadExternal` calls
+    /// (the file is shared as for a post: not for `Fails`, for the rest).
+    pub fn fault_completes(&self, faults: impl IntoIterator<Item = PostFault>) {
+        self.inner.lock().unwrap().complete_faults.extend(faults);
+    }
+    /// Every file upload begun, in order.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.inner.lock().unwrap().uploads.clone()
     }
     /// Faults queued but not yet served.
     pub fn faults_left(&self) -> usize {
@@ -128,6 +155,7 @@ impl Workspace {
                 text: r.param("text").unwrap_or_default(),
                 metadata: json.get("metadata").cloned().filter(|m| !m.is_null()),
                 updates: 0,
+                files: Vec::new(),
             });
         }
         fault
@@ -143,6 +171,73 @@ impl Workspace {
                 true
             }
             None => false,
+        }
+    }
+
+    /// `files.getUploadURLExternal`: a file id and an upload URL on this fake.
+    fn begin_upload(&self, r: &Recorded) -> serde_json::Value {
+        let host = r.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
+        let (Some(filename), Some(length)) = (r.param("filename"), r.param("length").and_then(|l| l.parse().ok()))
+        else {
+            return serde_json::json!({ "ok": false, "error": "invalid_arguments" });
+        };
+        let mut g = self.inner.lock().unwrap();
+        let file_id = format!("F0FILE{:04}", g.uploads.len() + 1);
+        g.uploads.push(Upload { file_id: file_id.clone(), filename, length, content: None, shared_in: None });
+        serde_json::json!({ "ok": true, "upload_url": format!("http://{host}/upload/v1/{file_id}"), "file_id": file_id })
+    }
+
+    /// A POST to an upload URL: Slack answers in plain text.
+    fn receive_upload(&self, r: &Recorded) -> Scripted {
+        let id = r.path.trim_start_matches("/upload/v1/");
+        let mut g = self.inner.lock().unwrap();
+        match g.uploads.iter_mut().find(|u| u.file_id == id) {
+            Some(u) if u.length == r.body.len() => {
+                u.content = Some(r.body.to_vec());
+                Scripted::text(200, &format!("OK - {}", r.body.len()))
+            }
+            Some(u) => Scripted::text(400, &format!("length mismatch: announced {}, got {}", u.length, r.body.len())),
+            None => Scripted::text(404, "no such upload"),
+        }
+    }
+
+    /// `files.completeUploadExternal`: shares uploaded files in `channel_id`
+    /// as one message (the reply is served after any queued fault).
+    fn complete(&self, r: &Recorded, ts: &str) -> Scripted {
+        let body = r.json();
+        let channel = body["channel_id"].as_str().unwrap_or_default().to_owned();
+        let mut g = self.inner.lock().unwrap();
+        let fault = g.complete_faults.pop_front();
+        if let Some(PostFault::Fails(status)) = fault {
+            return Scripted::json(status, serde_json::json!({ "ok": false, "error": "internal_error" }));
+        }
+        let mut files = Vec::new();
+        for f in body["files"].as_array().cloned().unwrap_or_default() {
+            let id = f["id"].as_str().unwrap_or_default();
+            let Some(u) = g.uploads.iter_mut().find(|u| u.file_id == id && u.content.is_some()) else {
+                return Scripted::json(200, serde_json::json!({ "ok": false, "error": "file_uploads_not_complete" }));
+            };
+            u.shared_in = Some(channel.clone());
+            files.push(serde_json::json!({
+                "id": id, "name": u.filename, "title": f["title"], "mimetype": "text/plain", "size": u.length
+            }));
+        }
+        g.messages.push(Message {
+            channel,
+            ts: ts.to_owned(),
+            thread_ts: body["thread_ts"].as_str().map(str::to_owned),
+            text: String::new(),
+            metadata: None,
+            updates: 0,
+            files: files.clone(),
+        });
+        let ok = Scripted::json(200, serde_json::json!({ "ok": true, "files": files }));
+        match fault {
+            Some(PostFault::PostedThenFails(status)) => {
+                Scripted::json(status, serde_json::json!({ "ok": false, "error": "internal_error" }))
+            }
+            Some(PostFault::PostedThenLate(d)) => ok.delayed(d),
+            _ => ok,
         }
     }
 
@@ -170,6 +265,10 @@ impl Workspace {
                 if let (true, Some(md)) = (with_metadata, &m.metadata) {
                     v["metadata"] = md.clone();
                 }
+                if !m.files.is_empty() {
+                    v["files"] = m.files.clone().into();
+                    v["upload"] = true.into();
+                }
                 v
             })
             .collect();
@@ -185,7 +284,20 @@ pub async fn start_with_workspace() -> (Recorder, Workspace) {
     let ws = workspace.clone();
     let now_micros = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
     let ts = Arc::new(AtomicU64::new(now_micros()));
+    let next_ts = move || {
+        // Strictly increasing, and never behind the wall clock.
+        let now = now_micros();
+        let mut n = 0;
+        let _ = ts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+            n = (p + 1).max(now);
+            Some(n)
+        });
+        format!("{}.{:06}", n / 1_000_000, n % 1_000_000)
+    };
     let handler = move |r: &Recorded| -> Scripted {
+        if r.path.starts_with("/upload/v1/") {
+            return ws.receive_upload(r);
+        }
         let method = r.path.trim_start_matches("/api/");
         match method {
             "auth.test" => auth_test_with_scopes(BOT_SCOPES),
@@ -215,15 +327,10 @@ pub async fn start_with_workspace() -> (Recorder, Workspace) {
                 let thread = r.param("ts").unwrap_or_default();
                 Scripted::json(200, ws.history(r, Some(thread)))
             }
+            "files.getUploadURLExternal" => Scripted::json(200, ws.begin_upload(r)),
+            "files.completeUploadExternal" => ws.complete(r, &next_ts()),
             "chat.postMessage" | "chat.update" | "chat.postEphemeral" => {
-                // Strictly increasing, and never behind the wall clock.
-                let now = now_micros();
-                let mut n = 0;
-                let _ = ts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
-                    n = (p + 1).max(now);
-                    Some(n)
-                });
-                let stamp = format!("{}.{:06}", n / 1_000_000, n % 1_000_000);
+                let stamp = next_ts();
                 let fault = match method {
                     "chat.postMessage" => ws.post(r, &stamp),
                     "chat.update" => {
