@@ -17,7 +17,7 @@ use crate::{
     i18n::{Lang, chat as strings},
     jobs::JobError,
     slack::client::SlackError,
-    storage::{self, exchanges::Exchange},
+    storage::{self, exchanges::Exported},
 };
 
 /// The most messages a history sent as messages takes (about 90,000
@@ -44,7 +44,7 @@ pub struct HistoryFile {
 /// The user's history, every exchange but the one asking for it; `None`
 /// when there is none yet.
 pub(super) async fn history_file(turn: &Turn<'_>) -> Result<Option<HistoryFile>, JobError> {
-    let all: Vec<Exchange> = storage::exchanges::all_for_user(&turn.state.db, &turn.user.user_id)
+    let all: Vec<Exported> = storage::exchanges::all_for_user(&turn.state.db, &turn.user.user_id)
         .await?
         .into_iter()
         .filter(|e| e.id != turn.exchange.id)
@@ -70,7 +70,12 @@ pub(super) async fn history_file(turn: &Turn<'_>) -> Result<Option<HistoryFile>,
             (Some(r), _) => r.clone(),
             (None, status) => strings::export_no_reply(lang, status == "failed").to_owned(),
         };
-        let block = format!("[{when}] {}: {}\n[{when}] robeing: {reply}\n\n", strings::export_you(lang), e.user_text);
+        let said = match (e.user_text.is_empty(), e.user_files.is_empty()) {
+            (_, true) => e.user_text.clone(),
+            (true, false) => strings::export_files(lang, &e.user_files),
+            (false, false) => format!("{} {}", e.user_text, strings::export_files(lang, &e.user_files)),
+        };
+        let block = format!("[{when}] {}: {said}\n[{when}] robeing: {reply}\n\n", strings::export_you(lang));
         content.push_str(&block);
         blocks.push(block);
     }

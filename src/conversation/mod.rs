@@ -275,6 +275,8 @@ struct Turn<'a> {
     user: &'a User,
     exchange: &'a Exchange,
     lang: Lang,
+    /// Names of the files the message carried (robeing cannot open them).
+    files: &'a [String],
 }
 
 impl Turn<'_> {
@@ -325,7 +327,7 @@ pub async fn handle_message(
             });
         }
     };
-    let result = reply_to(state, &user, history, early, &exchange, again, event_id).await;
+    let result = reply_to(state, &user, history, early, &exchange, &message.files, again, event_id).await;
     if result.is_err()
         && let Err(e) =
             crate::jobs::persist("releasing a reply claim", || storage::exchanges::release(&state.db, exchange.id))
@@ -336,29 +338,39 @@ pub async fn handle_message(
     result
 }
 
-/// Composes, posts and records the reply to a claimed exchange. `again`:
-/// an earlier attempt may have posted without recording it (see
+/// Composes, posts and records the reply to a claimed exchange. `files`:
+/// the names of the files the message carried, which robeing cannot open
+/// (the reply says so; a message that is only files gets only that).
+/// `again`: an earlier attempt may have posted without recording it (see
 /// [`earlier_post`]).
+#[allow(clippy::too_many_arguments)]
 async fn reply_to(
     state: &AppState,
     user: &User,
     history: History,
     early: EarlyRecall,
     exchange: &Exchange,
+    files: &[String],
     again: bool,
     event_id: Option<&str>,
 ) -> Result<Done, JobError> {
     let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
-    let turn = Turn { state, user, exchange, lang };
+    let turn = Turn { state, user, exchange, lang, files };
     let intent = intent::detect(&exchange.user_text);
     let mut placeholder = exchange.reply_ts.clone();
     if placeholder.is_none() && again {
         placeholder = earlier_post(state, exchange).await?;
     }
-    let reply = match &state.config.llm {
+    let only_files = !files.is_empty() && exchange.user_text.trim().is_empty();
+    let mut reply = match &state.config.llm {
+        _ if only_files => Reply::text(strings::files_only(lang, files)).private(),
         Some(llm) if !intent.is_command() => llm_reply(&turn, llm, history, early, &mut placeholder).await?,
         _ => builtin_reply(&turn, intent).await?,
     };
+    if !files.is_empty() && !only_files {
+        reply.text.push_str("\n\n");
+        reply.text.push_str(&strings::files_unread(lang, files));
+    }
     deliver(&turn, reply, placeholder, event_id).await
 }
 
@@ -398,6 +410,7 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Hist
         thread_ts: message.thread_ts.clone(),
         user_ts: message.ts.clone(),
         user_text: text,
+        user_files: message.files.clone(),
         event_id: Some(message.event_id.clone()),
         wanted: HistoryWanted {
             // One more than fits, to know whether anything older exists.
@@ -698,7 +711,15 @@ async fn prompt(turn: &Turn<'_>, history: History, early: EarlyRecall) -> Vec<Ch
         messages.push(ChatMessage::user(e.user_text));
         messages.push(ChatMessage::assistant(e.reply_text));
     }
-    messages.push(ChatMessage::user(truncate(&ex.user_text, MAX_PROMPT_MESSAGE_CHARS)));
+    let mut last = truncate(&ex.user_text, MAX_PROMPT_MESSAGE_CHARS);
+    if !turn.files.is_empty() {
+        // The reply adds a sentence saying robeing cannot open them.
+        last.push_str(&format!(
+            "\n\n[The user attached files you cannot see, only their names: {}]",
+            turn.files.join(", ")
+        ));
+    }
+    messages.push(ChatMessage::user(last));
     messages
 }
 

@@ -55,6 +55,37 @@ pub fn no_llm(lang: Lang) -> &'static str {
     }
 }
 
+/// A DM that is only files (no text): robeing cannot open them.
+pub fn files_only(lang: Lang, files: &[String]) -> String {
+    let names = file_list(files);
+    match lang {
+        Lang::Ko => format!(
+            "파일({names})을 받았어요. 그런데 저는 아직 파일을 열어 볼 수 없어요. 필요한 내용을 글로 적어 보내 주시면 도와드릴게요."
+        ),
+        Lang::En => format!(
+            "I got your file ({names}), but I cannot open files yet. Write what you need in a message and I will help."
+        ),
+    }
+}
+
+/// Added to the reply of a DM that came with files.
+pub fn files_unread(lang: Lang, files: &[String]) -> String {
+    let names = file_list(files);
+    match lang {
+        Lang::Ko => format!("(첨부하신 파일({names})은 열어 볼 수 없어서 글만 읽었어요.)"),
+        Lang::En => format!("(I cannot open the attached {names}, so I read only your text.)"),
+    }
+}
+
+/// File names as a list in a sentence: at most three, then how many more.
+fn file_list(files: &[String]) -> String {
+    let shown: Vec<String> = files.iter().take(3).map(|f| format!("\"{f}\"")).collect();
+    match files.len().saturating_sub(3) {
+        0 => shown.join(", "),
+        more => format!("{} +{more}", shown.join(", ")),
+    }
+}
+
 pub fn fallback(lang: Lang, name: &str) -> String {
     match lang {
         Lang::Ko => format!(
@@ -275,6 +306,14 @@ pub fn export_you(lang: Lang) -> &'static str {
     match lang {
         Lang::Ko => "나",
         Lang::En => "you",
+    }
+}
+
+/// In a history export, the files a message carried.
+pub fn export_files(lang: Lang, files: &[String]) -> String {
+    match lang {
+        Lang::Ko => format!("[파일: {}]", files.join(", ")),
+        Lang::En => format!("[files: {}]", files.join(", ")),
     }
 }
 

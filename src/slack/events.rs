@@ -40,7 +40,19 @@ pub struct DirectMessage {
     pub ts: String,
     pub thread_ts: Option<String>,
     pub text: String,
+    /// Names of the files the message carries (subtype `file_share`):
+    /// robeing cannot open them, and its reply says so.
+    pub files: Vec<String>,
 }
+
+/// Message subtypes that are still a human writing to robeing, answered
+/// like any DM: a message with files, a thread reply also sent to the
+/// conversation, and `/me`. Every other subtype (bots, edits, deletions,
+/// joins…) is not a message to answer.
+pub const ANSWERED_SUBTYPES: &[&str] = &["file_share", "thread_broadcast", "me_message"];
+
+/// The most characters of a file name kept (Slack allows 255 bytes).
+const MAX_FILE_NAME_CHARS: usize = 120;
 
 /// A slash command (`/brief`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +155,8 @@ pub fn parse(event_id: &str, kind: &str, payload: &serde_json::Value, me: &Me<'_
 }
 
 fn parse_message(event_id: &str, payload: &serde_json::Value, event: &serde_json::Value, me: &Me<'_>) -> SlackEvent {
-    if event.get("subtype").is_some_and(|s| !s.is_null()) {
+    if event.get("subtype").is_some_and(|s| !s.is_null() && !s.as_str().is_some_and(|s| ANSWERED_SUBTYPES.contains(&s)))
+    {
         // bot_message, message_changed, message_deleted, channel_join, …
         return SlackEvent::Ignored { reason: "a message subtype (bot, edit, delete, join…)" };
     }
@@ -178,7 +191,31 @@ fn parse_message(event_id: &str, payload: &serde_json::Value, event: &serde_json
         ts,
         thread_ts: owned(event, "/thread_ts"),
         text: str_at(event, "/text").unwrap_or_default().to_owned(),
+        files: file_names(event),
     })
+}
+
+/// The names of a message's files, one line each, shortened; a file Slack
+/// describes without a name (hidden by the workspace's plan, or shared from
+/// elsewhere) is named by its title or id.
+fn file_names(event: &serde_json::Value) -> Vec<String> {
+    let Some(files) = event.get("files").and_then(|f| f.as_array()) else { return Vec::new() };
+    files
+        .iter()
+        .map(|f| {
+            let name = ["/name", "/title", "/id"]
+                .iter()
+                .find_map(|p| str_at(f, p).filter(|n| !n.trim().is_empty()))
+                .unwrap_or("?");
+            let one_line: String = name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            let trimmed = one_line.trim();
+            if trimmed.chars().count() > MAX_FILE_NAME_CHARS {
+                format!("{}…", trimmed.chars().take(MAX_FILE_NAME_CHARS).collect::<String>())
+            } else {
+                trimmed.to_owned()
+            }
+        })
+        .collect()
 }
 
 fn parse_interaction(payload: &serde_json::Value) -> anyhow::Result<SlackEvent> {

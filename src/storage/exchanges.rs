@@ -42,6 +42,17 @@ impl Exchange {
     }
 }
 
+/// An exchange as a history export shows it.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    pub id: Uuid,
+    pub user_text: String,
+    pub user_files: Vec<String>,
+    pub reply_text: Option<String>,
+    pub status: String,
+    pub received_at: DateTime<Utc>,
+}
+
 /// A received message, before it is stored, and what its reply needs read
 /// with it (see [`insert_many`]).
 #[derive(Debug, Clone)]
@@ -52,9 +63,16 @@ pub struct NewExchange {
     pub user_ts: String,
     /// Already [`sanitize`]d.
     pub user_text: String,
+    /// Names of the files the message carried, without [`FILE_NAME_SEPARATOR`].
+    pub user_files: Vec<String>,
     pub event_id: Option<String>,
     pub wanted: HistoryWanted,
 }
+
+/// Joins a message's file names into one array element for
+/// [`insert_many`]'s UNNEST (which cannot take an array per row); the ASCII
+/// unit separator, which no file name holds.
+pub const FILE_NAME_SEPARATOR: char = '\u{1f}';
 
 /// Makes text storable in Postgres: NUL becomes U+FFFD (the only character
 /// `text` refuses). Everything else is kept as is.
@@ -123,6 +141,13 @@ pub async fn insert_many(
     let thread_tss: Vec<Option<&str>> = messages.iter().map(|m| m.thread_ts.as_deref()).collect();
     let user_tss: Vec<&str> = messages.iter().map(|m| m.user_ts.as_str()).collect();
     let texts: Vec<&str> = messages.iter().map(|m| m.user_text.as_str()).collect();
+    let files: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let names: Vec<String> = m.user_files.iter().map(|f| f.replace(FILE_NAME_SEPARATOR, " ")).collect();
+            names.join(&FILE_NAME_SEPARATOR.to_string())
+        })
+        .collect();
     let event_ids: Vec<Option<&str>> = messages.iter().map(|m| m.event_id.as_deref()).collect();
     let limits: Vec<i64> = messages.iter().map(|m| m.wanted.limit.max(0)).collect();
     let beyond: Vec<bool> = messages.iter().map(|m| m.wanted.memorized_beyond).collect();
@@ -130,12 +155,14 @@ pub async fn insert_many(
     let rows = sqlx::query(
         r#"WITH input AS (
                SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                    $7::int8[], $8::bool[])
+                                    $7::int8[], $8::bool[], $10::text[])
                    WITH ORDINALITY AS t(user_id, channel_id, thread_ts, user_ts, user_text, event_id,
-                                        history_limit, want_beyond, ord)
+                                        history_limit, want_beyond, user_files, ord)
            ), ins AS (
-               INSERT INTO exchanges (user_id, channel_id, thread_ts, user_ts, user_text, event_id, reply_claimed_until)
+               INSERT INTO exchanges (user_id, channel_id, thread_ts, user_ts, user_text, user_files, event_id,
+                                      reply_claimed_until)
                SELECT i.user_id, i.channel_id, i.thread_ts, i.user_ts, i.user_text,
+                      COALESCE(string_to_array(NULLIF(i.user_files, ''), chr(31)), '{}'),
                       (SELECT e.event_id FROM slack_events e WHERE e.event_id = i.event_id),
                       now() + make_interval(secs => $9)
                FROM input i JOIN slack_users u ON u.user_id = i.user_id
@@ -179,6 +206,7 @@ pub async fn insert_many(
     .bind(&limits)
     .bind(&beyond)
     .bind(claim_secs)
+    .bind(&files)
     .fetch_all(executor)
     .await?;
     if rows.len() != messages.len() {
@@ -496,11 +524,10 @@ pub async fn search(
 }
 
 /// Every exchange of the user, oldest first (for export).
-pub async fn all_for_user(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<Exchange>, sqlx::Error> {
+pub async fn all_for_user(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<Exported>, sqlx::Error> {
     sqlx::query_as!(
-        Exchange,
-        r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
-                  failure_reason, event_id, received_at, replied_at, memorized_at
+        Exported,
+        r#"SELECT id, user_text, user_files, reply_text, status, received_at
            FROM exchanges WHERE user_id = $1 ORDER BY received_at, user_ts"#,
         user_id
     )

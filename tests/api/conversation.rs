@@ -89,6 +89,7 @@ fn dm(user: &str, text: &str) -> DirectMessage {
         ts: format!("1764300000.{n:06}"),
         thread_ts: None,
         text: text.into(),
+        files: Vec::new(),
     }
 }
 
@@ -1060,12 +1061,15 @@ async fn export_sends_the_whole_history_as_one_file() {
         say(&app, KIM, &format!("메모 {i}번: {}", "가나다라 ".repeat(200))).await;
     }
     say(&app, KIM, "세 번째 <메모> & 끝").await;
+    let mut receipt = dm(KIM, "");
+    receipt.files = vec!["영수증.png".into()];
+    handle_message(&app.state, &receipt, None).await.unwrap();
     let before = writes_to(&app, &channel_of(KIM)).len();
     let m = say(&app, KIM, "내보내기").await;
 
     let writes = writes_to(&app, &channel_of(KIM));
     let new: Vec<String> = writes[before..].iter().map(text_of).collect();
-    assert_eq!(new, ["대화 기록 내보내기: 43건을 파일로 보내 드려요."], "one message, then the file");
+    assert_eq!(new, ["대화 기록 내보내기: 44건을 파일로 보내 드려요."], "one message, then the file");
     let shared = files_shared(&app);
     assert_eq!(shared.len(), 1, "{shared:?}");
     let (channel, file_id, title) = &shared[0];
@@ -1078,7 +1082,8 @@ async fn export_sends_the_whole_history_as_one_file() {
     let file = uploaded(&app, file_id);
     assert_eq!(asked[0].param("length"), Some(file.len().to_string()), "the announced length is the byte length");
     assert!(file.starts_with("robeing 대화 기록: 김종태님 (U0KIMJT01)"), "{}", &file[..200]);
-    assert!(file.contains("43건"), "{}", &file[..200]);
+    assert!(file.contains("44건"), "{}", &file[..200]);
+    assert!(file.contains("나: [파일: 영수증.png]\n"), "a message that was only a file");
     assert!(file.contains("나: 첫 번째 메모: 우유 사기"));
     assert!(file.contains(&long), "the long memo, whole");
     assert!(file.contains("메모 0번") && file.contains("메모 39번"), "nothing cut: the file has no size limit here");
@@ -1161,6 +1166,28 @@ async fn a_retried_export_does_not_share_its_file_twice() {
     let history_reads = app.slack.requests_to("/api/conversations.history");
     assert!(!history_reads.is_empty(), "the retry looked before sharing");
     assert_eq!(exchange(&app, &m).await.status, "replied");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_an_llm_a_dm_with_a_file_gives_the_llm_its_name_and_tells_the_user_it_was_not_opened() {
+    let fake = llm::start().await;
+    fake.script(llm::PATH, [llm::answer("It was blue, as you told me.")]);
+    let app = app(None, Some(&fake), &[]).await;
+    let mut m = dm(JANE, "what colour was the door in this photo?");
+    m.files = vec!["door.jpg".into()];
+    handle_message(&app.state, &m, None).await.unwrap();
+
+    let prompt = fake.requests_to(llm::PATH)[0].json();
+    let last = prompt["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    assert!(last.starts_with("what colour was the door in this photo?"), "{last}");
+    assert!(last.ends_with("[The user attached files you cannot see, only their names: door.jpg]"), "{last}");
+    let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
+    assert_eq!(
+        reply,
+        "It was blue, as you told me.\n\n(I cannot open the attached \"door.jpg\", so I read only your text.)"
+    );
+    assert_eq!(exchange(&app, &m).await.user_text, "what colour was the door in this photo?", "stored as typed");
     app.stop().await.unwrap();
 }
 
@@ -1569,8 +1596,13 @@ async fn bench_conversation() {
             );
             // Raw upserts through robeing's memory client (embed + upsert), 16 at a time.
             let memory = app.state.memory.clone().unwrap();
-            let rows = robeing::storage::exchanges::all_for_user(&app.db, &users[0]).await.unwrap();
-            let rows = Arc::new(rows);
+            let ids: Vec<uuid::Uuid> = robeing::storage::exchanges::all_for_user(&app.db, &users[0])
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect();
+            let rows = Arc::new(robeing::storage::exchanges::get_by_ids(&app.db, &ids).await.unwrap());
             let started = Instant::now();
             let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let mut tasks = Vec::new();
@@ -2097,6 +2129,7 @@ async fn a_message_group_answers_each_message_in_order_new_once_existing_or_unkn
         thread_ts: None,
         user_ts: m.ts.clone(),
         user_text: m.text.clone(),
+        user_files: Vec::new(),
         event_id: None,
         wanted: HistoryWanted { limit, memorized_beyond: true },
     };

@@ -329,6 +329,13 @@ async fn own_bot_messages_edits_and_channels_are_ignored_and_nothing_is_sent() {
             ),
         ),
         (
+            "Ev0DELETED",
+            callback(
+                "Ev0DELETED",
+                json!({"type": "message", "subtype": "message_deleted", "channel": DM_CHANNEL, "channel_type": "im", "previous_message": {"user": USER, "text": "gone"}, "ts": "1.6"}),
+            ),
+        ),
+        (
             "Ev0CHANNEL",
             callback(
                 "Ev0CHANNEL",
@@ -345,6 +352,78 @@ async fn own_bot_messages_edits_and_channels_are_ignored_and_nothing_is_sent() {
     }
     assert_eq!(slack_calls(&app), Vec::<String>::new(), "nothing is sent for ignored events");
     assert_eq!(count(&app.db, "SELECT count(*) FROM slack_users").await, 0);
+    app.stop().await.unwrap();
+}
+
+/// A message with files (`file_share`), as Slack sends it for a screenshot
+/// dropped into the DM.
+fn file_share(event_id: &str, text: &str, names: &[&str]) -> serde_json::Value {
+    let files: Vec<serde_json::Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            json!({ "id": format!("F0SHARE{i:03}"), "name": n, "title": n, "mimetype": "image/png", "filetype": "png",
+                    "size": 48213, "mode": "hosted", "is_external": false, "user": USER,
+                    "url_private": format!("https://files.slack.com/files-pri/T0ROBEING-F0SHARE{i:03}/{n}") })
+        })
+        .collect();
+    callback(
+        event_id,
+        json!({ "type": "message", "subtype": "file_share", "channel": DM_CHANNEL, "channel_type": "im", "user": USER,
+                "text": text, "files": files, "upload": false, "display_as_bot": false, "ts": next_ts() }),
+    )
+}
+
+#[tokio::test]
+async fn a_dm_with_files_is_answered_and_the_reply_says_robeing_cannot_open_them() {
+    let app = spawn_app().await;
+    let posted = |app: &TestApp| -> Vec<String> {
+        app.slack
+            .requests_to("/api/chat.postMessage")
+            .iter()
+            .filter(|r| r.param("channel").as_deref() == Some(DM_CHANNEL))
+            .map(|r| r.param("text").unwrap_or_default())
+            .collect()
+    };
+
+    // Text with a file: the text is answered, and the file is named.
+    assert_eq!(Post::event(&file_share("Ev0FILE1", "help", &["screenshot <1>.png"])).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0FILE1").await.0, "done");
+    let replies = posted(&app);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(replies[0].starts_with("Here is what I can do:"), "the text is answered: {}", replies[0]);
+    assert!(
+        replies[0].ends_with("(I cannot open the attached \"screenshot &lt;1&gt;.png\", so I read only your text.)"),
+        "the file is named, escaped: {}",
+        replies[0]
+    );
+
+    // Only files: the reply says what arrived and what to do instead, in
+    // the user's Slack language (ko-KR: there is no text to tell by).
+    let names = ["a.png", "b.pdf", "c.txt", "d.csv"];
+    assert_eq!(Post::event(&file_share("Ev0FILE2", "", &names)).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0FILE2").await.0, "done");
+    let replies = posted(&app);
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    assert_eq!(
+        replies[1],
+        "파일(\"a.png\", \"b.pdf\", \"c.txt\" +1)을 받았어요. 그런데 저는 아직 파일을 열어 볼 수 없어요. 필요한 내용을 글로 적어 보내 주시면 도와드릴게요."
+    );
+
+    // Both are stored with their files' names.
+    let rows: Vec<(String, Vec<String>, String, bool)> = sqlx::query_as(
+        "SELECT user_text, user_files, status, kept_out_of_memory FROM exchanges ORDER BY received_at, user_ts",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("help".to_owned(), vec!["screenshot <1>.png".to_owned()], "replied".to_owned(), false),
+            (String::new(), names.iter().map(|n| n.to_string()).collect(), "replied".to_owned(), true),
+        ]
+    );
     app.stop().await.unwrap();
 }
 
