@@ -40,6 +40,9 @@ ap.add_argument("--prefill", type=int, default=0,
                 help="handled events already stored before the run (a deployment's retention window), spread over 30 days")
 ap.add_argument("--out", default="soak.csv")
 args = ap.parse_args()
+if args.warmup >= args.minutes * 60:
+    ap.error(f"--warmup ({args.warmup:g} s) must be shorter than the run (--minutes {args.minutes:g} = {args.minutes * 60:g} s): "
+             "the memory slope is fitted to the samples after it")
 if args.rate / args.users > 1:
     # Replies are paced to about one per second per channel (Slack's
     # chat.postMessage limit), so faster than that per user, replies fall
