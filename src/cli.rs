@@ -86,6 +86,10 @@ async fn run(command: Command) -> i32 {
     // The console is a conversation on this terminal: only warnings interrupt it unless RUST_LOG says otherwise.
     let quiet = matches!(command, Command::Console) && std::env::var_os("RUST_LOG").is_none();
     crate::telemetry::init(if quiet { "warn" } else { &config.log_filter }, config.log_format);
+    // A misspelt setting changes nothing; say so in every command's log.
+    for unread in crate::config::unread_in_environment() {
+        tracing::warn!(variable = %unread.name, did_you_mean = unread.did_you_mean, "{unread}");
+    }
     match command {
         Command::Serve => match Application::build(config).await {
             Ok(app) => match app.run_until_stopped().await {

@@ -261,6 +261,81 @@ where
     }
 }
 
+/// A variable in the environment that robeing does not read but that looks
+/// meant for it: a near miss of a name it reads (a typo, the wrong case), or
+/// a name under one of its own prefixes. Setting it changes nothing — the
+/// LLM stays off, the token stays unset — which no log line would show, so
+/// `serve` logs a warning and `robeing doctor` prints one for each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadVariable {
+    pub name: String,
+    /// The variable robeing reads that it is closest to, if any is close.
+    pub did_you_mean: Option<&'static str>,
+}
+
+impl std::fmt::Display for UnreadVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.did_you_mean {
+            Some(known) => write!(f, "{} is set but robeing does not read it; did you mean {known}?", self.name),
+            None => {
+                write!(f, "{} is set but robeing does not read it (no such setting; README.md lists them)", self.name)
+            }
+        }
+    }
+}
+
+/// Prefixes that, in robeing's environment, only robeing's own settings
+/// use. (`DATABASE_`, `LOG_`, `JOB_`… are shared with too much else.)
+const OWN_PREFIXES: &[&str] =
+    &["ROBEING_", "SLACK_", "LLM_", "EMBEDDING_", "CHROMA_", "GMAIL_", "GOOGLE_", "BRIEFING_", "TOKEN_ENCRYPTION_"];
+
+/// Variables under [`OWN_PREFIXES`] that robeing's tests and scripts read,
+/// not robeing itself; they are no mistake.
+const READ_BY_TOOLS: &[&str] = &["ROBEING_CHROMA_BIN"];
+
+/// The variables among `names` that robeing does not read but that look
+/// meant for it (see [`UnreadVariable`]), sorted by name.
+pub fn unread_variables(names: impl IntoIterator<Item = String>) -> Vec<UnreadVariable> {
+    let known: Vec<&'static str> = VARIABLES.iter().map(|(name, _, _)| *name).collect();
+    let mut unread: Vec<UnreadVariable> = names
+        .into_iter()
+        .filter(|name| !known.contains(&name.as_str()) && !READ_BY_TOOLS.contains(&name.as_str()))
+        .filter_map(|name| {
+            let upper = name.to_ascii_uppercase();
+            let nearest = known
+                .iter()
+                .map(|k| (edit_distance(&upper, k), *k))
+                .min()
+                .filter(|(distance, k)| *distance == 0 || (*distance <= 2 && k.len() >= 8));
+            let ours = OWN_PREFIXES.iter().any(|p| upper.starts_with(p));
+            (nearest.is_some() || ours).then(|| UnreadVariable { name, did_you_mean: nearest.map(|(_, k)| k) })
+        })
+        .collect();
+    unread.sort_by(|a, b| a.name.cmp(&b.name));
+    unread
+}
+
+/// [`unread_variables`] of the process environment (after `.env` is
+/// loaded: [`Config::load`] puts its lines there).
+pub fn unread_in_environment() -> Vec<UnreadVariable> {
+    unread_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))
+}
+
+/// Levenshtein distance over bytes (the names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 impl Config {
     /// Loads `.env` (if present) and the environment, then validates.
     pub fn load() -> Result<Self, ConfigError> {
@@ -851,6 +926,43 @@ mod tests {
         for secret in ["hunter2-db", "xoxb-secret-bot", "cron-secret-2024", "google-secret-value"] {
             assert!(!debug.contains(secret), "Debug leaks {secret}");
         }
+    }
+
+    #[test]
+    fn variables_robeing_does_not_read_are_named_with_the_nearest_it_does() {
+        let env = [
+            "SLACK_BOT_TOKNE",
+            "llm_model",
+            "LLM_BASE_URL",
+            "SLACK_CLIENT_ID",
+            "DATABASE_HOST",
+            "PATH",
+            "HOME",
+            "LOG_LEVEL",
+            "ROBEING_CHROMA_BIN",
+            "CHROMA_URI",
+            "EMBEDDINGS_MODEL",
+        ]
+        .map(String::from);
+        let found: Vec<(String, Option<&str>)> =
+            unread_variables(env).into_iter().map(|u| (u.name, u.did_you_mean)).collect();
+        assert_eq!(
+            found,
+            [
+                ("CHROMA_URI".to_owned(), Some("CHROMA_URL")),
+                ("EMBEDDINGS_MODEL".to_owned(), Some("EMBEDDING_MODEL")),
+                ("SLACK_BOT_TOKNE".to_owned(), Some("SLACK_BOT_TOKEN")),
+                ("SLACK_CLIENT_ID".to_owned(), None),
+                ("llm_model".to_owned(), Some("LLM_MODEL")),
+            ],
+            "typos and wrong case get a suggestion; other names under robeing's prefixes are named; \
+             what robeing reads, its tools' variables and everyone else's (PATH, DATABASE_HOST, LOG_LEVEL) are not"
+        );
+        let sentence = UnreadVariable { name: "SLACK_BOT_TOKNE".into(), did_you_mean: Some("SLACK_BOT_TOKEN") };
+        assert_eq!(
+            sentence.to_string(),
+            "SLACK_BOT_TOKNE is set but robeing does not read it; did you mean SLACK_BOT_TOKEN?"
+        );
     }
 }
 

@@ -46,6 +46,17 @@ pub async fn run() -> i32 {
         }
     };
     let mut lines = vec![Line { ok: true, required: true, what: "configuration loaded".into(), fix: None }];
+    for unread in crate::config::unread_in_environment() {
+        lines.push(Line {
+            ok: false,
+            required: false,
+            what: format!("configuration: {unread}"),
+            fix: Some(match unread.did_you_mean {
+                Some(known) => format!("rename it to {known} (in the environment or .env)"),
+                None => "remove it, or see README.md's configuration table for the setting you meant".into(),
+            }),
+        });
+    }
     if let Err(e) = config.require_for_serve() {
         lines.push(Line {
             ok: false,

@@ -158,9 +158,23 @@ async fn doctor_names_a_missing_bot_scope_and_the_fix() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("✓ Slack: the bot token has all 7 scopes"), "{t}");
+    assert!(!t.contains("does not read"), "nothing misspelt yet: {t}");
+
     let calls = slack.requests_to("/api/auth.test");
     assert_eq!(calls.len(), 1, "one auth.test call reads both the identity and the scopes");
     assert_eq!(calls[0].headers["authorization"], format!("Bearer {BOT_TOKEN}"));
+
+    // A misspelt setting would silently leave the LLM off: a warning names it.
+    let mut misspelt = vars.to_vec();
+    misspelt.push(("LLM_MODLE", "gpt-4o-mini"));
+    let out = run_binary(&["doctor"], &misspelt).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "a warning, not a failure: {t}");
+    assert!(
+        t.contains("! configuration: LLM_MODLE is set but robeing does not read it; did you mean LLM_MODEL?"),
+        "{t}"
+    );
+    assert!(t.contains("fix: rename it to LLM_MODEL"), "{t}");
 
     // The token was installed before `users:read` was added to the manifest.
     let without: Vec<&str> = BOT_SCOPES.iter().copied().filter(|s| *s != "users:read").collect();
