@@ -580,8 +580,43 @@ async fn llm_reply(
             }
         }
     };
-    let text = answer.map_err(JobError::retry)?;
-    Ok(Reply::text(sanitize(&text).into_owned()))
+    match answer {
+        Ok(text) => Ok(Reply::text(sanitize(&text).into_owned())),
+        Err(error) => {
+            say_still_trying(turn, placeholder).await;
+            Err(JobError::retry(error))
+        }
+    }
+}
+
+/// After an attempt on which the LLM failed (its retries included, up to
+/// [`llm::TOTAL_BUDGET`]), the placeholder says that the answer is late and
+/// still coming, instead of a bare "…" for the many minutes the outbox may
+/// keep retrying. Posted (tagged, like a placeholder) when there is none
+/// yet. Best effort: the retry is what matters.
+async fn say_still_trying(turn: &Turn<'_>, placeholder: &mut Option<String>) {
+    let state = turn.state;
+    let ex = turn.exchange;
+    let text = escape(strings::llm_late(turn.lang));
+    let written = match placeholder.as_deref() {
+        Some(ts) => slack_write(state, Target::Update { channel: &ex.channel_id, ts }, &text, None).await,
+        None => {
+            let target = Target::New { channel: &ex.channel_id, thread_ts: ex.thread_ts.as_deref(), tag: Some(ex.id) };
+            slack_write(state, target, &text, None).await
+        }
+    };
+    match written {
+        Ok(ts) if placeholder.is_none() => {
+            if let Err(e) = storage::exchanges::set_placeholder(&state.db, ex.id, &ts).await {
+                tracing::warn!(error = %e, "could not store the placeholder's ts; the retry looks for it in Slack");
+            }
+            *placeholder = Some(ts);
+        }
+        Ok(_) => {}
+        Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
+            tracing::warn!(error = format!("{error:#}"), "could not tell the user that the reply is late");
+        }
+    }
 }
 
 fn truncate(text: &str, max: usize) -> String {

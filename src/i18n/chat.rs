@@ -55,6 +55,19 @@ pub fn no_llm(lang: Lang) -> &'static str {
     }
 }
 
+/// Replaces the placeholder when the LLM failed on an attempt and the reply
+/// is retried later.
+pub fn llm_late(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => {
+            "… 답이 늦어지고 있어요. 언어 모델(LLM)이 지금 응답하지 않아서 잠시 후 다시 시도할게요. 답이 나오면 이 자리에 보여 드릴게요."
+        }
+        Lang::En => {
+            "… My answer is late: the language model (LLM) is not answering right now. I will try again shortly and put the answer here."
+        }
+    }
+}
+
 /// A DM that is only files (no text): robeing cannot open them.
 pub fn files_only(lang: Lang, files: &[String]) -> String {
     let names = file_list(files);

@@ -179,6 +179,7 @@ mod tests {
             ("chat::forgotten", chat::forgotten(lang, 4, true)),
             ("chat::forget_cancelled", chat::forget_cancelled(lang).into()),
             ("chat::export_intro", chat::export_intro(lang, 10)),
+            ("chat::llm_late", chat::llm_late(lang).into()),
             ("chat::files_only", chat::files_only(lang, &["a.png".into()])),
             ("chat::files_unread", chat::files_unread(lang, &["a.png".into(), "b".into(), "c".into(), "d".into()])),
             ("chat::export_file_header", chat::export_file_header(lang, "Jane", "U1", 10, "2026-11-28 09:00 (UTC)")),

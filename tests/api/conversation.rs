@@ -340,6 +340,36 @@ async fn chroma_down_while_20_messages_arrive_then_back_every_exchange_reaches_i
 }
 
 #[tokio::test]
+async fn an_llm_down_for_a_whole_attempt_leaves_a_note_that_the_answer_is_late_which_the_answer_replaces() {
+    let fake = llm::start().await;
+    fake.script(llm::PATH, [llm::error(500), llm::error(502), llm::error(503)]);
+    let app = app(None, Some(&fake), &[]).await;
+    let m = dm(KIM, "오늘 저녁 뭐 먹을까?");
+    handle_message(&app.state, &m, None).await.expect_err("three 500s: the attempt fails");
+    let posts = app.slack.requests_to("/api/chat.postMessage");
+    assert_eq!(posts.len(), 1, "one message while the reply waits");
+    let late = app.slack.requests().into_iter().rfind(|r| r.path.starts_with("/api/chat.")).unwrap();
+    assert!(
+        text_of(&late).starts_with("… 답이 늦어지고 있어요."),
+        "the user is told the answer is late, in their language: {}",
+        text_of(&late)
+    );
+    let waiting = exchange(&app, &m).await;
+    assert_eq!(waiting.status, "received");
+    let ts = waiting.reply_ts.expect("the note's ts is kept, for the answer to replace");
+
+    // The outbox's retry: the LLM is back; the answer replaces the note.
+    handle_message(&app.state, &m, None).await.unwrap();
+    assert_eq!(app.slack.requests_to("/api/chat.postMessage").len(), 1, "still one message");
+    let last = app.slack.requests_to("/api/chat.update").pop().expect("the note was updated");
+    assert_eq!(last.param("ts").as_deref(), Some(ts.as_str()));
+    assert_eq!(text_of(&last), "LLM says: 오늘 저녁 뭐 먹을까?");
+    let done = exchange(&app, &m).await;
+    assert_eq!((done.status.as_str(), done.reply_ts.as_deref()), ("replied", Some(ts.as_str())));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn llm_500s_are_retried_and_the_answer_is_posted_once() {
     let fake = llm::start().await;
     fake.script(llm::PATH, [llm::error(500), llm::error(503)]);
@@ -366,28 +396,40 @@ async fn an_llm_that_keeps_timing_out_ends_in_an_apology_and_a_failed_exchange()
     let m = dm(JANE, "Tell me something");
     record_event(&app, &m).await;
 
-    // First attempt: times out three times; meanwhile a placeholder is shown.
+    // First attempt: times out three times; meanwhile a placeholder is
+    // shown, which then says the answer is late.
     let err = handle_message(&app.state, &m, None).await.expect_err("the LLM never answers in time");
     assert!(matches!(err, robeing::jobs::JobError::Retry { .. }), "{err:?}");
     assert_eq!(fake.requests_to(llm::PATH).len(), 3);
     let writes = writes_to(&app, &channel_of(JANE));
-    assert_eq!(writes.len(), 1, "{writes:?}");
-    assert_eq!(text_of(&writes[0]), "…");
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!((writes[0].path.as_str(), text_of(&writes[0]).as_str()), ("/api/chat.postMessage", "…"));
+    assert_eq!(writes[1].path, "/api/chat.update");
+    assert!(text_of(&writes[1]).starts_with("… My answer is late: the language model (LLM) is not answering"));
     let row = exchange(&app, &m).await;
     assert_eq!(row.status, "received");
     let placeholder_ts = row.reply_ts.clone().expect("the placeholder's ts is stored");
+    assert_eq!(writes[1].param("ts").as_deref(), Some(placeholder_ts.as_str()), "the placeholder itself says so");
 
     // The outbox's retry: no second placeholder.
     handle_message(&app.state, &m, None).await.expect_err("still too slow");
-    assert_eq!(writes_to(&app, &channel_of(JANE)).len(), 1, "no second placeholder");
+    assert_eq!(app.slack.requests_to("/api/chat.postMessage").len(), 1, "no second placeholder");
 
     // The last attempt dies: the real job runner handles the event once
     // more and calls the conversation's dead-job hook.
     run_last_attempt(&app, &m).await;
-    let updates = app.slack.wait_for("/api/chat.update", 1, Duration::from_secs(30)).await;
-    assert_eq!(updates.len(), 1, "the apology replaces the placeholder");
-    assert_eq!(updates[0].param("ts").as_deref(), Some(placeholder_ts.as_str()));
-    assert!(text_of(&updates[0]).starts_with("Sorry, I could not reply"), "{}", text_of(&updates[0]));
+    let sorry = |r: &Recorded| text_of(r).starts_with("Sorry, I could not reply");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let updates = loop {
+        let updates = app.slack.requests_to("/api/chat.update");
+        if updates.iter().any(sorry) || tokio::time::Instant::now() > deadline {
+            break updates;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let apologies: Vec<&Recorded> = updates.iter().filter(|r| sorry(r)).collect();
+    assert_eq!(apologies.len(), 1, "the apology replaces the placeholder: {updates:?}");
+    assert_eq!(apologies[0].param("ts").as_deref(), Some(placeholder_ts.as_str()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let row = loop {
         let row = exchange(&app, &m).await;
