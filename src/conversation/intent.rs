@@ -49,6 +49,86 @@ fn contains_any(s: &str, list: &[&str]) -> bool {
     list.iter().any(|p| s.contains(p))
 }
 
+/// The most words a "forget me" request has ("please forget everything
+/// about me", "제 기록을 모두 삭제해 주세요").
+const MAX_FORGET_WORDS: usize = 6;
+
+/// Words an export request may hold besides the request itself
+/// ("export my whole chat history please", "대화 기록 전부 내보내 주세요").
+const EXPORT_FILLER: &[&str] = &[
+    "a",
+    "all",
+    "can",
+    "chat",
+    "conversation",
+    "conversations",
+    "copy",
+    "could",
+    "data",
+    "download",
+    "entire",
+    "full",
+    "history",
+    "i",
+    "me",
+    "messages",
+    "my",
+    "now",
+    "of",
+    "our",
+    "please",
+    "pls",
+    "robeing",
+    "send",
+    "the",
+    "want",
+    "whole",
+    "you",
+    "대화",
+    "대화를",
+    "기록",
+    "기록을",
+    "대화기록",
+    "대화기록을",
+    "내용",
+    "내용을",
+    "전부",
+    "전체",
+    "모두",
+    "다",
+    "좀",
+    "제",
+    "내",
+    "나의",
+    "우리",
+    "해",
+    "해줘",
+    "해줄래",
+    "줘",
+    "주세요",
+    "해주세요",
+    "부탁해",
+    "부탁해요",
+    "보내줘",
+    "보내",
+    "보내주세요",
+    "받고",
+    "싶어",
+    "싶어요",
+    "파일로",
+];
+
+/// Whether the whole message asks for the history export: the request
+/// ("export", "내보내…", "send me my history", "기록 보내줘") and otherwise
+/// only [`EXPORT_FILLER`].
+fn is_export_request(t: &str) -> bool {
+    let is_request_word = |w: &&str| *w == "export" || w.starts_with("내보내");
+    let ws = words(t);
+    let asks = ws.iter().any(is_request_word)
+        || contains_any(t, &["download my history", "send me my history", "기록 보내줘", "기록을 보내줘"]);
+    asks && ws.iter().all(|w| is_request_word(w) || EXPORT_FILLER.contains(w))
+}
+
 /// Recognises the request in a message.
 pub fn detect(text: &str) -> Intent {
     let t = normalize(text);
@@ -85,26 +165,18 @@ pub fn detect(text: &str) -> Intent {
         let first = words(&t).first().copied().unwrap_or("");
         matches!(first, "yes" | "y" | "confirm" | "네" | "응" | "예" | "어" | "확인" | "넵" | "ㅇㅇ")
     };
-    if (forget_en || forget_ko) && yes {
+    // Commands act without the LLM, so only a message that is the request
+    // counts as one: "forget me" is, "delete everything in my calendar for
+    // tomorrow" or "can you help me export my spreadsheet to CSV?" are not
+    // (the LLM answers those).
+    let forget = (forget_en || forget_ko) && words(&t).len() <= MAX_FORGET_WORDS;
+    if forget && yes {
         return Intent::ForgetConfirmed;
     }
-    if forget_en || forget_ko {
+    if forget {
         return Intent::Forget;
     }
-    if contains_any(
-        &t,
-        &[
-            "export",
-            "download my history",
-            "send me my history",
-            "내보내기",
-            "내보내줘",
-            "내보내 줘",
-            "내보내",
-            "기록 보내줘",
-            "기록을 보내줘",
-        ],
-    ) {
+    if is_export_request(&t) {
         return Intent::Export;
     }
     if let Some(topic) = recall_topic(&t) {
@@ -273,8 +345,28 @@ mod tests {
         assert_eq!(detect("고양이에 대해 뭐라고 했지?"), Intent::Recall("고양이".into()));
         assert_eq!(detect("내가 고양이에 대해서 뭐라고 했더라"), Intent::Recall("고양이".into()));
         assert_eq!(detect("회의는 뭐라고 했지"), Intent::Recall("회의".into()));
+        assert_eq!(detect("Export my whole chat history, please"), Intent::Export);
+        assert_eq!(detect("send me my history"), Intent::Export);
+        assert_eq!(detect("대화 기록 전부 내보내 주세요"), Intent::Export);
+        assert_eq!(detect("기록 보내줘"), Intent::Export);
+        assert_eq!(detect("please forget everything about me"), Intent::Forget);
         assert_eq!(detect("my cat's name is Nabi"), Intent::Other);
         assert_eq!(detect("hi, can you tell me a long story about dragons"), Intent::Other);
+    }
+
+    #[test]
+    fn a_command_word_inside_another_request_is_not_the_command() {
+        // With an LLM these go to it; a command would act instead.
+        for text in [
+            "Can you help me export my spreadsheet to CSV?",
+            "export the Q3 report by Friday",
+            "I exported the slides",
+            "보고서를 PDF로 내보내는 방법 알려줘",
+            "Delete everything in my calendar for tomorrow",
+            "please, please forget me and everything I ever said to you",
+        ] {
+            assert!(!detect(text).is_command(), "{text:?} is {:?}", detect(text));
+        }
     }
 
     #[test]
