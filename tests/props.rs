@@ -236,7 +236,7 @@ proptest! {
         let parsed = events::parse(&keys.event_id, &keys.kind, &payload, &Me::default()).unwrap();
         let expected = DirectMessage {
             event_id: event_id.clone(), team_id: storable(&team), user_id: storable(&user), channel_id: storable(&channel),
-            ts, thread_ts: thread, text: storable(&text), files: Vec::new(),
+            ts, thread_ts: thread, text: storable(&text), files: Vec::new(), shared: Vec::new(),
         };
         prop_assert_eq!(parsed, SlackEvent::DirectMessage(expected));
     }

@@ -327,7 +327,7 @@ pub async fn handle_message(
             });
         }
     };
-    let result = reply_to(state, &user, history, early, &exchange, &message.files, again, event_id).await;
+    let result = reply_to(state, &user, history, early, &exchange, message, again, event_id).await;
     if result.is_err()
         && let Err(e) =
             crate::jobs::persist("releasing a reply claim", || storage::exchanges::release(&state.db, exchange.id))
@@ -338,11 +338,11 @@ pub async fn handle_message(
     result
 }
 
-/// Composes, posts and records the reply to a claimed exchange. `files`:
-/// the names of the files the message carried, which robeing cannot open
-/// (the reply says so; a message that is only files gets only that).
-/// `again`: an earlier attempt may have posted without recording it (see
-/// [`earlier_post`]).
+/// Composes, posts and records the reply to a claimed exchange of
+/// `message`. Its own text says which command it is (not what it
+/// forwarded); the files it carried cannot be opened (the reply says so; a
+/// message that is only files gets only that). `again`: an earlier attempt
+/// may have posted without recording it (see [`earlier_post`]).
 #[allow(clippy::too_many_arguments)]
 async fn reply_to(
     state: &AppState,
@@ -350,13 +350,14 @@ async fn reply_to(
     history: History,
     early: EarlyRecall,
     exchange: &Exchange,
-    files: &[String],
+    message: &DirectMessage,
     again: bool,
     event_id: Option<&str>,
 ) -> Result<Done, JobError> {
+    let files = message.files.as_slice();
     let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
     let turn = Turn { state, user, exchange, lang, files };
-    let intent = intent::detect(&exchange.user_text);
+    let intent = intent::detect(&message.text);
     let mut placeholder = exchange.reply_ts.clone();
     if placeholder.is_none() && again {
         placeholder = earlier_post(state, exchange).await?;
@@ -398,12 +399,12 @@ const BUSY_RETRY: Duration = Duration::from_secs(30);
 /// its sender's user row (a DM from a user not stored yet waits for it) and,
 /// when the LLM will compose the reply, the history its prompt needs.
 async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, History, Recorded), JobError> {
-    let text = sanitize(&message.text).into_owned();
+    let text = sanitize(&message.stored_text()).into_owned();
     // One statement (its own transaction, shared with other workers'
     // messages, see `recorder`) reads the user and the history and stores
     // and claims a new message; a known one is claimed if it still waits
     // and nobody holds it.
-    let llm_composes = llm_composes(state, &text);
+    let llm_composes = llm_composes(state, &message.text);
     let new = NewExchange {
         user_id: message.user_id.clone(),
         channel_id: message.channel_id.clone(),
@@ -642,16 +643,17 @@ async fn early_recall(state: &AppState, message: &DirectMessage) -> EarlyRecall 
     if !memory.adds_to_prompts(&message.user_id) {
         return None;
     }
-    // The text exactly as it is stored, and as `prompt` would ask with it.
-    let text = sanitize(&message.text);
-    if !llm_composes(state, &text) {
+    if !llm_composes(state, &message.text) {
         return None;
     }
+    // The text exactly as it is stored, and as `prompt` would ask with it.
+    let text = sanitize(&message.stored_text()).into_owned();
     Some(memory.recall(&message.user_id, &recall_text(&text), MEMORY_TOP_K).await)
 }
 
-/// Whether the LLM will compose the reply to (stored) `text`: one is
-/// configured and the text is not a command the built-in responder runs.
+/// Whether the LLM will compose the reply to a message whose own text is
+/// `text`: one is configured and the text is not a command the built-in
+/// responder runs.
 fn llm_composes(state: &AppState, text: &str) -> bool {
     state.config.llm.is_some() && !intent::detect(text).is_command()
 }

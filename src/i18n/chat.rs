@@ -21,7 +21,7 @@ pub fn help(lang: Lang, llm: bool) -> String {
         Lang::Ko => String::from(
             "제가 할 수 있는 일이에요:\n\
              • *브리핑*: 매일 아침 Gmail 요약과 뉴스를 보내 드려요. 지금 받으시려면 `/brief` 를 입력하세요.\n\
-             • *기억*: \"고양이에 대해 뭐라고 했지?\"처럼 물어보시면 예전에 하신 말씀을 찾아 드려요.\n\
+             • *기억*: \"고양이에 대해 뭐라고 했지?\"처럼 물어보시면 예전에 하신 말씀을 찾아 드려요. 다른 대화의 메시지를 저에게 전달하시면 그것도 기억해 둬요.\n\
              • *상태*: 저장된 대화와 기억 상태를 알려 드려요.\n\
              • *재연결*: Gmail 연결이 끊겼을 때 다시 연결하는 방법을 알려 드려요.\n\
              • *내보내기*: 지금까지의 대화 기록을 파일로 보내 드려요.\n\
@@ -30,7 +30,7 @@ pub fn help(lang: Lang, llm: bool) -> String {
         Lang::En => String::from(
             "Here is what I can do:\n\
              • *brief*: every morning I send a summary of your Gmail and the news. Type `/brief` for one now.\n\
-             • *memory*: ask \"what did I tell you about my cat?\" and I will find what you said before.\n\
+             • *memory*: ask \"what did I tell you about my cat?\" and I will find what you said before. Forward me a message from elsewhere and I keep it too.\n\
              • *status*: what I have stored for you and whether memory is working.\n\
              • *reconnect*: how to reconnect Gmail when the connection broke.\n\
              • *export*: I send you your whole conversation history as a file.\n\

@@ -43,6 +43,39 @@ pub struct DirectMessage {
     /// Names of the files the message carries (subtype `file_share`):
     /// robeing cannot open them, and its reply says so.
     pub files: Vec<String>,
+    /// Messages the user forwarded with it (Slack's "Forward message" or a
+    /// message link it unfurled): part of what they sent, so stored and
+    /// remembered with their own text ([`DirectMessage::stored_text`]).
+    pub shared: Vec<SharedMessage>,
+}
+
+/// A message shared into the DM, as Slack attaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedMessage {
+    /// Who wrote it, as Slack names them.
+    pub author: Option<String>,
+    pub text: String,
+}
+
+impl DirectMessage {
+    /// What is stored (and remembered, and given to the LLM) for this
+    /// message: the user's own text, then each message they forwarded,
+    /// marked as such. Commands are read from the user's own text only
+    /// (`text`): a forwarded "export" is not a request.
+    pub fn stored_text(&self) -> String {
+        let mut out = self.text.clone();
+        for shared in &self.shared {
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            match &shared.author {
+                Some(author) => out.push_str(&format!("[forwarded message from {author}]\n")),
+                None => out.push_str("[forwarded message]\n"),
+            }
+            out.push_str(&shared.text);
+        }
+        out
+    }
 }
 
 /// Message subtypes that are still a human writing to robeing, answered
@@ -192,7 +225,25 @@ fn parse_message(event_id: &str, payload: &serde_json::Value, event: &serde_json
         thread_ts: owned(event, "/thread_ts"),
         text: str_at(event, "/text").unwrap_or_default().to_owned(),
         files: file_names(event),
+        shared: shared_messages(event),
     })
+}
+
+/// The messages shared into this one: its attachments that Slack marks as
+/// a share or a message unfurl, with their text (or fallback).
+fn shared_messages(event: &serde_json::Value) -> Vec<SharedMessage> {
+    let Some(attachments) = event.get("attachments").and_then(|a| a.as_array()) else { return Vec::new() };
+    attachments
+        .iter()
+        .filter(|a| a.get("is_share") == Some(&true.into()) || a.get("is_msg_unfurl") == Some(&true.into()))
+        .filter_map(|a| {
+            let text = str_at(a, "/text").or_else(|| str_at(a, "/fallback"))?.trim();
+            (!text.is_empty()).then(|| SharedMessage {
+                author: owned(a, "/author_name").or_else(|| owned(a, "/author_subname")),
+                text: text.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// The names of a message's files, one line each, shortened; a file Slack

@@ -90,6 +90,7 @@ fn dm(user: &str, text: &str) -> DirectMessage {
         thread_ts: None,
         text: text.into(),
         files: Vec::new(),
+        shared: Vec::new(),
     }
 }
 

@@ -427,6 +427,60 @@ async fn a_dm_with_files_is_answered_and_the_reply_says_robeing_cannot_open_them
     app.stop().await.unwrap();
 }
 
+/// A DM carrying a forwarded message, as Slack attaches it ("Forward
+/// message", or a pasted message link), plus an ordinary link preview.
+fn forwarded(event_id: &str, text: &str, forwarded_text: &str) -> serde_json::Value {
+    callback(
+        event_id,
+        json!({ "type": "message", "channel": DM_CHANNEL, "channel_type": "im", "user": USER, "text": text, "ts": next_ts(),
+                "attachments": [
+                    { "ts": "1764000000.000001", "channel_id": "C0GENERAL", "channel_name": "general",
+                      "is_msg_unfurl": true, "is_share": true, "text": forwarded_text,
+                      "fallback": format!("[November 24th, 2025 9:00 AM] Jane Doe: {forwarded_text}"),
+                      "author_id": "U0JANE001", "author_name": "Jane Doe", "author_subname": "Jane Doe",
+                      "from_url": "https://robeing.slack.com/archives/C0GENERAL/p1764000000000001",
+                      "footer": "Posted in #general", "mrkdwn_in": ["text"] },
+                    { "service_name": "Example", "title": "Example Domain", "title_link": "https://example.com/",
+                      "text": "This domain is for use in examples.", "fallback": "Example: Example Domain" }
+                ] }),
+    )
+}
+
+#[tokio::test]
+async fn a_forwarded_message_is_stored_with_the_dm_and_is_never_taken_as_a_command() {
+    let app = spawn_app().await;
+    let stored = |app: &TestApp, event_id: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT user_text FROM exchanges WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    // The forwarded text says "export"; the user's own text does not.
+    let event = forwarded("Ev0FWD1", "remember this", "export the Q3 report by Friday");
+    assert_eq!(Post::event(&event).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0FWD1").await.0, "done");
+    assert_eq!(
+        stored(&app, "Ev0FWD1").await,
+        "remember this\n\n[forwarded message from Jane Doe]\nexport the Q3 report by Friday",
+        "the forward is kept with the DM; the link preview is not a forward"
+    );
+    let reply = app.slack.requests_to("/api/chat.postMessage").pop().unwrap().param("text").unwrap();
+    assert!(reply.starts_with("Got it, "), "answered as a message, not as an export: {reply}");
+    assert!(app.slack.requests_to("/api/files.getUploadURLExternal").is_empty());
+
+    // A forward with nothing added is kept the same way.
+    let event = forwarded("Ev0FWD2", "", "lunch moved to 12:30");
+    assert_eq!(Post::event(&event).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0FWD2").await.0, "done");
+    assert_eq!(stored(&app, "Ev0FWD2").await, "[forwarded message from Jane Doe]\nlunch moved to 12:30");
+    assert_eq!(app.slack.requests_to("/api/chat.postMessage").len(), 2, "each DM answered once");
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn first_contact_fetches_users_info_once_and_stores_the_profile() {
     let app = spawn_app().await;
