@@ -15,6 +15,9 @@ pub enum Intent {
     /// "yes, forget me": confirmed in words.
     ForgetConfirmed,
     Export,
+    /// "reconnect gmail", asked for and nothing else: answered with the
+    /// connection's state and the (Re)connect Gmail button.
+    ConnectGmail,
     /// "what did I tell you about X": X.
     Recall(String),
     Other,
@@ -23,7 +26,7 @@ pub enum Intent {
 impl Intent {
     /// Requests handled the same way with or without an LLM.
     pub fn is_command(&self) -> bool {
-        matches!(self, Intent::Forget | Intent::ForgetConfirmed | Intent::Export)
+        matches!(self, Intent::Forget | Intent::ForgetConfirmed | Intent::Export | Intent::ConnectGmail)
     }
 }
 
@@ -129,6 +132,64 @@ fn is_export_request(t: &str) -> bool {
     asks && ws.iter().all(|w| is_request_word(w) || EXPORT_FILLER.contains(w))
 }
 
+/// Words a Gmail (re)connect request may hold besides the request itself.
+const GMAIL_REQUEST_WORDS: &[&str] = &[
+    "reconnect",
+    "connect",
+    "gmail",
+    "email",
+    "mail",
+    "google",
+    "my",
+    "the",
+    "to",
+    "account",
+    "please",
+    "pls",
+    "again",
+    "now",
+    "can",
+    "you",
+    "i",
+    "want",
+    "robeing",
+    "지메일",
+    "지메일을",
+    "gmail을",
+    "메일",
+    "메일을",
+    "이메일",
+    "이메일을",
+    "구글",
+    "계정",
+    "계정을",
+    "재연결",
+    "재연결해",
+    "재연결해줘",
+    "재연결해주세요",
+    "다시",
+    "연결",
+    "연결해",
+    "연결해줘",
+    "연결해주세요",
+    "해",
+    "해줘",
+    "줘",
+    "주세요",
+    "해주세요",
+    "좀",
+    "부탁해",
+    "부탁해요",
+];
+
+/// Whether the whole message asks to (re)connect Gmail: the request and
+/// otherwise only [`GMAIL_REQUEST_WORDS`].
+fn is_gmail_connect_request(t: &str) -> bool {
+    let asks = has_word(t, &["reconnect"])
+        || contains_any(t, &["connect gmail", "gmail connect", "재연결", "다시 연결", "지메일 연결", "gmail 연결"]);
+    asks && words(t).iter().all(|w| GMAIL_REQUEST_WORDS.contains(w))
+}
+
 /// Recognises the request in a message.
 pub fn detect(text: &str) -> Intent {
     let t = normalize(text);
@@ -178,6 +239,9 @@ pub fn detect(text: &str) -> Intent {
     }
     if is_export_request(&t) {
         return Intent::Export;
+    }
+    if is_gmail_connect_request(&t) {
+        return Intent::ConnectGmail;
     }
     if let Some(topic) = recall_topic(&t) {
         return Intent::Recall(topic);
@@ -333,8 +397,11 @@ mod tests {
         assert_eq!(detect("브리핑 보내줘"), Intent::Brief);
         assert_eq!(detect("status"), Intent::Status);
         assert_eq!(detect("상태 알려줘"), Intent::Status);
-        assert_eq!(detect("reconnect gmail"), Intent::Reconnect);
-        assert_eq!(detect("지메일 재연결"), Intent::Reconnect);
+        assert_eq!(detect("reconnect gmail"), Intent::ConnectGmail);
+        assert_eq!(detect("지메일 재연결"), Intent::ConnectGmail);
+        assert_eq!(detect("Can you connect Gmail please?"), Intent::ConnectGmail);
+        assert_eq!(detect("지메일 다시 연결해 주세요"), Intent::ConnectGmail);
+        assert_eq!(detect("how do I reconnect gmail"), Intent::Reconnect);
         assert_eq!(detect("forget me"), Intent::Forget);
         assert_eq!(detect("나를 잊어줘"), Intent::Forget);
         assert_eq!(detect("yes, forget me"), Intent::ForgetConfirmed);
@@ -364,6 +431,7 @@ mod tests {
             "보고서를 PDF로 내보내는 방법 알려줘",
             "Delete everything in my calendar for tomorrow",
             "please, please forget me and everything I ever said to you",
+            "I need to reconnect with my old friend",
         ] {
             assert!(!detect(text).is_command(), "{text:?} is {:?}", detect(text));
         }

@@ -732,7 +732,7 @@ async fn prompt(turn: &Turn<'_>, history: History, early: EarlyRecall) -> Vec<Ch
         "You are robeing, a personal assistant talking with {name} in a Slack direct message.\n\
          {name}'s Slack locale is {locale}; their local time is {time} ({tz}).\n\
          Reply in the language {name} writes in (this message looks {lang}). Be concise and helpful; use Slack mrkdwn.\n\
-         You cannot run commands yourself: for a briefing the user types /brief; to delete their data they send \"forget me\"; to get their history they send \"export\".",
+         You cannot run commands yourself: for a briefing the user types /brief; to delete their data they send \"forget me\"; to get their history they send \"export\"; for the button that (re)connects Gmail they send \"reconnect gmail\".",
         name = greeting_name(user),
         locale = user.locale.as_deref().unwrap_or("unknown"),
         time = now.format("%A %Y-%m-%d %H:%M"),
@@ -769,7 +769,18 @@ async fn builtin_reply(turn: &Turn<'_>, intent: Intent) -> Result<Reply, JobErro
         Intent::Greeting => Reply::text(strings::greeting(lang, name)),
         Intent::Help => Reply::text(strings::help(lang, state.config.llm.is_some())),
         Intent::Brief => Reply::text(strings::brief(lang)),
-        Intent::Reconnect => Reply::text(strings::reconnect(lang)),
+        Intent::Reconnect | Intent::ConnectGmail => {
+            let (text, blocks) = crate::google::prompt::connection_reply(state, &turn.user.user_id, lang)
+                .await
+                .map_err(JobError::retry)?;
+            let blocks = blocks
+                .into_iter()
+                .map(serde_json::from_value::<SlackBlock>)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| JobError::Permanent(anyhow::Error::new(e).context("reading the Gmail blocks")))?;
+            // The link in the button is the user's own: not for memory.
+            Reply { text, blocks: Some(blocks), file: None, memorize: false }
+        }
         Intent::Status => {
             let (exchanges, memorized) = storage::exchanges::counts(&state.db, &turn.user.user_id).await?;
             let pending = storage::jobs::backlog(&state.db)

@@ -1,7 +1,8 @@
 //! What the user sees of their Gmail connection: the Reconnect prompt (a
 //! Block Kit DM with a **Reconnect Gmail** URL button to a fresh signed
 //! link), the connect prompt for someone who never connected, the single
-//! reminder before the next briefing, the App Home section, and disconnect.
+//! reminder before the next briefing, the App Home section, the answer to a
+//! "reconnect gmail" DM ([`connection_reply`]), and disconnect.
 //!
 //! One prompt per breakage: a breakage queues one `gmail_reconnect_prompt`
 //! job (dedupe key `reconnect:<user>:<broken_at>`), and the job records where
@@ -257,6 +258,48 @@ pub async fn disconnect(state: &AppState, user_id: &str) -> anyhow::Result<bool>
         }
     }
     Ok(storage::gmail::disconnect(&state.db, user_id).await?)
+}
+
+/// The answer to a user asking in their DM to (re)connect Gmail: the state
+/// of their connection and, unless Gmail is not configured, the button that
+/// runs Google's sign-in (a fresh signed link). Returns the plain-text
+/// fallback (notifications, the stored reply) and the blocks.
+pub async fn connection_reply(state: &AppState, user_id: &str, lang: Lang) -> anyhow::Result<(String, Vec<Value>)> {
+    let status = super::status(state, user_id).await.context("reading the Gmail connection")?;
+    let link = links::connect_link(&state.config, user_id).ok();
+    let with_button = |text: &str, fallback: String, label: &str| {
+        let mut blocks = vec![section(text)];
+        if let Some(link) = &link {
+            blocks.push(button_row(label, link.as_str()));
+        }
+        (fallback, blocks)
+    };
+    Ok(match status {
+        GmailStatus::NotConfigured => {
+            let text = words::home_not_configured(lang);
+            (text.to_owned(), vec![section(text)])
+        }
+        GmailStatus::NotConnected => with_button(
+            words::connect_prompt(lang),
+            words::connect_prompt_fallback(lang).to_owned(),
+            words::connect_button(lang),
+        ),
+        GmailStatus::NeedsReconnect { since, reason, .. } => match &link {
+            Some(link) => {
+                let (fallback, blocks) = reconnect_prompt_blocks(lang, link.as_str(), since, &reason);
+                (fallback, blocks)
+            }
+            None => {
+                let text = words::home_needs_reconnect(lang, &slack_date(since), &escape_mrkdwn(&reason));
+                (words::reconnect_prompt_fallback(lang).to_owned(), vec![section(&text)])
+            }
+        },
+        GmailStatus::Connected { email, .. } => with_button(
+            &words::connected_already(lang, &escape_mrkdwn(&email)),
+            words::connected_already(lang, &email),
+            words::reconnect_button(lang),
+        ),
+    })
 }
 
 /// The Gmail section of the user's App Home.

@@ -23,7 +23,7 @@ pub fn help(lang: Lang, llm: bool) -> String {
              • *브리핑*: 매일 아침 Gmail 요약과 뉴스를 보내 드려요. 지금 받으시려면 `/brief` 를 입력하세요.\n\
              • *기억*: \"고양이에 대해 뭐라고 했지?\"처럼 물어보시면 예전에 하신 말씀을 찾아 드려요. 다른 대화의 메시지를 저에게 전달하시면 그것도 기억해 둬요.\n\
              • *상태*: 저장된 대화와 기억 상태를 알려 드려요.\n\
-             • *재연결*: Gmail 연결이 끊겼을 때 다시 연결하는 방법을 알려 드려요.\n\
+             • *재연결*: Gmail 연결 상태와 함께 Gmail을 (다시) 연결하는 버튼을 보내 드려요.\n\
              • *내보내기*: 지금까지의 대화 기록을 파일로 보내 드려요.\n\
              • *나를 잊어줘*: 확인 후 대화 기록과 기억을 모두 지워요.",
         ),
@@ -32,7 +32,7 @@ pub fn help(lang: Lang, llm: bool) -> String {
              • *brief*: every morning I send a summary of your Gmail and the news. Type `/brief` for one now.\n\
              • *memory*: ask \"what did I tell you about my cat?\" and I will find what you said before. Forward me a message from elsewhere and I keep it too.\n\
              • *status*: what I have stored for you and whether memory is working.\n\
-             • *reconnect*: how to reconnect Gmail when the connection broke.\n\
+             • *reconnect*: I show how your Gmail connection is and send the button that (re)connects it.\n\
              • *export*: I send you your whole conversation history as a file.\n\
              • *forget me*: after you confirm, I delete your conversations and memory.",
         ),
@@ -117,17 +117,6 @@ pub fn brief(lang: Lang) -> &'static str {
         }
         Lang::En => {
             "Your briefing arrives every morning (09:00 your time unless you changed it) in this DM. For one right now, type `/brief` in any channel."
-        }
-    }
-}
-
-pub fn reconnect(lang: Lang) -> &'static str {
-    match lang {
-        Lang::Ko => {
-            "Gmail을 다시 연결하려면 브리핑이나 앱 홈에 있는 *Gmail 다시 연결* 버튼을 눌러 주세요. 버튼이 안 보이면 `/brief` 를 입력하세요. 연결에 문제가 있으면 브리핑에 그 버튼이 함께 나와요."
-        }
-        Lang::En => {
-            "To reconnect Gmail, press the *Reconnect Gmail* button in your briefing or on my App Home. If you do not see one, type `/brief`: when Gmail needs reconnecting, the briefing carries that button."
         }
     }
 }

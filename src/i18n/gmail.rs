@@ -184,6 +184,18 @@ pub fn callback_failed(lang: Lang, failure: Failure) -> &'static str {
     }
 }
 
+/// The answer to "reconnect gmail" from a user whose Gmail works.
+pub fn connected_already(lang: Lang, email: &str) -> String {
+    match lang {
+        Lang::Ko => format!(
+            "Gmail은 {email} 계정으로 잘 연결되어 있어요. Google에 다시 로그인하시거나 다른 계정으로 바꾸시려면 Gmail 다시 연결을 눌러 주세요."
+        ),
+        Lang::En => format!(
+            "Your Gmail is connected as {email} and working. To sign in with Google again, or with another account, press Reconnect Gmail."
+        ),
+    }
+}
+
 pub fn home_title(lang: Lang) -> &'static str {
     match lang {
         Lang::Ko => "Gmail",

@@ -526,6 +526,72 @@ async fn invalid_grant_needs_reconnect_with_exactly_one_prompt_and_reconnecting_
     assert!(String::from_utf8_lossy(&updates[0].body).contains(EMAIL));
 }
 
+/// Asks robeing in the DM; returns the message it posted in answer.
+async fn ask(env: &Env, n: u32, text: &str) -> serde_json::Value {
+    let before = env.posts().len();
+    let m = robeing::slack::events::DirectMessage {
+        event_id: format!("Ev0ASKGMAIL{n}"),
+        team_id: "T0ROBEING".into(),
+        user_id: USER.into(),
+        channel_id: "D0KIMJT01".into(),
+        ts: format!("1764300000.00010{n}"),
+        thread_ts: None,
+        text: text.into(),
+        files: Vec::new(),
+        shared: Vec::new(),
+    };
+    robeing::conversation::handle_message(&env.app.state, &m, None).await.unwrap();
+    let posts = env.posts();
+    assert_eq!(posts.len(), before + 1, "one answer to {text:?}");
+    posts[before].json()
+}
+
+/// The URL of the answer's button, checked to be this user's signed link.
+fn button_link(env: &Env, answer: &serde_json::Value, label: &str) -> String {
+    let button = &answer["blocks"][1]["elements"][0];
+    assert_eq!(button["text"]["text"], label, "{answer}");
+    let link = button["url"].as_str().unwrap().to_owned();
+    let token = param(&url::Url::parse(&link).unwrap(), "t").unwrap();
+    assert_eq!(links::verify(&env.app.state.config, &token, Utc::now()).unwrap(), USER);
+    link
+}
+
+#[tokio::test]
+async fn asking_in_the_dm_to_reconnect_gmail_answers_with_the_connection_and_its_button_even_with_an_llm() {
+    let llm = crate::fakes::llm::start().await;
+    let env = setup_with(vec![
+        ("LLM_BASE_URL".into(), crate::fakes::llm::base_url(&llm)),
+        ("LLM_MODEL".into(), crate::fakes::llm::MODEL.into()),
+    ])
+    .await;
+
+    // Never connected: the Connect button, and it works.
+    let answer = ask(&env, 1, "connect gmail").await;
+    assert_eq!(answer["text"], "Connect Gmail to include your email in briefings.");
+    let link = button_link(&env, &answer, "Connect Gmail");
+    assert_eq!(env.connect_via(&link).await.0, 200);
+    env.wait_for_post("Gmail connected as", 1).await;
+
+    // Connected: says so, and offers to sign in again.
+    let answer = ask(&env, 2, "지메일 재연결 해줘").await;
+    let text = answer["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(text.starts_with("Gmail은") && text.contains(EMAIL), "{text}");
+    button_link(&env, &answer, "Gmail 다시 연결");
+
+    // Broken: why and since when, and the Reconnect button.
+    env.google.revoke_all();
+    env.expire_access_token().await;
+    google::access_token(&env.app.state, USER).await.unwrap_err();
+    let answer = ask(&env, 3, "reconnect").await;
+    assert!(answer["blocks"][0]["text"]["text"].as_str().unwrap().contains("invalid_grant"), "{answer}");
+    button_link(&env, &answer, "Reconnect Gmail");
+
+    assert!(llm.requests().is_empty(), "a request for the button is not the LLM's to answer");
+    let kept_out: Vec<bool> =
+        sqlx::query_scalar("SELECT kept_out_of_memory FROM exchanges").fetch_all(&env.app.db).await.unwrap();
+    assert_eq!(kept_out, [true, true, true], "links are not for memory");
+}
+
 #[tokio::test]
 async fn the_schema_refuses_connected_without_a_token() {
     let env = setup().await;
