@@ -42,6 +42,7 @@ mod export;
 pub mod intent;
 pub mod llm;
 pub mod recorder;
+pub mod welcome;
 
 use std::time::Duration;
 

@@ -16,6 +16,18 @@ pub fn greeting(lang: Lang, name: &str) -> String {
     }
 }
 
+/// The first line of the welcome a new user gets in their DM.
+pub fn welcome(lang: Lang, name: &str) -> String {
+    match lang {
+        Lang::Ko => format!(
+            "안녕하세요, {name}님! 저는 robeing이에요, Slack 안의 개인 비서예요. 여기로 언제든 말을 걸어 주세요. 나눈 대화는 기억해 두었다가 나중에 찾아 드려요."
+        ),
+        Lang::En => format!(
+            "Hi, {name}! I am robeing, your assistant in Slack. Write to me here any time; I remember our conversations and find them again when you ask."
+        ),
+    }
+}
+
 pub fn help(lang: Lang, llm: bool) -> String {
     let mut s = match lang {
         Lang::Ko => String::from(

@@ -164,6 +164,7 @@ mod tests {
         let facts = chat::StatusFacts { exchanges: 3, memorized: 2, memory_on: true, memory_pending: 1, llm_on: false };
         let mut t: Vec<(&'static str, String)> = vec![
             ("chat::greeting", chat::greeting(lang, "Jane")),
+            ("chat::welcome", chat::welcome(lang, "Jane")),
             ("chat::help", chat::help(lang, false)),
             ("chat::no_llm", chat::no_llm(lang).into()),
             ("chat::fallback", chat::fallback(lang, "Jane")),

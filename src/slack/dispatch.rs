@@ -94,6 +94,7 @@ fn team_of(event: &SlackEvent) -> Option<&str> {
     match event {
         SlackEvent::DirectMessage(m) => Some(&m.team_id),
         SlackEvent::AppHomeOpened { team_id, .. }
+        | SlackEvent::MessagesTabOpened { team_id, .. }
         | SlackEvent::UserChanged { team_id, .. }
         | SlackEvent::AppUninstalled { team_id }
         | SlackEvent::TokensRevoked { team_id } => Some(team_id),
@@ -114,6 +115,10 @@ async fn route(state: &AppState, event_id: &str, event: SlackEvent) -> Result<Do
         SlackEvent::AppHomeOpened { team_id, user_id } => {
             ensure_user(state, &team_id, &user_id).await?;
             publish_home(state, &user_id).await
+        }
+        SlackEvent::MessagesTabOpened { team_id, user_id, channel_id } => {
+            ensure_user(state, &team_id, &user_id).await?;
+            crate::conversation::welcome::welcome_if_new(state, &user_id, &channel_id).await
         }
         SlackEvent::UserChanged { team_id, user_id } => {
             if storage::users::get(&state.db, &user_id).await?.is_some() {

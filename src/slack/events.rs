@@ -12,6 +12,12 @@ pub enum SlackEvent {
         team_id: String,
         user_id: String,
     },
+    /// The person opened robeing's Messages tab (their DM with it).
+    MessagesTabOpened {
+        team_id: String,
+        user_id: String,
+        channel_id: String,
+    },
     UserChanged {
         team_id: String,
         user_id: String,
@@ -165,12 +171,16 @@ pub fn parse(event_id: &str, kind: &str, payload: &serde_json::Value, me: &Me<'_
     let user = || owned(event, "/user").ok_or_else(|| anyhow::anyhow!("event without `user`"));
     match str_at(event, "/type").unwrap_or_default() {
         "message" => Ok(parse_message(event_id, payload, event, me)),
-        "app_home_opened" => {
-            if str_at(event, "/tab").is_some_and(|t| t != "home") {
-                return Ok(SlackEvent::Ignored { reason: "app_home_opened on a tab other than Home" });
-            }
-            Ok(SlackEvent::AppHomeOpened { team_id: team()?, user_id: user()? })
-        }
+        "app_home_opened" => match str_at(event, "/tab") {
+            None | Some("home") => Ok(SlackEvent::AppHomeOpened { team_id: team()?, user_id: user()? }),
+            Some("messages") => match owned(event, "/channel") {
+                Some(channel_id) => {
+                    Ok(SlackEvent::MessagesTabOpened { team_id: team()?, user_id: user()?, channel_id })
+                }
+                None => Ok(SlackEvent::Ignored { reason: "app_home_opened on Messages without a channel" }),
+            },
+            Some(_) => Ok(SlackEvent::Ignored { reason: "app_home_opened on a tab other than Home or Messages" }),
+        },
         "user_change" => {
             let user_id = owned(event, "/user/id").ok_or_else(|| anyhow::anyhow!("user_change without `user.id`"))?;
             Ok(SlackEvent::UserChanged { team_id: team()?, user_id })

@@ -111,6 +111,29 @@ pub async fn upsert_profile(
     .map(|_| ())
 }
 
+/// Claims the user's welcome: true (and `welcomed_at` set) only for a user
+/// never welcomed who has never written to robeing, once.
+pub async fn claim_welcome(executor: impl PgExecutor<'_>, user_id: &str) -> Result<bool, sqlx::Error> {
+    let claimed = sqlx::query_scalar!(
+        r#"UPDATE slack_users SET welcomed_at = now()
+           WHERE user_id = $1 AND welcomed_at IS NULL
+             AND NOT EXISTS (SELECT 1 FROM exchanges WHERE exchanges.user_id = $1)
+           RETURNING user_id"#,
+        user_id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(claimed.is_some())
+}
+
+/// Gives back a claimed welcome that could not be posted, for the retry.
+pub async fn unclaim_welcome(executor: impl PgExecutor<'_>, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(r#"UPDATE slack_users SET welcomed_at = NULL WHERE user_id = $1"#, user_id)
+        .execute(executor)
+        .await
+        .map(|_| ())
+}
+
 /// Remembers the user's DM channel.
 pub async fn set_dm_channel(executor: impl PgExecutor<'_>, user_id: &str, channel_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query!(

@@ -593,6 +593,24 @@ async fn asking_in_the_dm_to_reconnect_gmail_answers_with_the_connection_and_its
 }
 
 #[tokio::test]
+async fn the_welcome_of_a_new_user_carries_the_connect_gmail_button() {
+    let env = setup().await;
+    robeing::conversation::welcome::welcome_if_new(&env.app.state, USER, "D0KIMJT01").await.unwrap();
+    let posts = env.posts();
+    assert_eq!(posts.len(), 1);
+    let blocks = &posts[0].json()["blocks"];
+    assert!(blocks[0]["text"]["text"].as_str().unwrap().contains("김종태"), "{blocks}");
+    let button = &blocks[2]["elements"][0];
+    assert_eq!(button["text"]["text"], "Connect Gmail", "{blocks}");
+    let link = button["url"].as_str().unwrap().to_owned();
+    assert_eq!(env.connect_via(&link).await.0, 200, "the button connects");
+
+    // Once only.
+    robeing::conversation::welcome::welcome_if_new(&env.app.state, USER, "D0KIMJT01").await.unwrap();
+    assert_eq!(env.posts_containing("robeing_welcome").len(), 1);
+}
+
+#[tokio::test]
 async fn the_schema_refuses_connected_without_a_token() {
     let env = setup().await;
     assert_eq!(env.connect().await.0, 200);

@@ -481,6 +481,60 @@ async fn a_forwarded_message_is_stored_with_the_dm_and_is_never_taken_as_a_comma
     app.stop().await.unwrap();
 }
 
+/// `app_home_opened` on the Messages tab (the DM), as Slack sends it.
+fn messages_tab_opened(event_id: &str, user: &str) -> serde_json::Value {
+    callback(
+        event_id,
+        json!({ "type": "app_home_opened", "user": user, "channel": DM_CHANNEL, "tab": "messages",
+                "event_ts": "1764000000.000200" }),
+    )
+}
+
+#[tokio::test]
+async fn a_new_user_opening_the_messages_tab_is_welcomed_once_and_nobody_else_is() {
+    let app = spawn_app().await;
+    let posts = |app: &TestApp| app.slack.requests_to("/api/chat.postMessage");
+
+    // Two opens at once (switching tabs back and forth): one welcome.
+    let (first, second) = (messages_tab_opened("Ev0TAB1", USER), messages_tab_opened("Ev0TAB2", USER));
+    let (first, second) = (Post::event(&first), Post::event(&second));
+    let (a, b) = tokio::join!(first.send(&app), second.send(&app));
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    assert_eq!(job_outcome(&app.db, "Ev0TAB1").await.0, "done");
+    assert_eq!(job_outcome(&app.db, "Ev0TAB2").await.0, "done");
+    let welcome = posts(&app);
+    assert_eq!(welcome.len(), 1, "one welcome");
+    let body = welcome[0].json();
+    assert_eq!(body["channel"], DM_CHANNEL);
+    let text = body["text"].as_str().unwrap();
+    assert!(text.starts_with("안녕하세요, ") && text.contains("저는 robeing이에요"), "in the user's language: {text}");
+    assert!(text.contains("*내보내기*") && text.contains("`/brief`"), "what robeing can do: {text}");
+    assert_eq!(body["metadata"]["event_type"], "robeing_welcome");
+    let welcomed: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT welcomed_at FROM slack_users WHERE user_id = $1")
+            .bind(USER)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(welcomed.is_some());
+
+    // Opening it again later: nothing.
+    assert_eq!(Post::event(&messages_tab_opened("Ev0TAB3", USER)).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0TAB3").await.0, "done");
+    assert_eq!(posts(&app).len(), 1);
+
+    // Someone who wrote first is answered, not welcomed afterwards.
+    let other = "U0OTHER01";
+    assert_eq!(Post::event(&dm("Ev0OTHERDM", other, "hello")).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0OTHERDM").await.0, "done");
+    assert_eq!(Post::event(&messages_tab_opened("Ev0TAB4", other)).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0TAB4").await.0, "done");
+    let after = posts(&app);
+    assert_eq!(after.len(), 2, "the reply to hello, and no welcome");
+    assert_ne!(after[1].json()["metadata"]["event_type"], "robeing_welcome");
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn first_contact_fetches_users_info_once_and_stores_the_profile() {
     let app = spawn_app().await;
