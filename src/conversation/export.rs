@@ -16,7 +16,7 @@ use super::{MAX_CHUNK_CHARS, Turn, escape, post_patiently, split};
 use crate::{
     i18n::{Lang, chat as strings},
     jobs::JobError,
-    slack::client::SlackError,
+    slack::client::{SlackError, found_or_post},
     storage::{self, exchanges::Exported},
 };
 
@@ -140,17 +140,10 @@ pub(super) async fn deliver(turn: &Turn<'_>, file: HistoryFile) -> Result<(), Jo
         .slack
         .as_ref()
         .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("SLACK_BOT_TOKEN is not set; cannot send the export")))?;
-    match slack.find_shared_file(channel, thread_ts, &ex.user_ts, &file.filename).await {
-        Ok(Some(id)) => {
-            tracing::info!(exchange = %ex.id, file = %id, "an earlier attempt shared this export; not sharing it again");
-            return Ok(());
-        }
-        Ok(None) => {}
-        // Without `im:history` the lookup is refused; sharing twice is better than never.
-        Err(e @ SlackError::Refused { .. }) => {
-            tracing::warn!(exchange = %ex.id, error = %e, "could not look for an earlier export; sharing it")
-        }
-        Err(e) => return Err(e.into()),
+    let lookup = slack.find_shared_file(channel, thread_ts, &ex.user_ts, &file.filename).await;
+    if let Some(id) = found_or_post(lookup, "export")? {
+        tracing::info!(exchange = %ex.id, file = %id, "an earlier attempt shared this export; not sharing it again");
+        return Ok(());
     }
     match slack.share_file(channel, thread_ts, &file.filename, &file.title, file.content.as_bytes()).await {
         Ok(id) => {

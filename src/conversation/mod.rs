@@ -210,22 +210,14 @@ async fn earlier_post(state: &AppState, exchange: &Exchange) -> Result<Option<St
         return Ok(None);
     }
     let id = exchange.id.to_string();
-    match slack
+    let lookup = slack
         .find_tagged(&exchange.channel_id, exchange.thread_ts.as_deref(), &exchange.user_ts, &reply_tag(&id))
-        .await
-    {
-        Ok(found) => {
-            if let Some(ts) = &found {
-                tracing::info!(exchange = %exchange.id, ts = %ts, "an earlier attempt posted this reply; updating it instead of posting again");
-            }
-            Ok(found)
-        }
-        Err(e @ crate::slack::client::SlackError::Refused { .. }) => {
-            tracing::warn!(exchange = %exchange.id, error = %e, "could not look for an earlier post; posting");
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
+        .await;
+    let found = crate::slack::client::found_or_post(lookup, "reply")?;
+    if let Some(ts) = &found {
+        tracing::info!(exchange = %exchange.id, ts = %ts, "an earlier attempt posted this reply; updating it instead of posting again");
     }
+    Ok(found)
 }
 
 /// The longest Slack rate-limit wait taken inside a reply (Slack allows
@@ -562,22 +554,7 @@ async fn llm_reply(
         tokio::select! {
             r = &mut call => r,
             _ = tokio::time::sleep(PLACEHOLDER_AFTER) => {
-                let target = Target::New {
-                    channel: &turn.exchange.channel_id,
-                    thread_ts: turn.exchange.thread_ts.as_deref(),
-                    tag: Some(turn.exchange.id),
-                };
-                match slack_write(state, target, strings::PLACEHOLDER, None).await {
-                    Ok(ts) => {
-                        if let Err(e) = storage::exchanges::set_placeholder(&state.db, turn.exchange.id, &ts).await {
-                            tracing::warn!(error = %e, "could not store the placeholder's ts; a retry would post a new one");
-                        }
-                        *placeholder = Some(ts);
-                    }
-                    Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
-                        tracing::warn!(error = format!("{error:#}"), "could not post the placeholder; waiting for the reply anyway");
-                    }
-                }
+                *placeholder = post_placeholder(turn, strings::PLACEHOLDER).await;
                 call.await
             }
         }
@@ -597,26 +574,36 @@ async fn llm_reply(
 /// keep retrying. Posted (tagged, like a placeholder) when there is none
 /// yet. Best effort: the retry is what matters.
 async fn say_still_trying(turn: &Turn<'_>, placeholder: &mut Option<String>) {
-    let state = turn.state;
-    let ex = turn.exchange;
-    let text = escape(strings::llm_late(turn.lang));
-    let written = match placeholder.as_deref() {
-        Some(ts) => slack_write(state, Target::Update { channel: &ex.channel_id, ts }, &text, None).await,
-        None => {
-            let target = Target::New { channel: &ex.channel_id, thread_ts: ex.thread_ts.as_deref(), tag: Some(ex.id) };
-            slack_write(state, target, &text, None).await
-        }
-    };
-    match written {
-        Ok(ts) if placeholder.is_none() => {
-            if let Err(e) = storage::exchanges::set_placeholder(&state.db, ex.id, &ts).await {
-                tracing::warn!(error = %e, "could not store the placeholder's ts; the retry looks for it in Slack");
+    let text = strings::llm_late(turn.lang);
+    match placeholder.as_deref() {
+        Some(ts) => {
+            let target = Target::Update { channel: &turn.exchange.channel_id, ts };
+            if let Err(JobError::Retry { error, .. } | JobError::Permanent(error)) =
+                slack_write(turn.state, target, &escape(text), None).await
+            {
+                tracing::warn!(error = format!("{error:#}"), "could not tell the user that the reply is late");
             }
-            *placeholder = Some(ts);
         }
-        Ok(_) => {}
-        Err(JobError::Retry { error, .. }) | Err(JobError::Permanent(error)) => {
-            tracing::warn!(error = format!("{error:#}"), "could not tell the user that the reply is late");
+        None => *placeholder = post_placeholder(turn, text).await,
+    }
+}
+
+/// Posts `text` as the exchange's placeholder (tagged with it, so a retry
+/// that did not learn its ts finds it) and stores its ts. Best effort: a
+/// placeholder that cannot be posted is logged, and the reply goes on.
+async fn post_placeholder(turn: &Turn<'_>, text: &str) -> Option<String> {
+    let ex = turn.exchange;
+    let target = Target::New { channel: &ex.channel_id, thread_ts: ex.thread_ts.as_deref(), tag: Some(ex.id) };
+    match slack_write(turn.state, target, &escape(text), None).await {
+        Ok(ts) => {
+            if let Err(e) = storage::exchanges::set_placeholder(&turn.state.db, ex.id, &ts).await {
+                tracing::warn!(error = %e, "could not store the placeholder's ts; a retry looks for it in Slack");
+            }
+            Some(ts)
+        }
+        Err(JobError::Retry { error, .. } | JobError::Permanent(error)) => {
+            tracing::warn!(error = format!("{error:#}"), "could not post the placeholder; the reply goes on");
+            None
         }
     }
 }

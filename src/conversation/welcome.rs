@@ -12,7 +12,7 @@ use crate::{
     google::{self, GmailStatus},
     i18n::{self, chat as strings},
     jobs::JobError,
-    slack::client::{SlackError, Tag},
+    slack::client::{Tag, found_or_post},
     startup::AppState,
     storage,
 };
@@ -63,14 +63,8 @@ async fn post_welcome(state: &AppState, user_id: &str, channel_id: &str) -> Resu
     }
     // A retry after a post whose answer was lost finds it instead of greeting twice.
     let tag = Tag { event_type: WELCOME_METADATA_EVENT, key: "user_id", value: user_id, also: &[] };
-    match slack.find_tagged(channel_id, None, "0", &tag).await {
-        Ok(Some(_)) => return Ok(()),
-        Ok(None) => {}
-        // Without `im:history` the lookup is refused: greeting twice is better than never.
-        Err(e @ SlackError::Refused { .. }) => {
-            tracing::warn!(user = %user_id, error = %e, "could not look for an earlier welcome; posting it")
-        }
-        Err(e) => return Err(e.into()),
+    if found_or_post(slack.find_tagged(channel_id, None, "0", &tag).await, "welcome")?.is_some() {
+        return Ok(());
     }
     slack.post_tagged_message(channel_id, &escape(&text), Some(blocks), None, Some(&tag)).await?;
     Ok(())

@@ -18,7 +18,7 @@ use super::{GmailStatus, RECONNECT_PROMPT_JOB, links, vault::Purpose};
 use crate::{
     i18n::{self, Lang, gmail as words},
     jobs::JobError,
-    slack::client::{SlackError, Tag, escape_mrkdwn},
+    slack::client::{Tag, escape_mrkdwn, found_or_post},
     startup::AppState,
     storage,
 };
@@ -148,14 +148,7 @@ pub async fn run_reconnect_prompt_job(state: &AppState, payload: &Value) -> Resu
     let breakage = job.broken_at_us.to_string();
     let tag = Tag { event_type: PROMPT_METADATA_EVENT, key: "broken_at_us", value: &breakage, also: &[] };
     let oldest = format!("{}.000000", broken_at.timestamp() - 1);
-    let earlier = match slack.find_tagged(&channel, None, &oldest, &tag).await {
-        Ok(found) => found,
-        Err(e @ SlackError::Refused { .. }) => {
-            tracing::warn!(user = %job.user_id, error = %e, "could not look for an earlier prompt; posting");
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let earlier = found_or_post(slack.find_tagged(&channel, None, &oldest, &tag).await, "reconnect prompt")?;
     let ts = match earlier {
         Some(ts) => ts,
         None => slack.post_tagged_message(&channel, &text, Some(blocks), None, Some(&tag)).await?,

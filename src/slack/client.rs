@@ -670,6 +670,22 @@ impl SlackApi {
     }
 }
 
+/// What a look for an earlier post ([`SlackApi::find_tagged`],
+/// [`SlackApi::find_shared_file`]) means to a caller about to post: the one
+/// found, or none. Slack refusing the lookup (a missing `im:history` scope)
+/// counts as none, logged: posting twice is better than never. A transient
+/// failure stays an error, so the job retries. `what` names the post in
+/// the log ("reply", "export"…).
+pub fn found_or_post<T>(lookup: Result<Option<T>, SlackError>, what: &str) -> Result<Option<T>, SlackError> {
+    match lookup {
+        Err(e @ SlackError::Refused { .. }) => {
+            tracing::warn!(error = %e, "could not look for an earlier {what}; posting it");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 /// The workspace-wide `chat.postMessage` budget: one second's worth may go
 /// at once (at least one).
 fn posts_budget(per_second: f64) -> Budget {

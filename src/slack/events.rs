@@ -420,6 +420,27 @@ mod tests {
     }
 
     #[test]
+    fn a_file_share_a_thread_broadcast_and_a_me_message_are_a_human_writing() {
+        let files = json!({"subtype": "file_share", "text": "", "files": [
+            {"id": "F1", "name": "a.png"}, {"id": "F2", "title": "untitled\nnote"}, {"id": "F3", "mode": "hidden_by_limit"}
+        ]});
+        let SlackEvent::DirectMessage(m) = parse("Ev1", "message", &dm(files), &Me::default()).unwrap() else {
+            panic!("file_share")
+        };
+        assert_eq!(m.files, ["a.png", "untitled note", "F3"], "named by name, else title, else id; one line each");
+        let broadcast = json!({"subtype": "thread_broadcast", "thread_ts": "1764000000.000001"});
+        let SlackEvent::DirectMessage(m) = parse("Ev1", "message", &dm(broadcast), &Me::default()).unwrap() else {
+            panic!("thread_broadcast")
+        };
+        assert_eq!(m.thread_ts.as_deref(), Some("1764000000.000001"), "answered in its thread");
+        let me = json!({"subtype": "me_message", "text": "waves"});
+        assert!(matches!(
+            parse("Ev1", "message", &dm(me), &Me::default()).unwrap(),
+            SlackEvent::DirectMessage(DirectMessage { ref text, .. }) if text == "waves"
+        ));
+    }
+
+    #[test]
     fn bots_edits_and_channels_are_ignored() {
         for extra in [
             json!({"bot_id": "B0BOT0001"}),
