@@ -140,8 +140,12 @@ pub async fn run() -> i32 {
                     Some(granted) => {
                         let fix = "reinstall the app from manifest.yaml (api.slack.com/apps → your app → App Manifest, then Install App → Reinstall) and put the new token in SLACK_BOT_TOKEN";
                         let missing = scopes::missing(&required, granted);
-                        let (degrading, breaking): (Vec<&str>, Vec<&str>) =
-                            missing.iter().partition(|s| scopes::DEGRADING_SCOPES.iter().any(|(d, _)| d == *s));
+                        let breaking: Vec<&str> =
+                            missing.iter().copied().filter(|s| scopes::degrades_only(s).is_none()).collect();
+                        let degrading: Vec<(&str, &str)> = missing
+                            .iter()
+                            .filter_map(|s| scopes::degrades_only(s).map(|without| (*s, without)))
+                            .collect();
                         report(Line {
                             ok: breaking.is_empty(),
                             required: true,
@@ -157,12 +161,7 @@ pub async fn run() -> i32 {
                             },
                             fix: Some(fix.into()),
                         });
-                        for scope in degrading {
-                            let without = scopes::DEGRADING_SCOPES
-                                .iter()
-                                .find(|(d, _)| *d == scope)
-                                .map(|(_, w)| *w)
-                                .unwrap_or("a feature is degraded");
+                        for (scope, without) in degrading {
                             report(Line {
                                 ok: false,
                                 required: false,

@@ -5,7 +5,7 @@
 //! an empty conversation. People robeing already knew are not greeted
 //! (migration `20261203000000`).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{escape, greeting_name};
 use crate::{
@@ -54,12 +54,10 @@ async fn post_welcome(state: &AppState, user_id: &str, channel_id: &str) -> Resu
         strings::welcome(lang, greeting_name(&user)),
         strings::help(lang, state.config.llm.is_some())
     );
-    let section = |t: &str| json!({ "type": "section", "text": { "type": "mrkdwn", "text": escape(t) } });
-    let mut blocks: Vec<Value> = vec![section(&text)];
+    let mut blocks: Vec<Value> = vec![google::prompt::section(&escape(&text))];
     // Gmail configured and never connected: the button now, not at the first briefing.
     if matches!(google::status(state, user_id).await?, GmailStatus::NotConnected) {
-        let (_, gmail) = google::prompt::connection_reply(state, user_id, lang).await.map_err(JobError::retry)?;
-        blocks.extend(gmail);
+        blocks.extend(google::prompt::connect_offer(state, user_id, lang));
     }
     // A retry after a post whose answer was lost finds it instead of greeting twice.
     let tag = Tag { event_type: WELCOME_METADATA_EVENT, key: "user_id", value: user_id, also: &[] };

@@ -84,7 +84,8 @@ pub async fn notify_with_button(state: &AppState, user_id: &str, text: impl Fn(L
     }
 }
 
-fn section(text: &str) -> Value {
+/// A Block Kit section of mrkdwn `text` (already escaped where it must be).
+pub fn section(text: &str) -> Value {
     json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })
 }
 
@@ -272,11 +273,9 @@ pub async fn connection_reply(state: &AppState, user_id: &str, lang: Lang) -> an
             let text = words::home_not_configured(lang);
             (text.to_owned(), vec![section(text)])
         }
-        GmailStatus::NotConnected => with_button(
-            words::connect_prompt(lang),
-            words::connect_prompt_fallback(lang).to_owned(),
-            words::connect_button(lang),
-        ),
+        GmailStatus::NotConnected => {
+            (words::connect_prompt_fallback(lang).to_owned(), connect_offer(state, user_id, lang))
+        }
         GmailStatus::NeedsReconnect { since, reason, .. } => match &link {
             Some(link) => {
                 let (fallback, blocks) = reconnect_prompt_blocks(lang, link.as_str(), since, &reason);
@@ -293,6 +292,16 @@ pub async fn connection_reply(state: &AppState, user_id: &str, lang: Lang) -> an
             words::reconnect_button(lang),
         ),
     })
+}
+
+/// The offer to connect Gmail, for a user who never did: why, and the
+/// Connect Gmail button (a fresh signed link; without one, the text alone).
+pub fn connect_offer(state: &AppState, user_id: &str, lang: Lang) -> Vec<Value> {
+    let mut blocks = vec![section(words::connect_prompt(lang))];
+    if let Ok(link) = links::connect_link(&state.config, user_id) {
+        blocks.push(button_row(words::connect_button(lang), link.as_str()));
+    }
+    blocks
 }
 
 /// The Gmail section of the user's App Home.

@@ -81,8 +81,13 @@ pub async fn auth_test(api_url: &Url, token: &SecretString, timeout: Duration) -
 /// Scopes `manifest.yaml` requests whose absence degrades one feature
 /// instead of breaking robeing, with what goes without them. `robeing
 /// doctor` warns about these and fails on the others.
-pub const DEGRADING_SCOPES: &[(&str, &str)] =
-    &[("files:write", "history exports are sent as messages instead of a file")];
+const DEGRADING_SCOPES: &[(&str, &str)] = &[("files:write", "history exports are sent as messages instead of a file")];
+
+/// What goes without `scope` when it only degrades a feature
+/// ([`DEGRADING_SCOPES`]); `None` for a scope robeing needs to work.
+pub fn degrades_only(scope: &str) -> Option<&'static str> {
+    DEGRADING_SCOPES.iter().find(|(s, _)| *s == scope).map(|(_, without)| *without)
+}
 
 /// The required scopes a token lacks, in manifest order.
 pub fn missing<'a>(required: &[&'a str], granted: &BTreeSet<String>) -> Vec<&'a str> {
