@@ -40,6 +40,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("SLACK_SIGNING_SECRET", "unset → HTTP Slack routes answer 503 and say why", "verifies HTTP requests from Slack"),
     ("SLACK_API_URL", "`https://slack.com/api`", "Slack Web API base"),
     (
+        "SLACK_FILES_URL",
+        "`https://files.slack.com`",
+        "where files sent to robeing are downloaded from; the bot token is sent to no other host",
+    ),
+    (
         "SLACK_MAX_POSTS_PER_SECOND",
         "`5`",
         "workspace-wide budget for bulk `chat.postMessage` (the daily briefings; replies never wait behind it); each channel is also held to Slack's 1/s",
@@ -163,6 +168,9 @@ pub struct SlackConfig {
     pub app_token: Option<SecretString>,
     pub signing_secret: Option<SecretString>,
     pub api_url: Url,
+    /// Where users' files are downloaded from (`SLACK_FILES_URL`): only URLs
+    /// under it get the bot token.
+    pub files_url: Url,
     /// Workspace-wide `chat.postMessage` budget (`SLACK_MAX_POSTS_PER_SECOND`).
     pub max_posts_per_second: f64,
 }
@@ -396,6 +404,7 @@ impl Config {
             app_token: prefixed_secret(&get, "SLACK_APP_TOKEN", "xapp-")?,
             signing_secret: get("SLACK_SIGNING_SECRET").map(SecretString::from),
             api_url: api_base_url(&get, "SLACK_API_URL", "https://slack.com/api")?,
+            files_url: api_base_url(&get, "SLACK_FILES_URL", "https://files.slack.com")?,
             max_posts_per_second: rate_var(&get, "SLACK_MAX_POSTS_PER_SECOND", DEFAULT_SLACK_POSTS_PER_SECOND)?,
         };
 

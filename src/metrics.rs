@@ -82,6 +82,7 @@ pub struct Metrics {
     pub jobs_dead: Family<Kind, Gauge>,
     pub rows_pruned: Family<Table, Counter>,
     pub chroma_upserts: Family<Outcome, Counter>,
+    pub files_read: Family<Outcome, Counter>,
     pub briefings: Family<SectionStatus, Counter>,
     pub token_refreshes: Family<Outcome, Counter>,
     pub slack_api_calls: Family<MethodStatus, Counter>,
@@ -116,6 +117,7 @@ impl Metrics {
             jobs_dead: Family::default(),
             rows_pruned: Family::default(),
             chroma_upserts: Family::default(),
+            files_read: Family::default(),
             briefings: Family::default(),
             token_refreshes: Family::default(),
             slack_api_calls: Family::default(),
@@ -176,6 +178,11 @@ impl Metrics {
         );
         registry.register("rows_pruned", "Rows deleted by retention (RETENTION_DAYS), by table", m.rows_pruned.clone());
         registry.register("chroma_upserts", "ChromaDB upserts, by outcome", m.chroma_upserts.clone());
+        registry.register(
+            "files_read",
+            "Files users sent in DMs, by outcome (read, not_text, no_access…)",
+            m.files_read.clone(),
+        );
         registry.register("briefings", "Briefing sections delivered, by section and status", m.briefings.clone());
         registry.register("token_refreshes", "Google token refreshes, by result", m.token_refreshes.clone());
         registry.register(

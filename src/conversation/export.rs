@@ -75,7 +75,8 @@ pub(super) async fn history_file(turn: &Turn<'_>) -> Result<Option<HistoryFile>,
             (true, false) => strings::export_files(lang, &e.user_files),
             (false, false) => format!("{} {}", e.user_text, strings::export_files(lang, &e.user_files)),
         };
-        let block = format!("[{when}] {}: {said}\n[{when}] robeing: {reply}\n\n", strings::export_you(lang));
+        let read = e.file_text.as_deref().map(|t| format!("\n{t}")).unwrap_or_default();
+        let block = format!("[{when}] {}: {said}{read}\n[{when}] robeing: {reply}\n\n", strings::export_you(lang));
         content.push_str(&block);
         blocks.push(block);
     }

@@ -15,7 +15,10 @@
 //!    The worker replying holds a short claim on the row (set by the same
 //!    insert), so a second run of the same message at the same time (a job
 //!    whose lease expired while the first run waits on the LLM) backs off.
-//! 2. The reply is composed: commands (forget, export) and, without
+//! 2. The text files the message carried are read ([`crate::slack::files`])
+//!    and their text stored with the exchange; the others are named in the
+//!    reply with why they were not read.
+//!    The reply is composed: commands (forget, export) and, without
 //!    `LLM_BASE_URL`, everything else by the built-in responder; otherwise by
 //!    the LLM ([`llm`]) with the user's name, locale, local time, recent
 //!    history and relevant memories (asked of ChromaDB while the message is
@@ -59,7 +62,10 @@ use crate::{
     },
     jobs::{Done, JobError},
     memory,
-    slack::events::DirectMessage,
+    slack::{
+        events::DirectMessage,
+        files::{FileRead, Unread},
+    },
     startup::AppState,
     storage::{
         self,
@@ -83,6 +89,9 @@ pub const MEMORY_TOP_K: usize = 5;
 /// The longest user message sent to the LLM as is; longer ones are cut
 /// (the whole text stays stored).
 pub const MAX_PROMPT_MESSAGE_CHARS: usize = 24_000;
+/// Characters of the text read from the message's files in the LLM prompt,
+/// all files together (the whole text stays stored).
+pub const MAX_PROMPT_FILE_CHARS: usize = 24_000;
 /// Block Kit action ids of the forget confirmation.
 pub const FORGET_CONFIRM_ACTION: &str = "forget_confirm";
 pub const FORGET_CANCEL_ACTION: &str = "forget_cancel";
@@ -268,8 +277,8 @@ struct Turn<'a> {
     user: &'a User,
     exchange: &'a Exchange,
     lang: Lang,
-    /// Names of the files the message carried (robeing cannot open them).
-    files: &'a [String],
+    /// The files the message carried, read or with why not.
+    files: &'a [FileRead],
 }
 
 impl Turn<'_> {
@@ -333,9 +342,10 @@ pub async fn handle_message(
 
 /// Composes, posts and records the reply to a claimed exchange of
 /// `message`. Its own text says which command it is (not what it
-/// forwarded); the files it carried cannot be opened (the reply says so; a
-/// message that is only files gets only that). `again`: an earlier attempt
-/// may have posted without recording it (see [`earlier_post`]).
+/// forwarded). Its text files are read first ([`read_files`]); a file that
+/// could not be read is named in the reply with why (a message that is only
+/// such files gets only that). `again`: an earlier attempt may have posted
+/// without recording it (see [`earlier_post`]).
 #[allow(clippy::too_many_arguments)]
 async fn reply_to(
     state: &AppState,
@@ -347,25 +357,65 @@ async fn reply_to(
     again: bool,
     event_id: Option<&str>,
 ) -> Result<Done, JobError> {
-    let files = message.files.as_slice();
+    let files = read_files(state, exchange, message).await?;
     let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
-    let turn = Turn { state, user, exchange, lang, files };
+    let turn = Turn { state, user, exchange, lang, files: &files };
     let intent = intent::detect(&message.text);
     let mut placeholder = exchange.reply_ts.clone();
     if placeholder.is_none() && again {
         placeholder = earlier_post(state, exchange).await?;
     }
-    let only_files = !files.is_empty() && exchange.user_text.trim().is_empty();
+    let unread: Vec<(&str, Unread)> = files.iter().filter_map(|f| Some((f.name.as_str(), f.unread()?))).collect();
+    let read: Vec<&FileRead> = files.iter().filter(|f| f.text().is_some()).collect();
+    let no_text = exchange.user_text.trim().is_empty();
+    // Nothing to answer but files, none of them read: only that is said.
+    let nothing_read = no_text && !files.is_empty() && read.is_empty();
     let mut reply = match &state.config.llm {
-        _ if only_files => Reply::text(strings::files_only(lang, files)).private(),
+        _ if nothing_read => Reply::text(strings::files_only(lang, &unread)).private(),
         Some(llm) if !intent.is_command() => llm_reply(&turn, llm, history, early, &mut placeholder).await?,
-        _ => builtin_reply(&turn, intent).await?,
+        _ if no_text && !read.is_empty() => Reply::text(strings::files_read(
+            lang,
+            &names(&read),
+            read.iter().filter_map(|f| f.text()).map(|t| t.chars().count()).sum(),
+            read.iter().any(|f| f.is_cut()),
+        )),
+        _ => {
+            let mut reply = builtin_reply(&turn, intent).await?;
+            if !read.is_empty() {
+                reply.text.push_str("\n\n");
+                reply.text.push_str(&strings::files_read_note(lang, &names(&read), read.iter().any(|f| f.is_cut())));
+            }
+            reply
+        }
     };
-    if !files.is_empty() && !only_files {
+    if !unread.is_empty() && !nothing_read {
         reply.text.push_str("\n\n");
-        reply.text.push_str(&strings::files_unread(lang, files));
+        reply.text.push_str(&strings::files_unread(lang, &unread));
     }
     deliver(&turn, reply, placeholder, event_id).await
+}
+
+fn names<'a>(files: &[&'a FileRead]) -> Vec<&'a str> {
+    files.iter().map(|f| f.name.as_str()).collect()
+}
+
+/// Reads the message's text files ([`crate::slack::files`]) and stores what
+/// was read with the exchange, before the reply is composed, so memory gets
+/// it with the reply. Each attempt reads them again (a retry may succeed
+/// where Slack failed before).
+async fn read_files(state: &AppState, exchange: &Exchange, message: &DirectMessage) -> Result<Vec<FileRead>, JobError> {
+    if message.files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let slack = &state.config.slack;
+    let files =
+        crate::slack::files::read_all(&state.http, slack.bot_token.as_ref(), &slack.files_url, &message.files).await;
+    let texts: Vec<String> =
+        files.iter().filter_map(|f| Some(format!("[file \"{}\"]\n{}", f.name, f.text()?))).collect();
+    if !texts.is_empty() {
+        storage::exchanges::set_file_text(&state.db, exchange.id, &texts.join("\n\n")).await?;
+    }
+    Ok(files)
 }
 
 /// What storing a message found.
@@ -404,7 +454,7 @@ async fn record(state: &AppState, message: &DirectMessage) -> Result<(User, Hist
         thread_ts: message.thread_ts.clone(),
         user_ts: message.ts.clone(),
         user_text: text,
-        user_files: message.files.clone(),
+        user_files: message.file_names(),
         event_id: Some(message.event_id.clone()),
         wanted: HistoryWanted {
             // One more than fits, to know whether anything older exists.
@@ -737,12 +787,22 @@ async fn prompt(turn: &Turn<'_>, history: History, early: EarlyRecall) -> Vec<Ch
         messages.push(ChatMessage::assistant(e.reply_text));
     }
     let mut last = truncate(&ex.user_text, MAX_PROMPT_MESSAGE_CHARS);
-    if !turn.files.is_empty() {
-        // The reply adds a sentence saying robeing cannot open them.
-        last.push_str(&format!(
-            "\n\n[The user attached files you cannot see, only their names: {}]",
-            turn.files.join(", ")
-        ));
+    let mut file_budget = MAX_PROMPT_FILE_CHARS;
+    for f in turn.files {
+        match f.text() {
+            Some(text) => {
+                let whole = text.chars().count() <= file_budget;
+                let shown = truncate(text, file_budget);
+                file_budget = file_budget.saturating_sub(text.chars().count());
+                let partly = if f.is_cut() || !whole { ", only its start" } else { "" };
+                last.push_str(&format!("\n\n[The user sent the file \"{}\"{partly}; its text:]\n{shown}", f.name));
+            }
+            // The reply adds a sentence saying which could not be read and why.
+            None => last.push_str(&format!(
+                "\n\n[The user attached the file \"{}\", which you cannot see (only its name).]",
+                f.name
+            )),
+        }
     }
     messages.push(ChatMessage::user(last));
     messages
@@ -860,7 +920,7 @@ async fn recall(turn: &Turn<'_>, topic: &str) -> Result<String, JobError> {
         .into_iter()
         .filter(|(e, _)| e.id != ex.id && matches!(intent::detect(&e.user_text), Intent::Other))
         .filter_map(|(e, distance)| {
-            let lower = e.user_text.to_lowercase();
+            let lower = format!("{}\n{}", e.user_text, e.file_text.as_deref().unwrap_or("")).to_lowercase();
             let matched = words.iter().filter(|w| lower.contains(w.as_str())).count();
             // Squared L2 between unit vectors: below 0.8 means cosine above 0.6.
             let close = distance.is_some_and(|d| d < 0.8);
@@ -883,13 +943,52 @@ async fn recall(turn: &Turn<'_>, topic: &str) -> Result<String, JobError> {
     let mut s = strings::recall_intro(lang, topic);
     for (_, e) in &scored {
         let when = e.received_at.with_timezone(&tz).format("%Y-%m-%d %H:%M");
-        s.push_str(&format!("\n• _{when}_: {}", truncate(&e.user_text, 500).replace('\n', " ")));
+        s.push_str(&format!("\n• _{when}_: {}", recalled(e, &words).replace('\n', " ")));
     }
     if memory_failed {
         s.push('\n');
         s.push_str(strings::recall_from_postgres_only(lang));
     }
     Ok(s)
+}
+
+/// How a recalled exchange is quoted: the user's message, or, when the
+/// words were found only in a file they sent (or they sent only files), the
+/// file's first line holding one of them (else its first line), after the
+/// file's name.
+fn recalled(e: &Exchange, words: &[String]) -> String {
+    let has_word = |text: &str| {
+        let lower = text.to_lowercase();
+        words.iter().any(|w| lower.contains(w.as_str()))
+    };
+    let Some(files) = e.file_text.as_deref().filter(|_| e.user_text.trim().is_empty() || !has_word(&e.user_text))
+    else {
+        return truncate(&e.user_text, 500);
+    };
+    let mut name = "";
+    let mut first = None;
+    for line in files.lines() {
+        if let Some(header) = line.strip_prefix("[file \"").and_then(|l| l.strip_suffix("\"]")) {
+            name = header;
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        first.get_or_insert((name, line));
+        if has_word(line) {
+            first = Some((name, line));
+            break;
+        }
+    }
+    let quote = match first {
+        Some((name, line)) => format!("[{name}] {}", truncate(line.trim(), 300)),
+        None => String::new(),
+    };
+    match e.user_text.trim() {
+        "" => quote,
+        said => format!("{} {quote}", truncate(said, 200)),
+    }
 }
 
 /// The user's history as a file, after a sentence saying what it holds.

@@ -3,6 +3,7 @@
 //! everything, so those would show literally).
 
 use super::Lang;
+use crate::slack::files::Unread;
 
 /// The placeholder shown while a slow reply is composed.
 pub const PLACEHOLDER: &str = "…";
@@ -80,31 +81,107 @@ pub fn llm_late(lang: Lang) -> &'static str {
     }
 }
 
-/// A DM that is only files (no text): robeing cannot open them.
-pub fn files_only(lang: Lang, files: &[String]) -> String {
-    let names = file_list(files);
+/// A DM that is only files (no text), none of which could be read: which
+/// and why.
+pub fn files_only(lang: Lang, unread: &[(&str, Unread)]) -> String {
+    let why = unread_list(lang, unread);
+    match lang {
+        Lang::Ko => {
+            format!("보내 주신 파일을 읽지 못했어요 ({why}). 필요한 내용을 글로 적어 보내 주시면 도와드릴게요.")
+        }
+        Lang::En => {
+            format!("I could not read what you sent ({why}). Write what you need in a message and I will help.")
+        }
+    }
+}
+
+/// Added to the reply of a DM that came with files some of which were not read.
+pub fn files_unread(lang: Lang, unread: &[(&str, Unread)]) -> String {
+    let why = unread_list(lang, unread);
+    match lang {
+        Lang::Ko => format!("(읽지 못한 파일: {why}. 나머지만 보고 답했어요.)"),
+        Lang::En => format!("(I could not read {why}, so I answered from the rest.)"),
+    }
+}
+
+/// The built-in responder's answer to text files sent without a message:
+/// what it read, and how to get it back. `cut`: only the start was kept.
+pub fn files_read(lang: Lang, names: &[&str], chars: usize, cut: bool) -> String {
+    let names = file_list(names);
+    let cut = if cut { files_cut(lang) } else { "" };
     match lang {
         Lang::Ko => format!(
-            "파일({names})을 받았어요. 그런데 저는 아직 파일을 열어 볼 수 없어요. 필요한 내용을 글로 적어 보내 주시면 도와드릴게요."
+            "파일({names}, {chars}자)을 읽고 기억해 두었어요{cut}. 나중에 \"…에 대해 뭐라고 했지?\" 하고 물어보시면 찾아 드릴게요."
         ),
         Lang::En => format!(
-            "I got your file ({names}), but I cannot open files yet. Write what you need in a message and I will help."
+            "I read {names} ({chars} characters) and will remember it{cut}. Ask me \"what did I tell you about …?\" any time."
         ),
     }
 }
 
-/// Added to the reply of a DM that came with files.
-pub fn files_unread(lang: Lang, files: &[String]) -> String {
-    let names = file_list(files);
+/// Added to a built-in reply whose message came with text files it read.
+pub fn files_read_note(lang: Lang, names: &[&str], cut: bool) -> String {
+    let names = file_list(names);
+    let cut = if cut { files_cut(lang) } else { "" };
     match lang {
-        Lang::Ko => format!("(첨부하신 파일({names})은 열어 볼 수 없어서 글만 읽었어요.)"),
-        Lang::En => format!("(I cannot open the attached {names}, so I read only your text.)"),
+        Lang::Ko => format!("(파일({names})도 읽고 기억해 두었어요{cut}.)"),
+        Lang::En => format!("(I also read {names} and will remember it{cut}.)"),
+    }
+}
+
+fn files_cut(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => " — 너무 길어서 앞부분 100,000자만 읽었어요",
+        Lang::En => " — only its first 100,000 characters, as it is longer",
+    }
+}
+
+/// The unread files with why: the files of each reason listed (at most
+/// three, then how many more) before it, reasons in order of first
+/// appearance.
+fn unread_list(lang: Lang, unread: &[(&str, Unread)]) -> String {
+    let mut reasons: Vec<Unread> = Vec::new();
+    for (_, why) in unread {
+        if !reasons.contains(why) {
+            reasons.push(*why);
+        }
+    }
+    reasons
+        .into_iter()
+        .map(|why| {
+            let names: Vec<&str> = unread.iter().filter(|(_, w)| *w == why).map(|(n, _)| *n).collect();
+            format!("{}: {}", file_list(&names), unread_reason(lang, why))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn unread_reason(lang: Lang, why: Unread) -> &'static str {
+    match (lang, why) {
+        (Lang::Ko, Unread::NotText) => "텍스트 파일이 아니에요 (이미지, PDF 등은 아직 읽지 못해요)",
+        (Lang::En, Unread::NotText) => "not a text file (I cannot read images, PDFs and the like yet)",
+        (Lang::Ko, Unread::TooLarge) => "1MB보다 커요",
+        (Lang::En, Unread::TooLarge) => "larger than 1 MB",
+        (Lang::Ko, Unread::TooMany) => "한 메시지에서는 파일 5개까지만 읽어요",
+        (Lang::En, Unread::TooMany) => "I read at most 5 files of one message",
+        (Lang::Ko, Unread::Gone) => "Slack에서 파일을 받을 수 없어요 (삭제되었을 수 있어요)",
+        (Lang::En, Unread::Gone) => "Slack offered no way to download it (it may have been deleted)",
+        (Lang::Ko, Unread::NoAccess) => {
+            "이 워크스페이스에서는 파일을 읽을 권한(files:read)이 없어요. Slack 관리자에게 앱을 다시 설치해 달라고 해 주세요"
+        }
+        (Lang::En, Unread::NoAccess) => {
+            "I am not allowed to read files in this workspace (the app lacks the files:read permission; ask your Slack admin to reinstall it)"
+        }
+        (Lang::Ko, Unread::Unavailable) => "Slack에서 지금 파일을 받지 못했어요. 잠시 후 다시 보내 주세요",
+        (Lang::En, Unread::Unavailable) => "Slack did not hand it over just now; send it again in a moment",
+        (Lang::Ko, Unread::NotDecodable) => "UTF-8이나 EUC-KR 텍스트로 읽을 수 없어요",
+        (Lang::En, Unread::NotDecodable) => "its text is not in UTF-8, UTF-16 or EUC-KR",
     }
 }
 
 /// File names as a list in a sentence: at most three, then how many more.
-fn file_list(files: &[String]) -> String {
-    let shown: Vec<String> = files.iter().take(3).map(|f| format!("\"{f}\"")).collect();
+fn file_list(files: &[impl AsRef<str>]) -> String {
+    let shown: Vec<String> = files.iter().take(3).map(|f| format!("\"{}\"", f.as_ref())).collect();
     match files.len().saturating_sub(3) {
         0 => shown.join(", "),
         more => format!("{} +{more}", shown.join(", ")),

@@ -129,6 +129,7 @@ mod tests {
     use chrono::{NaiveDate, TimeZone as _, Utc};
 
     use super::*;
+    use crate::slack::files::Unread;
 
     #[test]
     fn the_slack_locale_picks_the_language() {
@@ -180,8 +181,18 @@ mod tests {
             ("chat::forget_cancelled", chat::forget_cancelled(lang).into()),
             ("chat::export_intro", chat::export_intro(lang, 10)),
             ("chat::llm_late", chat::llm_late(lang).into()),
-            ("chat::files_only", chat::files_only(lang, &["a.png".into()])),
-            ("chat::files_unread", chat::files_unread(lang, &["a.png".into(), "b".into(), "c".into(), "d".into()])),
+            ("chat::files_only", chat::files_only(lang, &[("a.png", Unread::NotText)])),
+            (
+                "chat::files_unread",
+                chat::files_unread(
+                    lang,
+                    &[("a", Unread::TooLarge), ("b", Unread::NoAccess), ("c", Unread::Gone), ("d", Unread::TooMany)],
+                ),
+            ),
+            ("chat::files_read", chat::files_read(lang, &["a.txt"], 120, true)),
+            ("chat::files_read_note", chat::files_read_note(lang, &["a.txt", "b.md"], false)),
+            ("chat::files_only(unavailable)", chat::files_only(lang, &[("x", Unread::Unavailable)])),
+            ("chat::files_only(not_decodable)", chat::files_only(lang, &[("x", Unread::NotDecodable)])),
             ("chat::export_file_header", chat::export_file_header(lang, "Jane", "U1", 10, "2026-11-28 09:00 (UTC)")),
             ("chat::export_file_title", chat::export_file_title(lang, "2026-11-28")),
             ("chat::export_not_a_file", chat::export_not_a_file(lang, "missing_scope", 2)),

@@ -490,9 +490,19 @@ pub fn is_unavailable(e: &anyhow::Error) -> bool {
     })
 }
 
-/// What memory stores for an exchange: both sides, the user's first.
+/// What memory stores for an exchange: both sides, the user's first, with
+/// the start of the text read from the files they sent (at most half the
+/// document, so the reply keeps its place).
 pub fn document_of(exchange: &Exchange) -> String {
-    let text = format!("user: {}\nrobeing: {}", exchange.user_text, exchange.reply_text.as_deref().unwrap_or(""));
+    let files = match &exchange.file_text {
+        Some(f) if f.chars().count() > MAX_DOCUMENT_CHARS / 2 => {
+            format!("\n{}…", f.chars().take(MAX_DOCUMENT_CHARS / 2).collect::<String>())
+        }
+        Some(f) => format!("\n{f}"),
+        None => String::new(),
+    };
+    let text =
+        format!("user: {}{files}\nrobeing: {}", exchange.user_text, exchange.reply_text.as_deref().unwrap_or(""));
     if text.chars().count() > MAX_DOCUMENT_CHARS { text.chars().take(MAX_DOCUMENT_CHARS).collect() } else { text }
 }
 

@@ -46,13 +46,30 @@ pub struct DirectMessage {
     pub ts: String,
     pub thread_ts: Option<String>,
     pub text: String,
-    /// Names of the files the message carries (subtype `file_share`):
-    /// robeing cannot open them, and its reply says so.
-    pub files: Vec<String>,
+    /// The files the message carries (subtype `file_share`), in order:
+    /// text files are read ([`crate::slack::files`]), the rest named.
+    pub files: Vec<SlackFile>,
     /// Messages the user forwarded with it (Slack's "Forward message" or a
     /// message link it unfurled): part of what they sent, so stored and
     /// remembered with their own text ([`DirectMessage::stored_text`]).
     pub shared: Vec<SharedMessage>,
+}
+
+/// A file attached to a DM, as the event describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlackFile {
+    /// Its name, one line, shortened; a file Slack describes without a name
+    /// (hidden by the workspace's plan, or shared from elsewhere) is named
+    /// by its title or id.
+    pub name: String,
+    pub mimetype: Option<String>,
+    /// Bytes, as Slack reports it.
+    pub size: Option<u64>,
+    /// Where its content is downloaded with the bot token
+    /// (`url_private_download`, else `url_private`).
+    pub url: Option<String>,
+    /// `hosted`, `snippet`, `external`, `tombstone` (deleted)…
+    pub mode: Option<String>,
 }
 
 /// A message shared into the DM, as Slack attaches it.
@@ -64,6 +81,11 @@ pub struct SharedMessage {
 }
 
 impl DirectMessage {
+    /// The names of its files, in order.
+    pub fn file_names(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.name.clone()).collect()
+    }
+
     /// What is stored (and remembered, and given to the LLM) for this
     /// message: the user's own text, then each message they forwarded,
     /// marked as such. Commands are read from the user's own text only
@@ -234,7 +256,7 @@ fn parse_message(event_id: &str, payload: &serde_json::Value, event: &serde_json
         ts,
         thread_ts: owned(event, "/thread_ts"),
         text: str_at(event, "/text").unwrap_or_default().to_owned(),
-        files: file_names(event),
+        files: files(event),
         shared: shared_messages(event),
     })
 }
@@ -256,10 +278,10 @@ fn shared_messages(event: &serde_json::Value) -> Vec<SharedMessage> {
         .collect()
 }
 
-/// The names of a message's files, one line each, shortened; a file Slack
-/// describes without a name (hidden by the workspace's plan, or shared from
-/// elsewhere) is named by its title or id.
-fn file_names(event: &serde_json::Value) -> Vec<String> {
+/// A message's files; a name is one line, shortened, and a file Slack
+/// describes without a name (hidden by the workspace's plan, or shared
+/// from elsewhere) is named by its title or id.
+fn files(event: &serde_json::Value) -> Vec<SlackFile> {
     let Some(files) = event.get("files").and_then(|f| f.as_array()) else { return Vec::new() };
     files
         .iter()
@@ -270,10 +292,17 @@ fn file_names(event: &serde_json::Value) -> Vec<String> {
                 .unwrap_or("?");
             let one_line: String = name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
             let trimmed = one_line.trim();
-            if trimmed.chars().count() > MAX_FILE_NAME_CHARS {
+            let name = if trimmed.chars().count() > MAX_FILE_NAME_CHARS {
                 format!("{}…", trimmed.chars().take(MAX_FILE_NAME_CHARS).collect::<String>())
             } else {
                 trimmed.to_owned()
+            };
+            SlackFile {
+                name,
+                mimetype: owned(f, "/mimetype"),
+                size: f.get("size").and_then(|s| s.as_u64()),
+                url: owned(f, "/url_private_download").or_else(|| owned(f, "/url_private")),
+                mode: owned(f, "/mode"),
             }
         })
         .collect()
@@ -422,12 +451,31 @@ mod tests {
     #[test]
     fn a_file_share_a_thread_broadcast_and_a_me_message_are_a_human_writing() {
         let files = json!({"subtype": "file_share", "text": "", "files": [
-            {"id": "F1", "name": "a.png"}, {"id": "F2", "title": "untitled\nnote"}, {"id": "F3", "mode": "hidden_by_limit"}
+            {"id": "F1", "name": "a.png"}, {"id": "F2", "title": "untitled\nnote"}, {"id": "F3", "mode": "hidden_by_limit"},
+            {"id": "F4", "name": "n.txt", "mimetype": "text/plain", "size": 12, "mode": "snippet",
+             "url_private": "https://files.slack.com/files-pri/T1-F4/n.txt",
+             "url_private_download": "https://files.slack.com/files-pri/T1-F4/download/n.txt"}
         ]});
         let SlackEvent::DirectMessage(m) = parse("Ev1", "message", &dm(files), &Me::default()).unwrap() else {
             panic!("file_share")
         };
-        assert_eq!(m.files, ["a.png", "untitled note", "F3"], "named by name, else title, else id; one line each");
+        assert_eq!(
+            m.file_names(),
+            ["a.png", "untitled note", "F3", "n.txt"],
+            "named by name, else title, else id; one line each"
+        );
+        assert_eq!(
+            m.files[3],
+            SlackFile {
+                name: "n.txt".into(),
+                mimetype: Some("text/plain".into()),
+                size: Some(12),
+                url: Some("https://files.slack.com/files-pri/T1-F4/download/n.txt".into()),
+                mode: Some("snippet".into()),
+            },
+            "downloaded from url_private_download"
+        );
+        assert_eq!((m.files[0].url.as_deref(), m.files[2].mode.as_deref()), (None, Some("hidden_by_limit")));
         let broadcast = json!({"subtype": "thread_broadcast", "thread_ts": "1764000000.000001"});
         let SlackEvent::DirectMessage(m) = parse("Ev1", "message", &dm(broadcast), &Me::default()).unwrap() else {
             panic!("thread_broadcast")

@@ -81,7 +81,10 @@ pub async fn auth_test(api_url: &Url, token: &SecretString, timeout: Duration) -
 /// Scopes `manifest.yaml` requests whose absence degrades one feature
 /// instead of breaking robeing, with what goes without them. `robeing
 /// doctor` warns about these and fails on the others.
-const DEGRADING_SCOPES: &[(&str, &str)] = &[("files:write", "history exports are sent as messages instead of a file")];
+const DEGRADING_SCOPES: &[(&str, &str)] = &[
+    ("files:read", "files users send in a DM are not read (their replies say so)"),
+    ("files:write", "history exports are sent as messages instead of a file"),
+];
 
 /// What goes without `scope` when it only degrades a feature
 /// ([`DEGRADING_SCOPES`]); `None` for a scope robeing needs to work.
@@ -102,7 +105,7 @@ mod tests {
     fn reads_the_bot_scopes_of_the_shipped_manifest() {
         assert_eq!(
             required_bot_scopes(),
-            ["chat:write", "files:write", "im:history", "im:read", "im:write", "commands", "users:read"],
+            ["chat:write", "files:read", "files:write", "im:history", "im:read", "im:write", "commands", "users:read"],
             "manifest.yaml's oauth_config.scopes.bot, in order"
         );
     }

@@ -33,6 +33,9 @@ pub struct Exchange {
     pub received_at: DateTime<Utc>,
     pub replied_at: Option<DateTime<Utc>>,
     pub memorized_at: Option<DateTime<Utc>>,
+    /// The text read from the message's files, each under its name
+    /// (`slack::files`); `None` when no file of it could be read.
+    pub file_text: Option<String>,
 }
 
 impl Exchange {
@@ -48,6 +51,7 @@ pub struct Exported {
     pub id: Uuid,
     pub user_text: String,
     pub user_files: Vec<String>,
+    pub file_text: Option<String>,
     pub reply_text: Option<String>,
     pub status: String,
     pub received_at: DateTime<Utc>,
@@ -263,6 +267,7 @@ fn inserted_from_row(r: &sqlx::postgres::PgRow, new: &NewExchange) -> Result<Ins
         received_at,
         replied_at: None,
         memorized_at: None,
+        file_text: None,
     };
     Ok(Inserted::New(user, Box::new(exchange), history))
 }
@@ -281,7 +286,7 @@ pub async fn claim(
            WHERE channel_id = $1 AND user_ts = $2 AND status = 'received'
              AND (reply_claimed_until IS NULL OR reply_claimed_until < now())
            RETURNING id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
-                     failure_reason, event_id, received_at, replied_at, memorized_at"#,
+                     failure_reason, event_id, received_at, replied_at, memorized_at, file_text"#,
         channel_id,
         user_ts,
         claim_secs
@@ -307,7 +312,7 @@ pub async fn by_message(
     sqlx::query_as!(
         Exchange,
         r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
-                  failure_reason, event_id, received_at, replied_at, memorized_at
+                  failure_reason, event_id, received_at, replied_at, memorized_at, file_text
            FROM exchanges WHERE channel_id = $1 AND user_ts = $2"#,
         channel_id,
         user_ts
@@ -321,7 +326,7 @@ pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Excha
     sqlx::query_as!(
         Exchange,
         r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
-                  failure_reason, event_id, received_at, replied_at, memorized_at
+                  failure_reason, event_id, received_at, replied_at, memorized_at, file_text
            FROM exchanges WHERE id = $1"#,
         id
     )
@@ -338,7 +343,7 @@ pub async fn get_many(
     sqlx::query_as!(
         Exchange,
         r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
-                  failure_reason, event_id, received_at, replied_at, memorized_at
+                  failure_reason, event_id, received_at, replied_at, memorized_at, file_text
            FROM exchanges WHERE user_id = $1 AND id = ANY($2)"#,
         user_id,
         ids
@@ -352,7 +357,7 @@ pub async fn by_event(executor: impl PgExecutor<'_>, event_id: &str) -> Result<O
     sqlx::query_as!(
         Exchange,
         r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
-                  failure_reason, event_id, received_at, replied_at, memorized_at
+                  failure_reason, event_id, received_at, replied_at, memorized_at, file_text
            FROM exchanges WHERE event_id = $1"#,
         event_id
     )
@@ -367,6 +372,12 @@ pub async fn set_placeholder(executor: impl PgExecutor<'_>, id: Uuid, ts: &str) 
         .execute(executor)
         .await
         .map(|_| ())
+}
+
+/// Stores the text read from an exchange's files (before its reply is
+/// recorded, so memory gets it with the reply).
+pub async fn set_file_text(executor: impl PgExecutor<'_>, id: Uuid, text: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(r#"UPDATE exchanges SET file_text = $2 WHERE id = $1"#, id, text).execute(executor).await.map(|_| ())
 }
 
 /// A job queued by the same statement that marks an exchange replied.
@@ -498,7 +509,8 @@ pub fn like_escape(s: &str) -> String {
     out
 }
 
-/// The user's past messages containing any of `words` (case-insensitive),
+/// The user's past messages (or the files they sent) containing any of
+/// `words` (case-insensitive),
 /// newest first: the memory fallback when ChromaDB is off or down.
 pub async fn search(
     executor: impl PgExecutor<'_>,
@@ -511,8 +523,8 @@ pub async fn search(
     sqlx::query_as!(
         Exchange,
         r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
-                  failure_reason, event_id, received_at, replied_at, memorized_at
-           FROM exchanges WHERE user_id = $1 AND id <> $2 AND user_text ILIKE ANY($3)
+                  failure_reason, event_id, received_at, replied_at, memorized_at, file_text
+           FROM exchanges WHERE user_id = $1 AND id <> $2 AND (user_text ILIKE ANY($3) OR file_text ILIKE ANY($3))
            ORDER BY received_at DESC LIMIT $4"#,
         user_id,
         except,
@@ -527,7 +539,7 @@ pub async fn search(
 pub async fn all_for_user(executor: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<Exported>, sqlx::Error> {
     sqlx::query_as!(
         Exported,
-        r#"SELECT id, user_text, user_files, reply_text, status, received_at
+        r#"SELECT id, user_text, user_files, file_text, reply_text, status, received_at
            FROM exchanges WHERE user_id = $1 ORDER BY received_at, user_ts"#,
         user_id
     )
@@ -590,7 +602,7 @@ pub async fn get_by_ids(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<V
     sqlx::query_as!(
         Exchange,
         r#"SELECT id, user_id, channel_id, thread_ts, user_ts, user_text, reply_text, reply_ts, status,
-                  failure_reason, event_id, received_at, replied_at, memorized_at
+                  failure_reason, event_id, received_at, replied_at, memorized_at, file_text
            FROM exchanges WHERE id = ANY($1)"#,
         ids
     )

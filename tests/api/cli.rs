@@ -157,7 +157,7 @@ async fn doctor_names_a_missing_bot_scope_and_the_fix() {
     let out = run_binary(&["doctor"], &vars).await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    assert!(t.contains("✓ Slack: the bot token has all 7 scopes"), "{t}");
+    assert!(t.contains("✓ Slack: the bot token has all 8 scopes"), "{t}");
     assert!(!t.contains("does not read"), "nothing misspelt yet: {t}");
 
     let calls = slack.requests_to("/api/auth.test");
@@ -195,8 +195,9 @@ async fn doctor_names_a_missing_bot_scope_and_the_fix() {
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("lacks the scope(s) im:history, users:read"), "{t}");
 
-    // Installed before exports came as a file: a warning, not a failure.
-    let no_files: Vec<&str> = BOT_SCOPES.iter().copied().filter(|s| *s != "files:write").collect();
+    // Installed before exports came as a file and files were read: two
+    // warnings, not a failure.
+    let no_files: Vec<&str> = BOT_SCOPES.iter().copied().filter(|s| !s.starts_with("files:")).collect();
     slack.script("/api/auth.test", [auth_test_with_scopes(&no_files)]);
     let out = run_binary(&["doctor"], &vars).await;
     let t = text(&out);
@@ -204,6 +205,10 @@ async fn doctor_names_a_missing_bot_scope_and_the_fix() {
     assert!(t.contains("✓ Slack: the bot token has the 6 scopes robeing needs to work"), "{t}");
     assert!(
         t.contains("! Slack: the bot token lacks the scope files:write: history exports are sent as messages"),
+        "{t}"
+    );
+    assert!(
+        t.contains("! Slack: the bot token lacks the scope files:read: files users send in a DM are not read"),
         "{t}"
     );
 }

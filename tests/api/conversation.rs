@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use robeing::{
     conversation::{self, handle_message},
-    slack::events::DirectMessage,
+    slack::events::{DirectMessage, SlackEvent, SlackFile},
     storage::users::{self, Profile},
 };
 use serde_json::Value;
@@ -92,6 +92,33 @@ fn dm(user: &str, text: &str) -> DirectMessage {
         files: Vec::new(),
         shared: Vec::new(),
     }
+}
+
+/// An image attached to a DM, as the event describes it.
+fn image(name: &str) -> SlackFile {
+    SlackFile { name: name.into(), mimetype: Some("image/jpeg".into()), size: Some(48_213), ..SlackFile::default() }
+}
+
+/// A DM with files, parsed by robeing's own event parser from the
+/// `file_share` message Slack sends (`files`: file objects, e.g. from
+/// `Workspace::host_file`).
+fn dm_with_files(user: &str, text: &str, files: Vec<Value>) -> DirectMessage {
+    let m = dm(user, text);
+    let payload = serde_json::json!({
+        "type": "event_callback", "team_id": m.team_id, "event_id": m.event_id,
+        "event": { "type": "message", "subtype": "file_share", "channel": m.channel_id, "channel_type": "im",
+                   "user": user, "text": text, "files": files, "upload": false, "display_as_bot": false, "ts": m.ts },
+        "authorizations": [{ "team_id": m.team_id, "user_id": "U0BOT0001", "is_bot": true }]
+    });
+    match robeing::slack::events::parse(&m.event_id, "message", &payload, &Default::default()).unwrap() {
+        SlackEvent::DirectMessage(parsed) => parsed,
+        other => panic!("not a DM: {other:?}"),
+    }
+}
+
+/// The fake Slack's file downloads, in order.
+fn downloads(app: &TestApp) -> Vec<Recorded> {
+    app.slack.requests().into_iter().filter(|r| r.path.starts_with("/files-pri/")).collect()
 }
 
 /// The raw `message.im` event of a DM, as Slack delivers it.
@@ -1105,7 +1132,7 @@ async fn export_sends_the_whole_history_as_one_file() {
     }
     say(&app, KIM, "세 번째 <메모> & 끝").await;
     let mut receipt = dm(KIM, "");
-    receipt.files = vec!["영수증.png".into()];
+    receipt.files = vec![image("영수증.png")];
     handle_message(&app.state, &receipt, None).await.unwrap();
     let before = writes_to(&app, &channel_of(KIM)).len();
     let m = say(&app, KIM, "내보내기").await;
@@ -1218,18 +1245,22 @@ async fn with_an_llm_a_dm_with_a_file_gives_the_llm_its_name_and_tells_the_user_
     fake.script(llm::PATH, [llm::answer("It was blue, as you told me.")]);
     let app = app(None, Some(&fake), &[]).await;
     let mut m = dm(JANE, "what colour was the door in this photo?");
-    m.files = vec!["door.jpg".into()];
+    m.files = vec![image("door.jpg")];
     handle_message(&app.state, &m, None).await.unwrap();
 
     let prompt = fake.requests_to(llm::PATH)[0].json();
     let last = prompt["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
     assert!(last.starts_with("what colour was the door in this photo?"), "{last}");
-    assert!(last.ends_with("[The user attached files you cannot see, only their names: door.jpg]"), "{last}");
+    assert!(
+        last.ends_with("[The user attached the file \"door.jpg\", which you cannot see (only its name).]"),
+        "{last}"
+    );
     let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
     assert_eq!(
         reply,
-        "It was blue, as you told me.\n\n(I cannot open the attached \"door.jpg\", so I read only your text.)"
+        "It was blue, as you told me.\n\n(I could not read \"door.jpg\": not a text file (I cannot read images, PDFs and the like yet), so I answered from the rest.)"
     );
+    assert!(app.slack.requests().iter().all(|r| !r.path.starts_with("/files-pri/")), "an image is not downloaded");
     assert_eq!(exchange(&app, &m).await.user_text, "what colour was the door in this photo?", "stored as typed");
     app.stop().await.unwrap();
 }
@@ -2263,4 +2294,162 @@ async fn the_migration_recognises_replies_kept_out_of_memory_before_it_existed()
     let memorized_and_kept_out =
         sqlx::query("UPDATE exchanges SET memorized_at = now() WHERE kept_out_of_memory").execute(&pool).await;
     assert!(memorized_and_kept_out.is_err(), "a reply kept out of memory cannot be memorized");
+}
+
+#[tokio::test]
+async fn a_text_file_sent_alone_is_read_stored_remembered_recalled_and_exported() {
+    let chroma = Chroma::start().await;
+    let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
+    let base = slack.url("");
+    let app = app_with_slack(Some(&chroma), None, &[], slack).await;
+    let notes = "11월 회의록\n\n다음 분기 예산은 3억 원으로 확정.\n담당: 박지민\n";
+    let file = workspace.host_file(&base, "회의록.txt", "text/plain", notes.as_bytes());
+    let m = dm_with_files(KIM, "", vec![file]);
+    handle_message(&app.state, &m, None).await.unwrap();
+
+    let reply = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
+    assert_eq!(
+        reply,
+        format!(
+            "파일(\"회의록.txt\", {}자)을 읽고 기억해 두었어요. 나중에 \"…에 대해 뭐라고 했지?\" 하고 물어보시면 찾아 드릴게요.",
+            notes.chars().count()
+        )
+    );
+    let got = downloads(&app);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].path.ends_with("/download/%ED%9A%8C%EC%9D%98%EB%A1%9D.txt"),
+        "url_private_download: {}",
+        got[0].path
+    );
+    assert_eq!(got[0].headers["authorization"], format!("Bearer {BOT_TOKEN}"), "downloaded with the bot token");
+
+    let (file_text, user_files, kept_out): (Option<String>, Vec<String>, bool) =
+        sqlx::query_as("SELECT file_text, user_files, kept_out_of_memory FROM exchanges WHERE user_ts = $1")
+            .bind(&m.ts)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(file_text.as_deref(), Some(format!("[file \"회의록.txt\"]\n{notes}").as_str()));
+    assert_eq!((user_files, kept_out), (vec!["회의록.txt".to_owned()], false));
+    wait_memorized(&app, KIM, Duration::from_secs(20)).await;
+    let records = chroma.records_of(KIM).await;
+    assert!(
+        records.iter().any(|(_, doc)| doc.contains("3억 원으로 확정")),
+        "memory holds the file's text: {records:?}"
+    );
+
+    // Asked later, the line of the file that says it comes back.
+    say(&app, KIM, "예산에 대해 뭐라고 했지?").await;
+    let recalled = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
+    assert!(recalled.starts_with("\"예산\"에 대해 예전에 이렇게 말씀하셨어요:"), "{recalled}");
+    assert!(recalled.contains("[회의록.txt] 다음 분기 예산은 3억 원으로 확정."), "{recalled}");
+
+    // And the export carries it.
+    say(&app, KIM, "내보내기").await;
+    let shared = files_shared(&app);
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    let exported = uploaded(&app, &shared[0].1);
+    assert!(exported.contains(&format!("나: [파일: 회의록.txt]\n[file \"회의록.txt\"]\n{notes}")), "{exported}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_an_llm_the_prompt_carries_the_text_of_the_files_read_and_the_reply_names_the_rest() {
+    let fake = llm::start().await;
+    fake.script(llm::PATH, [llm::answer("The plan: ship on Friday.")]);
+    let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
+    let base = slack.url("");
+    let app = app_with_slack(None, Some(&fake), &[], slack).await;
+    let plan = "# Plan\n- ship on Friday\n- <!channel> & friends\n";
+    let notes = workspace.host_file(&base, "plan.md", "text/markdown", plan.as_bytes());
+    let photo = workspace.host_file(&base, "photo.png", "image/png", b"\x89PNG\r\n\x1a\n");
+    let mut big = workspace.host_file(&base, "big.log", "text/plain", b"2026-11-29 started\n");
+    big["size"] = 2_000_000.into();
+    let m = dm_with_files(JANE, "summarise these, please", vec![notes, photo, big]);
+    handle_message(&app.state, &m, None).await.unwrap();
+
+    let got = downloads(&app);
+    assert_eq!(got.len(), 1, "only the text file within the limit is downloaded: {got:?}");
+    assert!(got[0].path.ends_with("/plan.md"), "{}", got[0].path);
+    let prompt = fake.requests_to(llm::PATH)[0].json();
+    let last = prompt["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    assert!(last.starts_with("summarise these, please"), "{last}");
+    assert!(last.contains(&format!("[The user sent the file \"plan.md\"; its text:]\n{plan}")), "{last}");
+    assert!(last.contains("[The user attached the file \"photo.png\", which you cannot see (only its name).]"));
+    assert!(last.contains("[The user attached the file \"big.log\", which you cannot see (only its name).]"));
+    let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
+    assert_eq!(
+        reply,
+        "The plan: ship on Friday.\n\n(I could not read \"photo.png\": not a text file (I cannot read images, PDFs and the like yet); \"big.log\": larger than 1 MB, so I answered from the rest.)"
+    );
+    assert_eq!(exchange(&app, &m).await.user_text, "summarise these, please", "the message is stored as typed");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_read_is_named_with_why_and_the_bot_token_goes_nowhere_else() {
+    let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
+    let base = slack.url("");
+    let app = app_with_slack(None, None, &[], slack).await;
+    let send = |file: Value| {
+        let app = &app;
+        async move {
+            let m = dm_with_files(JANE, "", vec![file]);
+            handle_message(&app.state, &m, None).await.unwrap();
+            let reply = text_of(writes_to(app, &channel_of(JANE)).last().unwrap());
+            let file_text: Option<String> = sqlx::query_scalar("SELECT file_text FROM exchanges WHERE user_ts = $1")
+                .bind(&m.ts)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+            (reply, file_text)
+        }
+    };
+    let cannot = |why: &str| {
+        format!("I could not read what you sent (\"a.txt\": {why}). Write what you need in a message and I will help.")
+    };
+
+    // Installed before robeing asked for files:read: Slack serves its sign-in page.
+    workspace.set_files_read(false);
+    let (reply, stored) = send(workspace.host_file(&base, "a.txt", "text/plain", b"hello")).await;
+    assert_eq!(
+        reply,
+        cannot(
+            "I am not allowed to read files in this workspace (the app lacks the files:read permission; ask your Slack admin to reinstall it)"
+        )
+    );
+    assert_eq!(stored, None);
+    workspace.set_files_read(true);
+
+    // Slack failing once is tried again; failing twice is said.
+    workspace.fail_downloads(1);
+    let (reply, stored) = send(workspace.host_file(&base, "a.txt", "text/plain", b"hello again")).await;
+    assert!(reply.starts_with("I read \"a.txt\" (11 characters)"), "{reply}");
+    assert_eq!(stored.as_deref(), Some("[file \"a.txt\"]\nhello again"));
+    workspace.fail_downloads(2);
+    let (reply, stored) = send(workspace.host_file(&base, "a.txt", "text/plain", b"hello")).await;
+    assert_eq!(reply, cannot("Slack did not hand it over just now; send it again in a moment"));
+    assert_eq!(stored, None);
+
+    // Bytes that are no text; a Korean Windows text file (EUC-KR) is read.
+    let binary = [0x89, b'P', b'N', b'G', 0xFF, 0xFF, 0x00, 0xC8];
+    let (reply, _) = send(workspace.host_file(&base, "a.txt", "text/plain", &binary)).await;
+    assert_eq!(reply, cannot("its text is not in UTF-8, UTF-16 or EUC-KR"));
+    let (euc_kr, _, _) = encoding_rs::EUC_KR.encode("회의록: 3시");
+    let (_, stored) = send(workspace.host_file(&base, "a.txt", "text/plain", &euc_kr)).await;
+    assert_eq!(stored.as_deref(), Some("[file \"a.txt\"]\n회의록: 3시"));
+
+    // An address outside SLACK_FILES_URL never gets the token.
+    let elsewhere = Recorder::start(std::sync::Arc::new(|_: &Recorded| Scripted::text(200, "secret?"))).await;
+    let mut foreign = workspace.host_file(&base, "a.txt", "text/plain", b"hello");
+    foreign["url_private_download"] = elsewhere.url("/files-pri/T0ROBEING-F1/download/a.txt").into();
+    let (reply, stored) = send(foreign).await;
+    assert_eq!(reply, cannot("Slack offered no way to download it (it may have been deleted)"));
+    assert_eq!(stored, None);
+    assert!(elsewhere.requests().is_empty(), "nothing was sent to another host");
+    let all = downloads(&app);
+    assert_eq!(all.len(), 1 + 2 + 2 + 1 + 1, "each attempt counted: {}", all.len());
+    assert!(all.iter().all(|r| r.headers["authorization"] == format!("Bearer {BOT_TOKEN}").as_str()));
+    app.stop().await.unwrap();
 }

@@ -202,7 +202,7 @@ async fn doctor_exit_codes() {
     let db_name = db.rsplit('/').next().unwrap();
     assert!(t.contains(&format!("connected to database `{db_name}`")), "{t}");
     assert!(t.contains("✓ Slack: auth.test ok"), "{t}");
-    assert!(t.contains("✓ Slack: the bot token has all 7 scopes manifest.yaml requests"), "{t}");
+    assert!(t.contains("✓ Slack: the bot token has all 8 scopes manifest.yaml requests"), "{t}");
 
     let mut wrong_db = base.to_vec();
     let bad_url = db.replace(db_name, "auth_db");

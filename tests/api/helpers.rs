@@ -114,6 +114,7 @@ pub async fn spawn_app_with_slack(options: Options, slack: Recorder) -> TestApp 
     vars.insert("SLACK_BOT_TOKEN".into(), BOT_TOKEN.into());
     vars.insert("SLACK_SIGNING_SECRET".into(), SIGNING_SECRET.into());
     vars.insert("SLACK_API_URL".into(), slack.url("/api"));
+    vars.insert("SLACK_FILES_URL".into(), slack.url(""));
     vars.insert("LOG_FORMAT".into(), "json".into());
     vars.insert("NEWS_FEEDS".into(), "http://127.0.0.1:9/feed.xml".into());
     // Tests drive briefings with injected clocks; a test that wants the loop sets it on.

@@ -362,7 +362,13 @@ fn file_share(event_id: &str, text: &str, names: &[&str]) -> serde_json::Value {
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            json!({ "id": format!("F0SHARE{i:03}"), "name": n, "title": n, "mimetype": "image/png", "filetype": "png",
+            let (mimetype, filetype) = match n.rsplit('.').next() {
+                Some("pdf") => ("application/pdf", "pdf"),
+                Some("zip") => ("application/zip", "zip"),
+                Some("mov") => ("video/quicktime", "mov"),
+                _ => ("image/png", "png"),
+            };
+            json!({ "id": format!("F0SHARE{i:03}"), "name": n, "title": n, "mimetype": mimetype, "filetype": filetype,
                     "size": 48213, "mode": "hosted", "is_external": false, "user": USER,
                     "url_private": format!("https://files.slack.com/files-pri/T0ROBEING-F0SHARE{i:03}/{n}") })
         })
@@ -375,7 +381,7 @@ fn file_share(event_id: &str, text: &str, names: &[&str]) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn a_dm_with_files_is_answered_and_the_reply_says_robeing_cannot_open_them() {
+async fn a_dm_with_files_is_answered_and_the_reply_names_the_files_it_could_not_read() {
     let app = spawn_app().await;
     let posted = |app: &TestApp| -> Vec<String> {
         app.slack
@@ -393,21 +399,23 @@ async fn a_dm_with_files_is_answered_and_the_reply_says_robeing_cannot_open_them
     assert_eq!(replies.len(), 1, "{replies:?}");
     assert!(replies[0].starts_with("Here is what I can do:"), "the text is answered: {}", replies[0]);
     assert!(
-        replies[0].ends_with("(I cannot open the attached \"screenshot &lt;1&gt;.png\", so I read only your text.)"),
+        replies[0].ends_with(
+            "(I could not read \"screenshot &lt;1&gt;.png\": not a text file (I cannot read images, PDFs and the like yet), so I answered from the rest.)"
+        ),
         "the file is named, escaped: {}",
         replies[0]
     );
 
     // Only files: the reply says what arrived and what to do instead, in
     // the user's Slack language (ko-KR: there is no text to tell by).
-    let names = ["a.png", "b.pdf", "c.txt", "d.csv"];
+    let names = ["a.png", "b.pdf", "c.zip", "d.mov"];
     assert_eq!(Post::event(&file_share("Ev0FILE2", "", &names)).send(&app).await.status(), 200);
     assert_eq!(job_outcome(&app.db, "Ev0FILE2").await.0, "done");
     let replies = posted(&app);
     assert_eq!(replies.len(), 2, "{replies:?}");
     assert_eq!(
         replies[1],
-        "파일(\"a.png\", \"b.pdf\", \"c.txt\" +1)을 받았어요. 그런데 저는 아직 파일을 열어 볼 수 없어요. 필요한 내용을 글로 적어 보내 주시면 도와드릴게요."
+        "보내 주신 파일을 읽지 못했어요 (\"a.png\", \"b.pdf\", \"c.zip\" +1: 텍스트 파일이 아니에요 (이미지, PDF 등은 아직 읽지 못해요)). 필요한 내용을 글로 적어 보내 주시면 도와드릴게요."
     );
 
     // Both are stored with their files' names.
@@ -424,6 +432,35 @@ async fn a_dm_with_files_is_answered_and_the_reply_says_robeing_cannot_open_them
             (String::new(), names.iter().map(|n| n.to_string()).collect(), "replied".to_owned(), true),
         ]
     );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_text_file_sent_over_the_events_api_is_read_and_answered() {
+    let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
+    let base = slack.url("");
+    let app = spawn_app_with_slack(Options::default(), slack).await;
+    let list = "milk\neggs\ncoffee beans\n";
+    let file = workspace.host_file(&base, "shopping list.txt", "text/plain", list.as_bytes());
+    let event = callback(
+        "Ev0FILE3",
+        json!({ "type": "message", "subtype": "file_share", "channel": DM_CHANNEL, "channel_type": "im", "user": USER,
+                "text": "", "files": [file], "upload": false, "display_as_bot": false, "ts": next_ts() }),
+    );
+    assert_eq!(Post::event(&event).send(&app).await.status(), 200);
+    assert_eq!(job_outcome(&app.db, "Ev0FILE3").await.0, "done");
+    let reply = app
+        .slack
+        .requests_to("/api/chat.postMessage")
+        .into_iter()
+        .rfind(|r| r.param("channel").as_deref() == Some(DM_CHANNEL))
+        .and_then(|r| r.param("text"))
+        .unwrap();
+    // In the user's Slack language (ko-KR: there is no text to tell by).
+    assert!(reply.starts_with("파일(\"shopping list.txt\", 23자)을 읽고 기억해 두었어요."), "{reply}");
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT file_text FROM exchanges").fetch_one(&app.db).await.unwrap();
+    assert_eq!(stored.as_deref(), Some(format!("[file \"shopping list.txt\"]\n{list}").as_str()));
     app.stop().await.unwrap();
 }
 

@@ -22,7 +22,7 @@ fn answer(status: u16, content_type: &str, body: String) -> Scripted {
     Scripted {
         status: StatusCode::from_u16(status).unwrap(),
         headers: vec![("content-type".into(), content_type.into())],
-        body,
+        body: body.into(),
         delay: Duration::ZERO,
     }
 }

@@ -181,13 +181,16 @@ pub fn answer_batch(r: &Recorded, calls: &InnerCalls, answer: impl Fn(&Recorded)
             let v = if v == "application/json" { "application/json; charset=UTF-8" } else { v.as_str() };
             out.push_str(&format!("{k}: {v}\r\n"));
         }
-        out.push_str(&format!("Vary: Origin\r\nVary: X-Origin\r\nVary: Referer\r\n\r\n{}\r\n", a.body));
+        out.push_str(&format!(
+            "Vary: Origin\r\nVary: X-Origin\r\nVary: Referer\r\n\r\n{}\r\n",
+            String::from_utf8_lossy(&a.body)
+        ));
     }
     out.push_str(&format!("--{ANSWER_BOUNDARY}--\r\n"));
     Scripted {
         status: axum::http::StatusCode::OK,
         headers: vec![("content-type".into(), format!("multipart/mixed; boundary={ANSWER_BOUNDARY}"))],
-        body: out,
+        body: out.into_bytes(),
         delay: Default::default(),
     }
 }

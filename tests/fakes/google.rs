@@ -160,7 +160,7 @@ fn handle(state: &Arc<Mutex<State>>, calls: &InnerCalls, r: &Recorded) -> Script
             Scripted {
                 status: axum::http::StatusCode::FOUND,
                 headers: vec![("location".into(), location)],
-                body: String::new(),
+                body: Vec::new(),
                 delay: Default::default(),
             }
         }

@@ -55,7 +55,7 @@ impl Recorded {
 pub struct Scripted {
     pub status: StatusCode,
     pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub body: Vec<u8>,
     pub delay: Duration,
 }
 
@@ -64,7 +64,7 @@ impl Scripted {
         Self {
             status: StatusCode::from_u16(status).unwrap(),
             headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string(),
+            body: body.to_string().into_bytes(),
             delay: Duration::ZERO,
         }
     }
@@ -72,7 +72,16 @@ impl Scripted {
         Self {
             status: StatusCode::from_u16(status).unwrap(),
             headers: vec![("content-type".into(), "text/plain".into())],
-            body: body.to_owned(),
+            body: body.as_bytes().to_vec(),
+            delay: Duration::ZERO,
+        }
+    }
+    /// Any bytes, with their content type.
+    pub fn bytes(status: u16, content_type: &str, body: &[u8]) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.to_vec(),
             delay: Duration::ZERO,
         }
     }

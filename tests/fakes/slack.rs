@@ -17,8 +17,17 @@ pub const BOT_USER_ID: &str = "U0BOT0001";
 /// The scopes a token installed from `manifest.yaml` has (Slack also
 /// grants `app_mentions:read`-style extras on some installs; one is here so
 /// extras are shown to be harmless).
-pub const BOT_SCOPES: &[&str] =
-    &["chat:write", "files:write", "im:history", "im:read", "im:write", "commands", "users:read", "team:read"];
+pub const BOT_SCOPES: &[&str] = &[
+    "chat:write",
+    "files:read",
+    "files:write",
+    "im:history",
+    "im:read",
+    "im:write",
+    "commands",
+    "users:read",
+    "team:read",
+];
 
 /// Slack's `auth.test` answer for a token with these scopes: the body, and
 /// the scopes in the `x-oauth-scopes` header as Slack sends them.
@@ -88,6 +97,19 @@ struct WorkspaceInner {
     faults_served: u32,
     uploads: Vec<Upload>,
     complete_faults: VecDeque<PostFault>,
+    /// Files users sent, served at `/files-pri/<team>-<id>/<name>`.
+    hosted: Vec<HostedFile>,
+    /// The token lacks `files:read`: downloads get Slack's sign-in page.
+    files_read_missing: bool,
+    /// Downloads answered 503 before one succeeds.
+    download_failures: u32,
+}
+
+/// A file a user sent, as the fake serves it.
+#[derive(Debug, Clone)]
+struct HostedFile {
+    path: String,
+    content: Vec<u8>,
 }
 
 /// The fake's state: the messages posted and the faults still to serve.
@@ -108,6 +130,60 @@ impl Workspace {
     pub fn fault_completes(&self, faults: impl IntoIterator<Item = PostFault>) {
         self.inner.lock().unwrap().complete_faults.extend(faults);
     }
+    /// Hosts a file a user sends: its bytes are served (to a bearer token)
+    /// at its `url_private`/`url_private_download` on this fake, `base`
+    /// being the fake's address (`Recorder::url("")`). Returns the file
+    /// object as Slack puts it in a `file_share` message.
+    pub fn host_file(&self, base: &str, name: &str, mimetype: &str, content: &[u8]) -> serde_json::Value {
+        let mut g = self.inner.lock().unwrap();
+        let id = format!("F0SENT{:04}", g.hosted.len() + 1);
+        let path = format!("/files-pri/{TEAM_ID}-{id}/download/{name}");
+        // As a client requests it: percent-encoded.
+        let served = url::Url::parse(&format!("{base}{path}")).unwrap().path().to_owned();
+        g.hosted.push(HostedFile { path: served, content: content.to_vec() });
+        serde_json::json!({
+            "id": id, "created": 1764000000, "timestamp": 1764000000, "name": name, "title": name,
+            "mimetype": mimetype, "filetype": name.rsplit('.').next().unwrap_or("text"), "pretty_type": "Plain Text",
+            "user": "U0KIMJT01", "user_team": TEAM_ID, "editable": true, "size": content.len(), "mode": "hosted",
+            "is_external": false, "external_type": "", "is_public": false, "public_url_shared": false,
+            "display_as_bot": false, "username": "",
+            "url_private": format!("{base}/files-pri/{TEAM_ID}-{id}/{name}"),
+            "url_private_download": format!("{base}{path}"),
+            "permalink": format!("https://robeing.slack.com/files/U0KIMJT01/{id}/{name}"),
+            "is_starred": false, "has_rich_preview": false, "file_access": "visible"
+        })
+    }
+    /// Whether the token has `files:read` (it has, unless set off: an app
+    /// installed before robeing asked for it; Slack then answers downloads
+    /// with its sign-in page).
+    pub fn set_files_read(&self, granted: bool) {
+        self.inner.lock().unwrap().files_read_missing = !granted;
+    }
+    /// The next `n` downloads fail with 503.
+    pub fn fail_downloads(&self, n: u32) {
+        self.inner.lock().unwrap().download_failures = n;
+    }
+
+    /// A GET of a hosted file, as files.slack.com answers it.
+    fn download(&self, r: &Recorded) -> Scripted {
+        const SIGN_IN: &str =
+            "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>";
+        let bearer = r.headers.get("authorization").and_then(|h| h.to_str().ok()).unwrap_or("");
+        let mut g = self.inner.lock().unwrap();
+        if g.download_failures > 0 {
+            g.download_failures -= 1;
+            return Scripted::text(503, "upstream unavailable");
+        }
+        if !bearer.starts_with("Bearer xoxb-") || g.files_read_missing {
+            // Slack does not refuse: it serves its sign-in page.
+            return Scripted::bytes(200, "text/html; charset=utf-8", SIGN_IN.as_bytes());
+        }
+        match g.hosted.iter().find(|f| f.path == r.path) {
+            Some(f) => Scripted::bytes(200, "application/octet-stream", &f.content),
+            None => Scripted::bytes(404, "text/html; charset=utf-8", b"<html><body>File not found</body></html>"),
+        }
+    }
+
     /// Every file upload begun, in order.
     pub fn uploads(&self) -> Vec<Upload> {
         self.inner.lock().unwrap().uploads.clone()
@@ -297,6 +373,9 @@ pub async fn start_with_workspace() -> (Recorder, Workspace) {
     let handler = move |r: &Recorded| -> Scripted {
         if r.path.starts_with("/upload/v1/") {
             return ws.receive_upload(r);
+        }
+        if r.path.starts_with("/files-pri/") {
+            return ws.download(r);
         }
         let method = r.path.trim_start_matches("/api/");
         match method {
