@@ -54,6 +54,29 @@ struct Completion {
 #[derive(Deserialize)]
 struct Choice {
     message: AnswerMessage,
+    /// `stop`, `length` (the model's token limit cut it), `content_filter`…
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+/// What the LLM said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Trimmed; empty only when the model was cut off or filtered before
+    /// saying anything.
+    pub text: String,
+    pub ending: Ending,
+}
+
+/// How the answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Complete,
+    /// Cut off by the model's token limit (`finish_reason: "length"`).
+    CutShort,
+    /// Withheld by the provider's content filter (`content_filter`): asking
+    /// again gives the same, so it is not retried.
+    Filtered,
 }
 
 #[derive(Deserialize)]
@@ -61,13 +84,15 @@ struct AnswerMessage {
     content: Option<String>,
 }
 
-/// Asks the LLM for the next assistant message.
+/// Asks the LLM for the next assistant message. An answer with no text is
+/// an error (retried by the caller), unless the model said why: cut short
+/// or filtered ([`Ending`]).
 pub async fn complete(
     http: &reqwest::Client,
     config: &OpenAiCompatible,
     timeout: Duration,
     messages: &[ChatMessage],
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Answer> {
     let url = format!("{}/chat/completions", config.base_url.as_str().trim_end_matches('/'));
     let body = serde_json::json!({ "model": config.model, "messages": messages });
     let started = Instant::now();
@@ -87,15 +112,20 @@ pub async fn complete(
             Ok(resp) if resp.status().is_success() => {
                 let c: Completion =
                     resp.json().await.with_context(|| format!("reading the LLM's answer from {url}"))?;
-                let text = c
-                    .choices
-                    .into_iter()
-                    .next()
-                    .and_then(|c| c.message.content)
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .with_context(|| format!("the LLM at {url} answered with no message"))?;
-                return Ok(text);
+                let choice = c.choices.into_iter().next();
+                let ending = match choice.as_ref().and_then(|c| c.finish_reason.as_deref()) {
+                    Some("length") => Ending::CutShort,
+                    Some("content_filter") => Ending::Filtered,
+                    _ => Ending::Complete,
+                };
+                let text = choice.and_then(|c| c.message.content).map(|s| s.trim().to_owned()).unwrap_or_default();
+                if text.is_empty() && ending == Ending::Complete {
+                    anyhow::bail!("the LLM at {url} answered with no message");
+                }
+                if ending != Ending::Complete {
+                    tracing::warn!(?ending, "the LLM's answer did not end normally; the reply says so");
+                }
+                return Ok(Answer { text, ending });
             }
             Ok(resp) => {
                 let status = resp.status();

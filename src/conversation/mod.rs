@@ -595,7 +595,20 @@ async fn llm_reply(
     placeholder: &mut Option<String>,
 ) -> Result<Reply, JobError> {
     let state = turn.state;
-    let messages = prompt(turn, history, early).await;
+    // The recall (when not started early) and the thread's first message
+    // are independent reads: one waits on ChromaDB, the other on Slack.
+    let (mut messages, parent) = tokio::join!(prompt(turn, history, early), thread_parent(turn));
+    let parent_unread = match parent {
+        Ok(Some(parent)) => {
+            messages[0].content.push_str(&parent.for_prompt());
+            false
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the message a thread reply answers; the reply says so");
+            true
+        }
+    };
     let call = llm::complete(&state.http, llm, state.config.llm_timeout, &messages);
     tokio::pin!(call);
     let answer = if placeholder.is_some() {
@@ -610,12 +623,71 @@ async fn llm_reply(
         }
     };
     match answer {
-        Ok(text) => Ok(Reply::text(sanitize(&text).into_owned())),
+        Ok(llm::Answer { text, ending }) => {
+            let mut text = sanitize(&text).into_owned();
+            let note = match ending {
+                llm::Ending::Complete => None,
+                llm::Ending::CutShort => Some(strings::llm_cut_short(turn.lang)),
+                llm::Ending::Filtered => Some(strings::llm_filtered(turn.lang)),
+            };
+            let unread = parent_unread.then(|| strings::thread_parent_unread(turn.lang));
+            for note in [note, unread].into_iter().flatten() {
+                if !text.is_empty() {
+                    text.push_str("\n\n");
+                }
+                text.push_str(note);
+            }
+            Ok(Reply::text(text))
+        }
         Err(error) => {
             say_still_trying(turn, placeholder).await;
             Err(JobError::retry(error))
         }
     }
+}
+
+/// The most characters of a thread's first message put in the prompt.
+const MAX_PARENT_CHARS: usize = 6_000;
+
+/// The first message of the thread a DM replies in (a briefing, an earlier
+/// answer, the user's own message), for the LLM to know what "the second
+/// one" is.
+struct ThreadParent {
+    by_robeing: bool,
+    text: String,
+}
+
+impl ThreadParent {
+    fn for_prompt(&self) -> String {
+        let whose = if self.by_robeing {
+            "an earlier message of yours (for example their briefing)"
+        } else {
+            "an earlier message of theirs"
+        };
+        format!(
+            "\n\nThe user is replying in the thread of {whose}, which says:\n{}",
+            truncate(&self.text, MAX_PARENT_CHARS)
+        )
+    }
+}
+
+/// [`ThreadParent`] of the turn's message; `None` when it is not a thread
+/// reply (or its first message is gone or empty). A DM's messages are the
+/// user's and robeing's, so a bot's message there is robeing's.
+async fn thread_parent(turn: &Turn<'_>) -> Result<Option<ThreadParent>, crate::slack::client::SlackError> {
+    let ex = turn.exchange;
+    let (Some(thread_ts), Some(slack)) = (ex.thread_ts.as_deref(), turn.state.slack.as_ref()) else { return Ok(None) };
+    if thread_ts == ex.user_ts || ex.channel_id == crate::console::CHANNEL_ID {
+        return Ok(None);
+    }
+    let Some(message) = slack.message_at(&ex.channel_id, thread_ts).await? else { return Ok(None) };
+    let text = crate::slack::client::readable_text(&message);
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let by_robeing = message.get("bot_id").is_some_and(|b| !b.is_null())
+        || slack.identity().is_some_and(|me| message.get("user").and_then(|u| u.as_str()) == Some(me.user_id.as_str()));
+    Ok(Some(ThreadParent { by_robeing, text }))
 }
 
 /// After an attempt on which the LLM failed (its retries included, up to

@@ -81,6 +81,37 @@ pub fn llm_late(lang: Lang) -> &'static str {
     }
 }
 
+/// After an LLM answer to a thread reply whose thread's first message
+/// Slack would not give.
+pub fn thread_parent_unread(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => "(답글을 단 원래 메시지를 Slack에서 읽지 못해서 그 내용 없이 답했어요.)",
+        Lang::En => "(I could not read the message you replied to, so I answered without it.)",
+    }
+}
+
+/// After an LLM answer cut off by the model's length limit.
+pub fn llm_cut_short(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => {
+            "(언어 모델의 답이 길이 제한에 걸려 여기서 끊겼어요. 나머지가 필요하시면 \"계속\"이라고 보내 주세요.)"
+        }
+        Lang::En => "(The language model's answer was cut off here by its length limit. Send \"go on\" for the rest.)",
+    }
+}
+
+/// Instead of (or after) an LLM answer its provider's content filter withheld.
+pub fn llm_filtered(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Ko => {
+            "(언어 모델 제공자의 콘텐츠 필터가 이 메시지에 대한 답을 막았어요. 다르게 표현해서 다시 물어봐 주세요.)"
+        }
+        Lang::En => {
+            "(The language model provider's content filter withheld the answer to this message. Try asking in other words.)"
+        }
+    }
+}
+
 /// A DM that is only files (no text), none of which could be read: which
 /// and why.
 pub fn files_only(lang: Lang, unread: &[(&str, Unread)]) -> String {

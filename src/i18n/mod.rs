@@ -181,6 +181,9 @@ mod tests {
             ("chat::forget_cancelled", chat::forget_cancelled(lang).into()),
             ("chat::export_intro", chat::export_intro(lang, 10)),
             ("chat::llm_late", chat::llm_late(lang).into()),
+            ("chat::llm_cut_short", chat::llm_cut_short(lang).into()),
+            ("chat::llm_filtered", chat::llm_filtered(lang).into()),
+            ("chat::thread_parent_unread", chat::thread_parent_unread(lang).into()),
             ("chat::files_only", chat::files_only(lang, &[("a.png", Unread::NotText)])),
             (
                 "chat::files_unread",

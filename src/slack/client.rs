@@ -36,6 +36,54 @@ use url::Url;
 
 use crate::{jobs::JobError, ratelimit::Budget, storage::users::Profile};
 
+/// What a posted message says, as plain text for a prompt: its Block Kit
+/// text (headers, sections and their fields, context, rich text) when it
+/// has blocks, else its `text`; Slack's `&amp;`, `&lt;`, `&gt;` undone.
+pub fn readable_text(message: &serde_json::Value) -> String {
+    fn rich(element: &serde_json::Value, out: &mut String) {
+        if let Some(t) = element.get("text").and_then(|t| t.as_str()) {
+            out.push_str(t);
+        }
+        for child in element.get("elements").and_then(|e| e.as_array()).into_iter().flatten() {
+            rich(child, out);
+        }
+    }
+    let text_of = |v: &serde_json::Value| v.get("text").and_then(|t| t.as_str()).map(str::to_owned);
+    let mut lines: Vec<String> = Vec::new();
+    for block in message.get("blocks").and_then(|b| b.as_array()).into_iter().flatten() {
+        match block.get("type").and_then(|t| t.as_str()) {
+            Some("header") | Some("section") => {
+                lines.extend(block.get("text").and_then(text_of));
+                for field in block.get("fields").and_then(|f| f.as_array()).into_iter().flatten() {
+                    lines.extend(text_of(field));
+                }
+            }
+            Some("context") => {
+                let parts: Vec<String> = block
+                    .get("elements")
+                    .and_then(|e| e.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(text_of)
+                    .collect();
+                if !parts.is_empty() {
+                    lines.push(parts.join(" "));
+                }
+            }
+            Some("rich_text") => {
+                let mut out = String::new();
+                rich(block, &mut out);
+                if !out.is_empty() {
+                    lines.push(out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let joined = if lines.is_empty() { text_of(message).unwrap_or_default() } else { lines.join("\n") };
+    joined.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
 /// The connector type we use for every Slack call.
 pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
@@ -552,6 +600,28 @@ impl SlackApi {
         }
     }
 
+    /// The message at `ts` in a channel (top level), as
+    /// `conversations.history` gives it (`latest` = `inclusive` = `ts`,
+    /// limit 1); `None` when it is gone.
+    pub async fn message_at(&self, channel: &str, ts: &str) -> Result<Option<serde_json::Value>, SlackError> {
+        const METHOD: &str = "conversations.history";
+        let v = self
+            .call(METHOD, Repeat::Safe, || async move {
+                let params = vec![
+                    ("channel", Some(channel)),
+                    ("latest", Some(ts)),
+                    ("inclusive", Some("true")),
+                    ("limit", Some("1")),
+                ];
+                self.session().http_session_api.http_get(METHOD, &params, None).await
+            })
+            .await?;
+        let Some(serde_json::Value::Array(messages)) = v.get("messages") else {
+            return Err(SlackError::Refused { method: METHOD, code: "answer without messages".into() });
+        };
+        Ok(messages.iter().find(|m| m.get("ts").and_then(|t| t.as_str()) == Some(ts)).cloned())
+    }
+
     /// Uploads `content` as a file named `filename` and shares it in
     /// `channel` (in `thread_ts`'s thread when given), by Slack's upload
     /// flow: `files.getUploadURLExternal`, the bytes to the URL it gives,
@@ -709,6 +779,25 @@ mod tests {
         assert_eq!(escape_mrkdwn("<https://evil|bank>"), "&lt;https://evil|bank&gt;");
         assert_eq!(escape_mrkdwn("a & b"), "a &amp; b");
         assert_eq!(escape_mrkdwn("안녕하세요 *bold*"), "안녕하세요 *bold*");
+    }
+
+    #[test]
+    fn readable_text_reads_blocks_and_undoes_escaping() {
+        let briefing = serde_json::json!({
+            "text": "Your briefing", "blocks": [
+                { "type": "header", "text": { "type": "plain_text", "text": "Good morning" } },
+                { "type": "section", "text": { "type": "mrkdwn", "text": "*Gmail* 2 new" },
+                  "fields": [{ "type": "mrkdwn", "text": "Ann &amp; Bob" }] },
+                { "type": "divider" },
+                { "type": "actions", "elements": [{ "type": "button", "text": { "type": "plain_text", "text": "Reconnect" } }] },
+                { "type": "context", "elements": [{ "type": "mrkdwn", "text": "&lt;news&gt;" }, { "type": "image", "alt_text": "x" }] },
+                { "type": "rich_text", "elements": [{ "type": "rich_text_section", "elements": [
+                    { "type": "text", "text": "one " }, { "type": "text", "text": "two" }] }] }
+            ]
+        });
+        assert_eq!(readable_text(&briefing), "Good morning\n*Gmail* 2 new\nAnn & Bob\n<news>\none two");
+        assert_eq!(readable_text(&serde_json::json!({ "text": "plain &lt;3" })), "plain <3");
+        assert_eq!(readable_text(&serde_json::json!({})), "");
     }
 
     #[test]

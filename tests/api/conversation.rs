@@ -2453,3 +2453,104 @@ async fn a_file_that_cannot_be_read_is_named_with_why_and_the_bot_token_goes_now
     assert!(all.iter().all(|r| r.headers["authorization"] == format!("Bearer {BOT_TOKEN}").as_str()));
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_recall_with_nothing_in_memory_is_not_reported_as_memory_being_down() {
+    let chroma = Chroma::start().await;
+    let app = app(Some(&chroma), None, &[]).await;
+    let ask = || async {
+        say(&app, BOB, "what did I tell you about my bike?").await;
+        text_of(writes_to(&app, &channel_of(BOB)).last().unwrap())
+    };
+    let nothing = "I could not find anything you told me about \"bike\".";
+    // A new user asks at once: the recall makes their collection, empty.
+    assert_eq!(ask().await, nothing, "no false alarm");
+    // After their memory was forgotten (the collection deleted).
+    say(&app, BOB, "my bike is a green Brompton").await;
+    wait_memorized(&app, BOB, Duration::from_secs(20)).await;
+    assert!(ask().await.contains("green Brompton"));
+    conversation::handle_forget_action(&app.state, BOB, true).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while chroma.collection_of(BOB).await.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the collection was not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ask().await, nothing, "no false alarm after forget");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_llm_answer_cut_short_or_filtered_is_posted_at_once_and_says_so() {
+    let fake = llm::start().await;
+    fake.script(
+        llm::PATH,
+        [
+            llm::answer_ending(Some("Here are the first three steps: 1. Plan 2. Build 3."), "length"),
+            llm::answer_ending(None, "content_filter"),
+            llm::answer_ending(Some("가나다"), "length"),
+        ],
+    );
+    let app = app(None, Some(&fake), &[]).await;
+    let cut = say(&app, JANE, "write me a very long plan").await;
+    assert_eq!(
+        text_of(writes_to(&app, &channel_of(JANE)).last().unwrap()),
+        "Here are the first three steps: 1. Plan 2. Build 3.\n\n(The language model's answer was cut off here by its length limit. Send \"go on\" for the rest.)"
+    );
+    let filtered = say(&app, JANE, "something the filter dislikes").await;
+    assert_eq!(
+        text_of(writes_to(&app, &channel_of(JANE)).last().unwrap()),
+        "(The language model provider's content filter withheld the answer to this message. Try asking in other words.)"
+    );
+    say(&app, KIM, "긴 계획을 써 줘").await;
+    assert!(
+        text_of(writes_to(&app, &channel_of(KIM)).last().unwrap())
+            .starts_with("가나다\n\n(언어 모델의 답이 길이 제한에 걸려"),
+        "in the user's language"
+    );
+    assert_eq!(fake.requests_to(llm::PATH).len(), 3, "neither is retried");
+    for m in [&cut, &filtered] {
+        assert_eq!(exchange(&app, m).await.status, "replied");
+    }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reply_in_the_thread_of_a_briefing_gives_the_llm_what_the_briefing_said() {
+    let fake = llm::start().await;
+    let news = crate::fakes::feeds::start().await;
+    let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
+    let feeds = crate::fakes::feeds::feeds(&news, &[crate::fakes::feeds::RSS]);
+    let app = app_with_slack(None, Some(&fake), &[("NEWS_FEEDS", &feeds)], slack).await;
+    robeing::briefing::on_demand(&app.state, JANE, None, None).await.unwrap();
+    let briefing = workspace.messages_in(&channel_of(JANE)).pop().expect("the briefing was posted");
+    assert!(briefing.blocks.is_some(), "a briefing is Block Kit");
+
+    let mut m = dm(JANE, "tell me more about the second headline");
+    m.thread_ts = Some(briefing.ts.clone());
+    handle_message(&app.state, &m, None).await.unwrap();
+    let system = fake.requests_to(llm::PATH)[0].json()["messages"][0]["content"].as_str().unwrap().to_owned();
+    let (_, parent) = system
+        .split_once("The user is replying in the thread of an earlier message of yours (for example their briefing), which says:\n")
+        .unwrap_or_else(|| panic!("{system}"));
+    assert!(parent.contains("Central bank holds rates & signals <cuts> next year"), "unescaped: {parent}");
+    assert!(parent.contains("Leaders agree climate finance deal"), "{parent}");
+    let reply = writes_to(&app, &channel_of(JANE)).pop().unwrap();
+    assert_eq!(reply.param("thread_ts").as_deref(), Some(briefing.ts.as_str()), "answered in the thread");
+    assert!(text_of(&reply).starts_with("LLM says: tell me more"), "{}", text_of(&reply));
+
+    // Slack not giving the thread's first message: answered without it, and said.
+    app.slack.script(
+        "/api/conversations.history",
+        [Scripted::json(200, serde_json::json!({"ok": false, "error": "missing_scope", "needed": "im:history"}))],
+    );
+    let mut again = dm(JANE, "and the third?");
+    again.thread_ts = Some(briefing.ts.clone());
+    handle_message(&app.state, &again, None).await.unwrap();
+    let system = fake.requests_to(llm::PATH)[1].json()["messages"][0]["content"].as_str().unwrap().to_owned();
+    assert!(!system.contains("The user is replying in the thread"), "{system}");
+    assert!(
+        text_of(&writes_to(&app, &channel_of(JANE)).pop().unwrap())
+            .ends_with("(I could not read the message you replied to, so I answered without it.)")
+    );
+    app.stop().await.unwrap();
+}

@@ -35,6 +35,17 @@ pub fn answer(content: &str) -> Scripted {
     Scripted::json(200, completion(content))
 }
 
+/// An answer that ended for `finish_reason` (`length`, `content_filter`),
+/// with this content (`None`: `null`, as a filtered answer has).
+pub fn answer_ending(content: Option<&str>, finish_reason: &str) -> Scripted {
+    let mut v = completion(content.unwrap_or(""));
+    v["choices"][0]["finish_reason"] = finish_reason.into();
+    if content.is_none() {
+        v["choices"][0]["message"]["content"] = serde_json::Value::Null;
+    }
+    Scripted::json(200, v)
+}
+
 /// An OpenAI-style error answer.
 pub fn error(status: u16) -> Scripted {
     Scripted::json(

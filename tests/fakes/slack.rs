@@ -54,6 +54,8 @@ pub struct Message {
     pub thread_ts: Option<String>,
     pub text: String,
     pub metadata: Option<serde_json::Value>,
+    /// Its Block Kit blocks, as posted.
+    pub blocks: Option<serde_json::Value>,
     /// How many times `chat.update` changed it.
     pub updates: u32,
     /// Files shared with it (`files.completeUploadExternal`), as Slack
@@ -230,6 +232,7 @@ impl Workspace {
                 thread_ts: r.param("thread_ts"),
                 text: r.param("text").unwrap_or_default(),
                 metadata: json.get("metadata").cloned().filter(|m| !m.is_null()),
+                blocks: json.get("blocks").cloned().filter(|b| !b.is_null()),
                 updates: 0,
                 files: Vec::new(),
             });
@@ -243,6 +246,9 @@ impl Workspace {
         match g.messages.iter_mut().find(|m| m.channel == channel && m.ts == ts) {
             Some(m) => {
                 m.text = r.param("text").unwrap_or_default();
+                if let Some(blocks) = r.json().get("blocks").filter(|b| !b.is_null()) {
+                    m.blocks = Some(blocks.clone());
+                }
                 m.updates += 1;
                 true
             }
@@ -304,6 +310,7 @@ impl Workspace {
             thread_ts: body["thread_ts"].as_str().map(str::to_owned),
             text: String::new(),
             metadata: None,
+            blocks: None,
             updates: 0,
             files: files.clone(),
         });
@@ -323,13 +330,19 @@ impl Workspace {
     fn history(&self, r: &Recorded, thread: Option<String>) -> serde_json::Value {
         let channel = r.param("channel").unwrap_or_default();
         let oldest: f64 = r.param("oldest").and_then(|o| o.parse().ok()).unwrap_or(0.0);
+        let latest: f64 = r.param("latest").and_then(|o| o.parse().ok()).unwrap_or(f64::INFINITY);
+        let inclusive = r.param("inclusive").as_deref() == Some("true");
+        let limit: usize = r.param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
         let with_metadata = r.param("include_all_metadata").as_deref() == Some("true");
         let g = self.inner.lock().unwrap();
         let messages: Vec<serde_json::Value> = g
             .messages
             .iter()
             .rev()
-            .filter(|m| m.channel == channel && m.ts.parse::<f64>().unwrap_or(0.0) > oldest)
+            .filter(|m| {
+                let ts = m.ts.parse::<f64>().unwrap_or(0.0);
+                m.channel == channel && ts > oldest && (ts < latest || (inclusive && ts == latest))
+            })
             .filter(|m| match &thread {
                 None => m.thread_ts.is_none(),
                 Some(t) => m.thread_ts.as_deref() == Some(t.as_str()),
@@ -345,8 +358,12 @@ impl Workspace {
                     v["files"] = m.files.clone().into();
                     v["upload"] = true.into();
                 }
+                if let Some(blocks) = &m.blocks {
+                    v["blocks"] = blocks.clone();
+                }
                 v
             })
+            .take(limit)
             .collect();
         serde_json::json!({ "ok": true, "has_more": false, "messages": messages })
     }
