@@ -188,6 +188,21 @@ async fn add_user(db: &PgPool, user: &str, tz: &str) {
 /// Makes a briefing due for `user` for the cron endpoint (which runs the
 /// briefings due within the next 10 minutes): their briefing time is five
 /// minutes from now in a zone where that is still today.
+/// Makes exactly `users`' briefings due for a cron run now: everyone else
+/// met so far is switched off, since a user with Slack's default Asia/Seoul
+/// and 09:00 is due for a cron from 23:50 UTC (`CRON_EARLY`), which made
+/// these tests fail for ten minutes a day.
+async fn make_briefings_due(db: &PgPool, users: &[&str]) {
+    sqlx::query("UPDATE slack_users SET briefing_enabled = (user_id = ANY($1))")
+        .bind(users.iter().map(|u| u.to_string()).collect::<Vec<_>>())
+        .execute(db)
+        .await
+        .unwrap();
+    for u in users {
+        make_briefing_due(db, u).await;
+    }
+}
+
 async fn make_briefing_due(db: &PgPool, user: &str) {
     use chrono::Timelike as _;
     let now = chrono::Utc::now();
@@ -498,9 +513,7 @@ async fn slack_429s_5xx_and_timeouts_still_post_every_reply_and_briefing_exactly
 
     // Briefings for two users, through the cron endpoint, under 429 and 5xx.
     let briefed = ["U0SLF0000", "U0SLF0001"];
-    for u in briefed {
-        make_briefing_due(&db, u).await;
-    }
+    make_briefings_due(&db, &briefed).await;
     let briefing_faults = vec![PostFault::RateLimited(1), PostFault::PostedThenFails(500), PostFault::Fails(503)];
     let injected_briefings = briefing_faults.len();
     ws.fault_posts(briefing_faults);
@@ -742,9 +755,7 @@ async fn robeing_killed_mid_reply_and_mid_briefing_replies_and_briefs_exactly_on
 
     // Mid-briefing: the cron claims two briefings; the first post is held,
     // and robeing is killed while it waits.
-    for u in ["U0KIL0000", "U0KIL0001"] {
-        make_briefing_due(&db, u).await;
-    }
+    make_briefings_due(&db, &["U0KIL0000", "U0KIL0001"]).await;
     let before = ws.messages().len();
     ws.fault_posts([PostFault::PostedThenLate(Duration::from_secs(60))]);
     let summary = run_cron(&http, &server.address, CRON).await;
