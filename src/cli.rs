@@ -50,6 +50,9 @@ pub enum Command {
     Console,
     /// Delete handled Slack events and finished jobs older than RETENTION_DAYS now (serve does it hourly).
     Prune,
+    /// Print the text of the PDF on standard input (run by `serve` itself, one child per PDF).
+    #[command(hide = true)]
+    ReadPdf,
 }
 
 /// Parses arguments (exit 2 on bad usage) and runs the command.
@@ -62,6 +65,10 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if let Some(Command::ReadPdf) = cli.command {
+        // No runtime, no configuration: bytes in, text out (see `pdf`).
+        return crate::pdf::read_stdin_to_stdout();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -127,6 +134,7 @@ async fn run(command: Command) -> i32 {
         Command::Status { json } => status(config, json).await,
         Command::Console => crate::console::run(config).await,
         Command::Prune => prune(config).await,
+        Command::ReadPdf => crate::pdf::read_stdin_to_stdout(),
         Command::Doctor => unreachable!("handled above"),
     }
 }

@@ -246,6 +246,10 @@ pub struct Config {
     pub retention_days: Option<u32>,
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// The binary that reads PDFs users send, as `<it> read-pdf` (`pdf`):
+    /// not an environment variable; [`Config::load`] sets the running
+    /// binary, and without one PDFs are named, not read.
+    pub pdf_reader: Option<PathBuf>,
 }
 
 /// A whole number variable within `range`, if set.
@@ -358,7 +362,9 @@ impl Config {
                 ));
             }
         }
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let mut config = Self::from_lookup(|name| std::env::var(name).ok())?;
+        config.pdf_reader = std::env::current_exe().ok();
+        Ok(config)
     }
 
     /// Builds a configuration from any variable lookup (tests pass a map).
@@ -610,6 +616,7 @@ impl Config {
             job_worker_threads,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".into()),
             log_format,
+            pdf_reader: None,
         })
     }
 

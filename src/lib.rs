@@ -56,6 +56,7 @@ pub mod jobs;
 pub mod memory;
 pub mod metrics;
 pub mod news;
+pub mod pdf;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod slack;

@@ -399,7 +399,7 @@ fn names<'a>(files: &[&'a FileRead]) -> Vec<&'a str> {
     files.iter().map(|f| f.name.as_str()).collect()
 }
 
-/// Reads the message's text files ([`crate::slack::files`]) and stores what
+/// Reads the message's text files and PDFs ([`crate::slack::files`]) and stores what
 /// was read with the exchange, before the reply is composed, so memory gets
 /// it with the reply. Each attempt reads them again (a retry may succeed
 /// where Slack failed before).
@@ -407,9 +407,13 @@ async fn read_files(state: &AppState, exchange: &Exchange, message: &DirectMessa
     if message.files.is_empty() {
         return Ok(Vec::new());
     }
-    let slack = &state.config.slack;
-    let files =
-        crate::slack::files::read_all(&state.http, slack.bot_token.as_ref(), &slack.files_url, &message.files).await;
+    let reader = crate::slack::files::Reader {
+        http: &state.http,
+        token: state.config.slack.bot_token.as_ref(),
+        files_url: &state.config.slack.files_url,
+        pdf_reader: state.config.pdf_reader.as_deref(),
+    };
+    let files = crate::slack::files::read_all(&reader, &message.files).await;
     let texts: Vec<String> =
         files.iter().filter_map(|f| Some(format!("[file \"{}\"]\n{}", f.name, f.text()?))).collect();
     if !texts.is_empty() {

@@ -189,10 +189,10 @@ fn unread_list(lang: Lang, unread: &[(&str, Unread)]) -> String {
 
 fn unread_reason(lang: Lang, why: Unread) -> &'static str {
     match (lang, why) {
-        (Lang::Ko, Unread::NotText) => "텍스트 파일이 아니에요 (이미지, PDF 등은 아직 읽지 못해요)",
-        (Lang::En, Unread::NotText) => "not a text file (I cannot read images, PDFs and the like yet)",
-        (Lang::Ko, Unread::TooLarge) => "1MB보다 커요",
-        (Lang::En, Unread::TooLarge) => "larger than 1 MB",
+        (Lang::Ko, Unread::NotText) => "텍스트 파일이나 PDF가 아니에요 (이미지 등은 아직 읽지 못해요)",
+        (Lang::En, Unread::NotText) => "not a text file or PDF (I cannot read images and the like yet)",
+        (Lang::Ko, Unread::TooLarge) => "너무 커요 (텍스트 파일은 1MB, PDF는 10MB까지 읽어요)",
+        (Lang::En, Unread::TooLarge) => "too large (I read text files up to 1 MB and PDFs up to 10 MB)",
         (Lang::Ko, Unread::TooMany) => "한 메시지에서는 파일 5개까지만 읽어요",
         (Lang::En, Unread::TooMany) => "I read at most 5 files of one message",
         (Lang::Ko, Unread::Gone) => "Slack에서 파일을 받을 수 없어요 (삭제되었을 수 있어요)",
@@ -207,6 +207,10 @@ fn unread_reason(lang: Lang, why: Unread) -> &'static str {
         (Lang::En, Unread::Unavailable) => "Slack did not hand it over just now; send it again in a moment",
         (Lang::Ko, Unread::NotDecodable) => "UTF-8이나 EUC-KR 텍스트로 읽을 수 없어요",
         (Lang::En, Unread::NotDecodable) => "its text is not in UTF-8, UTF-16 or EUC-KR",
+        (Lang::Ko, Unread::PdfWithoutText) => "글자가 없는 PDF예요 (스캔한 문서나 이미지뿐이에요)",
+        (Lang::En, Unread::PdfWithoutText) => "a PDF without text in it (a scan, or images only)",
+        (Lang::Ko, Unread::PdfUnreadable) => "PDF를 읽을 수 없었어요 (손상되었거나 암호가 걸렸거나 너무 복잡해요)",
+        (Lang::En, Unread::PdfUnreadable) => "I could not read this PDF (damaged, encrypted or too complex)",
     }
 }
 

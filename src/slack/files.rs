@@ -2,7 +2,8 @@
 //!
 //! A text file (a `text/*` type, JSON, YAML, a code snippet…) is downloaded
 //! with the bot token and its text read, so the reply, the LLM and memory
-//! can use what it says. Everything else is only named, with the reason it
+//! can use what it says; so is a PDF, whose text a child process extracts
+//! ([`crate::pdf`]). Everything else is only named, with the reason it
 //! was not read, and the reply tells the user that reason ([`Unread`]):
 //! nothing sent is dropped in silence.
 //!
@@ -13,15 +14,17 @@
 //! and reported as [`Unread::NoAccess`], in the reply, the log and `doctor`.
 //! Logs carry each file's outcome, never its name or text.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::events::SlackFile;
 
-/// The largest file downloaded (a bigger one is named, not read).
+/// The largest text file downloaded (a bigger one is named, not read).
 pub const MAX_FILE_BYTES: u64 = 1_000_000;
+/// The largest PDF downloaded.
+pub const MAX_PDF_BYTES: u64 = crate::pdf::MAX_PDF_BYTES;
 /// Files read from one message; the rest are named.
 pub const MAX_FILES_READ: usize = 5;
 /// Characters of text kept from one message's files, all together.
@@ -71,7 +74,7 @@ pub enum Outcome {
 pub enum Unread {
     /// An image, a PDF, an archive…: not text robeing can read.
     NotText,
-    /// Bigger than [`MAX_FILE_BYTES`].
+    /// Bigger than [`MAX_FILE_BYTES`] (a PDF: [`MAX_PDF_BYTES`]).
     TooLarge,
     /// More files than [`MAX_FILES_READ`] came with the message.
     TooMany,
@@ -83,6 +86,10 @@ pub enum Unread {
     Unavailable,
     /// Bytes that are not text in UTF-8, UTF-16 or EUC-KR.
     NotDecodable,
+    /// A PDF without text (a scan, images only).
+    PdfWithoutText,
+    /// A PDF that could not be read (damaged, encrypted, too complex).
+    PdfUnreadable,
 }
 
 impl Unread {
@@ -96,6 +103,8 @@ impl Unread {
             Self::NoAccess => "no_access",
             Self::Unavailable => "unavailable",
             Self::NotDecodable => "not_decodable",
+            Self::PdfWithoutText => "pdf_without_text",
+            Self::PdfUnreadable => "pdf_unreadable",
         }
     }
 }
@@ -119,36 +128,52 @@ impl FileRead {
     }
 }
 
+fn mime(file: &SlackFile) -> String {
+    file.mimetype.as_deref().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 /// Whether Slack describes the file as text.
 pub fn is_text(file: &SlackFile) -> bool {
-    let mime = file.mimetype.as_deref().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = mime(file);
     file.mode.as_deref() == Some("snippet") || mime.starts_with("text/") || TEXT_APPLICATION_TYPES.contains(&&*mime)
 }
 
-/// Reads the text files among `files`, in order, at most [`MAX_FILES_READ`]
-/// of them and [`MAX_TEXT_CHARS`] of text in all. Never fails: a file that
-/// could not be read says why.
-pub async fn read_all(
-    http: &reqwest::Client,
-    token: Option<&SecretString>,
-    files_url: &Url,
-    files: &[SlackFile],
-) -> Vec<FileRead> {
+/// Whether the file is a PDF.
+pub fn is_pdf(file: &SlackFile) -> bool {
+    mime(file) == "application/pdf"
+}
+
+/// Where and how files are fetched and read.
+pub struct Reader<'a> {
+    pub http: &'a reqwest::Client,
+    pub token: Option<&'a SecretString>,
+    /// `SLACK_FILES_URL`.
+    pub files_url: &'a Url,
+    /// The binary that reads PDFs ([`crate::config::Config::pdf_reader`]).
+    pub pdf_reader: Option<&'a Path>,
+}
+
+/// Reads the text files and PDFs among `files`, in order, at most
+/// [`MAX_FILES_READ`] of them and [`MAX_TEXT_CHARS`] of text in all. Never
+/// fails: a file that could not be read says why.
+pub async fn read_all(reader: &Reader<'_>, files: &[SlackFile]) -> Vec<FileRead> {
     let mut out = Vec::with_capacity(files.len());
     let mut budget = MAX_TEXT_CHARS;
     let mut downloads = 0;
     for file in files {
-        let outcome = if !is_text(file) {
+        let pdf = is_pdf(file);
+        let max = if pdf { MAX_PDF_BYTES } else { MAX_FILE_BYTES };
+        let outcome = if !pdf && !is_text(file) {
             Outcome::Unread(Unread::NotText)
         } else if file.mode.as_deref() == Some("tombstone") {
             Outcome::Unread(Unread::Gone)
-        } else if file.size.is_some_and(|s| s > MAX_FILE_BYTES) {
+        } else if file.size.is_some_and(|s| s > max) {
             Outcome::Unread(Unread::TooLarge)
         } else if downloads == MAX_FILES_READ {
             Outcome::Unread(Unread::TooMany)
         } else {
             downloads += 1;
-            match download(http, token, files_url, file).await {
+            match read_one(reader, file, pdf, max).await {
                 Ok(text) => {
                     let (text, cut) = keep(&text, budget);
                     budget -= text.chars().count();
@@ -199,13 +224,22 @@ fn is_under(url: &Url, base: &Url) -> bool {
         }
 }
 
-/// Downloads one file and decodes its text.
-async fn download(
-    http: &reqwest::Client,
-    token: Option<&SecretString>,
-    files_url: &Url,
-    file: &SlackFile,
-) -> Result<String, Unread> {
+/// Downloads one file and reads its text.
+async fn read_one(reader: &Reader<'_>, file: &SlackFile, pdf: bool, max: u64) -> Result<String, Unread> {
+    let bytes = download(reader, file, max).await?;
+    if !pdf {
+        return decode(&bytes).ok_or(Unread::NotDecodable);
+    }
+    let program = reader.pdf_reader.ok_or(Unread::PdfUnreadable)?;
+    crate::pdf::text_of(program, &bytes).await.map_err(|e| match e {
+        crate::pdf::PdfError::NoText => Unread::PdfWithoutText,
+        crate::pdf::PdfError::Unreadable => Unread::PdfUnreadable,
+    })
+}
+
+/// Downloads one file's bytes, at most `max`.
+async fn download(reader: &Reader<'_>, file: &SlackFile, max: u64) -> Result<Vec<u8>, Unread> {
+    let Reader { http, token, files_url, .. } = *reader;
     let url = file.url.as_deref().and_then(|u| Url::parse(u).ok()).ok_or(Unread::Gone)?;
     if !is_under(&url, files_url) {
         tracing::warn!(
@@ -217,8 +251,8 @@ async fn download(
     let token = token.ok_or(Unread::NoAccess)?;
     let mut last = Unread::Unavailable;
     for attempt in 1..=ATTEMPTS {
-        match tokio::time::timeout(DOWNLOAD_TIMEOUT, fetch(http, token, &url, file)).await {
-            Ok(Ok(bytes)) => return decode(&bytes).ok_or(Unread::NotDecodable),
+        match tokio::time::timeout(DOWNLOAD_TIMEOUT, fetch(http, token, &url, file, max)).await {
+            Ok(Ok(bytes)) => return Ok(bytes),
             Ok(Err(Unread::Unavailable)) | Err(_) => last = Unread::Unavailable,
             Ok(Err(why)) => return Err(why),
         }
@@ -229,8 +263,14 @@ async fn download(
     Err(last)
 }
 
-/// One GET of the file's bytes, at most [`MAX_FILE_BYTES`].
-async fn fetch(http: &reqwest::Client, token: &SecretString, url: &Url, file: &SlackFile) -> Result<Vec<u8>, Unread> {
+/// One GET of the file's bytes, at most `max`.
+async fn fetch(
+    http: &reqwest::Client,
+    token: &SecretString,
+    url: &Url,
+    file: &SlackFile,
+    max: u64,
+) -> Result<Vec<u8>, Unread> {
     let mut response =
         http.get(url.clone()).bearer_auth(token.expose_secret()).send().await.map_err(|_| Unread::Unavailable)?;
     let status = response.status();
@@ -251,12 +291,12 @@ async fn fetch(http: &reqwest::Client, token: &SecretString, url: &Url, file: &S
     if content_type.starts_with("text/html") && !expected_html {
         return Err(Unread::NoAccess);
     }
-    if response.content_length().is_some_and(|l| l > MAX_FILE_BYTES) {
+    if response.content_length().is_some_and(|l| l > max) {
         return Err(Unread::TooLarge);
     }
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|_| Unread::Unavailable)? {
-        if (bytes.len() + chunk.len()) as u64 > MAX_FILE_BYTES {
+        if (bytes.len() + chunk.len()) as u64 > max {
             return Err(Unread::TooLarge);
         }
         bytes.extend_from_slice(&chunk);

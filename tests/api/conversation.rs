@@ -1258,7 +1258,7 @@ async fn with_an_llm_a_dm_with_a_file_gives_the_llm_its_name_and_tells_the_user_
     let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
     assert_eq!(
         reply,
-        "It was blue, as you told me.\n\n(I could not read \"door.jpg\": not a text file (I cannot read images, PDFs and the like yet), so I answered from the rest.)"
+        "It was blue, as you told me.\n\n(I could not read \"door.jpg\": not a text file or PDF (I cannot read images and the like yet), so I answered from the rest.)"
     );
     assert!(app.slack.requests().iter().all(|r| !r.path.starts_with("/files-pri/")), "an image is not downloaded");
     assert_eq!(exchange(&app, &m).await.user_text, "what colour was the door in this photo?", "stored as typed");
@@ -2381,7 +2381,7 @@ async fn with_an_llm_the_prompt_carries_the_text_of_the_files_read_and_the_reply
     let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
     assert_eq!(
         reply,
-        "The plan: ship on Friday.\n\n(I could not read \"photo.png\": not a text file (I cannot read images, PDFs and the like yet); \"big.log\": larger than 1 MB, so I answered from the rest.)"
+        "The plan: ship on Friday.\n\n(I could not read \"photo.png\": not a text file or PDF (I cannot read images and the like yet); \"big.log\": too large (I read text files up to 1 MB and PDFs up to 10 MB), so I answered from the rest.)"
     );
     assert_eq!(exchange(&app, &m).await.user_text, "summarise these, please", "the message is stored as typed");
     app.stop().await.unwrap();
@@ -2552,5 +2552,81 @@ async fn a_reply_in_the_thread_of_a_briefing_gives_the_llm_what_the_briefing_sai
         text_of(&writes_to(&app, &channel_of(JANE)).pop().unwrap())
             .ends_with("(I could not read the message you replied to, so I answered without it.)")
     );
+    app.stop().await.unwrap();
+}
+
+/// A small, valid PDF 1.4: one page showing `lines` in Helvetica (none:
+/// a page without text, like a scan's).
+fn pdf(lines: &[&str]) -> Vec<u8> {
+    let mut content = String::from("BT /F1 12 Tf 14 TL 72 720 Td\n");
+    for line in lines {
+        content.push_str(&format!("({}) Tj T*\n", line.replace('\\', "\\\\").replace('(', "\\(").replace(')', "\\)")));
+    }
+    content.push_str("ET\n");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_owned(),
+        format!("<< /Length {} >>\nstream\n{content}endstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+    );
+    out
+}
+
+#[tokio::test]
+async fn a_pdf_is_read_by_a_child_process_and_one_without_text_or_broken_is_named_with_why() {
+    let fake = llm::start().await;
+    let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
+    let base = slack.url("");
+    let app = app_with_slack(None, Some(&fake), &[], slack).await;
+    let report = pdf(&["Quarterly report (Q3)", "Revenue grew 12 percent to 4.2 billion won."]);
+    let scan = pdf(&[]);
+    let mut broken = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R".to_vec();
+    broken.extend(std::iter::repeat_n(b'[', 5_000));
+    let m = dm_with_files(
+        JANE,
+        "what does the report say?",
+        vec![
+            workspace.host_file(&base, "report.pdf", "application/pdf", &report),
+            workspace.host_file(&base, "scan.pdf", "application/pdf", &scan),
+            workspace.host_file(&base, "broken.pdf", "application/pdf", &broken),
+        ],
+    );
+    handle_message(&app.state, &m, None).await.unwrap();
+
+    let prompt = fake.requests_to(llm::PATH)[0].json();
+    let last = prompt["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    let (_, text) =
+        last.split_once("[The user sent the file \"report.pdf\"; its text:]\n").unwrap_or_else(|| panic!("{last}"));
+    assert!(text.contains("Quarterly report (Q3)"), "{text}");
+    assert!(text.contains("Revenue grew 12 percent to 4.2 billion won."), "{text}");
+    let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
+    assert!(
+        reply.ends_with(
+            "(I could not read \"scan.pdf\": a PDF without text in it (a scan, or images only); \"broken.pdf\": I could not read this PDF (damaged, encrypted or too complex), so I answered from the rest.)"
+        ),
+        "{reply}"
+    );
+    let stored: String = sqlx::query_scalar("SELECT file_text FROM exchanges WHERE user_ts = $1")
+        .bind(&m.ts)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("[file \"report.pdf\"]\nQuarterly report (Q3)"), "{stored}");
     app.stop().await.unwrap();
 }
