@@ -234,6 +234,31 @@ pub async fn run() -> i32 {
             fix: Some("set CHROMA_URL to enable memory".into()),
         }),
     }
+
+    // PDFs users send are read by this binary run as a child process.
+    let reader_fix = "PDFs users send are named, not read: the binary must be able to run itself (`robeing read-pdf`); check that it is executable and not replaced while running";
+    match &config.pdf_reader {
+        Some(reader) => match crate::pdf::text_of(reader, &crate::pdf::simple(&["robeing doctor"])).await {
+            Ok(text) if text.contains("robeing doctor") => report(Line {
+                ok: true,
+                required: false,
+                what: format!("PDF reader: `{} read-pdf` read a test PDF", reader.display()),
+                fix: None,
+            }),
+            other => report(Line {
+                ok: false,
+                required: false,
+                what: format!("PDF reader: `{} read-pdf` could not read a test PDF ({other:?})", reader.display()),
+                fix: Some(reader_fix.into()),
+            }),
+        },
+        None => report(Line {
+            ok: false,
+            required: false,
+            what: "PDF reader: the path of this binary is unknown".into(),
+            fix: Some(reader_fix.into()),
+        }),
+    }
     if config.google.is_none() {
         report(Line {
             ok: false,

@@ -44,14 +44,16 @@ pub enum PdfError {
 
 /// The text of `pdf`, read by `reader read-pdf` in a child process.
 pub async fn text_of(reader: &Path, pdf: &[u8]) -> Result<String, PdfError> {
+    text_within(reader, pdf, READ_TIMEOUT).await
+}
+
+async fn text_within(reader: &Path, pdf: &[u8], limit: Duration) -> Result<String, PdfError> {
     let _permit = READERS.acquire().await.map_err(|_| PdfError::Unreadable)?;
-    match tokio::time::timeout(READ_TIMEOUT, run_reader(reader, pdf)).await {
+    // On a timeout the child is dropped, and `kill_on_drop` ends it.
+    match tokio::time::timeout(limit, run_reader(reader, pdf)).await {
         Ok(result) => result,
         Err(_) => {
-            tracing::warn!(
-                timeout_secs = READ_TIMEOUT.as_secs(),
-                "a PDF took too long to read; its reader was stopped"
-            );
+            tracing::warn!(timeout_secs = limit.as_secs_f64(), "a PDF took too long to read; its reader was stopped");
             Err(PdfError::Unreadable)
         }
     }
@@ -126,6 +128,41 @@ fn tidy(text: &str) -> String {
     out
 }
 
+/// A small, valid PDF 1.4: one page showing `lines` in Helvetica (none: a
+/// page without text, like a scan's). `robeing doctor` reads one to check
+/// the reader works; the tests send them.
+pub fn simple(lines: &[&str]) -> Vec<u8> {
+    let mut content = String::from("BT /F1 12 Tf 14 TL 72 720 Td\n");
+    for line in lines {
+        let escaped = line.replace('\\', "\\\\").replace('(', "\\(").replace(')', "\\)");
+        content.push_str(&format!("({escaped}) Tj T*\n"));
+    }
+    content.push_str("ET\n");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_owned(),
+        format!("<< /Length {} >>\nstream\n{content}endstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::with_capacity(objects.len());
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+    );
+    out
+}
+
 /// `robeing read-pdf`: reads a PDF from standard input and prints its text
 /// after [`HEADER`]. Exit code 0, or 1 when it is no readable PDF (the
 /// reason on standard error).
@@ -165,6 +202,45 @@ pub fn read_stdin_to_stdout() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in reader: a shell script run as `<script> read-pdf` (with
+    /// no environment, so no PATH: commands by their full path).
+    fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_hangs_lies_floods_or_fails_costs_only_that_file() {
+        let dir = std::env::temp_dir().join(format!("robeing-pdf-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let quick = Duration::from_secs(2);
+        assert!(std::env::var_os("HOME").is_some(), "the test's own environment has HOME");
+        let echo = script(&dir, "echo", "printf 'robeing-pdf-text/1\\n'; /bin/cat; printf ' [%s]' \"$HOME\"");
+        let text = text_within(&echo, b"page one  \n\n\n\npage two", quick).await;
+        assert_eq!(text, Ok("page one\n\npage two []".to_owned()), "tidied, and no environment reaches the reader");
+        let started = std::time::Instant::now();
+        let hangs = script(&dir, "hangs", "exec /bin/sleep 30");
+        assert_eq!(text_within(&hangs, b"%PDF", quick).await, Err(PdfError::Unreadable));
+        assert!(started.elapsed() < Duration::from_secs(10), "stopped at the limit: {:?}", started.elapsed());
+        let other = script(&dir, "other", "/bin/cat >/dev/null; echo 'running 0 tests'");
+        assert_eq!(text_within(&other, b"%PDF", quick).await, Err(PdfError::Unreadable), "not robeing's reader");
+        let floods = script(
+            &dir,
+            "floods",
+            "/bin/cat >/dev/null; printf 'robeing-pdf-text/1\\n'; /usr/bin/yes aaaaaaaaaaaaaaaa",
+        );
+        assert_eq!(text_within(&floods, b"%PDF", quick).await, Err(PdfError::Unreadable), "output capped");
+        let fails = script(&dir, "fails", "/bin/cat >/dev/null; printf 'robeing-pdf-text/1\\npartial'; exit 1");
+        assert_eq!(text_within(&fails, b"%PDF", quick).await, Err(PdfError::Unreadable));
+        let empty = script(&dir, "empty", "/bin/cat >/dev/null; printf 'robeing-pdf-text/1\\n \\n\\n'");
+        assert_eq!(text_within(&empty, b"%PDF", quick).await, Err(PdfError::NoText));
+        assert_eq!(text_within(&dir.join("missing"), b"%PDF", quick).await, Err(PdfError::Unreadable));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn tidy_keeps_lines_and_one_blank_between_paragraphs() {

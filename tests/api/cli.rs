@@ -158,6 +158,7 @@ async fn doctor_names_a_missing_bot_scope_and_the_fix() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("✓ Slack: the bot token has all 8 scopes"), "{t}");
+    assert!(t.contains("/robeing read-pdf` read a test PDF"), "the binary reads PDFs as its own child: {t}");
     assert!(!t.contains("does not read"), "nothing misspelt yet: {t}");
 
     let calls = slack.requests_to("/api/auth.test");

@@ -2555,47 +2555,14 @@ async fn a_reply_in_the_thread_of_a_briefing_gives_the_llm_what_the_briefing_sai
     app.stop().await.unwrap();
 }
 
-/// A small, valid PDF 1.4: one page showing `lines` in Helvetica (none:
-/// a page without text, like a scan's).
-fn pdf(lines: &[&str]) -> Vec<u8> {
-    let mut content = String::from("BT /F1 12 Tf 14 TL 72 720 Td\n");
-    for line in lines {
-        content.push_str(&format!("({}) Tj T*\n", line.replace('\\', "\\\\").replace('(', "\\(").replace(')', "\\)")));
-    }
-    content.push_str("ET\n");
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
-            .to_owned(),
-        format!("<< /Length {} >>\nstream\n{content}endstream", content.len()),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
-    ];
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, body) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for o in offsets {
-        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(
-        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
-    );
-    out
-}
-
 #[tokio::test]
 async fn a_pdf_is_read_by_a_child_process_and_one_without_text_or_broken_is_named_with_why() {
     let fake = llm::start().await;
     let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
     let base = slack.url("");
     let app = app_with_slack(None, Some(&fake), &[], slack).await;
-    let report = pdf(&["Quarterly report (Q3)", "Revenue grew 12 percent to 4.2 billion won."]);
-    let scan = pdf(&[]);
+    let report = robeing::pdf::simple(&["Quarterly report (Q3)", "Revenue grew 12 percent to 4.2 billion won."]);
+    let scan = robeing::pdf::simple(&[]);
     let mut broken = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R".to_vec();
     broken.extend(std::iter::repeat_n(b'[', 5_000));
     let m = dm_with_files(
