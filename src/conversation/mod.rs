@@ -15,9 +15,11 @@
 //!    The worker replying holds a short claim on the row (set by the same
 //!    insert), so a second run of the same message at the same time (a job
 //!    whose lease expired while the first run waits on the LLM) backs off.
-//! 2. The text files the message carried are read ([`crate::slack::files`])
-//!    and their text stored with the exchange; the others are named in the
-//!    reply with why they were not read.
+//! 2. The text files and PDFs the message carried are read
+//!    ([`crate::slack::files`]) and their text stored with the exchange; the
+//!    others are named in the reply with why they were not read. A reply in
+//!    a thread brings the thread's first message (a briefing, say) into the
+//!    LLM's prompt.
 //!    The reply is composed: commands (forget, export) and, without
 //!    `LLM_BASE_URL`, everything else by the built-in responder; otherwise by
 //!    the LLM ([`llm`]) with the user's name, locale, local time, recent
@@ -342,7 +344,7 @@ pub async fn handle_message(
 
 /// Composes, posts and records the reply to a claimed exchange of
 /// `message`. Its own text says which command it is (not what it
-/// forwarded). Its text files are read first ([`read_files`]); a file that
+/// forwarded). Its files are read first ([`read_files`]); a file that
 /// could not be read is named in the reply with why (a message that is only
 /// such files gets only that). `again`: an earlier attempt may have posted
 /// without recording it (see [`earlier_post`]).
@@ -367,23 +369,23 @@ async fn reply_to(
     }
     let unread: Vec<(&str, Unread)> = files.iter().filter_map(|f| Some((f.name.as_str(), f.unread()?))).collect();
     let read: Vec<&FileRead> = files.iter().filter(|f| f.text().is_some()).collect();
+    let read_names: Vec<&str> = read.iter().map(|f| f.name.as_str()).collect();
+    let read_cut = read.iter().any(|f| f.is_cut());
     let no_text = exchange.user_text.trim().is_empty();
     // Nothing to answer but files, none of them read: only that is said.
     let nothing_read = no_text && !files.is_empty() && read.is_empty();
     let mut reply = match &state.config.llm {
         _ if nothing_read => Reply::text(strings::files_only(lang, &unread)).private(),
         Some(llm) if !intent.is_command() => llm_reply(&turn, llm, history, early, &mut placeholder).await?,
-        _ if no_text && !read.is_empty() => Reply::text(strings::files_read(
-            lang,
-            &names(&read),
-            read.iter().filter_map(|f| f.text()).map(|t| t.chars().count()).sum(),
-            read.iter().any(|f| f.is_cut()),
-        )),
+        _ if no_text && !read.is_empty() => {
+            let chars = read.iter().filter_map(|f| f.text()).map(|t| t.chars().count()).sum();
+            Reply::text(strings::files_read(lang, &read_names, chars, read_cut))
+        }
         _ => {
             let mut reply = builtin_reply(&turn, intent).await?;
             if !read.is_empty() {
                 reply.text.push_str("\n\n");
-                reply.text.push_str(&strings::files_read_note(lang, &names(&read), read.iter().any(|f| f.is_cut())));
+                reply.text.push_str(&strings::files_read_note(lang, &read_names, read_cut));
             }
             reply
         }
@@ -393,10 +395,6 @@ async fn reply_to(
         reply.text.push_str(&strings::files_unread(lang, &unread));
     }
     deliver(&turn, reply, placeholder, event_id).await
-}
-
-fn names<'a>(files: &[&'a FileRead]) -> Vec<&'a str> {
-    files.iter().map(|f| f.name.as_str()).collect()
 }
 
 /// Reads the message's text files and PDFs ([`crate::slack::files`]) and stores what
@@ -414,10 +412,8 @@ async fn read_files(state: &AppState, exchange: &Exchange, message: &DirectMessa
         pdf_reader: state.config.pdf_reader.as_deref(),
     };
     let files = crate::slack::files::read_all(&reader, &message.files).await;
-    let texts: Vec<String> =
-        files.iter().filter_map(|f| Some(format!("[file \"{}\"]\n{}", f.name, f.text()?))).collect();
-    if !texts.is_empty() {
-        storage::exchanges::set_file_text(&state.db, exchange.id, &texts.join("\n\n")).await?;
+    if let Some(text) = crate::slack::files::stored_text(&files) {
+        storage::exchanges::set_file_text(&state.db, exchange.id, &text).await?;
     }
     Ok(files)
 }
@@ -1044,7 +1040,7 @@ fn recalled(e: &Exchange, words: &[String]) -> String {
     let mut name = "";
     let mut first = None;
     for line in files.lines() {
-        if let Some(header) = line.strip_prefix("[file \"").and_then(|l| l.strip_suffix("\"]")) {
+        if let Some(header) = crate::slack::files::stored_name(line) {
             name = header;
             continue;
         }

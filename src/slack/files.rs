@@ -204,6 +204,19 @@ pub async fn read_all(reader: &Reader<'_>, files: &[SlackFile]) -> Vec<FileRead>
     out
 }
 
+/// What is stored of a message's files (`exchanges.file_text`): each read
+/// file's text under a `[file "name"]` line; `None` when none was read.
+pub fn stored_text(files: &[FileRead]) -> Option<String> {
+    let texts: Vec<String> =
+        files.iter().filter_map(|f| Some(format!("[file \"{}\"]\n{}", f.name, f.text()?))).collect();
+    (!texts.is_empty()).then(|| texts.join("\n\n"))
+}
+
+/// The file name of a `[file "name"]` line of [`stored_text`].
+pub fn stored_name(line: &str) -> Option<&str> {
+    line.strip_prefix("[file \"").and_then(|l| l.strip_suffix("\"]"))
+}
+
 /// At most `budget` characters of `text`, NUL replaced; and whether it was cut.
 fn keep(text: &str, budget: usize) -> (String, bool) {
     let text = crate::storage::exchanges::sanitize(text);
@@ -365,6 +378,20 @@ mod tests {
         assert!(is_under(&Url::parse("http://127.0.0.1:4000/files/F1/a.txt").unwrap(), &fake));
         assert!(!is_under(&Url::parse("http://127.0.0.1:4000/api/a.txt").unwrap(), &fake));
         assert!(!is_under(&Url::parse("http://127.0.0.1:4000/files-other/a.txt").unwrap(), &fake));
+    }
+
+    #[test]
+    fn stored_text_puts_each_file_under_its_name() {
+        let read = |name: &str, text: &str| FileRead {
+            name: name.into(),
+            outcome: Outcome::Read { text: text.into(), cut: false },
+        };
+        let unread = FileRead { name: "b.png".into(), outcome: Outcome::Unread(Unread::NotText) };
+        let stored = stored_text(&[read("a.txt", "one"), unread.clone(), read("c.md", "two")]).unwrap();
+        assert_eq!(stored, "[file \"a.txt\"]\none\n\n[file \"c.md\"]\ntwo");
+        let names: Vec<&str> = stored.lines().filter_map(stored_name).collect();
+        assert_eq!(names, ["a.txt", "c.md"]);
+        assert_eq!(stored_text(&[unread]), None);
     }
 
     #[test]
