@@ -25,8 +25,9 @@ const HEADER: &str = "robeing-pdf-text/1\n";
 pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// PDFs read at the same time (each child can take a core).
 pub const MAX_READERS: usize = 2;
-/// The most the child may print: more than [`crate::slack::files::MAX_TEXT_CHARS`]
-/// characters of UTF-8 could need.
+/// The most of the child's output read: more than
+/// [`crate::slack::files::MAX_TEXT_CHARS`] characters of UTF-8 could need;
+/// a longer text is cut there (and the reader stopped).
 const MAX_OUTPUT_BYTES: usize = 4 * crate::slack::files::MAX_TEXT_CHARS + HEADER.len();
 /// The largest PDF the child reads.
 pub const MAX_PDF_BYTES: u64 = 10_000_000;
@@ -74,33 +75,45 @@ async fn run_reader(reader: &Path, pdf: &[u8]) -> Result<String, PdfError> {
         })?;
     let mut stdin = child.stdin.take().ok_or(PdfError::Unreadable)?;
     let mut stdout = child.stdout.take().ok_or(PdfError::Unreadable)?;
-    let write = async move {
+    // Written by a task of its own, so that a reader that stops reading its
+    // input while printing (or being stopped) never blocks the read below.
+    let input = pdf.to_vec();
+    let writer = tokio::spawn(async move {
         // A reader that stops early closes its end: not an error of ours.
-        let _ = stdin.write_all(pdf).await;
-        drop(stdin);
-    };
-    let read = async {
-        let mut out = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let n = stdout.read(&mut chunk).await.map_err(|_| PdfError::Unreadable)?;
-            if n == 0 {
-                return Ok(out);
-            }
-            if out.len() + n > MAX_OUTPUT_BYTES {
-                return Err(PdfError::Unreadable);
-            }
-            out.extend_from_slice(&chunk[..n]);
+        let _ = stdin.write_all(&input).await;
+    });
+    // A long PDF prints more than is ever kept: the start is read, then the
+    // reader is stopped.
+    let mut output = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let capped = loop {
+        let n = stdout.read(&mut chunk).await.map_err(|_| PdfError::Unreadable)?;
+        if n == 0 {
+            break false;
+        }
+        let room = MAX_OUTPUT_BYTES - output.len();
+        output.extend_from_slice(&chunk[..n.min(room)]);
+        if n >= room {
+            break true;
         }
     };
-    let ((), output) = tokio::join!(write, read);
-    let output = output?;
-    let status = child.wait().await.map_err(|_| PdfError::Unreadable)?;
-    if !status.success() {
-        tracing::info!(code = ?status.code(), "the PDF reader could not read a PDF");
-        return Err(PdfError::Unreadable);
+    writer.abort();
+    if capped {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    } else {
+        let status = child.wait().await.map_err(|_| PdfError::Unreadable)?;
+        if !status.success() {
+            tracing::info!(code = ?status.code(), "the PDF reader could not read a PDF");
+            return Err(PdfError::Unreadable);
+        }
     }
-    let text = String::from_utf8(output).map_err(|_| PdfError::Unreadable)?;
+    let text = match std::str::from_utf8(&output) {
+        Ok(text) => text,
+        // Cut inside a character by the cap: up to the last whole one.
+        Err(e) if capped => std::str::from_utf8(&output[..e.valid_up_to()]).map_err(|_| PdfError::Unreadable)?,
+        Err(_) => return Err(PdfError::Unreadable),
+    };
     let text = text.strip_prefix(HEADER).ok_or_else(|| {
         tracing::error!(reader = %reader.display(), "the PDF reader printed something else than robeing's reader does");
         PdfError::Unreadable
@@ -228,12 +241,14 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10), "stopped at the limit: {:?}", started.elapsed());
         let other = script(&dir, "other", "/bin/cat >/dev/null; echo 'running 0 tests'");
         assert_eq!(text_within(&other, b"%PDF", quick).await, Err(PdfError::Unreadable), "not robeing's reader");
-        let floods = script(
-            &dir,
-            "floods",
-            "/bin/cat >/dev/null; printf 'robeing-pdf-text/1\\n'; /usr/bin/yes aaaaaaaaaaaaaaaa",
-        );
-        assert_eq!(text_within(&floods, b"%PDF", quick).await, Err(PdfError::Unreadable), "output capped");
+        // Endless output (a very long PDF), input never read: the start is
+        // kept and the reader stopped, without waiting for the limit.
+        let floods = script(&dir, "floods", "printf 'robeing-pdf-text/1\\n'; exec /usr/bin/yes aaaaaaaaaaaaaaa");
+        let started = std::time::Instant::now();
+        let start = text_within(&floods, &vec![b'%'; 1_000_000], quick).await.expect("the start is kept");
+        assert!(started.elapsed() < quick, "not waited out: {:?}", started.elapsed());
+        assert!(start.len() <= MAX_OUTPUT_BYTES && start.len() > MAX_OUTPUT_BYTES - 100, "{}", start.len());
+        assert!(start.lines().all(|l| l == "aaaaaaaaaaaaaaa"));
         let fails = script(&dir, "fails", "/bin/cat >/dev/null; printf 'robeing-pdf-text/1\\npartial'; exit 1");
         assert_eq!(text_within(&fails, b"%PDF", quick).await, Err(PdfError::Unreadable));
         let empty = script(&dir, "empty", "/bin/cat >/dev/null; printf 'robeing-pdf-text/1\\n \\n\\n'");
