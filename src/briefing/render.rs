@@ -18,6 +18,7 @@ use super::{
 use crate::{
     i18n::{self, Lang, briefing as words},
     news::News,
+    slack::client::mrkdwn_to_plain,
 };
 
 /// Slack: at most 50 blocks per message.
@@ -65,12 +66,12 @@ pub fn to_terminal(message: &Rendered) -> String {
             Some("divider") => out.push("----".into()),
             Some("context") => {
                 for e in b["elements"].as_array().into_iter().flatten() {
-                    out.push(plain(e["text"].as_str().unwrap_or_default()));
+                    out.push(mrkdwn_to_plain(e["text"].as_str().unwrap_or_default()));
                 }
             }
             _ => {
                 if let Some(t) = b["text"]["text"].as_str() {
-                    out.push(plain(t));
+                    out.push(mrkdwn_to_plain(t));
                 }
                 if let Some(label) = b["accessory"]["text"]["text"].as_str() {
                     out.push(format!("[{label}] {}", b["accessory"]["url"].as_str().unwrap_or_default()));
@@ -79,32 +80,6 @@ pub fn to_terminal(message: &Rendered) -> String {
         }
     }
     out.join("\n")
-}
-
-/// Slack mrkdwn to plain text: `<url|title>` → `title (url)`, escapes undone.
-fn plain(mrkdwn: &str) -> String {
-    let mut out = String::with_capacity(mrkdwn.len());
-    let mut rest = mrkdwn;
-    while let Some(start) = rest.find('<') {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start + 1..];
-        match tail.find('>') {
-            Some(end) => {
-                let inner = &tail[..end];
-                match inner.split_once('|') {
-                    Some((url, title)) => out.push_str(&format!("{title} ({url})")),
-                    None => out.push_str(inner),
-                }
-                rest = &tail[end + 1..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
 /// Escapes the three characters Slack's markup gives meaning to (the

@@ -36,9 +36,35 @@ use url::Url;
 
 use crate::{jobs::JobError, ratelimit::Budget, storage::users::Profile};
 
+/// Slack mrkdwn to plain text: `<url|title>` → `title (url)`, escapes undone.
+pub fn mrkdwn_to_plain(mrkdwn: &str) -> String {
+    let mut out = String::with_capacity(mrkdwn.len());
+    let mut rest = mrkdwn;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start + 1..];
+        match tail.find('>') {
+            Some(end) => {
+                let inner = &tail[..end];
+                match inner.split_once('|') {
+                    Some((url, title)) => out.push_str(&format!("{title} ({url})")),
+                    None => out.push_str(inner),
+                }
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
 /// What a posted message says, as plain text for a prompt: its Block Kit
 /// text (headers, sections and their fields, context, rich text) when it
-/// has blocks, else its `text`; Slack's `&amp;`, `&lt;`, `&gt;` undone.
+/// has blocks, else its `text`; as [`mrkdwn_to_plain`] makes it.
 pub fn readable_text(message: &serde_json::Value) -> String {
     fn rich(element: &serde_json::Value, out: &mut String) {
         if let Some(t) = element.get("text").and_then(|t| t.as_str()) {
@@ -81,7 +107,7 @@ pub fn readable_text(message: &serde_json::Value) -> String {
         }
     }
     let joined = if lines.is_empty() { text_of(message).unwrap_or_default() } else { lines.join("\n") };
-    joined.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    mrkdwn_to_plain(&joined)
 }
 
 /// The connector type we use for every Slack call.
