@@ -12,7 +12,7 @@
 
 use chrono::Utc;
 
-use super::{MAX_CHUNK_CHARS, Turn, escape, post_patiently, split};
+use super::{MAX_CHUNK_CHARS, PostedParts, Turn, escape, post_part, split};
 use crate::{
     i18n::{Lang, chat as strings},
     jobs::JobError,
@@ -126,8 +126,9 @@ fn as_messages(lang: Lang, blocks: &[String]) -> (Vec<String>, usize) {
 
 /// Shares the file in the exchange's DM (after the reply's first message),
 /// unless an earlier attempt already did; when Slack refuses the file, sends
-/// the history as messages with a sentence saying why.
-pub(super) async fn deliver(turn: &Turn<'_>, file: HistoryFile) -> Result<(), JobError> {
+/// the history as messages with a sentence saying why (over those an
+/// earlier attempt posted: taken out of `posted`, see `posted_parts`).
+pub(super) async fn deliver(turn: &Turn<'_>, file: HistoryFile, posted: &mut PostedParts) -> Result<(), JobError> {
     let state = turn.state;
     let ex = turn.exchange;
     let (channel, thread_ts) = (ex.channel_id.as_str(), ex.thread_ts.as_deref());
@@ -164,9 +165,11 @@ pub(super) async fn deliver(turn: &Turn<'_>, file: HistoryFile) -> Result<(), Jo
                 note.push(' ');
                 note.push_str(&strings::export_truncated(lang, file.parts_needed));
             }
-            post_patiently(state, channel, thread_ts, &escape(&note)).await?;
-            for part in &file.as_messages {
-                post_patiently(state, channel, thread_ts, part).await?;
+            let note = escape(&note);
+            let messages = std::iter::once(&note).chain(&file.as_messages);
+            for (i, text) in messages.enumerate() {
+                let part = format!("export-{i}");
+                post_part(turn, &part, posted.remove(&part), text).await?;
             }
             Ok(())
         }

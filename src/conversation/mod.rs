@@ -140,17 +140,44 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
 
 /// Where a Slack write goes.
 enum Target<'a> {
-    /// A new message; `tag` marks the first message of a reply (placeholder
-    /// or answer) with its exchange, for [`earlier_post`].
+    /// A new message; `tag` marks it as part of an exchange's reply, so
+    /// that a retry finds it instead of posting it again.
     New {
         channel: &'a str,
         thread_ts: Option<&'a str>,
-        tag: Option<Uuid>,
+        tag: Option<Mark<'a>>,
     },
     Update {
         channel: &'a str,
         ts: &'a str,
     },
+}
+
+/// Which message of an exchange's reply a post is (Slack message metadata).
+#[derive(Debug, Clone, Copy)]
+enum Mark<'a> {
+    /// The first message (placeholder or answer), found by [`earlier_post`].
+    Reply(Uuid),
+    /// A later one: a chunk of a long reply ("2", "3", …) or a message of a
+    /// history sent as messages ("export-0", …), found by [`posted_parts`].
+    Part(Uuid, &'a str),
+}
+
+/// Deletes the parts an earlier attempt posted that this attempt's reply
+/// does not have. Best effort: a part left behind is logged, and the reply
+/// is not retried for it.
+async fn remove_parts(turn: &Turn<'_>, parts: PostedParts) {
+    let Some(slack) = turn.state.slack.as_ref() else { return };
+    for (part, ts) in parts {
+        match slack.delete_message(&turn.exchange.channel_id, &ts).await {
+            Ok(()) => {
+                tracing::info!(exchange = %turn.exchange.id, part, "removed a part of an earlier attempt's reply")
+            }
+            Err(e) => {
+                tracing::warn!(exchange = %turn.exchange.id, part, error = %e, "could not remove a part of an earlier attempt's reply; the user sees it")
+            }
+        }
+    }
 }
 
 /// Every Slack write of the conversation goes through here (one place to
@@ -189,8 +216,15 @@ async fn slack_write(
     };
     match target {
         Target::New { channel, thread_ts, tag } => {
-            let id = tag.map(|id| id.to_string());
-            let tag = id.as_deref().map(reply_tag);
+            let (id, part) = match tag {
+                Some(Mark::Reply(id)) => (Some(id.to_string()), None),
+                Some(Mark::Part(id, part)) => (Some(id.to_string()), Some([("part", part)])),
+                None => (None, None),
+            };
+            let tag = id.as_deref().map(|id| match &part {
+                None => reply_tag(id),
+                Some(part) => part_tag(id, part),
+            });
             Ok(slack.post_tagged_message(channel, text, blocks, thread_ts, tag.as_ref()).await?)
         }
         Target::Update { channel, ts } => {
@@ -206,6 +240,43 @@ pub const REPLY_METADATA_EVENT: &str = "robeing_reply";
 
 fn reply_tag(exchange_id: &str) -> crate::slack::client::Tag<'_> {
     crate::slack::client::Tag { event_type: REPLY_METADATA_EVENT, key: "exchange_id", value: exchange_id, also: &[] }
+}
+
+/// The Slack message metadata `event_type` of a reply's later messages,
+/// with the exchange id as `exchange_id` and which part it is as `part`.
+pub const REPLY_PART_METADATA_EVENT: &str = "robeing_reply_part";
+
+fn part_tag<'a>(exchange_id: &'a str, part: &'a [(&'a str, &'a str)]) -> crate::slack::client::Tag<'a> {
+    crate::slack::client::Tag {
+        event_type: REPLY_PART_METADATA_EVENT,
+        key: "exchange_id",
+        value: exchange_id,
+        also: part,
+    }
+}
+
+/// The parts of this exchange's reply an earlier attempt posted (chunks
+/// after the first, the history's messages) and their ts: a retry updates
+/// them in place instead of posting them again, and removes those its own
+/// reply no longer has (an LLM answers a retry in other words). A first
+/// attempt has none; a lookup Slack refuses (a missing `im:history`) finds
+/// none: a repeated part is better than a missing one.
+async fn posted_parts(turn: &Turn<'_>) -> Result<PostedParts, JobError> {
+    let (state, ex) = (turn.state, turn.exchange);
+    let Some(slack) = state.slack.as_ref().filter(|_| turn.again) else { return Ok(Default::default()) };
+    if state.console.get().is_some_and(|_| ex.channel_id == crate::console::CHANNEL_ID) {
+        return Ok(Default::default());
+    }
+    let id = ex.id.to_string();
+    let tag = part_tag(&id, &[]);
+    let lookup = slack.find_tagged_messages(&ex.channel_id, ex.thread_ts.as_deref(), &ex.user_ts, &tag).await;
+    let found = crate::slack::client::found_or_post(lookup.map(Some), "reply's parts")?.unwrap_or_default();
+    let parts: PostedParts =
+        found.into_iter().filter_map(|m| Some((m.payload.get("part")?.as_str()?.to_owned(), m.ts))).collect();
+    if !parts.is_empty() {
+        tracing::info!(exchange = %ex.id, parts = parts.len(), "an earlier attempt posted parts of this reply; posting only the rest");
+    }
+    Ok(parts)
 }
 
 /// The ts of a reply (or placeholder) an earlier attempt posted for this
@@ -236,12 +307,23 @@ async fn earlier_post(state: &AppState, exchange: &Exchange) -> Result<Option<St
 /// it); longer waits fail the attempt and the outbox retries later.
 const MAX_INLINE_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 
-/// Posts a follow-up message, waiting out Slack's rate limit in place
-/// (a retry of the whole reply would repeat the parts already posted).
-async fn post_patiently(state: &AppState, channel: &str, thread_ts: Option<&str>, text: &str) -> Result<(), JobError> {
+/// Parts of a reply already in Slack: part name → ts.
+type PostedParts = std::collections::HashMap<String, String>;
+
+/// Posts a later message of the reply (tagged as `part`), or updates the
+/// one an earlier attempt posted (`earlier`, its ts), waiting out Slack's
+/// rate limit in place (a retry of the whole reply costs a history read
+/// and the wait before it).
+async fn post_part(turn: &Turn<'_>, part: &str, earlier: Option<String>, text: &str) -> Result<(), JobError> {
+    let ex = turn.exchange;
+    let (channel, thread_ts) = (ex.channel_id.as_str(), ex.thread_ts.as_deref());
     let mut tries = 0;
     loop {
-        match slack_write(state, Target::New { channel, thread_ts, tag: None }, text, None).await {
+        let target = match earlier.as_deref() {
+            Some(ts) => Target::Update { channel, ts },
+            None => Target::New { channel, thread_ts, tag: Some(Mark::Part(ex.id, part)) },
+        };
+        match slack_write(turn.state, target, text, None).await {
             Err(JobError::Retry { after: Some(wait), .. }) if tries < 3 && wait <= MAX_INLINE_RATE_LIMIT_WAIT => {
                 tries += 1;
                 tokio::time::sleep(wait).await;
@@ -281,6 +363,8 @@ struct Turn<'a> {
     lang: Lang,
     /// The files the message carried, read or with why not.
     files: &'a [FileRead],
+    /// A retry: an earlier attempt may have posted parts of the reply.
+    again: bool,
 }
 
 impl Turn<'_> {
@@ -361,7 +445,7 @@ async fn reply_to(
 ) -> Result<Done, JobError> {
     let files = read_files(state, exchange, message).await?;
     let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
-    let turn = Turn { state, user, exchange, lang, files: &files };
+    let turn = Turn { state, user, exchange, lang, files: &files, again };
     let intent = intent::detect(&message.text);
     let mut placeholder = exchange.reply_ts.clone();
     if placeholder.is_none() && again {
@@ -542,8 +626,8 @@ async fn deliver(
     let first_ts = match &placeholder {
         Some(ts) => slack_write(state, Target::Update { channel, ts }, &first, reply.blocks).await?,
         None => {
-            let ts =
-                slack_write(state, Target::New { channel, thread_ts, tag: Some(ex.id) }, &first, reply.blocks).await?;
+            let tag = Some(Mark::Reply(ex.id));
+            let ts = slack_write(state, Target::New { channel, thread_ts, tag }, &first, reply.blocks).await?;
             if chunks.len() > 0 || reply.file.is_some() {
                 // A retry after a partial delivery updates this message instead of repeating it.
                 storage::exchanges::set_placeholder(&state.db, ex.id, &ts).await?;
@@ -551,12 +635,15 @@ async fn deliver(
             ts
         }
     };
-    for chunk in chunks {
-        post_patiently(state, channel, thread_ts, &chunk).await?;
+    let mut posted = posted_parts(turn).await?;
+    for (i, chunk) in chunks.enumerate() {
+        let part = (i + 2).to_string();
+        post_part(turn, &part, posted.remove(&part), &chunk).await?;
     }
     if let Some(file) = reply.file {
-        export::deliver(turn, file).await?;
+        export::deliver(turn, file, &mut posted).await?;
     }
+    remove_parts(turn, posted).await;
     let memorize = reply.memorize && state.memory.is_some();
     // One statement, shared with other workers' replies (see `recorder`),
     // marks it replied, queues its memory job and records the event it
@@ -715,7 +802,8 @@ async fn say_still_trying(turn: &Turn<'_>, placeholder: &mut Option<String>) {
 /// placeholder that cannot be posted is logged, and the reply goes on.
 async fn post_placeholder(turn: &Turn<'_>, text: &str) -> Option<String> {
     let ex = turn.exchange;
-    let target = Target::New { channel: &ex.channel_id, thread_ts: ex.thread_ts.as_deref(), tag: Some(ex.id) };
+    let target =
+        Target::New { channel: &ex.channel_id, thread_ts: ex.thread_ts.as_deref(), tag: Some(Mark::Reply(ex.id)) };
     match slack_write(turn.state, target, &escape(text), None).await {
         Ok(ts) => {
             if let Err(e) = storage::exchanges::set_placeholder(&turn.state.db, ex.id, &ts).await {
@@ -1218,7 +1306,7 @@ async fn post_apology(state: &AppState, exchange: &Exchange, over: Option<&str>)
     let channel = exchange.channel_id.as_str();
     let target = match over {
         Some(ts) => Target::Update { channel, ts },
-        None => Target::New { channel, thread_ts: exchange.thread_ts.as_deref(), tag: Some(exchange.id) },
+        None => Target::New { channel, thread_ts: exchange.thread_ts.as_deref(), tag: Some(Mark::Reply(exchange.id)) },
     };
     slack_write(state, target, &apology, None).await
 }

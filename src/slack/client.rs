@@ -559,14 +559,29 @@ impl SlackApi {
         oldest: &str,
         tag: &Tag<'_>,
     ) -> Result<Option<TaggedMessage>, SlackError> {
+        Ok(self.find_tagged_messages(channel, thread_ts, oldest, tag).await?.into_iter().next())
+    }
+
+    /// Every message [`SlackApi::find_tagged_message`] would consider
+    /// (newest first): the parts of a reply an earlier attempt posted.
+    pub async fn find_tagged_messages(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        oldest: &str,
+        tag: &Tag<'_>,
+    ) -> Result<Vec<TaggedMessage>, SlackError> {
         let messages = self.messages_after(channel, thread_ts, oldest).await?;
-        Ok(messages.iter().find_map(|m| {
-            let payload = m.pointer("/metadata/event_payload").and_then(|p| p.as_object())?;
-            let tagged = m.pointer("/metadata/event_type").and_then(|t| t.as_str()) == Some(tag.event_type)
-                && payload.get(tag.key).and_then(|v| v.as_str()) == Some(tag.value);
-            let ts = m.get("ts").and_then(|t| t.as_str()).filter(|_| tagged)?;
-            Some(TaggedMessage { ts: ts.to_owned(), payload: payload.clone() })
-        }))
+        Ok(messages
+            .iter()
+            .filter_map(|m| {
+                let payload = m.pointer("/metadata/event_payload").and_then(|p| p.as_object())?;
+                let tagged = m.pointer("/metadata/event_type").and_then(|t| t.as_str()) == Some(tag.event_type)
+                    && payload.get(tag.key).and_then(|v| v.as_str()) == Some(tag.value);
+                let ts = m.get("ts").and_then(|t| t.as_str()).filter(|_| tagged)?;
+                Some(TaggedMessage { ts: ts.to_owned(), payload: payload.clone() })
+            })
+            .collect())
     }
 
     /// The id of a file named `filename` shared in a channel (or, with
@@ -712,6 +727,16 @@ impl SlackApi {
             body["blocks"] = blocks.into();
         }
         self.post_json("chat.update", Repeat::Safe, &body).await.map(|_| ())
+    }
+
+    /// `chat.delete` of one of the bot's messages; one already gone counts
+    /// as deleted.
+    pub async fn delete_message(&self, channel: &str, ts: &str) -> Result<(), SlackError> {
+        let body = serde_json::json!({ "channel": channel, "ts": ts });
+        match self.post_json("chat.delete", Repeat::Safe, &body).await {
+            Err(SlackError::Refused { code, .. }) if code == "message_not_found" => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     /// `conversations.open` with one user: the DM channel id (idempotent).

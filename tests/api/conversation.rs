@@ -1239,6 +1239,101 @@ async fn a_retried_export_does_not_share_its_file_twice() {
     app.stop().await.unwrap();
 }
 
+/// `word` repeated to about `chars` characters.
+fn repeated(word: &str, chars: usize) -> String {
+    format!("{word} ").repeat(chars / (word.len() + 1)).trim_end().to_owned()
+}
+
+/// A paragraph of about 2,500 characters: each is a chunk of its own.
+fn paragraph(word: &str) -> String {
+    repeated(word, 2_500)
+}
+
+#[tokio::test]
+async fn a_long_reply_retried_after_a_partial_delivery_leaves_each_part_once_in_the_retrys_words() {
+    use crate::fakes::slack::{PostFault, start_with_workspace};
+    let (fake, workspace) = start_with_workspace().await;
+    let llm = llm::start().await;
+    // The first attempt's answer has three parts; the retry's (an LLM says
+    // it again in other words) has two.
+    let first = [paragraph("alpha"), paragraph("bravo"), paragraph("charlie")].join("\n\n");
+    let again = [paragraph("delta"), paragraph("echo")].join("\n\n");
+    llm.script(llm::PATH, [llm::answer(&first), llm::answer(&again)]);
+    let app = app_with_slack(None, Some(&llm), &[], fake).await;
+    // Parts one and two are posted; the third is taken by Slack but its
+    // answer is lost.
+    workspace.fault_posts([PostFault::Passes, PostFault::Passes, PostFault::PostedThenFails(500)]);
+    let m = dm(JANE, "Tell me everything about the Greek alphabet");
+    let err = handle_message(&app.state, &m, None).await.expect_err("the third part's answer was a 500");
+    assert!(matches!(err, robeing::jobs::JobError::Retry { .. }), "{err:?}");
+    let shown: Vec<String> = workspace.messages_in(&channel_of(JANE)).into_iter().map(|m| m.text).collect();
+    assert_eq!(shown, [paragraph("alpha"), paragraph("bravo"), paragraph("charlie")], "three parts in Slack");
+
+    // The outbox's retry: the user ends up with the retry's answer, each
+    // part once, in order; nothing of the first answer is left.
+    handle_message(&app.state, &m, None).await.unwrap();
+    let shown = workspace.messages_in(&channel_of(JANE));
+    let texts: Vec<&str> = shown.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, [paragraph("delta"), paragraph("echo")], "{shown:#?}");
+    assert!(shown.iter().all(|m| m.updates == 1), "both parts were updated in place: {shown:#?}");
+    assert_eq!(app.slack.requests_to("/api/chat.delete").len(), 1, "the third part was removed");
+    assert_eq!(app.slack.requests_to("/api/chat.postMessage").len(), 3, "nothing was posted again");
+    let row = exchange(&app, &m).await;
+    assert_eq!(row.status, "replied");
+    assert_eq!(row.reply_text.as_deref(), Some(again.as_str()));
+    assert_eq!(row.reply_ts.as_deref(), Some(shown[0].ts.as_str()));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_export_sent_as_messages_and_retried_midway_sends_each_message_once() {
+    use crate::fakes::slack::{PostFault, start_with_workspace};
+    let (fake, workspace) = start_with_workspace().await;
+    let app = app_with_slack(None, None, &[], fake).await;
+    // Each exchange fills most of one history message.
+    let fruit = ["mango", "papaya", "guava", "lychee", "durian", "quince"];
+    for word in fruit {
+        say(&app, BOB, &repeated(word, 1_400)).await;
+    }
+    let missing_scope =
+        || Scripted::json(200, serde_json::json!({ "ok": false, "error": "missing_scope", "needed": "files:write" }));
+    app.slack.script("/api/files.getUploadURLExternal", [missing_scope(), missing_scope()]);
+    let before = workspace.messages_in(&channel_of(BOB)).len();
+    // The intro, the note and two history messages go out; the third
+    // history message is taken by Slack but its answer is lost.
+    workspace.fault_posts([
+        PostFault::Passes,
+        PostFault::Passes,
+        PostFault::Passes,
+        PostFault::Passes,
+        PostFault::PostedThenFails(502),
+    ]);
+    let m = dm(BOB, "export");
+    let err = handle_message(&app.state, &m, None).await.expect_err("a history message's answer was a 502");
+    assert!(matches!(err, robeing::jobs::JobError::Retry { .. }), "{err:?}");
+    assert_eq!(workspace.messages_in(&channel_of(BOB)).len(), before + 5);
+
+    handle_message(&app.state, &m, None).await.unwrap();
+    let shown: Vec<String> = workspace.messages_in(&channel_of(BOB))[before..].iter().map(|m| m.text.clone()).collect();
+    assert!(shown[0].starts_with("Your history export: 6 conversations"), "{shown:#?}");
+    assert!(shown[1].starts_with("Slack would not take the file (missing_scope)"), "{}", shown[1]);
+    let parts = &shown[2..];
+    assert!(parts.len() >= 4, "{} history messages", parts.len());
+    for (i, p) in parts.iter().enumerate() {
+        assert!(
+            p.starts_with(&format!("*History export ({}/{})*", i + 1, parts.len())),
+            "part {i} once, in order: {p}"
+        );
+    }
+    for word in fruit {
+        let holding = parts.iter().filter(|p| p.contains(word)).count();
+        assert_eq!(holding, 1, "{word} is in exactly one message");
+    }
+    assert!(app.slack.requests_to("/api/chat.delete").is_empty(), "the retry's export is the same: nothing to remove");
+    assert_eq!(exchange(&app, &m).await.status, "replied");
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn with_an_llm_a_dm_with_a_file_gives_the_llm_its_name_and_tells_the_user_it_was_not_opened() {
     let fake = llm::start().await;

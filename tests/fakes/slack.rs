@@ -79,6 +79,9 @@ pub struct Upload {
 /// A fault the fake applies to the next `chat.postMessage` calls, in order.
 #[derive(Debug, Clone)]
 pub enum PostFault {
+    /// No fault: posted and answered as usual (so that a later fault hits
+    /// a later post).
+    Passes,
     /// HTTP 429 with `Retry-After: secs`; nothing is posted (as Slack does).
     RateLimited(u32),
     /// This HTTP status (5xx); nothing is posted.
@@ -224,7 +227,11 @@ impl Workspace {
         if fault.is_some() {
             g.faults_served += 1;
         }
-        if matches!(fault, None | Some(PostFault::PostedThenFails(_)) | Some(PostFault::PostedThenLate(_))) {
+        let posts = matches!(
+            fault,
+            None | Some(PostFault::Passes | PostFault::PostedThenFails(_) | PostFault::PostedThenLate(_))
+        );
+        if posts {
             let json = r.json();
             g.messages.push(Message {
                 channel: r.param("channel").unwrap_or_default(),
@@ -253,6 +260,19 @@ impl Workspace {
                 true
             }
             None => false,
+        }
+    }
+
+    /// `chat.delete`: the message is gone from the channel.
+    fn delete(&self, r: &Recorded) -> serde_json::Value {
+        let (channel, ts) = (r.param("channel").unwrap_or_default(), r.param("ts").unwrap_or_default());
+        let mut g = self.inner.lock().unwrap();
+        let before = g.messages.len();
+        g.messages.retain(|m| !(m.channel == channel && m.ts == ts));
+        if g.messages.len() < before {
+            serde_json::json!({ "ok": true, "channel": channel, "ts": ts })
+        } else {
+            serde_json::json!({ "ok": false, "error": "message_not_found" })
         }
     }
 
@@ -425,6 +445,7 @@ pub async fn start_with_workspace() -> (Recorder, Workspace) {
             }
             "files.getUploadURLExternal" => Scripted::json(200, ws.begin_upload(r)),
             "files.completeUploadExternal" => ws.complete(r, &next_ts()),
+            "chat.delete" => Scripted::json(200, ws.delete(r)),
             "chat.postMessage" | "chat.update" | "chat.postEphemeral" => {
                 let stamp = next_ts();
                 let fault = match method {
