@@ -504,3 +504,50 @@ async fn prune_deletes_only_handled_events_and_finished_jobs_past_retention() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("RETENTION_DAYS"), "{}", text(&bad));
 }
+
+/// A PDF of `refs` references to one stream of `zeros` zero bytes,
+/// deflated: a few MB that a reader unpacks to `refs × zeros` bytes of page
+/// content (a decompression bomb).
+fn pdf_bomb(zeros: usize, refs: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..zeros / chunk.len() {
+        deflate.write_all(&chunk).unwrap();
+    }
+    let stream = deflate.finish().unwrap();
+    let contents = vec!["4 0 R"; refs].join(" ");
+    robeing::pdf::from_objects(&[
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents [{contents}] >>").into_bytes(),
+        [
+            format!("<< /Length {} /Filter /FlateDecode >>\nstream\n", stream.len()).into_bytes(),
+            stream,
+            b"\nendstream".to_vec(),
+        ]
+        .concat(),
+    ])
+}
+
+#[tokio::test]
+async fn read_pdf_stops_at_its_memory_limit_on_a_pdf_that_unpacks_to_gigabytes() {
+    // 2 GiB of page content from a file well under the 10 MB a user may send.
+    let bomb = pdf_bomb(64 << 20, 32);
+    assert!(bomb.len() < 1_000_000, "{} bytes", bomb.len());
+    let out = run_binary_with_stdin(&["read-pdf"], &[], &bomb).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("memory allocation of"), "the allocation past the limit failed: {said}");
+    assert!(out.stdout.is_empty(), "no text: {:?}", String::from_utf8_lossy(&out.stdout));
+
+    // The same content in an amount a real PDF has is read (as no text).
+    let small = pdf_bomb(8 << 20, 4);
+    let out = run_binary_with_stdin(&["read-pdf"], &[], &small).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.starts_with(b"robeing-pdf-text/1\n"));
+
+    // The server's side: the file is unreadable, and the server goes on.
+    let reader = std::path::Path::new(env!("CARGO_BIN_EXE_robeing"));
+    assert_eq!(robeing::pdf::text_of(reader, &bomb).await, Err(robeing::pdf::PdfError::Unreadable));
+}

@@ -2651,6 +2651,56 @@ async fn a_reply_in_the_thread_of_a_briefing_gives_the_llm_what_the_briefing_sai
 }
 
 #[tokio::test]
+async fn korean_pdfs_from_chrome_and_libreoffice_are_read_and_recalled() {
+    let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
+    let base = slack.url("");
+    let app = app_with_slack(None, None, &[], slack).await;
+    let fixture = |name: &str| {
+        let path = format!("{}/tests/fixtures/pdf/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let m = dm_with_files(
+        KIM,
+        "",
+        vec![
+            workspace.host_file(&base, "회의록.pdf", "application/pdf", &fixture("korean-memo-chromium.pdf")),
+            workspace.host_file(&base, "memo.pdf", "application/pdf", &fixture("korean-memo-libreoffice.pdf")),
+        ],
+    );
+    handle_message(&app.state, &m, None).await.unwrap();
+
+    let stored: String = sqlx::query_scalar("SELECT file_text FROM exchanges WHERE user_ts = $1")
+        .bind(&m.ts)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let (chromium, libreoffice) = stored.split_once("[file \"memo.pdf\"]").unwrap_or_else(|| panic!("{stored}"));
+    for (maker, text) in [("Chrome", chromium), ("LibreOffice", libreoffice)] {
+        // Word spacing differs by maker (LibreOffice spaces digits from
+        // Hangul); the words are what matters.
+        let words: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let squeezed: String = text.split_whitespace().collect();
+        assert!(squeezed.contains("회의록:2026년12월1일"), "{maker}: {text}");
+        assert!(words.contains("참석자: 김종태, 이서연, 박민수"), "{maker}: {text}");
+        assert!(
+            words.contains("다음 주 화요일까지 예산안을 제출하기로 했습니다. 담당자는 이서연입니다."),
+            "{maker}: {text}"
+        );
+        assert!(squeezed.contains("서버이전은1월15일에진행합니다."), "{maker}: {text}");
+    }
+    let reply = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
+    assert!(reply.contains("회의록.pdf") && reply.contains("memo.pdf"), "{reply}");
+    assert!(!reply.contains("읽을 수 없었어요"), "{reply}");
+
+    // Asked later, the memo's line is found.
+    let recall = say(&app, KIM, "예산안에 대해 뭐라고 했지?").await;
+    let answer = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
+    assert!(answer.contains("예산안을 제출하기로"), "{answer}");
+    assert_eq!(exchange(&app, &recall).await.status, "replied");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_pdf_is_read_by_a_child_process_and_one_without_text_or_broken_is_named_with_why() {
     let fake = llm::start().await;
     let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;

@@ -163,7 +163,7 @@ pub async fn run_binary(args: &[&str], vars: &[(&str, &str)]) -> Output {
 
 /// Runs the binary like [`run_binary`], writing `input` to its stdin and
 /// then closing it (end of input), and collects its output.
-pub async fn run_binary_with_stdin(args: &[&str], vars: &[(&str, &str)], input: &str) -> Output {
+pub async fn run_binary_with_stdin(args: &[&str], vars: &[(&str, &str)], input: impl AsRef<[u8]>) -> Output {
     use tokio::io::AsyncWriteExt as _;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_robeing"));
     cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("LOG_FORMAT", "json").args(args);
@@ -178,7 +178,7 @@ pub async fn run_binary_with_stdin(args: &[&str], vars: &[(&str, &str)], input: 
         .kill_on_drop(true);
     let mut child = cmd.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).await.unwrap();
+    stdin.write_all(input.as_ref()).await.unwrap();
     drop(stdin);
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
