@@ -50,9 +50,10 @@ pub enum Command {
     Console,
     /// Delete handled Slack events and finished jobs older than RETENTION_DAYS now (serve does it hourly).
     Prune,
-    /// Print the text of the PDF on standard input (run by `serve` itself, one child per PDF).
-    #[command(hide = true)]
-    ReadPdf,
+    /// Print the text of the document (PDF, Office, OpenDocument) on standard input (run by `serve`
+    /// itself, one child per document; `read-pdf` is its name from before it read Office files).
+    #[command(hide = true, alias = "read-pdf")]
+    ReadDocument,
 }
 
 /// Parses arguments (exit 2 on bad usage) and runs the command.
@@ -65,9 +66,9 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    if let Some(Command::ReadPdf) = cli.command {
-        // No runtime, no configuration: bytes in, text out (see `pdf`).
-        return crate::pdf::read_stdin_to_stdout();
+    if let Some(Command::ReadDocument) = cli.command {
+        // No runtime, no configuration: bytes in, text out (see `documents`).
+        return crate::documents::read_stdin_to_stdout();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -134,7 +135,7 @@ async fn run(command: Command) -> i32 {
         Command::Status { json } => status(config, json).await,
         Command::Console => crate::console::run(config).await,
         Command::Prune => prune(config).await,
-        Command::ReadPdf => crate::pdf::read_stdin_to_stdout(),
+        Command::ReadDocument => crate::documents::read_stdin_to_stdout(),
         Command::Doctor => unreachable!("handled above"),
     }
 }

@@ -246,10 +246,11 @@ pub struct Config {
     pub retention_days: Option<u32>,
     pub log_filter: String,
     pub log_format: LogFormat,
-    /// The binary that reads PDFs users send, as `<it> read-pdf` (`pdf`):
-    /// not an environment variable; [`Config::load`] sets the running
-    /// binary, and without one PDFs are named, not read.
-    pub pdf_reader: Option<PathBuf>,
+    /// The binary that reads the documents users send (PDFs, Office files),
+    /// as `<it> read-document` ([`crate::documents`]): not an environment
+    /// variable; [`Config::load`] sets the running binary, and without one
+    /// documents are named, not read.
+    pub document_reader: Option<PathBuf>,
 }
 
 /// A whole number variable within `range`, if set.
@@ -363,7 +364,7 @@ impl Config {
             }
         }
         let mut config = Self::from_lookup(|name| std::env::var(name).ok())?;
-        config.pdf_reader = std::env::current_exe().ok();
+        config.document_reader = std::env::current_exe().ok();
         Ok(config)
     }
 
@@ -616,7 +617,7 @@ impl Config {
             job_worker_threads,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".into()),
             log_format,
-            pdf_reader: None,
+            document_reader: None,
         })
     }
 

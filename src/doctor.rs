@@ -235,20 +235,22 @@ pub async fn run() -> i32 {
         }),
     }
 
-    // PDFs users send are read by this binary run as a child process.
-    let reader_fix = "PDFs users send are named, not read: the binary must be able to run itself (`robeing read-pdf`); check that it is executable and not replaced while running";
-    match &config.pdf_reader {
-        Some(reader) => match crate::pdf::text_of(reader, &crate::pdf::simple(&["robeing doctor"])).await {
+    // Documents users send are read by this binary run as a child process.
+    let reader_fix = "PDFs and Office files users send are named, not read: the binary must be able to run itself (`robeing read-document`); check that it is executable and not replaced while running";
+    match &config.document_reader {
+        Some(reader) => match crate::documents::text_of(reader, &crate::documents::pdf::simple(&["robeing doctor"]))
+            .await
+        {
             Ok(text) if text.contains("robeing doctor") => report(Line {
                 ok: true,
                 required: false,
-                what: format!("PDF reader: `{} read-pdf` read a test PDF", reader.display()),
+                what: format!("PDF reader: `{} read-document` read a test PDF", reader.display()),
                 fix: None,
             }),
             other => report(Line {
                 ok: false,
                 required: false,
-                what: format!("PDF reader: `{} read-pdf` could not read a test PDF ({other:?})", reader.display()),
+                what: format!("PDF reader: `{} read-document` could not read a test PDF ({other:?})", reader.display()),
                 fix: Some(reader_fix.into()),
             }),
         },

@@ -493,7 +493,7 @@ async fn read_files(state: &AppState, exchange: &Exchange, message: &DirectMessa
         http: &state.http,
         token: state.config.slack.bot_token.as_ref(),
         files_url: &state.config.slack.files_url,
-        pdf_reader: state.config.pdf_reader.as_deref(),
+        document_reader: state.config.document_reader.as_deref(),
     };
     let files = crate::slack::files::read_all(&reader, &message.files).await;
     if let Some(text) = crate::slack::files::stored_text(&files) {

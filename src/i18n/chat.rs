@@ -189,10 +189,12 @@ fn unread_list(lang: Lang, unread: &[(&str, Unread)]) -> String {
 
 fn unread_reason(lang: Lang, why: Unread) -> &'static str {
     match (lang, why) {
-        (Lang::Ko, Unread::NotText) => "텍스트 파일이나 PDF가 아니에요 (이미지 등은 아직 읽지 못해요)",
-        (Lang::En, Unread::NotText) => "not a text file or PDF (I cannot read images and the like yet)",
-        (Lang::Ko, Unread::TooLarge) => "너무 커요 (텍스트 파일은 1MB, PDF는 10MB까지 읽어요)",
-        (Lang::En, Unread::TooLarge) => "too large (I read text files up to 1 MB and PDFs up to 10 MB)",
+        (Lang::Ko, Unread::NotText) => "텍스트 파일, PDF나 오피스 문서가 아니에요 (이미지 등은 아직 읽지 못해요)",
+        (Lang::En, Unread::NotText) => {
+            "not a text file, PDF or Office document (I cannot read images and the like yet)"
+        }
+        (Lang::Ko, Unread::TooLarge) => "너무 커요 (텍스트 파일은 1MB, 문서는 10MB까지 읽어요)",
+        (Lang::En, Unread::TooLarge) => "too large (I read text files up to 1 MB and documents up to 10 MB)",
         (Lang::Ko, Unread::TooMany) => "한 메시지에서는 파일 5개까지만 읽어요",
         (Lang::En, Unread::TooMany) => "I read at most 5 files of one message",
         (Lang::Ko, Unread::Gone) => "Slack에서 파일을 받을 수 없어요 (삭제되었을 수 있어요)",
@@ -211,6 +213,14 @@ fn unread_reason(lang: Lang, why: Unread) -> &'static str {
         (Lang::En, Unread::PdfWithoutText) => "a PDF without text in it (a scan, or images only)",
         (Lang::Ko, Unread::PdfUnreadable) => "PDF를 읽을 수 없었어요 (손상되었거나 암호가 걸렸거나 너무 복잡해요)",
         (Lang::En, Unread::PdfUnreadable) => "I could not read this PDF (damaged, encrypted or too complex)",
+        (Lang::Ko, Unread::DocumentWithoutText) => "글자가 없는 문서예요",
+        (Lang::En, Unread::DocumentWithoutText) => "a document without text in it",
+        (Lang::Ko, Unread::DocumentUnreadable) => {
+            "문서를 읽을 수 없었어요 (손상되었거나 암호가 걸렸거나 너무 복잡해요)"
+        }
+        (Lang::En, Unread::DocumentUnreadable) => {
+            "I could not read this document (damaged, password-protected or too complex)"
+        }
     }
 }
 

@@ -2,9 +2,10 @@
 //!
 //! A text file (a `text/*` type, JSON, YAML, a code snippet…) is downloaded
 //! with the bot token and its text read, so the reply, the LLM and memory
-//! can use what it says; so is a PDF, whose text a child process extracts
-//! ([`crate::pdf`]). Everything else is only named, with the reason it
-//! was not read, and the reply tells the user that reason ([`Unread`]):
+//! can use what it says; so is a document (a PDF, a Word, PowerPoint or
+//! Excel file, an OpenDocument), whose text a child process extracts
+//! ([`crate::documents`]). Everything else is only named, with the reason
+//! it was not read, and the reply tells the user that reason ([`Unread`]):
 //! nothing sent is dropped in silence.
 //!
 //! The bot token goes only to URLs under `SLACK_FILES_URL`
@@ -23,8 +24,8 @@ use super::events::SlackFile;
 
 /// The largest text file downloaded (a bigger one is named, not read).
 pub const MAX_FILE_BYTES: u64 = 1_000_000;
-/// The largest PDF downloaded.
-pub const MAX_PDF_BYTES: u64 = crate::pdf::MAX_PDF_BYTES;
+/// The largest document (PDF, Office) downloaded.
+pub const MAX_DOCUMENT_BYTES: u64 = crate::documents::MAX_DOCUMENT_BYTES;
 /// Files read from one message; the rest are named.
 pub const MAX_FILES_READ: usize = 5;
 /// Characters of text kept from one message's files, all together.
@@ -51,6 +52,16 @@ const TEXT_APPLICATION_TYPES: &[&str] = &[
     "application/x-subrip",
 ];
 
+/// Office Open XML and OpenDocument types, read like PDFs.
+const OFFICE_TYPES: &[&str] = &[
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.presentation",
+    "application/vnd.oasis.opendocument.spreadsheet",
+];
+
 /// What became of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRead {
@@ -72,9 +83,9 @@ pub enum Outcome {
 /// Why a file was not read; each is said to the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unread {
-    /// An image, a PDF, an archive…: not text robeing can read.
+    /// An image, an archive, audio…: nothing robeing can read.
     NotText,
-    /// Bigger than [`MAX_FILE_BYTES`] (a PDF: [`MAX_PDF_BYTES`]).
+    /// Bigger than [`MAX_FILE_BYTES`] (a document: [`MAX_DOCUMENT_BYTES`]).
     TooLarge,
     /// More files than [`MAX_FILES_READ`] came with the message.
     TooMany,
@@ -90,6 +101,11 @@ pub enum Unread {
     PdfWithoutText,
     /// A PDF that could not be read (damaged, encrypted, too complex).
     PdfUnreadable,
+    /// An Office or OpenDocument file without text.
+    DocumentWithoutText,
+    /// An Office or OpenDocument file that could not be read (damaged,
+    /// password-protected, too complex).
+    DocumentUnreadable,
 }
 
 impl Unread {
@@ -105,6 +121,8 @@ impl Unread {
             Self::NotDecodable => "not_decodable",
             Self::PdfWithoutText => "pdf_without_text",
             Self::PdfUnreadable => "pdf_unreadable",
+            Self::DocumentWithoutText => "document_without_text",
+            Self::DocumentUnreadable => "document_unreadable",
         }
     }
 }
@@ -138,9 +156,29 @@ pub fn is_text(file: &SlackFile) -> bool {
     file.mode.as_deref() == Some("snippet") || mime.starts_with("text/") || TEXT_APPLICATION_TYPES.contains(&&*mime)
 }
 
-/// Whether the file is a PDF.
-pub fn is_pdf(file: &SlackFile) -> bool {
-    mime(file) == "application/pdf"
+/// How a file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Pdf,
+    /// Word, PowerPoint, Excel, OpenDocument.
+    Office,
+    /// Named, not read.
+    Other,
+}
+
+/// How Slack's description of the file says to read it.
+pub fn kind(file: &SlackFile) -> Kind {
+    let mime = mime(file);
+    if is_text(file) {
+        Kind::Text
+    } else if mime == "application/pdf" {
+        Kind::Pdf
+    } else if OFFICE_TYPES.contains(&&*mime) {
+        Kind::Office
+    } else {
+        Kind::Other
+    }
 }
 
 /// Where and how files are fetched and read.
@@ -149,11 +187,11 @@ pub struct Reader<'a> {
     pub token: Option<&'a SecretString>,
     /// `SLACK_FILES_URL`.
     pub files_url: &'a Url,
-    /// The binary that reads PDFs ([`crate::config::Config::pdf_reader`]).
-    pub pdf_reader: Option<&'a Path>,
+    /// The binary that reads documents ([`crate::config::Config::document_reader`]).
+    pub document_reader: Option<&'a Path>,
 }
 
-/// Reads the text files and PDFs among `files`, in order, at most
+/// Reads the text files and documents among `files`, in order, at most
 /// [`MAX_FILES_READ`] of them and [`MAX_TEXT_CHARS`] of text in all. Never
 /// fails: a file that could not be read says why.
 pub async fn read_all(reader: &Reader<'_>, files: &[SlackFile]) -> Vec<FileRead> {
@@ -161,9 +199,9 @@ pub async fn read_all(reader: &Reader<'_>, files: &[SlackFile]) -> Vec<FileRead>
     let mut budget = MAX_TEXT_CHARS;
     let mut downloads = 0;
     for file in files {
-        let pdf = is_pdf(file);
-        let max = if pdf { MAX_PDF_BYTES } else { MAX_FILE_BYTES };
-        let outcome = if !pdf && !is_text(file) {
+        let kind = kind(file);
+        let max = if kind == Kind::Text { MAX_FILE_BYTES } else { MAX_DOCUMENT_BYTES };
+        let outcome = if kind == Kind::Other {
             Outcome::Unread(Unread::NotText)
         } else if file.mode.as_deref() == Some("tombstone") {
             Outcome::Unread(Unread::Gone)
@@ -173,7 +211,7 @@ pub async fn read_all(reader: &Reader<'_>, files: &[SlackFile]) -> Vec<FileRead>
             Outcome::Unread(Unread::TooMany)
         } else {
             downloads += 1;
-            match read_one(reader, file, pdf, max).await {
+            match read_one(reader, file, kind, max).await {
                 Ok(text) => {
                     let (text, cut) = keep(&text, budget);
                     budget -= text.chars().count();
@@ -238,15 +276,18 @@ fn is_under(url: &Url, base: &Url) -> bool {
 }
 
 /// Downloads one file and reads its text.
-async fn read_one(reader: &Reader<'_>, file: &SlackFile, pdf: bool, max: u64) -> Result<String, Unread> {
+async fn read_one(reader: &Reader<'_>, file: &SlackFile, kind: Kind, max: u64) -> Result<String, Unread> {
+    use crate::documents::ReadError;
     let bytes = download(reader, file, max).await?;
-    if !pdf {
-        return decode(&bytes).ok_or(Unread::NotDecodable);
-    }
-    let program = reader.pdf_reader.ok_or(Unread::PdfUnreadable)?;
-    crate::pdf::text_of(program, &bytes).await.map_err(|e| match e {
-        crate::pdf::PdfError::NoText => Unread::PdfWithoutText,
-        crate::pdf::PdfError::Unreadable => Unread::PdfUnreadable,
+    let (no_text, unreadable) = match kind {
+        Kind::Text => return decode(&bytes).ok_or(Unread::NotDecodable),
+        Kind::Pdf => (Unread::PdfWithoutText, Unread::PdfUnreadable),
+        Kind::Office | Kind::Other => (Unread::DocumentWithoutText, Unread::DocumentUnreadable),
+    };
+    let program = reader.document_reader.ok_or(unreadable)?;
+    crate::documents::text_of(program, &bytes).await.map_err(|e| match e {
+        ReadError::NoText => no_text,
+        ReadError::Unreadable => unreadable,
     })
 }
 

@@ -158,7 +158,7 @@ async fn doctor_names_a_missing_bot_scope_and_the_fix() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("✓ Slack: the bot token has all 8 scopes"), "{t}");
-    assert!(t.contains("/robeing read-pdf` read a test PDF"), "the binary reads PDFs as its own child: {t}");
+    assert!(t.contains("/robeing read-document` read a test PDF"), "the binary reads PDFs as its own child: {t}");
     assert!(!t.contains("does not read"), "nothing misspelt yet: {t}");
 
     let calls = slack.requests_to("/api/auth.test");
@@ -517,7 +517,7 @@ fn pdf_bomb(zeros: usize, refs: usize) -> Vec<u8> {
     }
     let stream = deflate.finish().unwrap();
     let contents = vec!["4 0 R"; refs].join(" ");
-    robeing::pdf::from_objects(&[
+    robeing::documents::pdf::from_objects(&[
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
         format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents [{contents}] >>").into_bytes(),
@@ -535,7 +535,7 @@ async fn read_pdf_stops_at_its_memory_limit_on_a_pdf_that_unpacks_to_gigabytes()
     // 2 GiB of page content from a file well under the 10 MB a user may send.
     let bomb = pdf_bomb(64 << 20, 32);
     assert!(bomb.len() < 1_000_000, "{} bytes", bomb.len());
-    let out = run_binary_with_stdin(&["read-pdf"], &[], &bomb).await;
+    let out = run_binary_with_stdin(&["read-document"], &[], &bomb).await;
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("memory allocation of"), "the allocation past the limit failed: {said}");
@@ -543,11 +543,12 @@ async fn read_pdf_stops_at_its_memory_limit_on_a_pdf_that_unpacks_to_gigabytes()
 
     // The same content in an amount a real PDF has is read (as no text).
     let small = pdf_bomb(8 << 20, 4);
+    // (`read-pdf`: the command's name before it read Office files.)
     let out = run_binary_with_stdin(&["read-pdf"], &[], &small).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.starts_with(b"robeing-pdf-text/1\n"));
 
     // The server's side: the file is unreadable, and the server goes on.
     let reader = std::path::Path::new(env!("CARGO_BIN_EXE_robeing"));
-    assert_eq!(robeing::pdf::text_of(reader, &bomb).await, Err(robeing::pdf::PdfError::Unreadable));
+    assert_eq!(robeing::documents::text_of(reader, &bomb).await, Err(robeing::documents::ReadError::Unreadable));
 }

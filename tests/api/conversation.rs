@@ -1353,7 +1353,7 @@ async fn with_an_llm_a_dm_with_a_file_gives_the_llm_its_name_and_tells_the_user_
     let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
     assert_eq!(
         reply,
-        "It was blue, as you told me.\n\n(I could not read \"door.jpg\": not a text file or PDF (I cannot read images and the like yet), so I answered from the rest.)"
+        "It was blue, as you told me.\n\n(I could not read \"door.jpg\": not a text file, PDF or Office document (I cannot read images and the like yet), so I answered from the rest.)"
     );
     assert!(app.slack.requests().iter().all(|r| !r.path.starts_with("/files-pri/")), "an image is not downloaded");
     assert_eq!(exchange(&app, &m).await.user_text, "what colour was the door in this photo?", "stored as typed");
@@ -2476,7 +2476,7 @@ async fn with_an_llm_the_prompt_carries_the_text_of_the_files_read_and_the_reply
     let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
     assert_eq!(
         reply,
-        "The plan: ship on Friday.\n\n(I could not read \"photo.png\": not a text file or PDF (I cannot read images and the like yet); \"big.log\": too large (I read text files up to 1 MB and PDFs up to 10 MB), so I answered from the rest.)"
+        "The plan: ship on Friday.\n\n(I could not read \"photo.png\": not a text file, PDF or Office document (I cannot read images and the like yet); \"big.log\": too large (I read text files up to 1 MB and documents up to 10 MB), so I answered from the rest.)"
     );
     assert_eq!(exchange(&app, &m).await.user_text, "summarise these, please", "the message is stored as typed");
     app.stop().await.unwrap();
@@ -2650,30 +2650,37 @@ async fn a_reply_in_the_thread_of_a_briefing_gives_the_llm_what_the_briefing_sai
     app.stop().await.unwrap();
 }
 
+/// What the exchange of `m` stored of its files.
+async fn file_text(app: &TestApp, m: &DirectMessage) -> String {
+    sqlx::query_scalar("SELECT file_text FROM exchanges WHERE user_ts = $1")
+        .bind(&m.ts)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+/// A real document from `tests/fixtures/documents` (see its README).
+fn document(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/documents/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 #[tokio::test]
 async fn korean_pdfs_from_chrome_and_libreoffice_are_read_and_recalled() {
     let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
     let base = slack.url("");
     let app = app_with_slack(None, None, &[], slack).await;
-    let fixture = |name: &str| {
-        let path = format!("{}/tests/fixtures/pdf/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    };
     let m = dm_with_files(
         KIM,
         "",
         vec![
-            workspace.host_file(&base, "회의록.pdf", "application/pdf", &fixture("korean-memo-chromium.pdf")),
-            workspace.host_file(&base, "memo.pdf", "application/pdf", &fixture("korean-memo-libreoffice.pdf")),
+            workspace.host_file(&base, "회의록.pdf", "application/pdf", &document("korean-memo-chromium.pdf")),
+            workspace.host_file(&base, "memo.pdf", "application/pdf", &document("korean-memo-libreoffice.pdf")),
         ],
     );
     handle_message(&app.state, &m, None).await.unwrap();
 
-    let stored: String = sqlx::query_scalar("SELECT file_text FROM exchanges WHERE user_ts = $1")
-        .bind(&m.ts)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let stored = file_text(&app, &m).await;
     let (chromium, libreoffice) = stored.split_once("[file \"memo.pdf\"]").unwrap_or_else(|| panic!("{stored}"));
     for (maker, text) in [("Chrome", chromium), ("LibreOffice", libreoffice)] {
         // Word spacing differs by maker (LibreOffice spaces digits from
@@ -2701,13 +2708,56 @@ async fn korean_pdfs_from_chrome_and_libreoffice_are_read_and_recalled() {
 }
 
 #[tokio::test]
+async fn word_excel_and_powerpoint_files_are_read_and_a_broken_one_is_named_with_why() {
+    let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
+    let base = slack.url("");
+    let app = app_with_slack(None, None, &[], slack).await;
+    const DOCX: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+    const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    const PPTX: &str = "application/vnd.openxmlformats-officedocument.presentationml.presentation";
+    // A password-protected .docx is no ZIP archive (an OLE container).
+    let locked = b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1 EncryptedPackage".to_vec();
+    let m = dm_with_files(
+        JANE,
+        "",
+        vec![
+            workspace.host_file(&base, "memo.docx", DOCX, &document("korean-memo-libreoffice.docx")),
+            workspace.host_file(&base, "budget.xlsx", XLSX, &document("budget-libreoffice.xlsx")),
+            workspace.host_file(&base, "plan.pptx", PPTX, &document("plan-python-pptx.pptx")),
+            workspace.host_file(&base, "locked.docx", DOCX, &locked),
+        ],
+    );
+    handle_message(&app.state, &m, None).await.unwrap();
+
+    let stored = file_text(&app, &m).await;
+    assert!(stored.starts_with("[file \"memo.docx\"]\n회의록: 2026년 12월 1일\n"), "{stored}");
+    assert!(stored.contains("서버 이전\t1,200,000원\n"), "a table row, cells by tabs: {stored}");
+    assert!(stored.contains("[file \"budget.xlsx\"]\n# 예산\n항목\t금액\t담당자\n"), "{stored}");
+    assert!(stored.contains("[file \"plan.pptx\"]\n# Slide 1\n2026년 1분기 계획\n"), "{stored}");
+    assert!(!stored.contains("locked.docx"), "{stored}");
+    let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
+    assert!(reply.starts_with("I read \"memo.docx\", \"budget.xlsx\", \"plan.pptx\" ("), "{reply}");
+    assert!(
+        reply.contains("\"locked.docx\": I could not read this document (damaged, password-protected or too complex)"),
+        "{reply}"
+    );
+
+    // Asked later, the sheet's row is found.
+    say(&app, JANE, "what did I tell you about Migrate servers?").await;
+    let answer = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
+    assert!(answer.contains("2027-01-15"), "{answer}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_pdf_is_read_by_a_child_process_and_one_without_text_or_broken_is_named_with_why() {
     let fake = llm::start().await;
     let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
     let base = slack.url("");
     let app = app_with_slack(None, Some(&fake), &[], slack).await;
-    let report = robeing::pdf::simple(&["Quarterly report (Q3)", "Revenue grew 12 percent to 4.2 billion won."]);
-    let scan = robeing::pdf::simple(&[]);
+    let report =
+        robeing::documents::pdf::simple(&["Quarterly report (Q3)", "Revenue grew 12 percent to 4.2 billion won."]);
+    let scan = robeing::documents::pdf::simple(&[]);
     let mut broken = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R".to_vec();
     broken.extend(std::iter::repeat_n(b'[', 5_000));
     let m = dm_with_files(
@@ -2734,11 +2784,7 @@ async fn a_pdf_is_read_by_a_child_process_and_one_without_text_or_broken_is_name
         ),
         "{reply}"
     );
-    let stored: String = sqlx::query_scalar("SELECT file_text FROM exchanges WHERE user_ts = $1")
-        .bind(&m.ts)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let stored = file_text(&app, &m).await;
     assert!(stored.starts_with("[file \"report.pdf\"]\nQuarterly report (Q3)"), "{stored}");
     app.stop().await.unwrap();
 }

@@ -124,7 +124,7 @@ pub async fn spawn_app_with_slack(options: Options, slack: Recorder) -> TestApp 
     }
     let mut config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration is valid");
     // As `Config::load` sets it for the binary: PDFs are read by robeing's own.
-    config.pdf_reader = Some(env!("CARGO_BIN_EXE_robeing").into());
+    config.document_reader = Some(env!("CARGO_BIN_EXE_robeing").into());
     let app = Application::build(config).await.unwrap_or_else(|e| panic!("app failed to start: {e}"));
     let port = app.port();
     let state = app.state();

@@ -1,0 +1,480 @@
+//! The text of Office Open XML files (Word `.docx`, PowerPoint `.pptx`,
+//! Excel `.xlsx`) and OpenDocument ones (`.odt`, `.odp`): ZIP archives of
+//! XML. Run in the reader child ([`super`]), never in the server: an entry
+//! can unpack to far more than its archive ([`MAX_ENTRY_BYTES`], and the
+//! child's memory limit). A password-protected Office file is not a ZIP
+//! archive at all (it is an OLE container), so it is named unreadable.
+//!
+//! What is read: a Word document's body (paragraphs, tables cell by cell),
+//! each slide of a presentation in order under `# Slide N`, each sheet of a
+//! workbook under `# <its name>` with a row per line and cells separated by
+//! tabs (numbers as stored: a date is its serial number), an OpenDocument's
+//! paragraphs and headings. Headers, footers, notes and comments are not.
+
+use std::io::{Cursor, Read as _};
+
+use quick_xml::events::Event;
+
+/// The most one archive entry may unpack to.
+pub const MAX_ENTRY_BYTES: u64 = 64 << 20;
+
+type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
+
+/// The text of an Office or OpenDocument file, or why not.
+pub fn text_of(bytes: &[u8]) -> Result<String, String> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a ZIP archive: {e}"))?;
+    let has = |archive: &Archive<'_>, name: &str| archive.index_for_name(name).is_some();
+    if has(&archive, "word/document.xml") {
+        paragraphs(&entry(&mut archive, "word/document.xml")?, &WORD)
+    } else if has(&archive, "ppt/presentation.xml") {
+        slides(&mut archive)
+    } else if has(&archive, "xl/workbook.xml") {
+        sheets(&mut archive)
+    } else if has(&archive, "content.xml") && has(&archive, "mimetype") {
+        paragraphs(&entry(&mut archive, "content.xml")?, &OPEN_DOCUMENT)
+    } else {
+        Err("a ZIP archive, but not a Word, PowerPoint, Excel or OpenDocument file".to_owned())
+    }
+}
+
+/// One entry's XML, at most [`MAX_ENTRY_BYTES`].
+fn entry(archive: &mut Archive<'_>, name: &str) -> Result<String, String> {
+    let file = archive.by_name(name).map_err(|e| format!("{name}: {e}"))?;
+    let mut xml = Vec::new();
+    file.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut xml).map_err(|e| format!("{name}: {e}"))?;
+    if xml.len() as u64 > MAX_ENTRY_BYTES {
+        return Err(format!("{name} unpacks to more than {MAX_ENTRY_BYTES} bytes"));
+    }
+    String::from_utf8(xml).map_err(|_| format!("{name} is not UTF-8"))
+}
+
+/// Which elements (local names) carry a format's text.
+struct Vocabulary {
+    /// Ends a line.
+    paragraph: &'static [&'static str],
+    /// Text is read only inside one of these (none: anywhere in a paragraph).
+    text: &'static [&'static str],
+    /// Tabs and line breaks count only inside one of these (none: anywhere).
+    run: &'static [&'static str],
+    tab: &'static [&'static str],
+    line_break: &'static [&'static str],
+    /// Repeated spaces (OpenDocument's `<text:s text:c="3"/>`).
+    spaces: &'static [&'static str],
+    /// Text inside these is not the document's (Excel's phonetic guides).
+    skip: &'static [&'static str],
+    /// A table's rows and cells: a row is a line, its cells are separated
+    /// by tabs (the paragraphs of one cell by spaces).
+    row: &'static [&'static str],
+    cell: &'static [&'static str],
+    /// Each starts a slide (`# Slide N`): OpenDocument's `draw:page`.
+    slide: &'static [&'static str],
+}
+
+/// `w:t` holds text (not `w:instrText`, field codes, nor `w:delText`,
+/// deleted text); `w:tab` is a tab only in a run (`w:tabs` in a paragraph's
+/// properties lists tab stops).
+const WORD: Vocabulary = Vocabulary {
+    paragraph: &["p"],
+    text: &["t"],
+    run: &["r"],
+    tab: &["tab"],
+    line_break: &["br", "cr"],
+    spaces: &[],
+    skip: &[],
+    row: &["tr"],
+    cell: &["tc"],
+    slide: &[],
+};
+
+/// DrawingML (slides): `a:t` in `a:p`; `a:br` between runs; `a:tab`
+/// appears only in tab-stop lists.
+const SLIDE: Vocabulary = Vocabulary {
+    paragraph: &["p"],
+    text: &["t"],
+    run: &[],
+    tab: &[],
+    line_break: &["br"],
+    spaces: &[],
+    skip: &[],
+    row: &["tr"],
+    cell: &["tc"],
+    slide: &[],
+};
+
+/// OpenDocument: text anywhere in `text:p` and `text:h`, but not in a
+/// comment (`office:annotation`) or a slide's speaker notes
+/// (`presentation:notes`).
+const OPEN_DOCUMENT: Vocabulary = Vocabulary {
+    paragraph: &["p", "h"],
+    text: &[],
+    run: &[],
+    tab: &["tab"],
+    line_break: &["line-break"],
+    spaces: &["s"],
+    skip: &["annotation", "notes"],
+    row: &["table-row"],
+    cell: &["table-cell", "covered-table-cell"],
+    slide: &["page"],
+};
+
+/// A shared string of a workbook: its `t` runs, not its phonetic guide.
+const SHARED_STRING: Vocabulary = Vocabulary {
+    paragraph: &[],
+    text: &["t"],
+    run: &[],
+    tab: &[],
+    line_break: &[],
+    spaces: &[],
+    skip: &["rPh"],
+    row: &[],
+    cell: &[],
+    slide: &[],
+};
+
+/// The text of `xml` as `vocabulary` reads it: a line per paragraph.
+fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
+    let mut out = String::new();
+    let mut reader = quick_xml::Reader::from_str(xml);
+    // How deep inside text-bearing, run, skipped and cell elements the
+    // reader is, and the slides begun.
+    let (mut in_paragraph, mut in_text, mut in_run, mut skipped) = (0usize, 0usize, 0usize, 0usize);
+    let (mut in_cell, mut slides) = (0usize, 0usize);
+    let is = |set: &[&str], name: &str| set.contains(&name);
+    loop {
+        let event = reader.read_event().map_err(|e| format!("XML: {e}"))?;
+        let reading = skipped == 0 && (in_text > 0 || (vocabulary.text.is_empty() && in_paragraph > 0));
+        match event {
+            Event::Start(e) => {
+                let name = e.local_name();
+                let name = name.as_ref();
+                in_paragraph += usize::from(is(vocabulary.paragraph, name));
+                in_text += usize::from(is(vocabulary.text, name));
+                in_run += usize::from(is(vocabulary.run, name));
+                skipped += usize::from(is(vocabulary.skip, name));
+                in_cell += usize::from(is(vocabulary.cell, name));
+                if is(vocabulary.slide, name) {
+                    slides += 1;
+                    let gap = if out.is_empty() { "" } else { "\n" };
+                    out.push_str(&format!("{gap}# Slide {slides}\n"));
+                }
+            }
+            Event::End(e) => {
+                let name = e.local_name();
+                let name = name.as_ref();
+                in_text = in_text.saturating_sub(usize::from(is(vocabulary.text, name)));
+                in_run = in_run.saturating_sub(usize::from(is(vocabulary.run, name)));
+                skipped = skipped.saturating_sub(usize::from(is(vocabulary.skip, name)));
+                if is(vocabulary.paragraph, name) {
+                    in_paragraph = in_paragraph.saturating_sub(1);
+                    if skipped == 0 {
+                        out.push(if in_cell > 0 { ' ' } else { '\n' });
+                    }
+                } else if is(vocabulary.cell, name) {
+                    in_cell = in_cell.saturating_sub(1);
+                    out.truncate(out.trim_end_matches(' ').len());
+                    out.push('\t');
+                } else if is(vocabulary.row, name) {
+                    out.truncate(out.trim_end_matches(['\t', ' ']).len());
+                    out.push('\n');
+                }
+            }
+            Event::Empty(e) if skipped == 0 => {
+                let name = e.local_name();
+                let name = name.as_ref();
+                let in_a_run = vocabulary.run.is_empty() || in_run > 0;
+                if is(vocabulary.paragraph, name) {
+                    out.push(if in_cell > 0 { ' ' } else { '\n' });
+                } else if is(vocabulary.cell, name) || (in_a_run && is(vocabulary.tab, name)) {
+                    // An empty cell, or a tab.
+                    out.push('\t');
+                } else if in_a_run && is(vocabulary.line_break, name) {
+                    out.push('\n');
+                } else if is(vocabulary.spaces, name) {
+                    let count = e
+                        .attributes()
+                        .flatten()
+                        .find(|a| a.key.local_name().as_ref() == "c")
+                        .and_then(|a| {
+                            a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok()?.parse::<usize>().ok()
+                        })
+                        .unwrap_or(1);
+                    out.extend(std::iter::repeat_n(' ', count.min(100)));
+                }
+            }
+            Event::Text(t) if reading => out.push_str(&t.xml10_content()),
+            Event::CData(t) if reading => out.push_str(&t),
+            Event::GeneralRef(r) if reading => push_reference(&mut out, &r),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What `&name;` or `&#…;` stands for: a character, or one of XML's five
+/// predefined entities (Office files declare no others).
+fn push_reference(out: &mut String, reference: &quick_xml::events::BytesRef<'_>) {
+    match reference.resolve_char_ref() {
+        Ok(Some(c)) => out.push(c),
+        _ => out.push_str(match &**reference {
+            "amp" => "&",
+            "lt" => "<",
+            "gt" => ">",
+            "quot" => "\"",
+            "apos" => "'",
+            _ => "",
+        }),
+    }
+}
+
+/// A presentation's slides in their order (`ppt/slides/slideN.xml`).
+fn slides(archive: &mut Archive<'_>) -> Result<String, String> {
+    let mut numbered: Vec<(u32, String)> = archive
+        .file_names()
+        .filter_map(|name| {
+            let name = name.ok()?;
+            let n = name.strip_prefix("ppt/slides/slide")?.strip_suffix(".xml")?.parse().ok()?;
+            Some((n, name.into_owned()))
+        })
+        .collect();
+    numbered.sort();
+    let mut out = String::new();
+    for (n, name) in numbered {
+        out.push_str(&format!("# Slide {n}\n"));
+        out.push_str(&paragraphs(&entry(archive, &name)?, &SLIDE)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// A workbook's sheets in their order, a row per line, cells by tabs.
+fn sheets(archive: &mut Archive<'_>) -> Result<String, String> {
+    let shared = match archive.index_for_name("xl/sharedStrings.xml") {
+        Some(_) => shared_strings(&entry(archive, "xl/sharedStrings.xml")?)?,
+        None => Vec::new(),
+    };
+    let targets = attribute_pairs(&entry(archive, "xl/_rels/workbook.xml.rels")?, "Relationship", ("Id", "Target"))?;
+    let mut out = String::new();
+    for (name, id) in attribute_pairs(&entry(archive, "xl/workbook.xml")?, "sheet", ("name", "id"))? {
+        let Some(target) = targets.iter().find(|(i, _)| *i == id).map(|(_, t)| t) else { continue };
+        // Relative to xl/, or absolute in the package.
+        let path = match target.strip_prefix('/') {
+            Some(absolute) => absolute.to_owned(),
+            None => format!("xl/{target}"),
+        };
+        out.push_str(&format!("# {name}\n"));
+        out.push_str(&cells(&entry(archive, &path)?, &shared)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// `xl/sharedStrings.xml`: each `si`'s text.
+fn shared_strings(xml: &str) -> Result<Vec<String>, String> {
+    // Each `si` becomes one line (its own line breaks kept as spaces).
+    let mut strings = Vec::new();
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut start = None;
+    loop {
+        match reader.read_event().map_err(|e| format!("XML: {e}"))? {
+            Event::Start(e) if e.local_name().as_ref() == "si" => start = Some(reader.buffer_position()),
+            Event::End(e) if e.local_name().as_ref() == "si" => {
+                let from = start.take().unwrap_or(0) as usize;
+                let to = reader.buffer_position() as usize;
+                let inner = xml.get(from..to).unwrap_or("");
+                let text = paragraphs(&format!("<si>{inner}"), &SHARED_STRING)?;
+                strings.push(text.replace(['\n', '\r'], " "));
+            }
+            Event::Empty(e) if e.local_name().as_ref() == "si" => strings.push(String::new()),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(strings)
+}
+
+/// The value of the attribute whose local name is `key`.
+fn attribute(e: &quick_xml::events::BytesStart<'_>, key: &str) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().as_ref() == key)
+        .and_then(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned()))
+}
+
+/// Two attributes (by local name) of every `element` in `xml` that has
+/// both, in order: a `.rels` part's relationships (`Id`, `Target`), a
+/// workbook's sheets (`name`, `r:id`).
+fn attribute_pairs(xml: &str, element: &str, (a, b): (&str, &str)) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        match reader.read_event().map_err(|e| format!("XML: {e}"))? {
+            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == element => {
+                if let (Some(a), Some(b)) = (attribute(&e, a), attribute(&e, b)) {
+                    out.push((a, b));
+                }
+            }
+            Event::Eof => return Ok(out),
+            _ => {}
+        }
+    }
+}
+
+/// A worksheet's cells: a line per row, cells separated by tabs, an empty
+/// cell for each column skipped (so columns stay in place).
+fn cells(xml: &str, shared: &[String]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut reader = quick_xml::Reader::from_str(xml);
+    // The cell being read: its column, type and value so far.
+    let mut cell: Option<(Option<usize>, Option<String>, String)> = None;
+    let mut in_value = false;
+    let mut next_column = 0;
+    loop {
+        match reader.read_event().map_err(|e| format!("XML: {e}"))? {
+            Event::Start(e) => match e.local_name().as_ref() {
+                "row" => next_column = 0,
+                "c" => cell = Some((attribute(&e, "r").and_then(|r| column_of(&r)), attribute(&e, "t"), String::new())),
+                "v" | "t" => in_value = cell.is_some(),
+                _ => {}
+            },
+            Event::Text(t) if in_value => {
+                if let Some((_, _, value)) = cell.as_mut() {
+                    value.push_str(&t.xml10_content());
+                }
+            }
+            Event::GeneralRef(r) if in_value => {
+                if let Some((_, _, value)) = cell.as_mut() {
+                    push_reference(value, &r);
+                }
+            }
+            Event::End(e) => match e.local_name().as_ref() {
+                "v" | "t" => in_value = false,
+                "c" => {
+                    let Some((column, kind, value)) = cell.take() else { continue };
+                    let column = column.unwrap_or(next_column).max(next_column);
+                    // Columns are bounded (Excel has 16,384): no runaway padding.
+                    for _ in next_column..column.min(next_column + 16_384) {
+                        out.push('\t');
+                    }
+                    let text = match kind.as_deref() {
+                        Some("s") => {
+                            value.trim().parse::<usize>().ok().and_then(|i| shared.get(i)).cloned().unwrap_or_default()
+                        }
+                        Some("") => (if value.trim() == "1" { "TRUE" } else { "FALSE" }).to_owned(),
+                        _ => value,
+                    };
+                    out.push_str(&text.replace(['\t', '\n', '\r'], " "));
+                    out.push('\t');
+                    next_column = column + 1;
+                }
+                "row" => {
+                    while out.ends_with('\t') {
+                        out.pop();
+                    }
+                    out.push('\n');
+                }
+                _ => {}
+            },
+            Event::Eof => return Ok(out),
+            _ => {}
+        }
+    }
+}
+
+/// The 0-based column of a cell reference ("C7" → 2).
+fn column_of(reference: &str) -> Option<usize> {
+    let letters: Vec<u8> = reference.bytes().take_while(u8::is_ascii_alphabetic).collect();
+    if letters.is_empty() || letters.len() > 3 {
+        return None;
+    }
+    let n = letters.iter().fold(0usize, |n, l| n * 26 + usize::from(l.to_ascii_uppercase() - b'A') + 1);
+    Some(n - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/documents/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn column_references_become_indexes() {
+        assert_eq!(column_of("A1"), Some(0));
+        assert_eq!(column_of("c7"), Some(2));
+        assert_eq!(column_of("AA10"), Some(26));
+        assert_eq!(column_of("XFD1"), Some(16_383));
+        assert_eq!(column_of("7"), None);
+        assert_eq!(column_of("ABCD1"), None);
+    }
+
+    #[test]
+    fn word_tabs_and_breaks_count_in_runs_only_and_field_codes_are_not_text() {
+        let xml = r#"<w:document xmlns:w="x"><w:body>
+            <w:p><w:pPr><w:tabs><w:tab w:val="left" w:pos="720"/></w:tabs></w:pPr>
+              <w:r><w:t>Name</w:t><w:tab/><w:t xml:space="preserve">Kim &amp; Lee &#xAE40;</w:t></w:r>
+              <w:r><w:instrText>PAGE</w:instrText><w:br/><w:t>next</w:t></w:r></w:p>
+            <w:p/><w:p><w:r><w:delText>gone</w:delText><w:t>end</w:t></w:r></w:p>
+            </w:body></w:document>"#;
+        assert_eq!(paragraphs(xml, &WORD).unwrap(), "Name\tKim & Lee 김\nnext\n\nend\n");
+    }
+
+    #[test]
+    fn opendocument_spaces_tabs_and_headings() {
+        let xml = r#"<office:document-content xmlns:office="o" xmlns:text="t"><office:body><office:text>
+            <text:h>Title</text:h><text:p>a<text:s text:c="3"/>b<text:tab/>c<text:line-break/><text:span>d</text:span></text:p>
+            </office:text></office:body></office:document-content>"#;
+        assert_eq!(paragraphs(xml, &OPEN_DOCUMENT).unwrap(), "Title\na   b\tc\nd\n");
+    }
+
+    #[test]
+    fn a_zip_that_is_no_office_file_and_bytes_that_are_no_zip_are_refused() {
+        assert!(text_of(b"PK\x03\x04 not really").unwrap_err().starts_with("not a ZIP archive"));
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        zip.start_file("notes.txt", zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut zip, b"hello").unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        assert_eq!(
+            text_of(&bytes).unwrap_err(),
+            "a ZIP archive, but not a Word, PowerPoint, Excel or OpenDocument file"
+        );
+    }
+
+    #[test]
+    fn an_entry_that_unpacks_past_the_limit_is_refused() {
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("word/document.xml", deflated).unwrap();
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..=MAX_ENTRY_BYTES >> 20 {
+            std::io::Write::write_all(&mut zip, &zeros).unwrap();
+        }
+        let bytes = zip.finish().unwrap().into_inner();
+        assert!(bytes.len() < 1_000_000, "{} bytes", bytes.len());
+        assert_eq!(
+            text_of(&bytes).unwrap_err(),
+            format!("word/document.xml unpacks to more than {MAX_ENTRY_BYTES} bytes")
+        );
+    }
+
+    #[test]
+    fn real_documents_from_libreoffice_and_python_read_as_written() {
+        let read = |name: &str| super::super::tidy(&text_of(&fixture(name)).unwrap());
+        let memo = "회의록: 2026년 12월 1일\n참석자: 김종태, 이서연, 박민수\n\
+                    다음 주 화요일까지 예산안을 제출하기로 했습니다. 담당자는 이서연입니다.\n\
+                    항목\t금액\n서버 이전\t1,200,000원\nDesign review & QA\t350,000원\n\
+                    Server migration happens on January 15.";
+        assert_eq!(read("korean-memo-libreoffice.docx"), memo);
+        assert_eq!(read("korean-memo-libreoffice.odt"), memo);
+        let plan = "# Slide 1\n2026년 1분기 계획\nrobeing 팀 · Q1 planning\n\n\
+                    # Slide 2\n할 일\n예산안 제출: 화요일까지\n서버 이전: 1월 15일\nHire two engineers & one designer";
+        assert_eq!(read("plan-python-pptx.pptx"), plan);
+        assert_eq!(read("plan-libreoffice.odp"), plan);
+        assert_eq!(
+            read("budget-libreoffice.xlsx"),
+            "# 예산\n항목\t금액\t담당자\n서버 이전\t1200000\t이서연\nDesign review & QA\t350000\t박민수\n\
+             \t\t\t\t합계\t1550000\n\n# Schedule\nTask\tDue\nSubmit budget\t2026-12-08\nMigrate servers\t2027-01-15"
+        );
+    }
+}
