@@ -1,15 +1,17 @@
 //! The text of Office Open XML files (Word `.docx`, PowerPoint `.pptx`,
-//! Excel `.xlsx`) and OpenDocument ones (`.odt`, `.odp`): ZIP archives of
-//! XML. Run in the reader child ([`super`]), never in the server: an entry
-//! can unpack to far more than its archive ([`MAX_ENTRY_BYTES`], and the
-//! child's memory limit). A password-protected Office file is not a ZIP
-//! archive at all (it is an OLE container), so it is named unreadable.
+//! Excel `.xlsx`) and OpenDocument ones (`.odt`, `.odp`, `.ods`): ZIP
+//! archives of XML. Run in the reader child ([`super`]), never in the
+//! server: an entry can unpack to far more than its archive
+//! ([`MAX_ENTRY_BYTES`], and the child's memory limit). A
+//! password-protected Office file is not a ZIP archive at all (it is an OLE
+//! container), so it is named unreadable.
 //!
-//! What is read: a Word document's body (paragraphs, tables cell by cell),
-//! each slide of a presentation in order under `# Slide N`, each sheet of a
-//! workbook under `# <its name>` with a row per line and cells separated by
-//! tabs (numbers as stored: a date is its serial number), an OpenDocument's
-//! paragraphs and headings. Headers, footers, notes and comments are not.
+//! What is read: a document's paragraphs and headings, its tables a row a
+//! line with cells separated by tabs; each slide of a presentation in order
+//! under `# Slide N`; each sheet of a workbook under `# <its name>`, a row
+//! a line, columns in place (numbers as stored: a date Excel keeps as a
+//! number is its serial number). Headers, footers, speaker notes and
+//! comments are not.
 
 use std::io::{Cursor, Read as _};
 
@@ -31,7 +33,9 @@ pub fn text_of(bytes: &[u8]) -> Result<String, String> {
     } else if has(&archive, "xl/workbook.xml") {
         sheets(&mut archive)
     } else if has(&archive, "content.xml") && has(&archive, "mimetype") {
-        paragraphs(&entry(&mut archive, "content.xml")?, &OPEN_DOCUMENT)
+        let spreadsheet = entry(&mut archive, "mimetype")?.trim() == "application/vnd.oasis.opendocument.spreadsheet";
+        let vocabulary = if spreadsheet { &OPEN_SPREADSHEET } else { &OPEN_DOCUMENT };
+        paragraphs(&entry(&mut archive, "content.xml")?, vocabulary)
     } else {
         Err("a ZIP archive, but not a Word, PowerPoint, Excel or OpenDocument file".to_owned())
     }
@@ -68,6 +72,9 @@ struct Vocabulary {
     cell: &'static [&'static str],
     /// Each starts a slide (`# Slide N`): OpenDocument's `draw:page`.
     slide: &'static [&'static str],
+    /// Each starts a sheet (`# <its name attribute>`): an OpenDocument
+    /// spreadsheet's `table:table`.
+    sheet: &'static [&'static str],
 }
 
 /// `w:t` holds text (not `w:instrText`, field codes, nor `w:delText`,
@@ -84,6 +91,7 @@ const WORD: Vocabulary = Vocabulary {
     row: &["tr"],
     cell: &["tc"],
     slide: &[],
+    sheet: &[],
 };
 
 /// DrawingML (slides): `a:t` in `a:p`; `a:br` between runs; `a:tab`
@@ -99,6 +107,7 @@ const SLIDE: Vocabulary = Vocabulary {
     row: &["tr"],
     cell: &["tc"],
     slide: &[],
+    sheet: &[],
 };
 
 /// OpenDocument: text anywhere in `text:p` and `text:h`, but not in a
@@ -115,7 +124,11 @@ const OPEN_DOCUMENT: Vocabulary = Vocabulary {
     row: &["table-row"],
     cell: &["table-cell", "covered-table-cell"],
     slide: &["page"],
+    sheet: &[],
 };
+
+/// An OpenDocument spreadsheet: each table is a sheet.
+const OPEN_SPREADSHEET: Vocabulary = Vocabulary { sheet: &["table"], ..OPEN_DOCUMENT };
 
 /// A shared string of a workbook: its `t` runs, not its phonetic guide.
 const SHARED_STRING: Vocabulary = Vocabulary {
@@ -129,6 +142,7 @@ const SHARED_STRING: Vocabulary = Vocabulary {
     row: &[],
     cell: &[],
     slide: &[],
+    sheet: &[],
 };
 
 /// The text of `xml` as `vocabulary` reads it: a line per paragraph.
@@ -152,10 +166,13 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
                 in_run += usize::from(is(vocabulary.run, name));
                 skipped += usize::from(is(vocabulary.skip, name));
                 in_cell += usize::from(is(vocabulary.cell, name));
+                let gap = if out.is_empty() { "" } else { "\n" };
                 if is(vocabulary.slide, name) {
                     slides += 1;
-                    let gap = if out.is_empty() { "" } else { "\n" };
                     out.push_str(&format!("{gap}# Slide {slides}\n"));
+                } else if is(vocabulary.sheet, name) {
+                    let sheet = attribute(&e, "name").unwrap_or_default();
+                    out.push_str(&format!("{gap}# {sheet}\n"));
                 }
             }
             Event::End(e) => {
@@ -184,8 +201,11 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
                 let in_a_run = vocabulary.run.is_empty() || in_run > 0;
                 if is(vocabulary.paragraph, name) {
                     out.push(if in_cell > 0 { ' ' } else { '\n' });
-                } else if is(vocabulary.cell, name) || (in_a_run && is(vocabulary.tab, name)) {
-                    // An empty cell, or a tab.
+                } else if is(vocabulary.cell, name) {
+                    // Empty cells, as many as it stands for (columns stay in place).
+                    let repeated = attribute(&e, "number-columns-repeated").and_then(|n| n.parse().ok()).unwrap_or(1);
+                    out.extend(std::iter::repeat_n('\t', usize::min(repeated, 16_384)));
+                } else if in_a_run && is(vocabulary.tab, name) {
                     out.push('\t');
                 } else if in_a_run && is(vocabulary.line_break, name) {
                     out.push('\n');
@@ -474,6 +494,13 @@ mod tests {
         assert_eq!(
             read("budget-libreoffice.xlsx"),
             "# 예산\n항목\t금액\t담당자\n서버 이전\t1200000\t이서연\nDesign review & QA\t350000\t박민수\n\
+             \t\t\t\t합계\t1550000\n\n# Schedule\nTask\tDue\nSubmit budget\t2026-12-08\nMigrate servers\t2027-01-15"
+        );
+        // The same workbook as an OpenDocument spreadsheet keeps its empty
+        // fourth row.
+        assert_eq!(
+            read("budget-libreoffice.ods"),
+            "# 예산\n항목\t금액\t담당자\n서버 이전\t1200000\t이서연\nDesign review & QA\t350000\t박민수\n\n\
              \t\t\t\t합계\t1550000\n\n# Schedule\nTask\tDue\nSubmit budget\t2026-12-08\nMigrate servers\t2027-01-15"
         );
     }
