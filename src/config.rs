@@ -83,6 +83,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("LLM_API_KEY", "unset → no Authorization header", "API key for the LLM"),
     ("LLM_MODEL", "required with `LLM_BASE_URL`", "model name for the LLM"),
     ("LLM_TIMEOUT_SECS", "`25`", "how long one LLM request may take before it is retried"),
+    (
+        "LLM_IMAGES",
+        "`off`",
+        "`on` → images sent in a DM (PNG, JPEG, GIF, WebP, up to 10 MB) are shown to the LLM; its model must accept images (OpenAI's `image_url` parts)",
+    ),
     ("EMBEDDING_BASE_URL", "unset → built-in local embedder", "OpenAI-compatible embeddings API base"),
     ("EMBEDDING_API_KEY", "unset → no Authorization header", "API key for embeddings"),
     ("EMBEDDING_MODEL", "required with `EMBEDDING_BASE_URL`", "embedding model name"),
@@ -229,6 +234,8 @@ pub struct Config {
     pub llm: Option<OpenAiCompatible>,
     /// One LLM request's timeout (`LLM_TIMEOUT_SECS`).
     pub llm_timeout: Duration,
+    /// Images users send are shown to the LLM (`LLM_IMAGES`).
+    pub llm_images: bool,
     pub embedding: Option<OpenAiCompatible>,
     pub news_feeds: Vec<Url>,
     pub briefing_time: NaiveTime,
@@ -251,6 +258,22 @@ pub struct Config {
     /// variable; [`Config::load`] sets the running binary, and without one
     /// documents are named, not read.
     pub document_reader: Option<PathBuf>,
+}
+
+/// An on/off variable (`on`, `true`, `1` / `off`, `false`, `0`), or
+/// `default` when unset.
+fn on_or_off(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+    fix: &str,
+) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("on" | "true" | "1") => Ok(true),
+        Some("off" | "false" | "0") => Ok(false),
+        Some(other) => Err(ConfigError::new(name, format!("`{other}` is neither on nor off"), fix)),
+    }
 }
 
 /// A whole number variable within `range`, if set.
@@ -549,17 +572,18 @@ impl Config {
             Some(0) => None,
             Some(days) => Some(days),
         };
-        let briefing_scheduler = match get("BRIEFING_SCHEDULER").map(|v| v.to_ascii_lowercase()).as_deref() {
-            None | Some("on") | Some("true") | Some("1") => true,
-            Some("off") | Some("false") | Some("0") => false,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "BRIEFING_SCHEDULER",
-                    format!("`{other}` is neither on nor off"),
-                    "use on (the default) or off (when an external cron calls POST /api/cron/daily-summary)",
-                ));
-            }
-        };
+        let briefing_scheduler = on_or_off(
+            &get,
+            "BRIEFING_SCHEDULER",
+            true,
+            "use on (the default) or off (when an external cron calls POST /api/cron/daily-summary)",
+        )?;
+        let llm_images = on_or_off(
+            &get,
+            "LLM_IMAGES",
+            false,
+            "use on (the LLM's model accepts images) or off (the default: images are named, not shown)",
+        )?;
         let default_timezone = match get("DEFAULT_TIMEZONE") {
             Some(v) => v.parse::<Tz>().map_err(|_| {
                 ConfigError::new(
@@ -605,6 +629,7 @@ impl Config {
             chroma,
             llm,
             llm_timeout,
+            llm_images,
             embedding,
             news_feeds,
             briefing_time,
@@ -659,7 +684,12 @@ impl Config {
             (
                 "llm",
                 match &self.llm {
-                    Some(l) => format!("on ({} at {})", l.model, l.base_url),
+                    Some(l) => format!(
+                        "on ({} at {}; images {})",
+                        l.model,
+                        l.base_url,
+                        if self.llm_images { "shown" } else { "named, not shown" }
+                    ),
                     None => "off (built-in responder)".into(),
                 },
             ),
@@ -887,6 +917,8 @@ mod tests {
             (&[("RETENTION_DAYS", "-1")], "RETENTION_DAYS"),
             (&[("RETENTION_DAYS", "a month")], "RETENTION_DAYS"),
             (&[("RETENTION_DAYS", "3651")], "RETENTION_DAYS"),
+            (&[("LLM_IMAGES", "maybe")], "LLM_IMAGES"),
+            (&[("BRIEFING_SCHEDULER", "sometimes")], "BRIEFING_SCHEDULER"),
         ];
         for (vars, expected) in cases {
             let err = load(vars).expect_err(expected);

@@ -27,23 +27,62 @@ const BACKOFF: Duration = Duration::from_millis(500);
 /// left to the outbox's own backoff.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
-/// One chat message.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// One chat message: its text, and the images shown with it (a user's).
+/// Without images its `content` is a string; with them, OpenAI's array of
+/// parts: the text, then each image as an `image_url` data URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
     pub role: &'static str,
     pub content: String,
+    /// `data:<type>;base64,…` URLs.
+    pub images: Vec<String>,
 }
 
 impl ChatMessage {
     pub fn system(content: impl Into<String>) -> Self {
-        Self { role: "system", content: content.into() }
+        Self { role: "system", content: content.into(), images: Vec::new() }
     }
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: "user", content: content.into() }
+        Self { role: "user", content: content.into(), images: Vec::new() }
     }
     pub fn assistant(content: impl Into<String>) -> Self {
-        Self { role: "assistant", content: content.into() }
+        Self { role: "assistant", content: content.into(), images: Vec::new() }
     }
+    /// Adds an image (its MIME type and bytes) to show with the message.
+    pub fn with_image(mut self, mime: &str, bytes: &[u8]) -> Self {
+        use base64::Engine as _;
+        self.images.push(format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)));
+        self
+    }
+}
+
+impl Serialize for ChatMessage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("role", self.role)?;
+        if self.images.is_empty() {
+            map.serialize_entry("content", &self.content)?;
+        } else {
+            let mut parts = vec![serde_json::json!({ "type": "text", "text": self.content })];
+            parts.extend(
+                self.images.iter().map(|url| serde_json::json!({ "type": "image_url", "image_url": { "url": url } })),
+            );
+            map.serialize_entry("content", &parts)?;
+        }
+        map.end()
+    }
+}
+
+/// The LLM refused the request itself (a 4xx other than 429): asking again
+/// gives the same. A model that takes no images answers so to one with
+/// images (400).
+#[derive(Debug, thiserror::Error)]
+#[error("the LLM at {url} answered {status}: {detail}")]
+pub struct Refused {
+    pub url: String,
+    pub status: u16,
+    pub detail: String,
 }
 
 #[derive(Deserialize)]
@@ -136,11 +175,10 @@ pub async fn complete(
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
                 let detail: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
-                let error = anyhow::anyhow!("the LLM at {url} answered {status}: {detail}");
                 if !(status.as_u16() == 429 || status.is_server_error()) {
-                    return Err(error);
+                    return Err(Refused { url, status: status.as_u16(), detail }.into());
                 }
-                last_error = Some(error);
+                last_error = Some(anyhow::anyhow!("the LLM at {url} answered {status}: {detail}"));
                 retry_after.map(|d| d.min(MAX_RETRY_AFTER)).unwrap_or(BACKOFF * 2u32.pow(attempt - 1))
             }
             Err(e) => {

@@ -443,10 +443,12 @@ async fn reply_to(
     again: bool,
     event_id: Option<&str>,
 ) -> Result<Done, JobError> {
-    let files = read_files(state, exchange, message).await?;
+    let intent = intent::detect(&message.text);
+    // Images are fetched only to show an LLM that takes them.
+    let images = state.config.llm.is_some() && state.config.llm_images && !intent.is_command();
+    let files = read_files(state, exchange, message, images).await?;
     let lang = Lang::detect(&exchange.user_text, user.locale.as_deref());
     let turn = Turn { state, user, exchange, lang, files: &files, again };
-    let intent = intent::detect(&message.text);
     let mut placeholder = exchange.reply_ts.clone();
     if placeholder.is_none() && again {
         placeholder = earlier_post(state, exchange).await?;
@@ -457,7 +459,7 @@ async fn reply_to(
     let read_cut = read.iter().any(|f| f.is_cut());
     let no_text = exchange.user_text.trim().is_empty();
     // Nothing to answer but files, none of them read: only that is said.
-    let nothing_read = no_text && !files.is_empty() && read.is_empty();
+    let nothing_read = no_text && !files.is_empty() && read.is_empty() && files.iter().all(|f| f.image().is_none());
     let mut reply = match &state.config.llm {
         _ if nothing_read => Reply::text(strings::files_only(lang, &unread)).private(),
         Some(llm) if !intent.is_command() => llm_reply(&turn, llm, history, early, &mut placeholder).await?,
@@ -485,7 +487,12 @@ async fn reply_to(
 /// was read with the exchange, before the reply is composed, so memory gets
 /// it with the reply. Each attempt reads them again (a retry may succeed
 /// where Slack failed before).
-async fn read_files(state: &AppState, exchange: &Exchange, message: &DirectMessage) -> Result<Vec<FileRead>, JobError> {
+async fn read_files(
+    state: &AppState,
+    exchange: &Exchange,
+    message: &DirectMessage,
+    images: bool,
+) -> Result<Vec<FileRead>, JobError> {
     if message.files.is_empty() {
         return Ok(Vec::new());
     }
@@ -494,6 +501,7 @@ async fn read_files(state: &AppState, exchange: &Exchange, message: &DirectMessa
         token: state.config.slack.bot_token.as_ref(),
         files_url: &state.config.slack.files_url,
         document_reader: state.config.document_reader.as_deref(),
+        images,
     };
     let files = crate::slack::files::read_all(&reader, &message.files).await;
     if let Some(text) = crate::slack::files::stored_text(&files) {
@@ -681,7 +689,6 @@ async fn llm_reply(
     early: EarlyRecall,
     placeholder: &mut Option<String>,
 ) -> Result<Reply, JobError> {
-    let state = turn.state;
     // The recall (when not started early) and the thread's first message
     // are independent reads: one waits on ChromaDB, the other on Slack.
     let (mut messages, parent) = tokio::join!(prompt(turn, history, early), thread_parent(turn));
@@ -696,19 +703,20 @@ async fn llm_reply(
             true
         }
     };
-    let call = llm::complete(&state.http, llm, state.config.llm_timeout, &messages);
-    tokio::pin!(call);
-    let answer = if placeholder.is_some() {
-        call.await
-    } else {
-        tokio::select! {
-            r = &mut call => r,
-            _ = tokio::time::sleep(PLACEHOLDER_AFTER) => {
-                *placeholder = post_placeholder(turn, strings::PLACEHOLDER).await;
-                call.await
-            }
-        }
-    };
+    let mut answer = ask_llm(turn, llm, &messages, placeholder).await;
+    // A model that takes no images refuses the request (400): asked again
+    // without them, and the reply says so.
+    let images: Vec<&str> = turn.files.iter().filter(|f| f.image().is_some()).map(|f| f.name.as_str()).collect();
+    let refused_images = !images.is_empty()
+        && answer.as_ref().is_err_and(|e| e.downcast_ref::<llm::Refused>().is_some_and(|r| r.status == 400));
+    if refused_images {
+        tracing::warn!(
+            images = images.len(),
+            "the LLM refused a request with images; answering without them (its model may not accept images: set LLM_IMAGES=off)"
+        );
+        without_images(&mut messages, turn);
+        answer = ask_llm(turn, llm, &messages, placeholder).await;
+    }
     match answer {
         Ok(llm::Answer { text, ending }) => {
             let mut text = sanitize(&text).into_owned();
@@ -718,7 +726,8 @@ async fn llm_reply(
                 llm::Ending::Filtered => Some(strings::llm_filtered(turn.lang)),
             };
             let unread = parent_unread.then(|| strings::thread_parent_unread(turn.lang));
-            for note in [note, unread].into_iter().flatten() {
+            let unseen = refused_images.then(|| strings::images_not_shown(turn.lang, &images));
+            for note in [note, unread, unseen.as_deref()].into_iter().flatten() {
                 if !text.is_empty() {
                     text.push_str("\n\n");
                 }
@@ -729,6 +738,29 @@ async fn llm_reply(
         Err(error) => {
             say_still_trying(turn, placeholder).await;
             Err(JobError::retry(error))
+        }
+    }
+}
+
+/// One LLM call; a placeholder is posted if it takes long (unless there is
+/// one already).
+async fn ask_llm(
+    turn: &Turn<'_>,
+    llm: &crate::config::OpenAiCompatible,
+    messages: &[ChatMessage],
+    placeholder: &mut Option<String>,
+) -> anyhow::Result<llm::Answer> {
+    let state = turn.state;
+    let call = llm::complete(&state.http, llm, state.config.llm_timeout, messages);
+    tokio::pin!(call);
+    if placeholder.is_some() {
+        return call.await;
+    }
+    tokio::select! {
+        r = &mut call => r,
+        _ = tokio::time::sleep(PLACEHOLDER_AFTER) => {
+            *placeholder = post_placeholder(turn, strings::PLACEHOLDER).await;
+            call.await
         }
     }
 }
@@ -957,15 +989,38 @@ async fn prompt(turn: &Turn<'_>, history: History, early: EarlyRecall) -> Vec<Ch
                 let partly = if f.is_cut() || !whole { ", only its start" } else { "" };
                 last.push_str(&format!("\n\n[The user sent the file \"{}\"{partly}; its text:]\n{shown}", f.name));
             }
-            // The reply adds a sentence saying which could not be read and why.
-            None => last.push_str(&format!(
-                "\n\n[The user attached the file \"{}\", which you cannot see (only its name).]",
-                f.name
-            )),
+            // The reply adds a sentence saying which could not be read and
+            // why; an image is shown below.
+            None => last.push_str(&image_marker(&f.name, f.image().is_some())),
         }
     }
-    messages.push(ChatMessage::user(last));
+    let mut message = ChatMessage::user(last);
+    for (mime, bytes) in turn.files.iter().filter_map(FileRead::image) {
+        message = message.with_image(mime, bytes);
+    }
+    messages.push(message);
     messages
+}
+
+/// What the prompt says of a file it has no text of: an image shown with
+/// the message, or a file the model knows only by name.
+fn image_marker(name: &str, shown: bool) -> String {
+    if shown {
+        format!("\n\n[The user attached the image \"{name}\"; it is shown with this message.]")
+    } else {
+        format!("\n\n[The user attached the file \"{name}\", which you cannot see (only its name).]")
+    }
+}
+
+/// The prompt without its images, each named instead: for an LLM that
+/// refused them.
+fn without_images(messages: &mut [ChatMessage], turn: &Turn<'_>) {
+    for m in messages.iter_mut().filter(|m| !m.images.is_empty()) {
+        m.images.clear();
+        for f in turn.files.iter().filter(|f| f.image().is_some()) {
+            m.content = m.content.replace(&image_marker(&f.name, true), &image_marker(&f.name, false));
+        }
+    }
 }
 
 /// The built-in responder (and the commands, with or without an LLM).

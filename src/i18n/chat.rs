@@ -100,6 +100,17 @@ pub fn llm_cut_short(lang: Lang) -> &'static str {
     }
 }
 
+/// After an answer given without the images sent: the LLM refused them.
+pub fn images_not_shown(lang: Lang, names: &[&str]) -> String {
+    let names = file_list(names);
+    match lang {
+        Lang::Ko => format!("(언어 모델이 이미지를 받지 않아서 {names}은(는) 보지 못하고 이름만 보고 답했어요.)"),
+        Lang::En => format!(
+            "(The language model would not take images, so I answered without seeing {names}, from the name only.)"
+        ),
+    }
+}
+
 /// Instead of (or after) an LLM answer its provider's content filter withheld.
 pub fn llm_filtered(lang: Lang) -> &'static str {
     match lang {

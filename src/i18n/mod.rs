@@ -183,6 +183,7 @@ mod tests {
             ("chat::llm_late", chat::llm_late(lang).into()),
             ("chat::llm_cut_short", chat::llm_cut_short(lang).into()),
             ("chat::llm_filtered", chat::llm_filtered(lang).into()),
+            ("chat::images_not_shown", chat::images_not_shown(lang, &["a.png"])),
             ("chat::thread_parent_unread", chat::thread_parent_unread(lang).into()),
             ("chat::files_only", chat::files_only(lang, &[("a.png", Unread::NotText)])),
             (

@@ -52,6 +52,11 @@ const TEXT_APPLICATION_TYPES: &[&str] = &[
     "application/x-subrip",
 ];
 
+/// Image types an LLM that accepts images is shown (`LLM_IMAGES`).
+const IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
+/// The largest image downloaded.
+pub const MAX_IMAGE_BYTES: u64 = 10_000_000;
+
 /// Office Open XML and OpenDocument types, read like PDFs.
 const OFFICE_TYPES: &[&str] = &[
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
@@ -78,6 +83,11 @@ pub enum Outcome {
         cut: bool,
     },
     Unread(Unread),
+    /// An image, to be shown to the LLM as it is (never stored).
+    Image {
+        mime: String,
+        bytes: Vec<u8>,
+    },
 }
 
 /// Why a file was not read; each is said to the user.
@@ -131,7 +141,14 @@ impl FileRead {
     pub fn text(&self) -> Option<&str> {
         match &self.outcome {
             Outcome::Read { text, .. } => Some(text),
-            Outcome::Unread(_) => None,
+            Outcome::Unread(_) | Outcome::Image { .. } => None,
+        }
+    }
+    /// An image to show the LLM: its type and bytes.
+    pub fn image(&self) -> Option<(&str, &[u8])> {
+        match &self.outcome {
+            Outcome::Image { mime, bytes } => Some((mime, bytes)),
+            _ => None,
         }
     }
     /// Read, but only its start was kept.
@@ -140,7 +157,7 @@ impl FileRead {
     }
     pub fn unread(&self) -> Option<Unread> {
         match self.outcome {
-            Outcome::Read { .. } => None,
+            Outcome::Read { .. } | Outcome::Image { .. } => None,
             Outcome::Unread(why) => Some(why),
         }
     }
@@ -163,6 +180,8 @@ pub enum Kind {
     Pdf,
     /// Word, PowerPoint, Excel, OpenDocument.
     Office,
+    /// PNG, JPEG, GIF, WebP: read only to show an LLM that accepts images.
+    Image,
     /// Named, not read.
     Other,
 }
@@ -176,6 +195,8 @@ pub fn kind(file: &SlackFile) -> Kind {
         Kind::Pdf
     } else if OFFICE_TYPES.contains(&&*mime) {
         Kind::Office
+    } else if IMAGE_TYPES.contains(&&*mime) {
+        Kind::Image
     } else {
         Kind::Other
     }
@@ -189,6 +210,9 @@ pub struct Reader<'a> {
     pub files_url: &'a Url,
     /// The binary that reads documents ([`crate::config::Config::document_reader`]).
     pub document_reader: Option<&'a Path>,
+    /// Images are downloaded, to show the LLM (`LLM_IMAGES`, and the reply
+    /// goes to the LLM); otherwise they are named.
+    pub images: bool,
 }
 
 /// Reads the text files and documents among `files`, in order, at most
@@ -200,8 +224,12 @@ pub async fn read_all(reader: &Reader<'_>, files: &[SlackFile]) -> Vec<FileRead>
     let mut downloads = 0;
     for file in files {
         let kind = kind(file);
-        let max = if kind == Kind::Text { MAX_FILE_BYTES } else { MAX_DOCUMENT_BYTES };
-        let outcome = if kind == Kind::Other {
+        let max = match kind {
+            Kind::Text => MAX_FILE_BYTES,
+            Kind::Image => MAX_IMAGE_BYTES,
+            _ => MAX_DOCUMENT_BYTES,
+        };
+        let outcome = if kind == Kind::Other || (kind == Kind::Image && !reader.images) {
             Outcome::Unread(Unread::NotText)
         } else if file.mode.as_deref() == Some("tombstone") {
             Outcome::Unread(Unread::Gone)
@@ -211,17 +239,24 @@ pub async fn read_all(reader: &Reader<'_>, files: &[SlackFile]) -> Vec<FileRead>
             Outcome::Unread(Unread::TooMany)
         } else {
             downloads += 1;
-            match read_one(reader, file, kind, max).await {
-                Ok(text) => {
-                    let (text, cut) = keep(&text, budget);
-                    budget -= text.chars().count();
-                    Outcome::Read { text, cut }
-                }
-                Err(why) => Outcome::Unread(why),
+            match kind {
+                Kind::Image => match download(reader, file, max).await {
+                    Ok(bytes) => Outcome::Image { mime: mime(file), bytes },
+                    Err(why) => Outcome::Unread(why),
+                },
+                _ => match read_one(reader, file, kind, max).await {
+                    Ok(text) => {
+                        let (text, cut) = keep(&text, budget);
+                        budget -= text.chars().count();
+                        Outcome::Read { text, cut }
+                    }
+                    Err(why) => Outcome::Unread(why),
+                },
             }
         };
         let label = match &outcome {
             Outcome::Read { .. } => "read",
+            Outcome::Image { .. } => "image",
             Outcome::Unread(why) => why.label(),
         };
         crate::metrics::metrics()
@@ -282,7 +317,7 @@ async fn read_one(reader: &Reader<'_>, file: &SlackFile, kind: Kind, max: u64) -
     let (no_text, unreadable) = match kind {
         Kind::Text => return decode(&bytes).ok_or(Unread::NotDecodable),
         Kind::Pdf => (Unread::PdfWithoutText, Unread::PdfUnreadable),
-        Kind::Office | Kind::Other => (Unread::DocumentWithoutText, Unread::DocumentUnreadable),
+        Kind::Office | Kind::Image | Kind::Other => (Unread::DocumentWithoutText, Unread::DocumentUnreadable),
     };
     let program = reader.document_reader.ok_or(unreadable)?;
     crate::documents::text_of(program, &bytes).await.map_err(|e| match e {

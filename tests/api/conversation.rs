@@ -2650,6 +2650,61 @@ async fn a_reply_in_the_thread_of_a_briefing_gives_the_llm_what_the_briefing_sai
     app.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn with_llm_images_on_an_image_is_shown_to_the_llm_and_a_model_that_refuses_it_is_asked_without() {
+    use base64::Engine as _;
+    let fake = llm::start().await;
+    let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
+    let base = slack.url("");
+    let app = app_with_slack(None, Some(&fake), &[("LLM_IMAGES", "on")], slack).await;
+    // Any bytes: robeing passes them on as Slack gave them.
+    let png = b"\x89PNG\r\n\x1a\n robeing test image".to_vec();
+    fake.script(llm::PATH, [llm::answer("A test card with the word robeing on it.")]);
+    let m = dm_with_files(
+        JANE,
+        "what is in this picture?",
+        vec![workspace.host_file(&base, "photo.png", "image/png", &png)],
+    );
+    handle_message(&app.state, &m, None).await.unwrap();
+
+    let request = fake.requests_to(llm::PATH)[0].json();
+    let last = request["messages"].as_array().unwrap().last().unwrap().clone();
+    let parts = last["content"].as_array().unwrap_or_else(|| panic!("content parts: {last}"));
+    assert_eq!(parts.len(), 2, "{last}");
+    assert_eq!(parts[0]["type"], "text");
+    let text = parts[0]["text"].as_str().unwrap();
+    assert!(text.starts_with("what is in this picture?"), "{text}");
+    assert!(text.contains("[The user attached the image \"photo.png\"; it is shown with this message.]"), "{text}");
+    let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&png));
+    assert_eq!(parts[1], serde_json::json!({ "type": "image_url", "image_url": { "url": url } }));
+    assert_eq!(text_of(writes_to(&app, &channel_of(JANE)).last().unwrap()), "A test card with the word robeing on it.");
+    let row = exchange(&app, &m).await;
+    assert_eq!(row.status, "replied");
+    let stored: Option<String> = sqlx::query_scalar("SELECT file_text FROM exchanges WHERE id = $1")
+        .bind(row.id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, None, "an image is shown, never stored");
+
+    // A model that takes no images answers 400: asked once more without
+    // the image, and the reply says so.
+    fake.script(llm::PATH, [llm::error(400), llm::answer("From its name, a photo of a cat.")]);
+    let m = dm_with_files(JANE, "and this one?", vec![workspace.host_file(&base, "cat.jpg", "image/jpeg", &png)]);
+    handle_message(&app.state, &m, None).await.unwrap();
+    let requests = fake.requests_to(llm::PATH);
+    assert_eq!(requests.len(), 3, "the first, then the refused one and its retry");
+    let retried = requests[2].json();
+    let last = retried["messages"].as_array().unwrap().last().unwrap().clone();
+    let text = last["content"].as_str().unwrap_or_else(|| panic!("plain text again: {last}"));
+    assert!(text.contains("[The user attached the file \"cat.jpg\", which you cannot see (only its name).]"), "{text}");
+    assert_eq!(
+        text_of(writes_to(&app, &channel_of(JANE)).last().unwrap()),
+        "From its name, a photo of a cat.\n\n(The language model would not take images, so I answered without seeing \"cat.jpg\", from the name only.)"
+    );
+    app.stop().await.unwrap();
+}
+
 /// What the exchange of `m` stored of its files.
 async fn file_text(app: &TestApp, m: &DirectMessage) -> String {
     sqlx::query_scalar("SELECT file_text FROM exchanges WHERE user_ts = $1")
