@@ -166,15 +166,13 @@ enum Mark<'a> {
 /// Deletes the parts an earlier attempt posted that this attempt's reply
 /// does not have. Best effort: a part left behind is logged, and the reply
 /// is not retried for it.
-async fn remove_parts(turn: &Turn<'_>, parts: PostedParts) {
-    let Some(slack) = turn.state.slack.as_ref() else { return };
+async fn remove_parts(state: &AppState, exchange: &Exchange, parts: PostedParts) {
+    let Some(slack) = state.slack.as_ref() else { return };
     for (part, ts) in parts {
-        match slack.delete_message(&turn.exchange.channel_id, &ts).await {
-            Ok(()) => {
-                tracing::info!(exchange = %turn.exchange.id, part, "removed a part of an earlier attempt's reply")
-            }
+        match slack.delete_message(&exchange.channel_id, &ts).await {
+            Ok(()) => tracing::info!(exchange = %exchange.id, part, "removed a part of an earlier attempt's reply"),
             Err(e) => {
-                tracing::warn!(exchange = %turn.exchange.id, part, error = %e, "could not remove a part of an earlier attempt's reply; the user sees it")
+                tracing::warn!(exchange = %exchange.id, part, error = %e, "could not remove a part of an earlier attempt's reply; the user sees it")
             }
         }
     }
@@ -258,12 +256,11 @@ fn part_tag<'a>(exchange_id: &'a str, part: &'a [(&'a str, &'a str)]) -> crate::
 /// The parts of this exchange's reply an earlier attempt posted (chunks
 /// after the first, the history's messages) and their ts: a retry updates
 /// them in place instead of posting them again, and removes those its own
-/// reply no longer has (an LLM answers a retry in other words). A first
-/// attempt has none; a lookup Slack refuses (a missing `im:history`) finds
+/// reply no longer has (an LLM answers a retry in other words); an apology
+/// removes them all. A lookup Slack refuses (a missing `im:history`) finds
 /// none: a repeated part is better than a missing one.
-async fn posted_parts(turn: &Turn<'_>) -> Result<PostedParts, JobError> {
-    let (state, ex) = (turn.state, turn.exchange);
-    let Some(slack) = state.slack.as_ref().filter(|_| turn.again) else { return Ok(Default::default()) };
+async fn posted_parts(state: &AppState, ex: &Exchange) -> Result<PostedParts, JobError> {
+    let Some(slack) = state.slack.as_ref() else { return Ok(Default::default()) };
     if state.console.get().is_some_and(|_| ex.channel_id == crate::console::CHANNEL_ID) {
         return Ok(Default::default());
     }
@@ -643,7 +640,8 @@ async fn deliver(
             ts
         }
     };
-    let mut posted = posted_parts(turn).await?;
+    // A first attempt has posted none.
+    let mut posted = if turn.again { posted_parts(state, ex).await? } else { Default::default() };
     for (i, chunk) in chunks.enumerate() {
         let part = (i + 2).to_string();
         post_part(turn, &part, posted.remove(&part), &chunk).await?;
@@ -651,7 +649,7 @@ async fn deliver(
     if let Some(file) = reply.file {
         export::deliver(turn, file, &mut posted).await?;
     }
-    remove_parts(turn, posted).await;
+    remove_parts(state, ex, posted).await;
     let memorize = reply.memorize && state.memory.is_some();
     // One statement, shared with other workers' replies (see `recorder`),
     // marks it replied, queues its memory job and records the event it
@@ -1353,8 +1351,18 @@ pub fn apology_job(exchange_id: Uuid) -> (String, serde_json::Value) {
 
 /// Posts the apology for an exchange in the user's language: over `over`
 /// (its placeholder, or an apology posted before), else as a new message
-/// tagged as the exchange's reply, so that a retry finds it.
+/// tagged as the exchange's reply, so that a retry finds it. Parts of a
+/// long reply an attempt posted after its first message are removed (best
+/// effort): the apology stands alone.
 async fn post_apology(state: &AppState, exchange: &Exchange, over: Option<&str>) -> Result<String, JobError> {
+    if over.is_some() {
+        match posted_parts(state, exchange).await {
+            Ok(parts) => remove_parts(state, exchange, parts).await,
+            Err(JobError::Retry { error, .. } | JobError::Permanent(error)) => {
+                tracing::warn!(exchange = %exchange.id, error = format!("{error:#}"), "could not look for parts of the failed reply; any stay beside the apology")
+            }
+        }
+    }
     let locale = storage::users::get(&state.db, &exchange.user_id).await.ok().flatten().and_then(|u| u.locale);
     let lang = Lang::detect(&exchange.user_text, locale.as_deref());
     let apology = escape(strings::apology(lang));

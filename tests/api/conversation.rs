@@ -1286,6 +1286,41 @@ async fn a_long_reply_retried_after_a_partial_delivery_leaves_each_part_once_in_
 }
 
 #[tokio::test]
+async fn a_long_reply_that_finally_fails_leaves_only_the_apology() {
+    use crate::fakes::slack::{PostFault, start_with_workspace};
+    let (fake, workspace) = start_with_workspace().await;
+    let llm = llm::start().await;
+    let answer = [paragraph("alpha"), paragraph("bravo"), paragraph("charlie")].join("\n\n");
+    // The first attempt's answer; then the LLM fails every call.
+    llm.script(llm::PATH, std::iter::once(llm::answer(&answer)).chain((0..9).map(|_| llm::error(500))));
+    let app = app_with_slack(None, Some(&llm), &[], fake).await;
+    let m = dm(JANE, "Tell me everything about the Greek alphabet");
+    record_event(&app, &m).await;
+    // Parts one and two are posted; the answer to the second is lost.
+    workspace.fault_posts([PostFault::Passes, PostFault::PostedThenFails(500)]);
+    handle_message(&app.state, &m, None).await.expect_err("the second part's answer was a 500");
+    assert_eq!(workspace.messages_in(&channel_of(JANE)).len(), 2);
+
+    // The last attempt dies on the LLM: the apology replaces the first
+    // part, and the second goes.
+    run_last_attempt(&app, &m).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = exchange(&app, &m).await;
+        if row.status == "failed" || tokio::time::Instant::now() > deadline {
+            assert_eq!(row.status, "failed");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shown = workspace.messages_in(&channel_of(JANE));
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert!(shown[0].text.starts_with("Sorry, I could not reply"), "{}", shown[0].text);
+    assert_eq!(app.slack.requests_to("/api/chat.delete").len(), 1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn an_export_sent_as_messages_and_retried_midway_sends_each_message_once() {
     use crate::fakes::slack::{PostFault, start_with_workspace};
     let (fake, workspace) = start_with_workspace().await;
