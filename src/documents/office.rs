@@ -9,9 +9,10 @@
 //! What is read: a document's paragraphs and headings, its tables a row a
 //! line with cells separated by tabs; each slide of a presentation in order
 //! under `# Slide N`; each sheet of a workbook under `# <its name>`, a row
-//! a line, columns in place (numbers as stored: a date Excel keeps as a
-//! number is its serial number). Headers, footers, speaker notes and
-//! comments are not.
+//! a line, columns in place, numbers as stored but those the cell's format
+//! shows as dates or times (Excel keeps them as day counts), which read as
+//! `2026-12-08 09:30`. Headers, footers, speaker notes and comments are
+//! not.
 
 use std::io::{Cursor, Read as _};
 
@@ -273,9 +274,20 @@ fn sheets(archive: &mut Archive<'_>) -> Result<String, String> {
         Some(_) => shared_strings(&entry(archive, "xl/sharedStrings.xml")?)?,
         None => Vec::new(),
     };
+    let styles = match archive.index_for_name("xl/styles.xml") {
+        Some(_) => date_styles(&entry(archive, "xl/styles.xml")?)?,
+        None => Vec::new(),
+    };
     let targets = attribute_pairs(&entry(archive, "xl/_rels/workbook.xml.rels")?, "Relationship", ("Id", "Target"))?;
+    let workbook = entry(archive, "xl/workbook.xml")?;
+    // Dates count days from 1899-12-30, or from 1904-01-01 in the 1904
+    // date system (old Mac workbooks).
+    let date1904 = attribute_pairs(&workbook, "workbookPr", ("date1904", "date1904"))?
+        .first()
+        .is_some_and(|(v, _)| v == "1" || v == "true");
+    let dates = Dates { styles, date1904 };
     let mut out = String::new();
-    for (name, id) in attribute_pairs(&entry(archive, "xl/workbook.xml")?, "sheet", ("name", "id"))? {
+    for (name, id) in attribute_pairs(&workbook, "sheet", ("name", "id"))? {
         let Some(target) = targets.iter().find(|(i, _)| *i == id).map(|(_, t)| t) else { continue };
         // Relative to xl/, or absolute in the package.
         let path = match target.strip_prefix('/') {
@@ -283,7 +295,7 @@ fn sheets(archive: &mut Archive<'_>) -> Result<String, String> {
             None => format!("xl/{target}"),
         };
         out.push_str(&format!("# {name}\n"));
-        out.push_str(&cells(&entry(archive, &path)?, &shared)?);
+        out.push_str(&cells(&entry(archive, &path)?, &shared, &dates)?);
         out.push('\n');
     }
     Ok(out)
@@ -340,37 +352,152 @@ fn attribute_pairs(xml: &str, element: &str, (a, b): (&str, &str)) -> Result<Vec
     }
 }
 
+/// What a cell style shows a number as, when not as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DateStyle {
+    Date,
+    DateTime,
+    Time,
+}
+
+/// How a workbook's numbers that are dates are told and read.
+struct Dates {
+    /// Per cell style (`s`, an index into `cellXfs`).
+    styles: Vec<Option<DateStyle>>,
+    date1904: bool,
+}
+
+impl Dates {
+    /// A number cell of style `style` as a date, time or both, when its
+    /// style shows it as one: `2026-12-08`, `09:30`, `2026-12-08 09:30`.
+    fn show(&self, style: Option<&str>, value: &str) -> Option<String> {
+        let kind = (*self.styles.get(style?.parse::<usize>().ok()?)?)?;
+        let serial: f64 = value.trim().parse().ok()?;
+        if !(0.0..2_958_466.0).contains(&serial) {
+            return None; // past 9999-12-31
+        }
+        let epoch = if self.date1904 {
+            chrono::NaiveDate::from_ymd_opt(1904, 1, 1)?
+        } else {
+            chrono::NaiveDate::from_ymd_opt(1899, 12, 30)?
+        };
+        let seconds = (serial * 86_400.0).round() as i64;
+        let at = epoch.and_hms_opt(0, 0, 0)? + chrono::Duration::seconds(seconds);
+        Some(match kind {
+            DateStyle::Date => at.format("%Y-%m-%d").to_string(),
+            DateStyle::DateTime => at.format("%Y-%m-%d %H:%M").to_string(),
+            DateStyle::Time => at.format("%H:%M").to_string(),
+        })
+    }
+}
+
+/// `xl/styles.xml`: which cell styles (`cellXfs`, in order) show numbers
+/// as dates or times, by their number format: a built-in date one (14–22,
+/// 27–36 and 50–58 in East Asian locales, 45–47) or a custom format code
+/// with date or time letters outside quotes and brackets.
+fn date_styles(xml: &str) -> Result<Vec<Option<DateStyle>>, String> {
+    let custom: Vec<(String, String)> = attribute_pairs(xml, "numFmt", ("numFmtId", "formatCode"))?;
+    let mut out = Vec::new();
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut in_cell_xfs = false;
+    loop {
+        match reader.read_event().map_err(|e| format!("XML: {e}"))? {
+            Event::Start(e) if e.local_name().as_ref() == "cellXfs" => in_cell_xfs = true,
+            Event::End(e) if e.local_name().as_ref() == "cellXfs" => in_cell_xfs = false,
+            Event::Start(e) | Event::Empty(e) if in_cell_xfs && e.local_name().as_ref() == "xf" => {
+                let id = attribute(&e, "numFmtId").unwrap_or_default();
+                let style = match id.parse::<u32>().unwrap_or(0) {
+                    14..=17 | 27..=31 | 34..=36 | 50..=58 => Some(DateStyle::Date),
+                    22 => Some(DateStyle::DateTime),
+                    18..=21 | 32 | 33 | 45..=47 => Some(DateStyle::Time),
+                    _ => custom.iter().find(|(i, _)| *i == id).and_then(|(_, code)| date_style_of(code)),
+                };
+                out.push(style);
+            }
+            Event::Eof => return Ok(out),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a number format code shows a date, a time or both: its letters
+/// outside quoted text, `\`-escaped characters and `[…]` (colours, locales,
+/// elapsed time) decide.
+fn date_style_of(code: &str) -> Option<DateStyle> {
+    let mut letters = String::new();
+    let (mut quoted, mut bracketed, mut escaped) = (false, false, false);
+    // The first section only (positive numbers).
+    for c in code.split(';').next().unwrap_or("").chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            '[' if !quoted => bracketed = true,
+            ']' if !quoted => bracketed = false,
+            _ if quoted || bracketed => {}
+            c => letters.push(c.to_ascii_lowercase()),
+        }
+    }
+    let date = letters.contains('y') || letters.contains('d');
+    let time = letters.contains('h') || letters.contains('s');
+    match (date, time) {
+        (true, true) => Some(DateStyle::DateTime),
+        (true, false) => Some(DateStyle::Date),
+        (false, true) => Some(DateStyle::Time),
+        // "mmm" alone is a month; "0.00" and "General" are numbers.
+        (false, false) if letters.contains("mmm") => Some(DateStyle::Date),
+        (false, false) => None,
+    }
+}
+
 /// A worksheet's cells: a line per row, cells separated by tabs, an empty
-/// cell for each column skipped (so columns stay in place).
-fn cells(xml: &str, shared: &[String]) -> Result<String, String> {
+/// cell for each column skipped (so columns stay in place); numbers styled
+/// as dates or times shown as such ([`Dates`]).
+fn cells(xml: &str, shared: &[String], dates: &Dates) -> Result<String, String> {
     let mut out = String::new();
     let mut reader = quick_xml::Reader::from_str(xml);
-    // The cell being read: its column, type and value so far.
-    let mut cell: Option<(Option<usize>, Option<String>, String)> = None;
+    /// The cell being read.
+    struct Cell {
+        column: Option<usize>,
+        /// `t`: `s` (shared string), `b`, `n`, `str`, `inlineStr`…
+        kind: Option<String>,
+        /// `s`: its style's index.
+        style: Option<String>,
+        value: String,
+    }
+    let mut cell: Option<Cell> = None;
     let mut in_value = false;
     let mut next_column = 0;
     loop {
         match reader.read_event().map_err(|e| format!("XML: {e}"))? {
             Event::Start(e) => match e.local_name().as_ref() {
                 "row" => next_column = 0,
-                "c" => cell = Some((attribute(&e, "r").and_then(|r| column_of(&r)), attribute(&e, "t"), String::new())),
+                "c" => {
+                    let column = attribute(&e, "r").and_then(|r| column_of(&r));
+                    cell = Some(Cell {
+                        column,
+                        kind: attribute(&e, "t"),
+                        style: attribute(&e, "s"),
+                        value: String::new(),
+                    });
+                }
                 "v" | "t" => in_value = cell.is_some(),
                 _ => {}
             },
             Event::Text(t) if in_value => {
-                if let Some((_, _, value)) = cell.as_mut() {
-                    value.push_str(&t.xml10_content());
+                if let Some(cell) = cell.as_mut() {
+                    cell.value.push_str(&t.xml10_content());
                 }
             }
             Event::GeneralRef(r) if in_value => {
-                if let Some((_, _, value)) = cell.as_mut() {
-                    push_reference(value, &r);
+                if let Some(cell) = cell.as_mut() {
+                    push_reference(&mut cell.value, &r);
                 }
             }
             Event::End(e) => match e.local_name().as_ref() {
                 "v" | "t" => in_value = false,
                 "c" => {
-                    let Some((column, kind, value)) = cell.take() else { continue };
+                    let Some(Cell { column, kind, style, value }) = cell.take() else { continue };
                     let column = column.unwrap_or(next_column).max(next_column);
                     // Columns are bounded (Excel has 16,384): no runaway padding.
                     for _ in next_column..column.min(next_column + 16_384) {
@@ -380,7 +507,8 @@ fn cells(xml: &str, shared: &[String]) -> Result<String, String> {
                         Some("s") => {
                             value.trim().parse::<usize>().ok().and_then(|i| shared.get(i)).cloned().unwrap_or_default()
                         }
-                        Some("") => (if value.trim() == "1" { "TRUE" } else { "FALSE" }).to_owned(),
+                        Some("b") => (if value.trim() == "1" { "TRUE" } else { "FALSE" }).to_owned(),
+                        None | Some("n") => dates.show(style.as_deref(), &value).unwrap_or(value),
                         _ => value,
                     };
                     out.push_str(&text.replace(['\t', '\n', '\r'], " "));
@@ -427,6 +555,32 @@ mod tests {
         assert_eq!(column_of("XFD1"), Some(16_383));
         assert_eq!(column_of("7"), None);
         assert_eq!(column_of("ABCD1"), None);
+    }
+
+    #[test]
+    fn number_formats_that_show_dates_and_times_are_told_from_those_that_do_not() {
+        for (code, style) in [
+            ("yyyy\\-mm\\-dd", Some(DateStyle::Date)),
+            ("yyyy\"년\" m\"월\" d\"일\"", Some(DateStyle::Date)),
+            ("[$-412]yyyy-mm-dd hh:mm", Some(DateStyle::DateTime)),
+            ("h:mm AM/PM", Some(DateStyle::Time)),
+            ("mmm", Some(DateStyle::Date)),
+            ("#,##0", None),
+            ("0.00\"days\"", None),
+            ("[Red]#,##0;[Blue]-#,##0", None),
+            ("General", None),
+        ] {
+            assert_eq!(date_style_of(code), style, "{code}");
+        }
+        let dates = Dates { styles: vec![None, Some(DateStyle::Date), Some(DateStyle::DateTime)], date1904: false };
+        assert_eq!(dates.show(Some("1"), "46364"), Some("2026-12-08".into()));
+        assert_eq!(dates.show(Some("2"), "46364.3958333333"), Some("2026-12-08 09:30".into()));
+        assert_eq!(dates.show(Some("0"), "46364"), None, "a number style");
+        assert_eq!(dates.show(None, "46364"), None);
+        assert_eq!(dates.show(Some("1"), "-3"), None, "no date before the epoch");
+        assert_eq!(dates.show(Some("1"), "1e300"), None, "nor after 9999");
+        let mac = Dates { date1904: true, ..dates };
+        assert_eq!(mac.show(Some("1"), "44902"), Some("2026-12-08".into()));
     }
 
     #[test]
@@ -495,6 +649,13 @@ mod tests {
             read("budget-libreoffice.xlsx"),
             "# 예산\n항목\t금액\t담당자\n서버 이전\t1200000\t이서연\nDesign review & QA\t350000\t박민수\n\
              \t\t\t\t합계\t1550000\n\n# Schedule\nTask\tDue\nSubmit budget\t2026-12-08\nMigrate servers\t2027-01-15"
+        );
+        // Dates and times as the cells' formats show them, booleans as words.
+        assert_eq!(
+            read("schedule-libreoffice.xlsx"),
+            "# 일정\n할 일\t마감\t시작 시각\t예산\t완료\n\
+             예산안 제출\t2026-12-08\t2026-12-08 09:30\t1200000\tTRUE\n\
+             서버 이전\t2027-01-15\t2027-01-15 14:00\t350000.5\tFALSE"
         );
         // The same workbook as an OpenDocument spreadsheet keeps its empty
         // fourth row.
