@@ -78,6 +78,21 @@ struct Vocabulary {
     sheet: &'static [&'static str],
 }
 
+/// No element means anything: the base the others name theirs over.
+const NOTHING: Vocabulary = Vocabulary {
+    paragraph: &[],
+    text: &[],
+    run: &[],
+    tab: &[],
+    line_break: &[],
+    spaces: &[],
+    skip: &[],
+    row: &[],
+    cell: &[],
+    slide: &[],
+    sheet: &[],
+};
+
 /// `w:t` holds text (not `w:instrText`, field codes, nor `w:delText`,
 /// deleted text); `w:tab` is a tab only in a run (`w:tabs` in a paragraph's
 /// properties lists tab stops).
@@ -87,37 +102,21 @@ const WORD: Vocabulary = Vocabulary {
     run: &["r"],
     tab: &["tab"],
     line_break: &["br", "cr"],
-    spaces: &[],
-    skip: &[],
     row: &["tr"],
     cell: &["tc"],
-    slide: &[],
-    sheet: &[],
+    ..NOTHING
 };
 
 /// DrawingML (slides): `a:t` in `a:p`; `a:br` between runs; `a:tab`
 /// appears only in tab-stop lists.
-const SLIDE: Vocabulary = Vocabulary {
-    paragraph: &["p"],
-    text: &["t"],
-    run: &[],
-    tab: &[],
-    line_break: &["br"],
-    spaces: &[],
-    skip: &[],
-    row: &["tr"],
-    cell: &["tc"],
-    slide: &[],
-    sheet: &[],
-};
+const SLIDE: Vocabulary =
+    Vocabulary { paragraph: &["p"], text: &["t"], line_break: &["br"], row: &["tr"], cell: &["tc"], ..NOTHING };
 
 /// OpenDocument: text anywhere in `text:p` and `text:h`, but not in a
 /// comment (`office:annotation`) or a slide's speaker notes
 /// (`presentation:notes`).
 const OPEN_DOCUMENT: Vocabulary = Vocabulary {
     paragraph: &["p", "h"],
-    text: &[],
-    run: &[],
     tab: &["tab"],
     line_break: &["line-break"],
     spaces: &["s"],
@@ -125,26 +124,14 @@ const OPEN_DOCUMENT: Vocabulary = Vocabulary {
     row: &["table-row"],
     cell: &["table-cell", "covered-table-cell"],
     slide: &["page"],
-    sheet: &[],
+    ..NOTHING
 };
 
 /// An OpenDocument spreadsheet: each table is a sheet.
 const OPEN_SPREADSHEET: Vocabulary = Vocabulary { sheet: &["table"], ..OPEN_DOCUMENT };
 
 /// A shared string of a workbook: its `t` runs, not its phonetic guide.
-const SHARED_STRING: Vocabulary = Vocabulary {
-    paragraph: &[],
-    text: &["t"],
-    run: &[],
-    tab: &[],
-    line_break: &[],
-    spaces: &[],
-    skip: &["rPh"],
-    row: &[],
-    cell: &[],
-    slide: &[],
-    sheet: &[],
-};
+const SHARED_STRING: Vocabulary = Vocabulary { text: &["t"], skip: &["rPh"], ..NOTHING };
 
 /// The text of `xml` as `vocabulary` reads it: a line per paragraph.
 fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
