@@ -130,9 +130,6 @@ const OPEN_DOCUMENT: Vocabulary = Vocabulary {
 /// An OpenDocument spreadsheet: each table is a sheet.
 const OPEN_SPREADSHEET: Vocabulary = Vocabulary { sheet: &["table"], ..OPEN_DOCUMENT };
 
-/// A shared string of a workbook: its `t` runs, not its phonetic guide.
-const SHARED_STRING: Vocabulary = Vocabulary { text: &["t"], skip: &["rPh"], ..NOTHING };
-
 /// The text of `xml` as `vocabulary` reads it: a line per paragraph.
 fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
     let mut out = String::new();
@@ -269,9 +266,10 @@ fn sheets(archive: &mut Archive<'_>) -> Result<String, String> {
     let workbook = entry(archive, "xl/workbook.xml")?;
     // Dates count days from 1899-12-30, or from 1904-01-01 in the 1904
     // date system (old Mac workbooks).
-    let date1904 = attribute_pairs(&workbook, "workbookPr", ("date1904", "date1904"))?
+    let date1904 = tags(&workbook, "workbookPr")?
         .first()
-        .is_some_and(|(v, _)| v == "1" || v == "true");
+        .and_then(|e| attribute(e, "date1904"))
+        .is_some_and(|v| v == "1" || v == "true");
     let dates = Dates { styles, date1904 };
     let mut out = String::new();
     for (name, id) in attribute_pairs(&workbook, "sheet", ("name", "id"))? {
@@ -288,28 +286,33 @@ fn sheets(archive: &mut Archive<'_>) -> Result<String, String> {
     Ok(out)
 }
 
-/// `xl/sharedStrings.xml`: each `si`'s text.
+/// `xl/sharedStrings.xml`: each `si`'s text, from its `t` runs but not
+/// those of its phonetic guide (`rPh`); line breaks in it become spaces (a
+/// cell is one line).
 fn shared_strings(xml: &str) -> Result<Vec<String>, String> {
-    // Each `si` becomes one line (its own line breaks kept as spaces).
     let mut strings = Vec::new();
     let mut reader = quick_xml::Reader::from_str(xml);
-    let mut start = None;
+    let (mut current, mut in_text, mut in_guide) = (String::new(), false, 0usize);
     loop {
         match reader.read_event().map_err(|e| format!("XML: {e}"))? {
-            Event::Start(e) if e.local_name().as_ref() == "si" => start = Some(reader.buffer_position()),
-            Event::End(e) if e.local_name().as_ref() == "si" => {
-                let from = start.take().unwrap_or(0) as usize;
-                let to = reader.buffer_position() as usize;
-                let inner = xml.get(from..to).unwrap_or("");
-                let text = paragraphs(&format!("<si>{inner}"), &SHARED_STRING)?;
-                strings.push(text.replace(['\n', '\r'], " "));
-            }
+            Event::Start(e) => match e.local_name().as_ref() {
+                "t" => in_text = true,
+                "rPh" => in_guide += 1,
+                _ => {}
+            },
+            Event::End(e) => match e.local_name().as_ref() {
+                "t" => in_text = false,
+                "rPh" => in_guide = in_guide.saturating_sub(1),
+                "si" => strings.push(std::mem::take(&mut current).replace(['\n', '\r'], " ")),
+                _ => {}
+            },
             Event::Empty(e) if e.local_name().as_ref() == "si" => strings.push(String::new()),
-            Event::Eof => break,
+            Event::Text(t) if in_text && in_guide == 0 => current.push_str(&t.xml10_content()),
+            Event::GeneralRef(r) if in_text && in_guide == 0 => push_reference(&mut current, &r),
+            Event::Eof => return Ok(strings),
             _ => {}
         }
     }
-    Ok(strings)
 }
 
 /// The value of the attribute whose local name is `key`.
@@ -320,23 +323,25 @@ fn attribute(e: &quick_xml::events::BytesStart<'_>, key: &str) -> Option<String>
         .and_then(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned()))
 }
 
-/// Two attributes (by local name) of every `element` in `xml` that has
-/// both, in order: a `.rels` part's relationships (`Id`, `Target`), a
-/// workbook's sheets (`name`, `r:id`).
-fn attribute_pairs(xml: &str, element: &str, (a, b): (&str, &str)) -> Result<Vec<(String, String)>, String> {
+/// Every `element` tag (by local name) in `xml`, in order.
+fn tags<'x>(xml: &'x str, element: &str) -> Result<Vec<quick_xml::events::BytesStart<'x>>, String> {
     let mut out = Vec::new();
     let mut reader = quick_xml::Reader::from_str(xml);
     loop {
         match reader.read_event().map_err(|e| format!("XML: {e}"))? {
-            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == element => {
-                if let (Some(a), Some(b)) = (attribute(&e, a), attribute(&e, b)) {
-                    out.push((a, b));
-                }
-            }
+            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == element => out.push(e),
             Event::Eof => return Ok(out),
             _ => {}
         }
     }
+}
+
+/// Two attributes (by local name) of every `element` in `xml` that has
+/// both, in order: a `.rels` part's relationships (`Id`, `Target`), a
+/// workbook's sheets (`name`, `r:id`), number formats (`numFmtId`,
+/// `formatCode`).
+fn attribute_pairs(xml: &str, element: &str, (a, b): (&str, &str)) -> Result<Vec<(String, String)>, String> {
+    Ok(tags(xml, element)?.iter().filter_map(|e| Some((attribute(e, a)?, attribute(e, b)?))).collect())
 }
 
 /// What a cell style shows a number as, when not as a number.
@@ -579,6 +584,13 @@ mod tests {
             <w:p/><w:p><w:r><w:delText>gone</w:delText><w:t>end</w:t></w:r></w:p>
             </w:body></w:document>"#;
         assert_eq!(paragraphs(xml, &WORD).unwrap(), "Name\tKim & Lee 김\nnext\n\nend\n");
+    }
+
+    #[test]
+    fn shared_strings_leave_out_phonetic_guides_and_keep_one_line_each() {
+        let xml = r#"<sst><si><t>Kim &amp; Lee</t></si><si/><si><r><t>東京</t></r><rPh sb="0" eb="2"><t>トウキョウ</t></rPh><r><t xml:space="preserve">
+ office</t></r></si></sst>"#;
+        assert_eq!(shared_strings(xml).unwrap(), ["Kim & Lee", "", "東京  office"]);
     }
 
     #[test]

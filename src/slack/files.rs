@@ -317,7 +317,8 @@ async fn read_one(reader: &Reader<'_>, file: &SlackFile, kind: Kind, max: u64) -
     let (no_text, unreadable) = match kind {
         Kind::Text => return decode(&bytes).ok_or(Unread::NotDecodable),
         Kind::Pdf => (Unread::PdfWithoutText, Unread::PdfUnreadable),
-        Kind::Office | Kind::Image | Kind::Other => (Unread::DocumentWithoutText, Unread::DocumentUnreadable),
+        // Office files (images and other files are not read here).
+        _ => (Unread::DocumentWithoutText, Unread::DocumentUnreadable),
     };
     let program = reader.document_reader.ok_or(unreadable)?;
     crate::documents::text_of(program, &bytes).await.map_err(|e| match e {
