@@ -233,11 +233,19 @@ async fn wait_memorized(app: &TestApp, user: &str, within: Duration) {
         if rows.iter().all(|r| r.memorized_at.is_some()) {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not memorized within {within:?}: {:?}",
-            rows.iter().filter(|r| r.memorized_at.is_none()).map(|r| &r.user_text).collect::<Vec<_>>()
-        );
+        if tokio::time::Instant::now() >= deadline {
+            // Say why: each memory write's state, attempts and last error.
+            let jobs: Vec<(String, i32, Option<String>, chrono::DateTime<chrono::Utc>)> =
+                sqlx::query_as("SELECT state, attempts, last_error, run_at FROM jobs WHERE kind = $1 ORDER BY id")
+                    .bind(robeing::memory::UPSERT_JOB)
+                    .fetch_all(&app.db)
+                    .await
+                    .unwrap();
+            panic!(
+                "not memorized within {within:?}: {:?}; memory writes (state, attempts, last error, due): {jobs:?}",
+                rows.iter().filter(|r| r.memorized_at.is_none()).map(|r| &r.user_text).collect::<Vec<_>>()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -261,7 +269,7 @@ async fn hai_from_kim_jong_tae_is_greeted_by_name_and_both_stores_hold_the_excha
     assert!(row.reply_text.as_deref().unwrap().starts_with("안녕하세요, 김종태님!"));
     assert!(row.reply_ts.is_some());
 
-    wait_memorized(&app, KIM, Duration::from_secs(20)).await;
+    wait_memorized(&app, KIM, Duration::from_secs(60)).await;
     let records = chroma.records_of(KIM).await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].0, row.id.to_string(), "the record id is the exchange id");
@@ -303,8 +311,8 @@ async fn a_later_question_recalls_what_was_said_earlier_in_english_and_korean() 
     say(&app, JANE, "The quarterly report is due on Friday").await;
     say(&app, KIM, "우리 고양이 이름은 나비야").await;
     say(&app, KIM, "내일 회의는 세 시야").await;
-    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
-    wait_memorized(&app, KIM, Duration::from_secs(20)).await;
+    wait_memorized(&app, JANE, Duration::from_secs(60)).await;
+    wait_memorized(&app, KIM, Duration::from_secs(60)).await;
 
     say(&app, JANE, "What did I tell you about my cat?").await;
     let last = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
@@ -328,7 +336,7 @@ async fn chroma_down_while_20_messages_arrive_then_back_every_exchange_reaches_i
     let mut chroma = Chroma::start().await;
     let app = app(Some(&chroma), None, &[]).await;
     say(&app, BOB, "before the outage").await;
-    wait_memorized(&app, BOB, Duration::from_secs(20)).await;
+    wait_memorized(&app, BOB, Duration::from_secs(60)).await;
 
     chroma.stop().await;
     for i in 0..20 {
@@ -597,9 +605,9 @@ async fn the_llm_prompt_carries_name_locale_local_time_history_and_memories() {
     );
 
     // A long message pushes the cat out of the history budget; memory brings it back.
-    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    wait_memorized(&app, JANE, Duration::from_secs(60)).await;
     say(&app, JANE, &"lorem ipsum dolor ".repeat(500)).await;
-    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    wait_memorized(&app, JANE, Duration::from_secs(60)).await;
     say(&app, JANE, "what is my cat called?").await;
     let last = fake.requests_to(llm::PATH).pop().unwrap();
     let messages = llm::messages(&last);
@@ -791,7 +799,7 @@ async fn a_hanging_chromadb_write_delays_no_reply_and_the_backlog_goes_in_one_wr
     assert!(write_started.elapsed() < STALLED_WRITE, "and it had not returned yet");
 
     for user in users {
-        wait_memorized(&app, user, STALLED_WRITE + Duration::from_secs(20)).await;
+        wait_memorized(&app, user, STALLED_WRITE + Duration::from_secs(60)).await;
     }
     let writes = upserts();
     let ids_of = |w: &Recorded| w.json()["ids"].clone();
@@ -1021,7 +1029,7 @@ async fn forget_removes_the_users_data_from_both_stores_and_nothing_else() {
         say(&app, user, "My favourite colour is green").await;
     }
     for user in [JANE, BOB, KIM] {
-        wait_memorized(&app, user, Duration::from_secs(20)).await;
+        wait_memorized(&app, user, Duration::from_secs(60)).await;
     }
     let names = |cs: Vec<Value>| {
         let mut n: Vec<String> = cs.iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
@@ -1486,7 +1494,7 @@ async fn the_shared_collection_of_an_earlier_version_is_moved_into_per_user_coll
     say(&before, JANE, "My cat is called Nabi").await;
     say(&before, BOB, "I like tea").await;
     for user in [JANE, BOB] {
-        wait_memorized(&before, user, Duration::from_secs(20)).await;
+        wait_memorized(&before, user, Duration::from_secs(60)).await;
     }
     let db_url = before.db_url.clone().unwrap();
     before.stop().await.unwrap();
@@ -1563,7 +1571,7 @@ async fn a_collection_made_with_chromas_default_settings_is_given_robeings_sync_
 
     let app = app(Some(&chroma), None, &[]).await;
     say(&app, JANE, "remember the milk").await;
-    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    wait_memorized(&app, JANE, Duration::from_secs(60)).await;
     assert_eq!(chroma.records_of(JANE).await.len(), 1, "the write went into the existing collection");
     assert_eq!(threshold(chroma.collection_named(&name).await.unwrap()), Some(robeing::memory::HNSW_SYNC_THRESHOLD));
     app.stop().await.unwrap();
@@ -1631,7 +1639,7 @@ async fn embeddings_come_from_an_openai_compatible_api_when_configured() {
     )
     .await;
     say(&app, JANE, "remember the milk").await;
-    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
+    wait_memorized(&app, JANE, Duration::from_secs(60)).await;
     let collection = chroma.collection_of(JANE).await.unwrap();
     assert_eq!(collection["metadata"]["embedder"], "openai-compatible:embed-test");
     assert_eq!(collection["metadata"]["dimension"], 3);
@@ -2117,8 +2125,8 @@ async fn forgetting_while_chroma_is_down_finishes_when_it_returns() {
     let app = app(Some(&chroma), None, &[]).await;
     say(&app, JANE, "my passport number is X1234567").await;
     say(&app, BOB, "I like trains").await;
-    wait_memorized(&app, JANE, Duration::from_secs(20)).await;
-    wait_memorized(&app, BOB, Duration::from_secs(20)).await;
+    wait_memorized(&app, JANE, Duration::from_secs(60)).await;
+    wait_memorized(&app, BOB, Duration::from_secs(60)).await;
 
     chroma.stop().await;
     conversation::handle_forget_action(&app.state, JANE, true).await.unwrap();
@@ -2462,7 +2470,7 @@ async fn a_text_file_sent_alone_is_read_stored_remembered_recalled_and_exported(
             .unwrap();
     assert_eq!(file_text.as_deref(), Some(format!("[file \"회의록.txt\"]\n{notes}").as_str()));
     assert_eq!((user_files, kept_out), (vec!["회의록.txt".to_owned()], false));
-    wait_memorized(&app, KIM, Duration::from_secs(20)).await;
+    wait_memorized(&app, KIM, Duration::from_secs(60)).await;
     let records = chroma.records_of(KIM).await;
     assert!(
         records.iter().any(|(_, doc)| doc.contains("3억 원으로 확정")),
@@ -2597,7 +2605,7 @@ async fn a_recall_with_nothing_in_memory_is_not_reported_as_memory_being_down() 
     assert_eq!(ask().await, nothing, "no false alarm");
     // After their memory was forgotten (the collection deleted).
     say(&app, BOB, "my bike is a green Brompton").await;
-    wait_memorized(&app, BOB, Duration::from_secs(20)).await;
+    wait_memorized(&app, BOB, Duration::from_secs(60)).await;
     assert!(ask().await.contains("green Brompton"));
     conversation::handle_forget_action(&app.state, BOB, true).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
