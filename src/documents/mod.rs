@@ -1,5 +1,6 @@
 //! The text of a document a user sent (a PDF, a Word, PowerPoint or Excel
-//! file, an OpenDocument), read in a child process.
+//! file, an OpenDocument, a Hangul `.hwp` or `.hwpx`), read in a child
+//! process.
 //!
 //! Document parsers meet hostile and broken files: the PDF parser robeing
 //! uses (`pdf-extract`) can panic, recurse deeply or spin on them, and an
@@ -11,8 +12,10 @@
 //! once; the child limits its own memory first ([`READER_MEMORY`]). A
 //! child that crashes, overruns or prints something else costs one file,
 //! never the server. [`read_stdin_to_stdout`] is the child's side; it tells
-//! the kind from the bytes and hands them to [`pdf`] or [`office`].
+//! the kind from the bytes and hands them to [`pdf`], [`office`] (ZIP
+//! archives of XML, HWPX among them) or [`hwp`].
 
+pub mod hwp;
 pub mod office;
 pub mod pdf;
 
@@ -212,8 +215,10 @@ pub fn read_stdin_to_stdout() -> i32 {
             pdf::text_of_pdf(&document).map_err(|e| e.to_string())
         } else if document.starts_with(b"PK\x03\x04") {
             office::text_of(&document)
+        } else if hwp::is_compound_file(&document) {
+            hwp::text_of(&document)
         } else {
-            Err("neither a PDF nor an Office or OpenDocument file".to_owned())
+            Err("neither a PDF nor an Office, OpenDocument or Hangul file".to_owned())
         }
     });
     let text = match read {
@@ -235,6 +240,22 @@ pub fn read_stdin_to_stdout() -> i32 {
             1
         }
     }
+}
+
+/// The real documents of `tests/fixtures/documents` (see its README).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    /// A fixture's bytes.
+    pub fn bytes(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/documents/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// The meeting memo as read from the Word, OpenDocument and Hangul
+    /// fixtures (tidied).
+    pub const MEMO: &str = "회의록: 2026년 12월 1일\n참석자: 김종태, 이서연, 박민수\n\
+                            다음 주 화요일까지 예산안을 제출하기로 했습니다. 담당자는 이서연입니다.\n\
+                            항목\t금액\n서버 이전\t1,200,000원\nDesign review & QA\t350,000원\n\
+                            Server migration happens on January 15.";
 }
 
 #[cfg(test)]

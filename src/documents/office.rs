@@ -1,6 +1,6 @@
 //! The text of Office Open XML files (Word `.docx`, PowerPoint `.pptx`,
-//! Excel `.xlsx`) and OpenDocument ones (`.odt`, `.odp`, `.ods`): ZIP
-//! archives of XML. Run in the reader child ([`super`]), never in the
+//! Excel `.xlsx`), OpenDocument ones (`.odt`, `.odp`, `.ods`) and Hangul's
+//! HWPX (`.hwpx`): ZIP archives of XML. Run in the reader child ([`super`]), never in the
 //! server: an entry can unpack to far more than its archive
 //! ([`MAX_ENTRY_BYTES`], and the child's memory limit). A
 //! password-protected Office file is not a ZIP archive at all (it is an OLE
@@ -11,7 +11,8 @@
 //! under `# Slide N`; each sheet of a workbook under `# <its name>`, a row
 //! a line, columns in place, numbers as stored but those the cell's format
 //! shows as dates or times (Excel keeps them as day counts), which read as
-//! `2026-12-08 09:30`. Headers, footers, speaker notes and comments are
+//! `2026-12-08 09:30`; a Hangul (HWPX) document's sections like a Word
+//! document. Headers, footers, footnotes, speaker notes and comments are
 //! not.
 
 use std::io::{Cursor, Read as _};
@@ -33,12 +34,14 @@ pub fn text_of(bytes: &[u8]) -> Result<String, String> {
         slides(&mut archive)
     } else if has(&archive, "xl/workbook.xml") {
         sheets(&mut archive)
+    } else if has(&archive, "Contents/content.hpf") {
+        hangul_sections(&mut archive)
     } else if has(&archive, "content.xml") && has(&archive, "mimetype") {
         let spreadsheet = entry(&mut archive, "mimetype")?.trim() == "application/vnd.oasis.opendocument.spreadsheet";
         let vocabulary = if spreadsheet { &OPEN_SPREADSHEET } else { &OPEN_DOCUMENT };
         paragraphs(&entry(&mut archive, "content.xml")?, vocabulary)
     } else {
-        Err("a ZIP archive, but not a Word, PowerPoint, Excel or OpenDocument file".to_owned())
+        Err("a ZIP archive, but not a Word, PowerPoint, Excel, OpenDocument or Hangul file".to_owned())
     }
 }
 
@@ -71,6 +74,10 @@ struct Vocabulary {
     /// by tabs (the paragraphs of one cell by spaces).
     row: &'static [&'static str],
     cell: &'static [&'static str],
+    /// What a paragraph may hold besides text (a table, a section's
+    /// settings): a paragraph that holds one and no text of its own adds no
+    /// line (HWPX puts each table in a paragraph).
+    anchor: &'static [&'static str],
     /// Each starts a slide (`# Slide N`): OpenDocument's `draw:page`.
     slide: &'static [&'static str],
     /// Each starts a sheet (`# <its name attribute>`): an OpenDocument
@@ -89,6 +96,7 @@ const NOTHING: Vocabulary = Vocabulary {
     skip: &[],
     row: &[],
     cell: &[],
+    anchor: &[],
     slide: &[],
     sheet: &[],
 };
@@ -127,6 +135,23 @@ const OPEN_DOCUMENT: Vocabulary = Vocabulary {
     ..NOTHING
 };
 
+/// Hangul's OWPML (HWPX): `hp:t` in `hp:p`, with `hp:tab`, `hp:lineBreak`
+/// and special spaces inside it; footnotes, endnotes, headers, footers and
+/// hidden comments sit inside the paragraph they hang from, and are left
+/// out.
+const HANGUL: Vocabulary = Vocabulary {
+    paragraph: &["p"],
+    text: &["t"],
+    tab: &["tab"],
+    line_break: &["lineBreak"],
+    spaces: &["nbSpace", "fwSpace"],
+    skip: &["footNote", "endNote", "header", "footer", "hiddenComment"],
+    row: &["tr"],
+    cell: &["tc"],
+    anchor: &["tbl", "secPr", "ctrl"],
+    ..NOTHING
+};
+
 /// An OpenDocument spreadsheet: each table is a sheet.
 const OPEN_SPREADSHEET: Vocabulary = Vocabulary { sheet: &["table"], ..OPEN_DOCUMENT };
 
@@ -138,6 +163,9 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
     // reader is, and the slides begun.
     let (mut in_paragraph, mut in_text, mut in_run, mut skipped) = (0usize, 0usize, 0usize, 0usize);
     let (mut in_cell, mut slides) = (0usize, 0usize);
+    // Per open paragraph: where its text began, and whether it anchors
+    // something.
+    let mut open: Vec<(usize, bool)> = Vec::new();
     let is = |set: &[&str], name: &str| set.contains(&name);
     loop {
         let event = reader.read_event().map_err(|e| format!("XML: {e}"))?;
@@ -146,7 +174,12 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
             Event::Start(e) => {
                 let name = e.local_name();
                 let name = name.as_ref();
-                in_paragraph += usize::from(is(vocabulary.paragraph, name));
+                if is(vocabulary.paragraph, name) {
+                    in_paragraph += 1;
+                    open.push((out.len(), false));
+                } else if is(vocabulary.anchor, name) {
+                    anchored(&mut open);
+                }
                 in_text += usize::from(is(vocabulary.text, name));
                 in_run += usize::from(is(vocabulary.run, name));
                 skipped += usize::from(is(vocabulary.skip, name));
@@ -168,7 +201,9 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
                 skipped = skipped.saturating_sub(usize::from(is(vocabulary.skip, name)));
                 if is(vocabulary.paragraph, name) {
                     in_paragraph = in_paragraph.saturating_sub(1);
-                    if skipped == 0 {
+                    let (began, anchors) = open.pop().unwrap_or_default();
+                    let own_line = !anchors || (out.len() > began && !out.ends_with('\n'));
+                    if skipped == 0 && own_line {
                         out.push(if in_cell > 0 { ' ' } else { '\n' });
                     }
                 } else if is(vocabulary.cell, name) {
@@ -184,6 +219,9 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
                 let name = e.local_name();
                 let name = name.as_ref();
                 let in_a_run = vocabulary.run.is_empty() || in_run > 0;
+                if is(vocabulary.anchor, name) {
+                    anchored(&mut open);
+                }
                 if is(vocabulary.paragraph, name) {
                     out.push(if in_cell > 0 { ' ' } else { '\n' });
                 } else if is(vocabulary.cell, name) {
@@ -214,6 +252,13 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// Marks the innermost open paragraph as anchoring something.
+fn anchored(open: &mut [(usize, bool)]) {
+    if let Some((_, anchors)) = open.last_mut() {
+        *anchors = true;
+    }
 }
 
 /// What `&name;` or `&#…;` stands for: a character, or one of XML's five
@@ -248,6 +293,27 @@ fn slides(archive: &mut Archive<'_>) -> Result<String, String> {
         out.push_str(&format!("# Slide {n}\n"));
         out.push_str(&paragraphs(&entry(archive, &name)?, &SLIDE)?);
         out.push('\n');
+    }
+    Ok(out)
+}
+
+/// An HWPX document's sections (`Contents/sectionN.xml`) in the order of
+/// its package's spine (`Contents/content.hpf`).
+fn hangul_sections(archive: &mut Archive<'_>) -> Result<String, String> {
+    let package = entry(archive, "Contents/content.hpf")?;
+    let items = attribute_pairs(&package, "item", ("id", "href"))?;
+    let sections: Vec<String> = tags(&package, "itemref")?
+        .iter()
+        .filter_map(|r| attribute(r, "idref"))
+        .filter_map(|id| items.iter().find(|(i, _)| *i == id).map(|(_, href)| href.clone()))
+        .filter(|href| href.starts_with("Contents/section"))
+        .collect();
+    if sections.is_empty() {
+        return Err("an HWPX package whose spine names no section".to_owned());
+    }
+    let mut out = String::new();
+    for section in sections {
+        out.push_str(&paragraphs(&entry(archive, &section)?, &HANGUL)?);
     }
     Ok(out)
 }
@@ -533,11 +599,7 @@ fn column_of(reference: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/tests/fixtures/documents/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-    }
+    use super::{super::fixtures, *};
 
     #[test]
     fn column_references_become_indexes() {
@@ -602,6 +664,14 @@ mod tests {
     }
 
     #[test]
+    fn hangul_tabs_breaks_spaces_and_notes() {
+        let xml = r#"<hs:sec xmlns:hs="s" xmlns:hp="p"><hp:p><hp:run><hp:t>이름<hp:tab width="4000" leader="0" type="1"/>김종태</hp:t>
+            <hp:ctrl><hp:header id="1"><hp:subList><hp:p><hp:run><hp:t>머리말</hp:t></hp:run></hp:p></hp:subList></hp:header></hp:ctrl></hp:run></hp:p>
+            <hp:p><hp:run><hp:t>a<hp:nbSpace/>b<hp:lineBreak/>c &amp; d</hp:t><hp:ctrl><hp:endNote><hp:subList><hp:p><hp:run><hp:t>미주</hp:t></hp:run></hp:p></hp:subList></hp:endNote></hp:ctrl></hp:run></hp:p></hs:sec>"#;
+        assert_eq!(paragraphs(xml, &HANGUL).unwrap(), "이름\t김종태\na b\nc & d\n");
+    }
+
+    #[test]
     fn a_zip_that_is_no_office_file_and_bytes_that_are_no_zip_are_refused() {
         assert!(text_of(b"PK\x03\x04 not really").unwrap_err().starts_with("not a ZIP archive"));
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
@@ -610,7 +680,7 @@ mod tests {
         let bytes = zip.finish().unwrap().into_inner();
         assert_eq!(
             text_of(&bytes).unwrap_err(),
-            "a ZIP archive, but not a Word, PowerPoint, Excel or OpenDocument file"
+            "a ZIP archive, but not a Word, PowerPoint, Excel, OpenDocument or Hangul file"
         );
     }
 
@@ -633,13 +703,11 @@ mod tests {
 
     #[test]
     fn real_documents_from_libreoffice_and_python_read_as_written() {
-        let read = |name: &str| super::super::tidy(&text_of(&fixture(name)).unwrap());
-        let memo = "회의록: 2026년 12월 1일\n참석자: 김종태, 이서연, 박민수\n\
-                    다음 주 화요일까지 예산안을 제출하기로 했습니다. 담당자는 이서연입니다.\n\
-                    항목\t금액\n서버 이전\t1,200,000원\nDesign review & QA\t350,000원\n\
-                    Server migration happens on January 15.";
-        assert_eq!(read("korean-memo-libreoffice.docx"), memo);
-        assert_eq!(read("korean-memo-libreoffice.odt"), memo);
+        let read = |name: &str| super::super::tidy(&text_of(&fixtures::bytes(name)).unwrap());
+        assert_eq!(read("korean-memo-libreoffice.docx"), fixtures::MEMO);
+        assert_eq!(read("korean-memo-libreoffice.odt"), fixtures::MEMO);
+        // Two sections; the footnote on the third line is left out.
+        assert_eq!(read("korean-memo-python-hwpx.hwpx"), fixtures::MEMO);
         let plan = "# Slide 1\n2026년 1분기 계획\nrobeing 팀 · Q1 planning\n\n\
                     # Slide 2\n할 일\n예산안 제출: 화요일까지\n서버 이전: 1월 15일\nHire two engineers & one designer";
         assert_eq!(read("plan-python-pptx.pptx"), plan);

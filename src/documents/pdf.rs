@@ -231,9 +231,7 @@ mod tests {
 
     #[test]
     fn korean_pdfs_from_chrome_and_libreoffice_keep_their_spaces() {
-        let fixture = |name: &str| {
-            std::fs::read(format!("{}/tests/fixtures/documents/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-        };
+        let fixture = super::super::fixtures::bytes;
         // Chrome's spaces are glyphs mapped to U+0001; its punctuation's
         // widths are `/W` ranges.
         assert_eq!(

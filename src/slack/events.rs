@@ -62,6 +62,9 @@ pub struct SlackFile {
     /// (hidden by the workspace's plan, or shared from elsewhere) is named
     /// by its title or id.
     pub name: String,
+    /// Its name's extension, lower case (whole when the name is shortened):
+    /// what tells a Hangul file, which browsers give no type of its own.
+    pub extension: Option<String>,
     pub mimetype: Option<String>,
     /// Bytes, as Slack reports it.
     pub size: Option<u64>,
@@ -290,6 +293,10 @@ fn files(event: &serde_json::Value) -> Vec<SlackFile> {
                 .iter()
                 .find_map(|p| str_at(f, p).filter(|n| !n.trim().is_empty()))
                 .unwrap_or("?");
+            let extension = name
+                .rsplit_once('.')
+                .map(|(_, e)| e.trim().to_lowercase())
+                .filter(|e| !e.is_empty() && e.chars().count() <= 8 && e.chars().all(char::is_alphanumeric));
             let one_line: String = name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
             let trimmed = one_line.trim();
             let name = if trimmed.chars().count() > MAX_FILE_NAME_CHARS {
@@ -299,6 +306,7 @@ fn files(event: &serde_json::Value) -> Vec<SlackFile> {
             };
             SlackFile {
                 name,
+                extension,
                 mimetype: owned(f, "/mimetype"),
                 size: f.get("size").and_then(|s| s.as_u64()),
                 url: owned(f, "/url_private_download").or_else(|| owned(f, "/url_private")),
@@ -449,6 +457,19 @@ mod tests {
     }
 
     #[test]
+    fn a_file_keeps_its_extension_when_its_name_is_shortened() {
+        let long = format!("{}.HWP", "주간 회의록 ".repeat(30));
+        let files = json!({"subtype": "file_share", "files": [
+            {"id": "F1", "name": long}, {"id": "F2", "name": "README"}, {"id": "F3", "name": "v1.2 final"}]});
+        let SlackEvent::DirectMessage(m) = parse("Ev1", "message", &dm(files), &Me::default()).unwrap() else {
+            panic!("file_share")
+        };
+        assert!(m.files[0].name.ends_with('…'), "{}", m.files[0].name);
+        let extensions: Vec<Option<&str>> = m.files.iter().map(|f| f.extension.as_deref()).collect();
+        assert_eq!(extensions, [Some("hwp"), None, None]);
+    }
+
+    #[test]
     fn a_file_share_a_thread_broadcast_and_a_me_message_are_a_human_writing() {
         let files = json!({"subtype": "file_share", "text": "", "files": [
             {"id": "F1", "name": "a.png"}, {"id": "F2", "title": "untitled\nnote"}, {"id": "F3", "mode": "hidden_by_limit"},
@@ -468,6 +489,7 @@ mod tests {
             m.files[3],
             SlackFile {
                 name: "n.txt".into(),
+                extension: Some("txt".into()),
                 mimetype: Some("text/plain".into()),
                 size: Some(12),
                 url: Some("https://files.slack.com/files-pri/T1-F4/download/n.txt".into()),

@@ -67,6 +67,11 @@ const OFFICE_TYPES: &[&str] = &[
     "application/vnd.oasis.opendocument.spreadsheet",
 ];
 
+/// Hangul word processor files (`.hwp`, `.hwpx`), by the extensions that
+/// tell them: Slack passes on whatever type the uploading browser guessed,
+/// mostly `application/octet-stream`.
+const HANGUL_EXTENSIONS: &[&str] = &["hwp", "hwpx"];
+
 /// What became of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRead {
@@ -178,7 +183,7 @@ pub fn is_text(file: &SlackFile) -> bool {
 pub enum Kind {
     Text,
     Pdf,
-    /// Word, PowerPoint, Excel, OpenDocument.
+    /// Word, PowerPoint, Excel, OpenDocument, Hangul.
     Office,
     /// PNG, JPEG, GIF, WebP: read only to show an LLM that accepts images.
     Image,
@@ -193,7 +198,9 @@ pub fn kind(file: &SlackFile) -> Kind {
         Kind::Text
     } else if mime == "application/pdf" {
         Kind::Pdf
-    } else if OFFICE_TYPES.contains(&&*mime) {
+    } else if OFFICE_TYPES.contains(&&*mime)
+        || file.extension.as_deref().is_some_and(|e| HANGUL_EXTENSIONS.contains(&e))
+    {
         Kind::Office
     } else if IMAGE_TYPES.contains(&&*mime) {
         Kind::Image
@@ -424,6 +431,18 @@ mod tests {
         assert!(!is_text(&file("image/png", "hosted")));
         assert!(!is_text(&file("application/pdf", "hosted")));
         assert!(!is_text(&SlackFile::default()));
+    }
+
+    #[test]
+    fn hangul_files_are_read_by_their_extension_whatever_type_the_browser_guessed() {
+        let named = |extension: &str, mimetype: &str| SlackFile {
+            extension: Some(extension.into()),
+            ..file(mimetype, "hosted")
+        };
+        assert_eq!(kind(&named("hwp", "application/octet-stream")), Kind::Office);
+        assert_eq!(kind(&named("hwpx", "application/haansofthwpx")), Kind::Office);
+        assert_eq!(kind(&named("exe", "application/octet-stream")), Kind::Other);
+        assert_eq!(kind(&file("application/octet-stream", "hosted")), Kind::Other);
     }
 
     #[test]

@@ -2763,20 +2763,29 @@ fn document(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-#[tokio::test]
-async fn korean_pdfs_from_chrome_and_libreoffice_are_read_and_recalled() {
+/// An app (no LLM, no memory) that `user` sent `files` (name, type, bytes)
+/// to, with no text, and has answered.
+async fn sent_files(user: &str, files: &[(&str, &str, Vec<u8>)]) -> (TestApp, DirectMessage) {
     let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
     let base = slack.url("");
     let app = app_with_slack(None, None, &[], slack).await;
-    let m = dm_with_files(
-        KIM,
-        "",
-        vec![
-            workspace.host_file(&base, "회의록.pdf", "application/pdf", &document("korean-memo-chromium.pdf")),
-            workspace.host_file(&base, "memo.pdf", "application/pdf", &document("korean-memo-libreoffice.pdf")),
-        ],
-    );
+    let hosted =
+        files.iter().map(|(name, mimetype, bytes)| workspace.host_file(&base, name, mimetype, bytes)).collect();
+    let m = dm_with_files(user, "", hosted);
     handle_message(&app.state, &m, None).await.unwrap();
+    (app, m)
+}
+
+#[tokio::test]
+async fn korean_pdfs_from_chrome_and_libreoffice_are_read_and_recalled() {
+    let (app, m) = sent_files(
+        KIM,
+        &[
+            ("회의록.pdf", "application/pdf", document("korean-memo-chromium.pdf")),
+            ("memo.pdf", "application/pdf", document("korean-memo-libreoffice.pdf")),
+        ],
+    )
+    .await;
 
     let stored = file_text(&app, &m).await;
     let (chromium, libreoffice) = stored.split_once("[file \"memo.pdf\"]").unwrap_or_else(|| panic!("{stored}"));
@@ -2807,25 +2816,21 @@ async fn korean_pdfs_from_chrome_and_libreoffice_are_read_and_recalled() {
 
 #[tokio::test]
 async fn word_excel_and_powerpoint_files_are_read_and_a_broken_one_is_named_with_why() {
-    let (slack, workspace) = crate::fakes::slack::start_with_workspace().await;
-    let base = slack.url("");
-    let app = app_with_slack(None, None, &[], slack).await;
     const DOCX: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
     const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
     const PPTX: &str = "application/vnd.openxmlformats-officedocument.presentationml.presentation";
     // A password-protected .docx is no ZIP archive (an OLE container).
     let locked = b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1 EncryptedPackage".to_vec();
-    let m = dm_with_files(
+    let (app, m) = sent_files(
         JANE,
-        "",
-        vec![
-            workspace.host_file(&base, "memo.docx", DOCX, &document("korean-memo-libreoffice.docx")),
-            workspace.host_file(&base, "budget.xlsx", XLSX, &document("budget-libreoffice.xlsx")),
-            workspace.host_file(&base, "plan.pptx", PPTX, &document("plan-python-pptx.pptx")),
-            workspace.host_file(&base, "locked.docx", DOCX, &locked),
+        &[
+            ("memo.docx", DOCX, document("korean-memo-libreoffice.docx")),
+            ("budget.xlsx", XLSX, document("budget-libreoffice.xlsx")),
+            ("plan.pptx", PPTX, document("plan-python-pptx.pptx")),
+            ("locked.docx", DOCX, locked),
         ],
-    );
-    handle_message(&app.state, &m, None).await.unwrap();
+    )
+    .await;
 
     let stored = file_text(&app, &m).await;
     assert!(stored.starts_with("[file \"memo.docx\"]\n회의록: 2026년 12월 1일\n"), "{stored}");
@@ -2844,6 +2849,38 @@ async fn word_excel_and_powerpoint_files_are_read_and_a_broken_one_is_named_with
     say(&app, JANE, "what did I tell you about Migrate servers?").await;
     let answer = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
     assert!(answer.contains("2027-01-15"), "{answer}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn hangul_hwp_and_hwpx_files_are_read_whatever_type_the_browser_gave_them() {
+    // Browsers without Hancom Office installed know no type for them.
+    let (app, m) = sent_files(
+        KIM,
+        &[
+            ("회의록.hwp", "application/octet-stream", document("korean-memo-python-hwpx.hwp")),
+            ("회의록.HWPX", "application/haansofthwpx", document("korean-memo-python-hwpx.hwpx")),
+            ("not-really.hwp", "application/octet-stream", b"HWP Document File V3.00".to_vec()),
+        ],
+    )
+    .await;
+
+    let stored = file_text(&app, &m).await;
+    let (hwp, hwpx) = stored.split_once("[file \"회의록.HWPX\"]").unwrap_or_else(|| panic!("{stored}"));
+    for text in [hwp, hwpx] {
+        assert!(text.contains("회의록: 2026년 12월 1일\n참석자: 김종태, 이서연, 박민수\n"), "{stored}");
+        assert!(text.contains("서버 이전\t1,200,000원\n"), "a table row, cells by tabs: {stored}");
+        assert!(text.contains("Server migration happens on January 15."), "the second section: {stored}");
+        assert!(!text.contains("공유 폴더"), "the footnote is left out: {stored}");
+    }
+    let reply = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
+    assert!(reply.contains("\"회의록.hwp\", \"회의록.HWPX\""), "{reply}");
+    assert!(reply.contains("\"not-really.hwp\""), "the file it could not read is named: {reply}");
+
+    // Asked later, the memo's line is found.
+    say(&app, KIM, "서버 이전에 대해 뭐라고 했지?").await;
+    let answer = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
+    assert!(answer.contains("1,200,000원"), "{answer}");
     app.stop().await.unwrap();
 }
 
