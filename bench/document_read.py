@@ -6,8 +6,10 @@ sends (src/documents/).
 
 Builds PDFs of 1, 10 and 100 pages (40 lines of text each, Helvetica) and a
 page without text, Word files of 10 and 100 pages' worth of paragraphs and
-Excel workbooks of 1,000 and 10,000 rows (5 columns, shared strings), reads
-the real Korean PDFs in tests/fixtures/documents, then runs the binary on
+Excel workbooks of 1,000 and 10,000 rows (5 columns, shared strings), Hangul
+.hwpx and .hwp files of 4,000 paragraphs (with python-hwpx, when it is
+installed: `pip install python-hwpx`), reads the real Korean PDFs and Hangul
+files in tests/fixtures/documents, then runs the binary on
 each N times, the way the server does (bytes on stdin, no environment), and
 prints the median wall time, the child's CPU (user + system) and the largest
 resident size (GNU time's %M) per document. Usage:
@@ -89,6 +91,22 @@ def xlsx(rows):
     })
 
 
+def hangul(paragraphs):
+    """An .hwpx and an .hwp of `paragraphs` paragraphs, made by python-hwpx; none without it."""
+    try:
+        from hwpx.document import HwpxDocument
+    except ImportError:
+        return []
+    doc = HwpxDocument.new()
+    for n in range(paragraphs):
+        doc.add_paragraph("%d번째 줄. 매출이 12%% 늘어 42억 원이 되었습니다. %s" % (n + 1, LINE))
+    hwpx, hwp = io.BytesIO(), io.BytesIO()
+    doc.save_to_stream(hwpx)
+    doc.save_to_stream(hwp, format="hwp")
+    name = "%s paragraphs (100 pages)" % format(paragraphs, ",")
+    return [("HWPX, " + name, hwpx.getvalue()), ("HWP, " + name, hwp.getvalue())]
+
+
 # The child's peak resident size, from GNU time (Debian's `time` package):
 # this process's own ru_maxrss for children counts the copy of this (large)
 # Python process that a fork makes before the exec.
@@ -127,6 +145,10 @@ def main():
     if not a.pdf_only:
         docs += [("Word, 400 paragraphs (10 pages)", docx(400)), ("Word, 4,000 paragraphs (100 pages)", docx(4000)),
                  ("Excel, 1,000 rows", xlsx(1000)), ("Excel, 10,000 rows", xlsx(10000))]
+        for name in ("korean-memo-python-hwpx.hwpx", "korean-memo-python-hwpx.hwp", "korean-memo-distribution.hwp"):
+            with open(os.path.join(fixtures, name), "rb") as f:
+                docs.append((name, f.read()))
+        docs += hangul(4000)
     print("| document | size | text out | wall p50 | CPU p50 | child max RSS | exit |")
     print("|---|---|---|---|---|---|---|")
     for name, data in docs:

@@ -3,12 +3,15 @@
 //! default in many Korean offices). Run in the reader child ([`super`]).
 //!
 //! An HWP 5 file is an OLE compound file. Its `FileHeader` stream says
-//! whether the streams are compressed (raw deflate) and whether the
-//! document is password-protected or a distribution document (배포용
-//! 문서, whose text is encrypted in `ViewText`): those two are named
-//! unreadable. The text is in `BodyText/Section0`, `Section1`, …: a
-//! sequence of records (tag, nesting level, size), among them each
-//! paragraph's text as UTF-16 with control characters mixed in.
+//! whether the streams are compressed (raw deflate), whether the document
+//! is password-protected (named unreadable: its key is the password) and
+//! whether it is a distribution document (배포용 문서: read-only for its
+//! readers, its sections in `ViewText` rather than `BodyText`, each
+//! AES-128 encrypted with a key stored in its first record, hidden by
+//! the stream of MSVC's `rand()`; [`distributed_section`]). The text is in
+//! `BodyText/Section0`, `Section1`, …: a sequence of records (tag, nesting
+//! level, size), among them each paragraph's text as UTF-16 with control
+//! characters mixed in.
 //!
 //! What is read: each paragraph a line; tables a row a line with cells
 //! separated by tabs (the paragraphs of one cell by spaces); text boxes in
@@ -30,6 +33,7 @@ const DISTRIBUTION: u32 = 1 << 2;
 
 // Record tags (HWPTAG_BEGIN is 0x10).
 const PARA_TEXT: u16 = 0x10 + 51;
+const DISTRIBUTE_DOC_DATA: u16 = 0x10 + 12;
 const CTRL_HEADER: u16 = 0x10 + 55;
 const LIST_HEADER: u16 = 0x10 + 56;
 
@@ -70,20 +74,63 @@ pub fn text_of(bytes: &[u8]) -> Result<String, String> {
     if properties & PASSWORD != 0 {
         return Err("a password-protected HWP document".to_owned());
     }
-    if properties & DISTRIBUTION != 0 {
-        return Err("an HWP distribution document (배포용 문서): its text is encrypted".to_owned());
-    }
+    let storage = if properties & DISTRIBUTION != 0 { "ViewText" } else { "BodyText" };
     let mut out = String::new();
     for n in 0.. {
-        let name = format!("/BodyText/Section{n}");
+        let name = format!("/{storage}/Section{n}");
         if !file.is_stream(&name) {
             break;
         }
-        let raw = stream(&mut file, &name, MAX_SECTION_BYTES)?;
+        let mut raw = stream(&mut file, &name, MAX_SECTION_BYTES)?;
+        if properties & DISTRIBUTION != 0 {
+            raw = distributed_section(&raw).map_err(|e| format!("{name}: {e}"))?;
+        }
         let section = if properties & COMPRESSED != 0 { inflate(&raw, &name)? } else { raw };
         section_text(&section, &mut out).map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(out)
+}
+
+/// A distribution document's section, decrypted: a `DISTRIBUTE_DOC_DATA`
+/// record of 256 bytes, XORed with bytes from MSVC's `rand()` seeded by
+/// its first four, which then hold the AES-128 key at offset 4 + (seed mod
+/// 16); the rest of the stream is encrypted with that key (ECB).
+fn distributed_section(raw: &[u8]) -> Result<Vec<u8>, String> {
+    use aes::cipher::{BlockDecrypt as _, KeyInit as _};
+    let Some(Ok(first)) = records(raw).next() else {
+        return Err("no record".to_owned());
+    };
+    if first.tag != DISTRIBUTE_DOC_DATA || first.data.len() != 256 {
+        return Err("its first record is not the distribution data".to_owned());
+    }
+    let mut data = [0u8; 256];
+    data.copy_from_slice(first.data);
+    let seed = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+    let mut state = seed;
+    let mut rand = move || {
+        state = state.wrapping_mul(214_013).wrapping_add(2_531_011);
+        (state >> 16) & 0x7FFF
+    };
+    let (mut mask, mut left) = (0u8, 0u32);
+    for (i, byte) in data.iter_mut().enumerate() {
+        if left == 0 {
+            mask = (rand() & 0xFF) as u8;
+            left = (rand() & 0xF) + 1;
+        }
+        if i >= 4 {
+            *byte ^= mask;
+        }
+        left -= 1;
+    }
+    let at = 4 + (seed & 0xF) as usize;
+    let cipher = aes::Aes128::new_from_slice(&data[at..at + 16]).map_err(|e| e.to_string())?;
+    // What follows the record (a 4-byte header and its 256 bytes).
+    let mut rest = raw[4 + 256..].to_vec();
+    rest.truncate(rest.len() - rest.len() % 16);
+    for block in rest.chunks_exact_mut(16) {
+        cipher.decrypt_block(block.into());
+    }
+    Ok(rest)
 }
 
 /// A stream's bytes, at most `limit`.
@@ -340,8 +387,25 @@ mod tests {
             text_of(&with_properties(&bytes, COMPRESSED | PASSWORD)).unwrap_err(),
             "a password-protected HWP document"
         );
-        assert!(
-            text_of(&with_properties(&bytes, COMPRESSED | DISTRIBUTION)).unwrap_err().contains("distribution document")
+        // Marked a distribution document, it has no ViewText to read.
+        assert_eq!(text_of(&with_properties(&bytes, COMPRESSED | DISTRIBUTION)), Ok(String::new()));
+    }
+
+    #[test]
+    fn a_distribution_document_is_decrypted() {
+        // Made from the same memo (see the fixtures' README); pyhwp reads it too.
+        let bytes = super::super::fixtures::bytes("korean-memo-distribution.hwp");
+        assert_eq!(super::super::tidy(&text_of(&bytes).unwrap()), super::super::fixtures::MEMO);
+        // A section whose first record is not the key's is refused.
+        let mut file = cfb::CompoundFile::open(std::io::Cursor::new(bytes)).unwrap();
+        let mut section = Vec::new();
+        file.open_stream("/ViewText/Section1").unwrap().read_to_end(&mut section).unwrap();
+        section[0] = 0;
+        std::io::Write::write_all(&mut file.create_stream("/ViewText/Section1").unwrap(), &section).unwrap();
+        file.flush().unwrap();
+        assert_eq!(
+            text_of(&file.into_inner().into_inner()),
+            Err("/ViewText/Section1: its first record is not the distribution data".to_owned())
         );
     }
 

@@ -2860,21 +2860,24 @@ async fn hangul_hwp_and_hwpx_files_are_read_whatever_type_the_browser_gave_them(
         &[
             ("회의록.hwp", "application/octet-stream", document("korean-memo-python-hwpx.hwp")),
             ("회의록.HWPX", "application/haansofthwpx", document("korean-memo-python-hwpx.hwpx")),
+            ("공고.hwp", "application/x-hwp", document("korean-memo-distribution.hwp")),
             ("not-really.hwp", "application/octet-stream", b"HWP Document File V3.00".to_vec()),
         ],
     )
     .await;
 
     let stored = file_text(&app, &m).await;
-    let (hwp, hwpx) = stored.split_once("[file \"회의록.HWPX\"]").unwrap_or_else(|| panic!("{stored}"));
-    for text in [hwp, hwpx] {
+    let texts: Vec<&str> = stored.split("[file ").filter(|t| !t.is_empty()).collect();
+    assert_eq!(texts.len(), 3, "{stored}");
+    // The distribution document (배포용) is decrypted.
+    for text in texts {
         assert!(text.contains("회의록: 2026년 12월 1일\n참석자: 김종태, 이서연, 박민수\n"), "{stored}");
         assert!(text.contains("서버 이전\t1,200,000원\n"), "a table row, cells by tabs: {stored}");
         assert!(text.contains("Server migration happens on January 15."), "the second section: {stored}");
         assert!(!text.contains("공유 폴더"), "the footnote is left out: {stored}");
     }
     let reply = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
-    assert!(reply.contains("\"회의록.hwp\", \"회의록.HWPX\""), "{reply}");
+    assert!(reply.contains("\"회의록.hwp\", \"회의록.HWPX\", \"공고.hwp\""), "{reply}");
     assert!(reply.contains("\"not-really.hwp\""), "the file it could not read is named: {reply}");
 
     // Asked later, the memo's line is found.
