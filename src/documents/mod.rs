@@ -43,14 +43,24 @@ pub const MAX_READERS: usize = 2;
 const MAX_OUTPUT_BYTES: usize = 4 * crate::slack::files::MAX_TEXT_CHARS + HEADER.len();
 /// The largest document the child reads.
 pub const MAX_DOCUMENT_BYTES: u64 = 10_000_000;
-/// The memory the child may write to (`RLIMIT_DATA`: heap and private
-/// writable mappings, set by the child on itself before it reads a byte).
-/// A 100-page PDF needs about 17 MiB resident; a PDF whose streams unpack
-/// to gigabytes (a decompression bomb: 10 MB can hold 10 GB of zeros)
-/// (an Office file's entries likewise) makes its allocation fail here instead of growing until the kernel's
-/// OOM killer picks a process. Not `RLIMIT_AS`: the allocator reserves
-/// 1 GiB of address space up front (inaccessible, so not counted here).
+/// The memory the child may write to beyond what it has mapped when it
+/// starts reading (`RLIMIT_DATA`, which counts heap and private writable
+/// mappings, set by the child on itself before it reads a byte). A
+/// 100-page PDF needs about 17 MiB resident; a PDF whose streams unpack to
+/// gigabytes (a decompression bomb: 10 MB can hold 10 GB of zeros; an
+/// Office file's entries likewise) makes its allocation fail here instead
+/// of growing until the kernel's OOM killer picks a process. Not
+/// `RLIMIT_AS`: the allocator reserves 1 GiB of address space up front.
 pub const READER_MEMORY: u64 = 512 << 20;
+
+/// Set in the child's (otherwise empty) environment: mimalloc reserves a
+/// 1 GiB arena before `main`, and on a machine that overcommits it maps it
+/// writable at once (`arena_eager_commit`), which `RLIMIT_DATA` counts in
+/// full. With that arena counted, a limit of [`READER_MEMORY`] alone was
+/// below what the child already had, and any allocation the arena could
+/// not serve failed: about 1 read in 20 of an ordinary document. Committed
+/// as used instead, the limit means what it says.
+const READER_ALLOCATOR: (&str, &str) = ("MIMALLOC_ARENA_EAGER_COMMIT", "0");
 
 static READERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_READERS);
 
@@ -88,6 +98,7 @@ async fn run_reader(reader: &Path, document: &[u8]) -> Result<String, ReadError>
     let mut child = tokio::process::Command::new(reader)
         .arg("read-document")
         .env_clear()
+        .env(READER_ALLOCATOR.0, READER_ALLOCATOR.1)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -194,8 +205,7 @@ fn tidy(text: &str) -> String {
 /// prints its text after [`HEADER`]. Exit code 0, or 1 when it is no
 /// document it can read (the reason on standard error).
 pub fn read_stdin_to_stdout() -> i32 {
-    use nix::sys::resource::{Resource, setrlimit};
-    if let Err(e) = setrlimit(Resource::RLIMIT_DATA, READER_MEMORY, READER_MEMORY) {
+    if let Err(e) = limit_own_memory() {
         eprintln!("robeing read-document: cannot limit its own memory, so it reads nothing: {e}");
         return 1;
     }
@@ -243,6 +253,24 @@ pub fn read_stdin_to_stdout() -> i32 {
 }
 
 /// The real documents of `tests/fixtures/documents` (see its README).
+/// Lets this process map [`READER_MEMORY`] more than it has now (started
+/// by hand, without [`READER_ALLOCATOR`], it already counts the allocator's
+/// arena, and a limit below that would fail allocations at random).
+fn limit_own_memory() -> Result<(), String> {
+    use nix::sys::resource::{Resource, setrlimit};
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| format!("/proc/self/status: {e}"))?;
+    let mapped = data_size(&status).ok_or("/proc/self/status has no VmData line")?;
+    let limit = mapped.saturating_add(READER_MEMORY);
+    setrlimit(Resource::RLIMIT_DATA, limit, limit).map_err(|e| e.to_string())
+}
+
+/// `VmData` of a `/proc/<pid>/status`, in bytes.
+fn data_size(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmData:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     /// A fixture's bytes.
@@ -278,9 +306,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let quick = Duration::from_secs(2);
         assert!(std::env::var_os("HOME").is_some(), "the test's own environment has HOME");
-        let echo = script(&dir, "echo", "printf 'robeing-pdf-text/1\\n'; /bin/cat; printf ' [%s]' \"$HOME\"");
+        let echo = script(
+            &dir,
+            "echo",
+            "printf 'robeing-pdf-text/1\\n'; /bin/cat; printf ' [%s] [%s]' \"$HOME\" \"$MIMALLOC_ARENA_EAGER_COMMIT\"",
+        );
         let text = text_within(&echo, b"page one  \n\n\n\npage two", quick).await;
-        assert_eq!(text, Ok("page one\n\npage two []".to_owned()), "tidied, and no environment reaches the reader");
+        assert_eq!(
+            text,
+            Ok("page one\n\npage two [] [0]".to_owned()),
+            "tidied, and no environment reaches the reader but the allocator's setting"
+        );
         let started = std::time::Instant::now();
         let hangs = script(&dir, "hangs", "exec /bin/sleep 30");
         assert_eq!(text_within(&hangs, b"%PDF", quick).await, Err(ReadError::Unreadable));
@@ -301,6 +337,15 @@ mod tests {
         assert_eq!(text_within(&empty, b"%PDF", quick).await, Err(ReadError::NoText));
         assert_eq!(text_within(&dir.join("missing"), b"%PDF", quick).await, Err(ReadError::Unreadable));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_data_size_is_read_from_proc_status() {
+        let status = "Name:\trobeing\nVmPeak:\t 1075232 kB\nVmData:\t    6312 kB\nVmStk:\t 132 kB\n";
+        assert_eq!(data_size(status), Some(6312 * 1024));
+        assert_eq!(data_size("Name:\trobeing\n"), None);
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(data_size(&own).is_some_and(|bytes| bytes > 0), "{own}");
     }
 
     #[test]

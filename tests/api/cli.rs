@@ -531,6 +531,52 @@ fn pdf_bomb(zeros: usize, refs: usize) -> Vec<u8> {
 }
 
 #[tokio::test]
+async fn read_document_leaves_itself_its_memory_allowance_over_what_it_has_mapped() {
+    // mimalloc maps a 1 GiB arena writable before `main` on a machine that
+    // overcommits, and RLIMIT_DATA counts it: a limit of 512 MiB set over
+    // it failed an allocation the arena could not serve, about 1 read in
+    // 20 of an ordinary document ("out of memory"). The child blocks on its
+    // input after setting the limit; it must leave it room to grow.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_robeing"))
+        .arg("read-document")
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let proc = format!("/proc/{}", child.id().unwrap());
+    let field = |file: &str, prefix: &str| -> Option<String> {
+        let text = std::fs::read_to_string(format!("{proc}/{file}")).ok()?;
+        text.lines().find_map(|l| l.strip_prefix(prefix)).map(|v| v.trim().to_owned())
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let limit: u64 = loop {
+        let max_data = field("limits", "Max data size").unwrap_or_default();
+        match max_data.split_whitespace().next() {
+            Some(n) if n != "unlimited" => break n.parse().unwrap(),
+            _ => {}
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the reader set no data limit: {max_data:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let mapped_kib: u64 = field("status", "VmData:").unwrap().trim_end_matches("kB").trim().parse().unwrap();
+    drop(child.stdin.take());
+    let _ = child.wait().await;
+    assert!(
+        limit >= mapped_kib * 1024 + robeing::documents::READER_MEMORY,
+        "limit {limit} bytes, {mapped_kib} KiB mapped already: less than {} MiB to grow",
+        robeing::documents::READER_MEMORY >> 20
+    );
+    assert!(
+        limit <= mapped_kib * 1024 + robeing::documents::READER_MEMORY + (64 << 20),
+        "limit {limit} bytes with {mapped_kib} KiB mapped: the allowance is {} MiB, not more",
+        robeing::documents::READER_MEMORY >> 20
+    );
+}
+
+#[tokio::test]
 async fn read_pdf_stops_at_its_memory_limit_on_a_pdf_that_unpacks_to_gigabytes() {
     // 2 GiB of page content from a file well under the 10 MB a user may send.
     let bomb = pdf_bomb(64 << 20, 32);
