@@ -200,9 +200,9 @@ fn unread_list(lang: Lang, unread: &[(&str, Unread)]) -> String {
 
 fn unread_reason(lang: Lang, why: Unread) -> &'static str {
     match (lang, why) {
-        (Lang::Ko, Unread::NotText) => "텍스트 파일, PDF나 오피스 문서가 아니에요 (이미지 등은 아직 읽지 못해요)",
+        (Lang::Ko, Unread::NotText) => "텍스트 파일, PDF, 오피스나 한글 문서가 아니에요 (이미지 등은 아직 읽지 못해요)",
         (Lang::En, Unread::NotText) => {
-            "not a text file, PDF or Office document (I cannot read images and the like yet)"
+            "not a text file, PDF, Office or Hangul document (I cannot read images and the like yet)"
         }
         (Lang::Ko, Unread::TooLarge) => "너무 커요 (텍스트 파일은 1MB, 문서는 10MB까지 읽어요)",
         (Lang::En, Unread::TooLarge) => "too large (I read text files up to 1 MB and documents up to 10 MB)",

@@ -1396,7 +1396,7 @@ async fn with_an_llm_a_dm_with_a_file_gives_the_llm_its_name_and_tells_the_user_
     let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
     assert_eq!(
         reply,
-        "It was blue, as you told me.\n\n(I could not read \"door.jpg\": not a text file, PDF or Office document (I cannot read images and the like yet), so I answered from the rest.)"
+        "It was blue, as you told me.\n\n(I could not read \"door.jpg\": not a text file, PDF, Office or Hangul document (I cannot read images and the like yet), so I answered from the rest.)"
     );
     assert!(app.slack.requests().iter().all(|r| !r.path.starts_with("/files-pri/")), "an image is not downloaded");
     assert_eq!(exchange(&app, &m).await.user_text, "what colour was the door in this photo?", "stored as typed");
@@ -2519,7 +2519,7 @@ async fn with_an_llm_the_prompt_carries_the_text_of_the_files_read_and_the_reply
     let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
     assert_eq!(
         reply,
-        "The plan: ship on Friday.\n\n(I could not read \"photo.png\": not a text file, PDF or Office document (I cannot read images and the like yet); \"big.log\": too large (I read text files up to 1 MB and documents up to 10 MB), so I answered from the rest.)"
+        "The plan: ship on Friday.\n\n(I could not read \"photo.png\": not a text file, PDF, Office or Hangul document (I cannot read images and the like yet); \"big.log\": too large (I read text files up to 1 MB and documents up to 10 MB), so I answered from the rest.)"
     );
     assert_eq!(exchange(&app, &m).await.user_text, "summarise these, please", "the message is stored as typed");
     app.stop().await.unwrap();

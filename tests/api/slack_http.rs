@@ -400,7 +400,7 @@ async fn a_dm_with_files_is_answered_and_the_reply_names_the_files_it_could_not_
     assert!(replies[0].starts_with("Here is what I can do:"), "the text is answered: {}", replies[0]);
     assert!(
         replies[0].ends_with(
-            "(I could not read \"screenshot &lt;1&gt;.png\": not a text file, PDF or Office document (I cannot read images and the like yet), so I answered from the rest.)"
+            "(I could not read \"screenshot &lt;1&gt;.png\": not a text file, PDF, Office or Hangul document (I cannot read images and the like yet), so I answered from the rest.)"
         ),
         "the file is named, escaped: {}",
         replies[0]
@@ -415,7 +415,7 @@ async fn a_dm_with_files_is_answered_and_the_reply_names_the_files_it_could_not_
     assert_eq!(replies.len(), 2, "{replies:?}");
     assert_eq!(
         replies[1],
-        "보내 주신 파일을 읽지 못했어요 (\"a.png\", \"b.heic\", \"c.zip\" +1: 텍스트 파일, PDF나 오피스 문서가 아니에요 (이미지 등은 아직 읽지 못해요)). 필요한 내용을 글로 적어 보내 주시면 도와드릴게요."
+        "보내 주신 파일을 읽지 못했어요 (\"a.png\", \"b.heic\", \"c.zip\" +1: 텍스트 파일, PDF, 오피스나 한글 문서가 아니에요 (이미지 등은 아직 읽지 못해요)). 필요한 내용을 글로 적어 보내 주시면 도와드릴게요."
     );
 
     // Both are stored with their files' names.
