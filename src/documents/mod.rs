@@ -1,6 +1,6 @@
 //! The text of a document a user sent (a PDF, a Word, PowerPoint or Excel
-//! file, an OpenDocument, a Hangul `.hwp` or `.hwpx`), read in a child
-//! process.
+//! file (Excel 97–2003's `.xls` too), an OpenDocument, a Hangul `.hwp` or
+//! `.hwpx`), read in a child process.
 //!
 //! Document parsers meet hostile and broken files: the PDF parser robeing
 //! uses (`pdf-extract`) can panic, recurse deeply or spin on them, and an
@@ -13,11 +13,13 @@
 //! child that crashes, overruns or prints something else costs one file,
 //! never the server. [`read_stdin_to_stdout`] is the child's side; it tells
 //! the kind from the bytes and hands them to [`pdf`], [`office`] (ZIP
-//! archives of XML, HWPX among them) or [`hwp`].
+//! archives of XML, HWPX among them), [`hwp`] or [`xls`] (OLE compound
+//! files).
 
 pub mod hwp;
 pub mod office;
 pub mod pdf;
+pub mod xls;
 
 use std::{
     io::{Read as _, Write as _},
@@ -225,6 +227,8 @@ pub fn read_stdin_to_stdout() -> i32 {
             pdf::text_of_pdf(&document).map_err(|e| e.to_string())
         } else if document.starts_with(b"PK\x03\x04") {
             office::text_of(&document)
+        } else if hwp::is_compound_file(&document) && xls::is_workbook(&document) {
+            xls::text_of(&document)
         } else if hwp::is_compound_file(&document) {
             hwp::text_of(&document)
         } else {

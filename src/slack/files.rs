@@ -57,7 +57,7 @@ const IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/we
 /// The largest image downloaded.
 pub const MAX_IMAGE_BYTES: u64 = 10_000_000;
 
-/// Office Open XML and OpenDocument types, read like PDFs.
+/// Office Open XML, OpenDocument and Excel 97–2003 types, read like PDFs.
 const OFFICE_TYPES: &[&str] = &[
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "application/vnd.openxmlformats-officedocument.presentationml.presentation",
@@ -65,6 +65,8 @@ const OFFICE_TYPES: &[&str] = &[
     "application/vnd.oasis.opendocument.text",
     "application/vnd.oasis.opendocument.presentation",
     "application/vnd.oasis.opendocument.spreadsheet",
+    // Excel 97–2003.
+    "application/vnd.ms-excel",
 ];
 
 /// Hangul word processor files (`.hwp`, `.hwpx`), by the extensions that

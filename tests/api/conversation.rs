@@ -2827,6 +2827,7 @@ async fn word_excel_and_powerpoint_files_are_read_and_a_broken_one_is_named_with
             ("memo.docx", DOCX, document("korean-memo-libreoffice.docx")),
             ("budget.xlsx", XLSX, document("budget-libreoffice.xlsx")),
             ("plan.pptx", PPTX, document("plan-python-pptx.pptx")),
+            ("old.xls", "application/vnd.ms-excel", document("budget-libreoffice.xls")),
             ("locked.docx", DOCX, locked),
         ],
     )
@@ -2837,9 +2838,10 @@ async fn word_excel_and_powerpoint_files_are_read_and_a_broken_one_is_named_with
     assert!(stored.contains("서버 이전\t1,200,000원\n"), "a table row, cells by tabs: {stored}");
     assert!(stored.contains("[file \"budget.xlsx\"]\n# 예산\n항목\t금액\t담당자\n"), "{stored}");
     assert!(stored.contains("[file \"plan.pptx\"]\n# Slide 1\n2026년 1분기 계획\n"), "{stored}");
+    assert!(stored.contains("[file \"old.xls\"]\n# 예산\n항목\t금액\t담당자\n"), "Excel 97–2003: {stored}");
     assert!(!stored.contains("locked.docx"), "{stored}");
     let reply = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
-    assert!(reply.starts_with("I read \"memo.docx\", \"budget.xlsx\", \"plan.pptx\" ("), "{reply}");
+    assert!(reply.starts_with("I read \"memo.docx\", \"budget.xlsx\", \"plan.pptx\" +1 ("), "{reply}");
     assert!(
         reply.contains("\"locked.docx\": I could not read this document (damaged, password-protected or too complex)"),
         "{reply}"
