@@ -8,11 +8,15 @@ Builds PDFs of 1, 10 and 100 pages (40 lines of text each, Helvetica) and a
 page without text, Word files of 10 and 100 pages' worth of paragraphs and
 Excel workbooks of 1,000 and 10,000 rows (5 columns, shared strings), Hangul
 .hwpx and .hwp files of 4,000 paragraphs (with python-hwpx, when it is
-installed: `pip install python-hwpx`), reads the real Korean PDFs and Hangul
-files in tests/fixtures/documents, then runs the binary on
+installed: `pip install python-hwpx`), reads the real Korean PDFs, Hangul
+files and the budget workbook (.xls and .xlsx) in tests/fixtures/documents,
+then runs the binary on
 each N times, the way the server does (bytes on stdin, no environment), and
-prints the median wall time, the child's CPU (user + system) and the largest
-resident size (GNU time's %M) per document. Usage:
+prints the median wall time, the child's CPU (user + system), the largest
+resident size (GNU time's %M) and how many runs failed, per document. The
+child gets the one environment variable the server gives it (session 20:
+MIMALLOC_ARENA_EAGER_COMMIT=0); --bare runs it with none, as servers before
+session 20 did. Usage:
   cargo build --release && python3 bench/document_read.py [--runs 21] [--binary target/release/robeing] [--pdf-only]
 """
 import argparse, io, os, resource, statistics, subprocess, time, zipfile
@@ -113,13 +117,13 @@ def hangul(paragraphs):
 GNU_TIME = "/usr/bin/time"
 
 
-def run(binary, data):
+def run(binary, data, env):
     """One read: the process, wall and CPU seconds, and the child's peak RSS in KiB (None without GNU time)."""
     timed = os.path.exists(GNU_TIME)
     command = ([GNU_TIME, "-f", "maxrss-kib %M"] if timed else []) + [binary, "read-pdf"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    p = subprocess.run(command, input=data, capture_output=True, env={})
+    p = subprocess.run(command, input=data, capture_output=True, env=env)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -136,6 +140,7 @@ def main():
     ap.add_argument("--runs", type=int, default=21)
     ap.add_argument("--binary", default="target/release/robeing")
     ap.add_argument("--pdf-only", action="store_true", help="PDFs only (binaries from before session 19)")
+    ap.add_argument("--bare", action="store_true", help="no environment at all (servers before session 20)")
     a = ap.parse_args()
     fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "documents")
     docs = [("1 page", pdf(1, 40)), ("10 pages", pdf(10, 40)), ("100 pages", pdf(100, 40)), ("no text", pdf(1, 0))]
@@ -145,23 +150,28 @@ def main():
     if not a.pdf_only:
         docs += [("Word, 400 paragraphs (10 pages)", docx(400)), ("Word, 4,000 paragraphs (100 pages)", docx(4000)),
                  ("Excel, 1,000 rows", xlsx(1000)), ("Excel, 10,000 rows", xlsx(10000))]
-        for name in ("korean-memo-python-hwpx.hwpx", "korean-memo-python-hwpx.hwp", "korean-memo-distribution.hwp"):
+        for name in ("korean-memo-python-hwpx.hwpx", "korean-memo-python-hwpx.hwp", "korean-memo-distribution.hwp",
+                     "budget-libreoffice.xls", "budget-libreoffice.xlsx"):
             with open(os.path.join(fixtures, name), "rb") as f:
                 docs.append((name, f.read()))
         docs += hangul(4000)
-    print("| document | size | text out | wall p50 | CPU p50 | child max RSS | exit |")
+    env = {} if a.bare else {"MIMALLOC_ARENA_EAGER_COMMIT": "0"}
+    print("| document | size | text out | wall p50 | CPU p50 | child max RSS | failed runs |")
     print("|---|---|---|---|---|---|---|")
     for name, data in docs:
-        walls, cpus, rss, out, code = [], [], 0, 0, None
+        walls, cpus, rss, out, failed = [], [], 0, 0, 0
         for _ in range(a.runs):
-            p, wall, cpu, maxrss = run(a.binary, data)
+            p, wall, cpu, maxrss = run(a.binary, data, env)
             walls.append(wall)
             cpus.append(cpu)
             rss = max(rss, maxrss or 0)
-            out, code = len(p.stdout), p.returncode
-        print("| %s | %.1f KiB | %d B | %.1f ms | %.1f ms | %.1f MiB | %s |" % (
+            if p.returncode == 0:
+                out = len(p.stdout)
+            else:
+                failed += 1
+        print("| %s | %.1f KiB | %d B | %.1f ms | %.1f ms | %.1f MiB | %d of %d |" % (
             name, len(data) / 1024, out, statistics.median(walls) * 1000, statistics.median(cpus) * 1000,
-            rss / 1024 if rss else float("nan"), code))
+            rss / 1024 if rss else float("nan"), failed, a.runs))
 
 
 if __name__ == "__main__":

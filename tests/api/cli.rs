@@ -535,7 +535,7 @@ async fn read_document_leaves_itself_its_memory_allowance_over_what_it_has_mappe
     // mimalloc maps a 1 GiB arena writable before `main` on a machine that
     // overcommits, and RLIMIT_DATA counts it: a limit of 512 MiB set over
     // it failed an allocation the arena could not serve, about 1 read in
-    // 20 of an ordinary document ("out of memory"). The child blocks on its
+    // 50 of an ordinary document ("out of memory"). The child blocks on its
     // input after setting the limit; it must leave it room to grow.
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_robeing"))
         .arg("read-document")
