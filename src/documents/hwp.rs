@@ -61,9 +61,7 @@ pub fn text_of(bytes: &[u8]) -> Result<String, String> {
     if !file.is_stream("/FileHeader") {
         return Err(match file.is_stream("/EncryptionInfo") || file.is_stream("/EncryptedPackage") {
             true => "a password-protected Office file".to_owned(),
-            false => {
-                "an OLE compound file, but not an HWP document (an old Word, Excel or PowerPoint file?)".to_owned()
-            }
+            false => "an OLE compound file, but not an HWP document (an old Word or PowerPoint file?)".to_owned(),
         });
     }
     let header = stream(&mut file, "/FileHeader", 256)?;

@@ -227,7 +227,7 @@ pub fn read_stdin_to_stdout() -> i32 {
             pdf::text_of_pdf(&document).map_err(|e| e.to_string())
         } else if document.starts_with(b"PK\x03\x04") {
             office::text_of(&document)
-        } else if hwp::is_compound_file(&document) && xls::is_workbook(&document) {
+        } else if xls::is_workbook(&document) {
             xls::text_of(&document)
         } else if hwp::is_compound_file(&document) {
             hwp::text_of(&document)

@@ -1,8 +1,8 @@
 //! The text of Office Open XML files (Word `.docx`, PowerPoint `.pptx`,
 //! Excel `.xlsx`), OpenDocument ones (`.odt`, `.odp`, `.ods`) and Hangul's
-//! HWPX (`.hwpx`): ZIP archives of XML. Run in the reader child ([`super`]), never in the
-//! server: an entry can unpack to far more than its archive
-//! ([`MAX_ENTRY_BYTES`], and the child's memory limit). A
+//! HWPX (`.hwpx`): ZIP archives of XML. Run in the reader child
+//! ([`super`]), never in the server: an entry can unpack to far more than
+//! its archive ([`MAX_ENTRY_BYTES`], and the child's memory limit). A
 //! password-protected Office file is not a ZIP archive at all (it is an OLE
 //! container), so it is named unreadable.
 //!
@@ -165,7 +165,7 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
     let (mut in_cell, mut slides) = (0usize, 0usize);
     // Per open paragraph: where its text began, and whether it anchors
     // something.
-    let mut open: Vec<(usize, bool)> = Vec::new();
+    let mut open_paragraphs: Vec<(usize, bool)> = Vec::new();
     let is = |set: &[&str], name: &str| set.contains(&name);
     loop {
         let event = reader.read_event().map_err(|e| format!("XML: {e}"))?;
@@ -176,9 +176,9 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
                 let name = name.as_ref();
                 if is(vocabulary.paragraph, name) {
                     in_paragraph += 1;
-                    open.push((out.len(), false));
+                    open_paragraphs.push((out.len(), false));
                 } else if is(vocabulary.anchor, name) {
-                    anchored(&mut open);
+                    anchored(&mut open_paragraphs);
                 }
                 in_text += usize::from(is(vocabulary.text, name));
                 in_run += usize::from(is(vocabulary.run, name));
@@ -201,7 +201,7 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
                 skipped = skipped.saturating_sub(usize::from(is(vocabulary.skip, name)));
                 if is(vocabulary.paragraph, name) {
                     in_paragraph = in_paragraph.saturating_sub(1);
-                    let (began, anchors) = open.pop().unwrap_or_default();
+                    let (began, anchors) = open_paragraphs.pop().unwrap_or_default();
                     let own_line = !anchors || (out.len() > began && !out.ends_with('\n'));
                     if skipped == 0 && own_line {
                         out.push(if in_cell > 0 { ' ' } else { '\n' });
@@ -220,7 +220,7 @@ fn paragraphs(xml: &str, vocabulary: &Vocabulary) -> Result<String, String> {
                 let name = name.as_ref();
                 let in_a_run = vocabulary.run.is_empty() || in_run > 0;
                 if is(vocabulary.anchor, name) {
-                    anchored(&mut open);
+                    anchored(&mut open_paragraphs);
                 }
                 if is(vocabulary.paragraph, name) {
                     out.push(if in_cell > 0 { ' ' } else { '\n' });
