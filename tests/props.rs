@@ -25,8 +25,10 @@ use robeing::{
 };
 use serde_json::{Value, json};
 
+/// 256 cases per property, or `PROPTEST_CASES` (to hunt longer).
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256);
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 /// Any JSON value, nested a few levels, with Slack's keys over-represented so
@@ -378,6 +380,43 @@ proptest! {
         prop_assert!(chunks.iter().all(|c| c.chars().count() <= MAX_CHUNK_CHARS));
         let squeeze = |s: &str| s.chars().filter(|c| !matches!(c, ' ' | '\n')).collect::<String>();
         prop_assert_eq!(squeeze(&chunks.concat()), squeeze(&input));
+    }
+}
+
+/// The first section of the real `.hwp` fixture, unpacked: a record
+/// stream with paragraphs, controls, a footnote and a table.
+fn hwp_section() -> &'static [u8] {
+    static SECTION: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    SECTION.get_or_init(|| {
+        use std::io::Read as _;
+        let path = format!("{}/tests/fixtures/documents/korean-memo-python-hwpx.hwp", env!("CARGO_MANIFEST_DIR"));
+        let mut file = cfb::open(path).unwrap();
+        let mut packed = Vec::new();
+        file.open_stream("/BodyText/Section0").unwrap().read_to_end(&mut packed).unwrap();
+        let mut section = Vec::new();
+        flate2::read::DeflateDecoder::new(&packed[..]).read_to_end(&mut section).unwrap();
+        section
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A Hangul file's records, however damaged, are read or refused,
+    /// never a panic: random bytes, and the real section with bytes changed.
+    #[test]
+    fn hwp_records_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..2048),
+        changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..12),
+    ) {
+        let _ = robeing::documents::hwp::section_text_of(&bytes);
+        let mut section = hwp_section().to_vec();
+        prop_assert!(robeing::documents::hwp::section_text_of(&section).unwrap().contains("회의록"));
+        for (at, byte) in changes {
+            let i = at.index(section.len());
+            section[i] = byte;
+        }
+        let _ = robeing::documents::hwp::section_text_of(&section);
     }
 }
 

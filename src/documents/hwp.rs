@@ -131,6 +131,15 @@ fn distributed_section(raw: &[u8]) -> Result<Vec<u8>, String> {
     Ok(rest)
 }
 
+/// The text of one section's records, unpacked: for property tests and
+/// fuzzing, which reach the record walker without a compound file around.
+#[doc(hidden)]
+pub fn section_text_of(section: &[u8]) -> Result<String, String> {
+    let mut out = String::new();
+    section_text(section, &mut out)?;
+    Ok(out)
+}
+
 /// A stream's bytes, at most `limit`.
 fn stream(file: &mut Compound<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
