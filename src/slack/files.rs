@@ -74,6 +74,11 @@ const OFFICE_TYPES: &[&str] = &[
 /// mostly `application/octet-stream`.
 const HANGUL_EXTENSIONS: &[&str] = &["hwp", "hwpx"];
 
+/// Word 97–2003 and PowerPoint 97–2003 files, which robeing does not
+/// read, by type and extension: the user is told to save them anew.
+const OLD_OFFICE_TYPES: &[&str] = &["application/msword", "application/vnd.ms-powerpoint"];
+const OLD_OFFICE_EXTENSIONS: &[&str] = &["doc", "ppt", "pps"];
+
 /// What became of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRead {
@@ -123,6 +128,9 @@ pub enum Unread {
     /// An Office or OpenDocument file that could not be read (damaged,
     /// password-protected, too complex).
     DocumentUnreadable,
+    /// A Word or PowerPoint 97–2003 file (`.doc`, `.ppt`): saved as
+    /// `.docx`, `.pptx` or PDF it would be read.
+    OldOfficeFormat,
 }
 
 impl Unread {
@@ -140,6 +148,7 @@ impl Unread {
             Self::PdfUnreadable => "pdf_unreadable",
             Self::DocumentWithoutText => "document_without_text",
             Self::DocumentUnreadable => "document_unreadable",
+            Self::OldOfficeFormat => "old_office_format",
         }
     }
 }
@@ -189,6 +198,8 @@ pub enum Kind {
     Office,
     /// PNG, JPEG, GIF, WebP: read only to show an LLM that accepts images.
     Image,
+    /// Word or PowerPoint 97–2003: named, with how to make it readable.
+    OldOffice,
     /// Named, not read.
     Other,
 }
@@ -206,6 +217,10 @@ pub fn kind(file: &SlackFile) -> Kind {
         Kind::Office
     } else if IMAGE_TYPES.contains(&&*mime) {
         Kind::Image
+    } else if OLD_OFFICE_TYPES.contains(&&*mime)
+        || file.extension.as_deref().is_some_and(|e| OLD_OFFICE_EXTENSIONS.contains(&e))
+    {
+        Kind::OldOffice
     } else {
         Kind::Other
     }
@@ -240,6 +255,8 @@ pub async fn read_all(reader: &Reader<'_>, files: &[SlackFile]) -> Vec<FileRead>
         };
         let outcome = if kind == Kind::Other || (kind == Kind::Image && !reader.images) {
             Outcome::Unread(Unread::NotText)
+        } else if kind == Kind::OldOffice {
+            Outcome::Unread(Unread::OldOfficeFormat)
         } else if file.mode.as_deref() == Some("tombstone") {
             Outcome::Unread(Unread::Gone)
         } else if file.size.is_some_and(|s| s > max) {
@@ -445,6 +462,10 @@ mod tests {
         assert_eq!(kind(&named("hwpx", "application/haansofthwpx")), Kind::Office);
         assert_eq!(kind(&named("exe", "application/octet-stream")), Kind::Other);
         assert_eq!(kind(&file("application/octet-stream", "hosted")), Kind::Other);
+        // Old Word and PowerPoint files are told apart, to say what to do.
+        assert_eq!(kind(&file("application/msword", "hosted")), Kind::OldOffice);
+        assert_eq!(kind(&named("ppt", "application/octet-stream")), Kind::OldOffice);
+        assert_eq!(kind(&named("xls", "application/vnd.ms-excel")), Kind::Office);
     }
 
     #[test]

@@ -2829,6 +2829,7 @@ async fn word_excel_and_powerpoint_files_are_read_and_a_broken_one_is_named_with
             ("plan.pptx", PPTX, document("plan-python-pptx.pptx")),
             ("old.xls", "application/vnd.ms-excel", document("budget-libreoffice.xls")),
             ("locked.docx", DOCX, locked),
+            ("older.doc", "application/msword", b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1 WordDocument".to_vec()),
         ],
     )
     .await;
@@ -2845,6 +2846,10 @@ async fn word_excel_and_powerpoint_files_are_read_and_a_broken_one_is_named_with
     assert!(
         reply.contains("\"locked.docx\": I could not read this document (damaged, password-protected or too complex)"),
         "{reply}"
+    );
+    assert!(
+        reply.contains("\"older.doc\": an old Word or PowerPoint format (.doc, .ppt) I cannot read; save it as .docx"),
+        "told how to send it in a form robeing reads: {reply}"
     );
 
     // Asked later, the sheet's row is found.
