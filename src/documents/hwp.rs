@@ -18,8 +18,6 @@
 //! place. Headers, footers, footnotes, endnotes and hidden comments are
 //! not (they interrupt the text they hang from).
 
-use std::io::Read as _;
-
 /// The most one section stream may unpack to.
 pub const MAX_SECTION_BYTES: u64 = 64 << 20;
 
@@ -142,26 +140,13 @@ pub fn section_text_of(section: &[u8]) -> Result<String, String> {
 
 /// A stream's bytes, at most `limit`.
 fn stream(file: &mut Compound<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::new();
     let s = file.open_stream(name).map_err(|e| format!("{name}: {e}"))?;
-    s.take(limit + 1).read_to_end(&mut bytes).map_err(|e| format!("{name}: {e}"))?;
-    if bytes.len() as u64 > limit {
-        return Err(format!("{name} is larger than {limit} bytes"));
-    }
-    Ok(bytes)
+    super::read_at_most(s, limit, name)
 }
 
 /// A compressed stream unpacked (raw deflate), at most [`MAX_SECTION_BYTES`].
 fn inflate(raw: &[u8], name: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(raw)
-        .take(MAX_SECTION_BYTES + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("{name} does not unpack: {e}"))?;
-    if out.len() as u64 > MAX_SECTION_BYTES {
-        return Err(format!("{name} unpacks to more than {MAX_SECTION_BYTES} bytes"));
-    }
-    Ok(out)
+    super::read_at_most(flate2::read::DeflateDecoder::new(raw), MAX_SECTION_BYTES, name)
 }
 
 /// One record of a section: its tag, nesting level and data.
@@ -375,13 +360,9 @@ mod tests {
 
     /// `bytes` with its `FileHeader` properties replaced.
     fn with_properties(bytes: &[u8], properties: u32) -> Vec<u8> {
-        let mut file = cfb::CompoundFile::open(std::io::Cursor::new(bytes.to_vec())).unwrap();
-        let mut header = Vec::new();
-        file.open_stream("/FileHeader").unwrap().read_to_end(&mut header).unwrap();
-        header[36..40].copy_from_slice(&properties.to_le_bytes());
-        std::io::Write::write_all(&mut file.create_stream("/FileHeader").unwrap(), &header).unwrap();
-        file.flush().unwrap();
-        file.into_inner().into_inner()
+        super::super::fixtures::with_stream(bytes.to_vec(), "/FileHeader", |header| {
+            header[36..40].copy_from_slice(&properties.to_le_bytes())
+        })
     }
 
     #[test]
@@ -404,14 +385,9 @@ mod tests {
         let bytes = super::super::fixtures::bytes("korean-memo-distribution.hwp");
         assert_eq!(super::super::tidy(&text_of(&bytes).unwrap()), super::super::fixtures::MEMO);
         // A section whose first record is not the key's is refused.
-        let mut file = cfb::CompoundFile::open(std::io::Cursor::new(bytes)).unwrap();
-        let mut section = Vec::new();
-        file.open_stream("/ViewText/Section1").unwrap().read_to_end(&mut section).unwrap();
-        section[0] = 0;
-        std::io::Write::write_all(&mut file.create_stream("/ViewText/Section1").unwrap(), &section).unwrap();
-        file.flush().unwrap();
+        let damaged = super::super::fixtures::with_stream(bytes, "/ViewText/Section1", |section| section[0] = 0);
         assert_eq!(
-            text_of(&file.into_inner().into_inner()),
+            text_of(&damaged),
             Err("/ViewText/Section1: its first record is not the distribution data".to_owned())
         );
     }

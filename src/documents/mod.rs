@@ -257,6 +257,18 @@ pub fn read_stdin_to_stdout() -> i32 {
 }
 
 /// The real documents of `tests/fixtures/documents` (see its README).
+/// At most `limit` bytes from `source` (`what` names it in errors): a
+/// source that holds more is refused, not cut (an archive entry or stream
+/// that unpacks past its limit).
+fn read_at_most(source: impl std::io::Read, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    source.take(limit + 1).read_to_end(&mut bytes).map_err(|e| format!("{what}: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{what} unpacks to more than {limit} bytes"));
+    }
+    Ok(bytes)
+}
+
 /// Lets this process map [`READER_MEMORY`] more than it has now (started
 /// by hand, without [`READER_ALLOCATOR`], it already counts the allocator's
 /// arena, and a limit below that would fail allocations at random).
@@ -280,6 +292,18 @@ pub(crate) mod fixtures {
     /// A fixture's bytes.
     pub fn bytes(name: &str) -> Vec<u8> {
         std::fs::read(format!("{}/tests/fixtures/documents/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// An OLE compound file (`.hwp`, `.xls`) with one stream changed by `edit`.
+    pub fn with_stream(compound: Vec<u8>, stream: &str, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        use std::io::{Read as _, Write as _};
+        let mut file = cfb::CompoundFile::open(std::io::Cursor::new(compound)).unwrap();
+        let mut bytes = Vec::new();
+        file.open_stream(stream).unwrap().read_to_end(&mut bytes).unwrap();
+        edit(&mut bytes);
+        file.create_stream(stream).unwrap().write_all(&bytes).unwrap();
+        file.flush().unwrap();
+        file.into_inner().into_inner()
     }
 
     /// The meeting memo as read from the Word, OpenDocument and Hangul

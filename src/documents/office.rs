@@ -15,7 +15,7 @@
 //! document. Headers, footers, footnotes, speaker notes and comments are
 //! not.
 
-use std::io::{Cursor, Read as _};
+use std::io::Cursor;
 
 use quick_xml::events::Event;
 
@@ -48,11 +48,7 @@ pub fn text_of(bytes: &[u8]) -> Result<String, String> {
 /// One entry's XML, at most [`MAX_ENTRY_BYTES`].
 fn entry(archive: &mut Archive<'_>, name: &str) -> Result<String, String> {
     let file = archive.by_name(name).map_err(|e| format!("{name}: {e}"))?;
-    let mut xml = Vec::new();
-    file.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut xml).map_err(|e| format!("{name}: {e}"))?;
-    if xml.len() as u64 > MAX_ENTRY_BYTES {
-        return Err(format!("{name} unpacks to more than {MAX_ENTRY_BYTES} bytes"));
-    }
+    let xml = super::read_at_most(file, MAX_ENTRY_BYTES, name)?;
     String::from_utf8(xml).map_err(|_| format!("{name} is not UTF-8"))
 }
 

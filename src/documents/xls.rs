@@ -69,8 +69,6 @@ fn cell(data: &Data) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read as _, Write as _};
-
     use super::{super::fixtures, *};
 
     #[test]
@@ -90,16 +88,12 @@ mod tests {
     #[test]
     fn a_password_protected_workbook_is_named() {
         // FILEPASS (0x002F) right after the workbook's BOF record.
-        let mut file =
-            cfb::CompoundFile::open(std::io::Cursor::new(fixtures::bytes("budget-libreoffice.xls"))).unwrap();
-        let mut stream = Vec::new();
-        file.open_stream("/Workbook").unwrap().read_to_end(&mut stream).unwrap();
-        let bof_end = 4 + usize::from(u16::from_le_bytes([stream[2], stream[3]]));
-        let filepass = [0x2F, 0x00, 0x06, 0x00, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00];
-        stream.splice(bof_end..bof_end, filepass);
-        file.create_stream("/Workbook").unwrap().write_all(&stream).unwrap();
-        file.flush().unwrap();
-        let error = text_of(&file.into_inner().into_inner()).unwrap_err();
+        let locked = fixtures::with_stream(fixtures::bytes("budget-libreoffice.xls"), "/Workbook", |stream| {
+            let bof_end = 4 + usize::from(u16::from_le_bytes([stream[2], stream[3]]));
+            let filepass = [0x2F, 0x00, 0x06, 0x00, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00];
+            stream.splice(bof_end..bof_end, filepass);
+        });
+        let error = text_of(&locked).unwrap_err();
         assert!(error.contains("password"), "{error}");
     }
 }
