@@ -8,9 +8,11 @@ Builds PDFs of 1, 10 and 100 pages (40 lines of text each, Helvetica) and a
 page without text, Word files of 10 and 100 pages' worth of paragraphs and
 Excel workbooks of 1,000 and 10,000 rows (5 columns, shared strings), Hangul
 .hwpx and .hwp files of 4,000 paragraphs (with python-hwpx, when it is
-installed: `pip install python-hwpx`), reads the real Korean PDFs, Hangul
-files and the budget workbook (.xls and .xlsx) in tests/fixtures/documents,
-then runs the binary on
+installed: `pip install python-hwpx`), Word 97 .doc and PowerPoint 97 .ppt
+files of 4,000 paragraphs and 100 slides (with LibreOffice's soffice, when it
+is installed), reads the real Korean PDFs, Hangul files, the budget workbook
+(.xls and .xlsx), the memo (.doc and .docx) and the plan (.ppt and .pptx) in
+tests/fixtures/documents, then runs the binary on
 each N times, the way the server does (bytes on stdin, no environment), and
 prints the median wall time, the child's CPU (user + system), the largest
 resident size (GNU time's %M) and how many runs failed, per document. The
@@ -117,6 +119,46 @@ def hangul(paragraphs):
 GNU_TIME = "/usr/bin/time"
 
 
+def old_office(paragraphs, slides):
+    """A Word 97 .doc of `paragraphs` paragraphs and a PowerPoint 97 .ppt of `slides` slides, flat
+    OpenDocument files converted by LibreOffice's soffice; none without it."""
+    import shutil, tempfile
+    soffice = shutil.which("soffice")
+    if not soffice:
+        return []
+    pages = "".join(
+        '<draw:page draw:name="p%d"><draw:frame svg:x="1cm" svg:y="1cm" svg:width="20cm" svg:height="3cm">'
+        '<draw:text-box><text:p>Slide %d</text:p></draw:text-box></draw:frame>'
+        '<draw:frame svg:x="1cm" svg:y="5cm" svg:width="20cm" svg:height="10cm"><draw:text-box>%s</draw:text-box>'
+        '</draw:frame></draw:page>' % (n, n, "".join("<text:p>%s</text:p>" % escape(LINE) for _ in range(6)))
+        for n in range(1, slides + 1))
+    fodp = ('<?xml version="1.0" encoding="UTF-8"?><office:document '
+            'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+            'xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" '
+            'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+            'xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0" office:version="1.3" '
+            'office:mimetype="application/vnd.oasis.opendocument.presentation">'
+            '<office:body><office:presentation>%s</office:presentation></office:body></office:document>' % pages)
+    fodt = ('<?xml version="1.0" encoding="UTF-8"?><office:document '
+            'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+            'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.3" '
+            'office:mimetype="application/vnd.oasis.opendocument.text"><office:body><office:text>%s'
+            '</office:text></office:body></office:document>' % ("<text:p>%s</text:p>" % escape(LINE) * paragraphs))
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "words.fodt"), "w") as f:
+            f.write(fodt)
+        with open(os.path.join(d, "slides.fodp"), "w") as f:
+            f.write(fodp)
+        for source, target in (("words.fodt", "doc:MS Word 97"), ("slides.fodp", "ppt:MS PowerPoint 97")):
+            subprocess.run([soffice, "--headless", "--convert-to", target, "--outdir", d, os.path.join(d, source)],
+                           capture_output=True, check=True)
+        with open(os.path.join(d, "words.doc"), "rb") as f:
+            doc = f.read()
+        with open(os.path.join(d, "slides.ppt"), "rb") as f:
+            ppt = f.read()
+    return [("Word 97 .doc, %s paragraphs" % format(paragraphs, ","), doc), ("PowerPoint 97 .ppt, %d slides" % slides, ppt)]
+
+
 def run(binary, data, env):
     """One read: the process, wall and CPU seconds, and the child's peak RSS in KiB (None without GNU time)."""
     timed = os.path.exists(GNU_TIME)
@@ -151,10 +193,12 @@ def main():
         docs += [("Word, 400 paragraphs (10 pages)", docx(400)), ("Word, 4,000 paragraphs (100 pages)", docx(4000)),
                  ("Excel, 1,000 rows", xlsx(1000)), ("Excel, 10,000 rows", xlsx(10000))]
         for name in ("korean-memo-python-hwpx.hwpx", "korean-memo-python-hwpx.hwp", "korean-memo-distribution.hwp",
-                     "budget-libreoffice.xls", "budget-libreoffice.xlsx"):
+                     "budget-libreoffice.xls", "budget-libreoffice.xlsx", "korean-memo-libreoffice.doc",
+                     "korean-memo-libreoffice.docx", "plan-libreoffice.ppt", "plan-python-pptx.pptx"):
             with open(os.path.join(fixtures, name), "rb") as f:
                 docs.append((name, f.read()))
         docs += hangul(4000)
+        docs += old_office(4000, 100)
     env = {} if a.bare else {"MIMALLOC_ARENA_EAGER_COMMIT": "0"}
     print("| document | size | text out | wall p50 | CPU p50 | child max RSS | failed runs |")
     print("|---|---|---|---|---|---|---|")

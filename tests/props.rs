@@ -383,16 +383,22 @@ proptest! {
     }
 }
 
+/// One stream of an OLE compound file among the document fixtures.
+fn fixture_stream(fixture: &str, stream: &str) -> Vec<u8> {
+    use std::io::Read as _;
+    let path = format!("{}/tests/fixtures/documents/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    let mut bytes = Vec::new();
+    cfb::open(path).unwrap().open_stream(stream).unwrap().read_to_end(&mut bytes).unwrap();
+    bytes
+}
+
 /// The first section of the real `.hwp` fixture, unpacked: a record
 /// stream with paragraphs, controls, a footnote and a table.
 fn hwp_section() -> &'static [u8] {
     static SECTION: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     SECTION.get_or_init(|| {
         use std::io::Read as _;
-        let path = format!("{}/tests/fixtures/documents/korean-memo-python-hwpx.hwp", env!("CARGO_MANIFEST_DIR"));
-        let mut file = cfb::open(path).unwrap();
-        let mut packed = Vec::new();
-        file.open_stream("/BodyText/Section0").unwrap().read_to_end(&mut packed).unwrap();
+        let packed = fixture_stream("korean-memo-python-hwpx.hwp", "/BodyText/Section0");
         let mut section = Vec::new();
         flate2::read::DeflateDecoder::new(&packed[..]).read_to_end(&mut section).unwrap();
         section
@@ -417,6 +423,83 @@ proptest! {
             section[i] = byte;
         }
         let _ = robeing::documents::hwp::section_text_of(&section);
+    }
+}
+
+/// The `WordDocument` and table streams of the real `.doc` fixture: a FIB,
+/// a piece table, paragraph properties of a table, UTF-16 and 8-bit text.
+fn doc_streams() -> &'static (Vec<u8>, Vec<u8>) {
+    static STREAMS: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    STREAMS.get_or_init(|| {
+        const MEMO: &str = "korean-memo-libreoffice.doc";
+        let word = fixture_stream(MEMO, "/WordDocument");
+        let table = fixture_stream(MEMO, if word[0x0B] & 2 != 0 { "/1Table" } else { "/0Table" });
+        (word, table)
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A Word document's streams, however damaged, are read or refused,
+    /// never a panic: bytes changed in the FIB, the text, the paragraph
+    /// properties' pages and the piece table.
+    #[test]
+    fn doc_streams_never_panic(
+        word_changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..12),
+        fib_changes in prop::collection::vec((0usize..1024, any::<u8>()), 0..8),
+        table_changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..12),
+    ) {
+        let (word, table) = doc_streams();
+        prop_assert!(robeing::documents::doc::text_of_streams(word, table).unwrap().contains("회의록"));
+        let (mut word, mut table) = (word.clone(), table.clone());
+        for (at, byte) in word_changes {
+            let i = at.index(word.len());
+            word[i] = byte;
+        }
+        for (at, byte) in fib_changes {
+            word[at] = byte;
+        }
+        for (at, byte) in table_changes {
+            let i = at.index(table.len());
+            table[i] = byte;
+        }
+        let _ = robeing::documents::doc::text_of_streams(&word, &table);
+    }
+}
+
+/// The `Current User` and `PowerPoint Document` streams of the real
+/// `.ppt` fixture: edits, a persist directory, slides and their shapes.
+fn ppt_streams() -> &'static (Vec<u8>, Vec<u8>) {
+    static STREAMS: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    STREAMS.get_or_init(|| {
+        const PLAN: &str = "plan-libreoffice.ppt";
+        (fixture_stream(PLAN, "/Current User"), fixture_stream(PLAN, "/PowerPoint Document"))
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A PowerPoint file's streams, however damaged, are read or refused,
+    /// never a panic (nor a loop): bytes changed anywhere in the record
+    /// stream, and the last edit's offset changed.
+    #[test]
+    fn ppt_streams_never_panic(
+        changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..16),
+        last_edit in prop::option::of(any::<prop::sample::Index>()),
+    ) {
+        let (current_user, stream) = ppt_streams();
+        prop_assert!(robeing::documents::ppt::text_of_streams(current_user, stream).unwrap().contains("1분기 계획"));
+        let (mut current_user, mut stream) = (current_user.clone(), stream.clone());
+        for (at, byte) in changes {
+            let i = at.index(stream.len());
+            stream[i] = byte;
+        }
+        if let Some(at) = last_edit {
+            current_user[16..20].copy_from_slice(&(at.index(stream.len()) as u32).to_le_bytes());
+        }
+        let _ = robeing::documents::ppt::text_of_streams(&current_user, &stream);
     }
 }
 

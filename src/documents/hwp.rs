@@ -59,7 +59,7 @@ pub fn text_of(bytes: &[u8]) -> Result<String, String> {
     if !file.is_stream("/FileHeader") {
         return Err(match file.is_stream("/EncryptionInfo") || file.is_stream("/EncryptedPackage") {
             true => "a password-protected Office file".to_owned(),
-            false => "an OLE compound file, but not an HWP document (an old Word or PowerPoint file?)".to_owned(),
+            false => "an OLE compound file, but no HWP, Word, Excel or PowerPoint document".to_owned(),
         });
     }
     let header = stream(&mut file, "/FileHeader", 256)?;
@@ -395,11 +395,15 @@ mod tests {
     #[test]
     fn other_compound_files_are_named_not_misread() {
         let mut file = cfb::CompoundFile::create(std::io::Cursor::new(Vec::new())).unwrap();
-        std::io::Write::write_all(&mut file.create_stream("/WordDocument").unwrap(), b"old Word").unwrap();
+        std::io::Write::write_all(&mut file.create_stream("/VisioDocument").unwrap(), b"a drawing").unwrap();
         file.flush().unwrap();
         let bytes = file.into_inner().into_inner();
         assert!(is_compound_file(&bytes));
-        assert!(text_of(&bytes).unwrap_err().contains("not an HWP document"), "{:?}", text_of(&bytes));
+        assert!(
+            text_of(&bytes).unwrap_err().contains("but no HWP, Word, Excel or PowerPoint document"),
+            "{:?}",
+            text_of(&bytes)
+        );
         assert!(text_of(&bytes[..600]).unwrap_err().starts_with("not an OLE compound file"));
     }
 

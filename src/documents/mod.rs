@@ -1,6 +1,6 @@
 //! The text of a document a user sent (a PDF, a Word, PowerPoint or Excel
-//! file (Excel 97–2003's `.xls` too), an OpenDocument, a Hangul `.hwp` or
-//! `.hwpx`), read in a child process.
+//! file (97–2003's `.doc`, `.ppt` and `.xls` too), an OpenDocument, a
+//! Hangul `.hwp` or `.hwpx`), read in a child process.
 //!
 //! Document parsers meet hostile and broken files: the PDF parser robeing
 //! uses (`pdf-extract`) can panic, recurse deeply or spin on them, and an
@@ -13,12 +13,14 @@
 //! child that crashes, overruns or prints something else costs one file,
 //! never the server. [`read_stdin_to_stdout`] is the child's side; it tells
 //! the kind from the bytes and hands them to [`pdf`], [`office`] (ZIP
-//! archives of XML, HWPX among them), [`hwp`] or [`xls`] (OLE compound
-//! files).
+//! archives of XML, HWPX among them), [`xls`], [`doc`], [`ppt`] or [`hwp`]
+//! (OLE compound files, told apart by their streams).
 
+pub mod doc;
 pub mod hwp;
 pub mod office;
 pub mod pdf;
+pub mod ppt;
 pub mod xls;
 
 use std::{
@@ -229,6 +231,10 @@ pub fn read_stdin_to_stdout() -> i32 {
             office::text_of(&document)
         } else if xls::is_workbook(&document) {
             xls::text_of(&document)
+        } else if doc::is_word_document(&document) {
+            doc::text_of(&document)
+        } else if ppt::is_presentation(&document) {
+            ppt::text_of(&document)
         } else if hwp::is_compound_file(&document) {
             hwp::text_of(&document)
         } else {
@@ -294,7 +300,7 @@ pub(crate) mod fixtures {
         std::fs::read(format!("{}/tests/fixtures/documents/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
 
-    /// An OLE compound file (`.hwp`, `.xls`) with one stream changed by `edit`.
+    /// An OLE compound file (`.hwp`, `.xls`, `.doc`) with one stream changed by `edit`.
     pub fn with_stream(compound: Vec<u8>, stream: &str, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
         use std::io::{Read as _, Write as _};
         let mut file = cfb::CompoundFile::open(std::io::Cursor::new(compound)).unwrap();
@@ -312,6 +318,12 @@ pub(crate) mod fixtures {
                             다음 주 화요일까지 예산안을 제출하기로 했습니다. 담당자는 이서연입니다.\n\
                             항목\t금액\n서버 이전\t1,200,000원\nDesign review & QA\t350,000원\n\
                             Server migration happens on January 15.";
+
+    /// The plan as read from the PowerPoint and OpenDocument fixtures
+    /// (tidied).
+    pub const PLAN: &str = "# Slide 1\n2026년 1분기 계획\nrobeing 팀 · Q1 planning\n\n\
+                            # Slide 2\n할 일\n예산안 제출: 화요일까지\n서버 이전: 1월 15일\n\
+                            Hire two engineers & one designer";
 }
 
 #[cfg(test)]

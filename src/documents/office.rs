@@ -704,10 +704,8 @@ mod tests {
         assert_eq!(read("korean-memo-libreoffice.odt"), fixtures::MEMO);
         // Two sections; the footnote on the third line is left out.
         assert_eq!(read("korean-memo-python-hwpx.hwpx"), fixtures::MEMO);
-        let plan = "# Slide 1\n2026년 1분기 계획\nrobeing 팀 · Q1 planning\n\n\
-                    # Slide 2\n할 일\n예산안 제출: 화요일까지\n서버 이전: 1월 15일\nHire two engineers & one designer";
-        assert_eq!(read("plan-python-pptx.pptx"), plan);
-        assert_eq!(read("plan-libreoffice.odp"), plan);
+        assert_eq!(read("plan-python-pptx.pptx"), fixtures::PLAN);
+        assert_eq!(read("plan-libreoffice.odp"), fixtures::PLAN);
         assert_eq!(
             read("budget-libreoffice.xlsx"),
             "# 예산\n항목\t금액\t담당자\n서버 이전\t1200000\t이서연\nDesign review & QA\t350000\t박민수\n\

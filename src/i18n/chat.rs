@@ -232,12 +232,6 @@ fn unread_reason(lang: Lang, why: Unread) -> &'static str {
         (Lang::En, Unread::DocumentUnreadable) => {
             "I could not read this document (damaged, password-protected or too complex)"
         }
-        (Lang::Ko, Unread::OldOfficeFormat) => {
-            "예전 워드·파워포인트 형식(.doc, .ppt)은 읽지 못해요. .docx, .pptx나 PDF로 저장해서 다시 보내 주세요"
-        }
-        (Lang::En, Unread::OldOfficeFormat) => {
-            "an old Word or PowerPoint format (.doc, .ppt) I cannot read; save it as .docx, .pptx or PDF and send it again"
-        }
     }
 }
 

@@ -201,7 +201,6 @@ mod tests {
             ("chat::files_only(pdf_unreadable)", chat::files_only(lang, &[("x", Unread::PdfUnreadable)])),
             ("chat::files_only(document_without_text)", chat::files_only(lang, &[("x", Unread::DocumentWithoutText)])),
             ("chat::files_only(document_unreadable)", chat::files_only(lang, &[("x", Unread::DocumentUnreadable)])),
-            ("chat::files_only(old_office_format)", chat::files_only(lang, &[("x", Unread::OldOfficeFormat)])),
             ("chat::export_file_header", chat::export_file_header(lang, "Jane", "U1", 10, "2026-11-28 09:00 (UTC)")),
             ("chat::export_file_title", chat::export_file_title(lang, "2026-11-28")),
             ("chat::export_not_a_file", chat::export_not_a_file(lang, "missing_scope", 2)),

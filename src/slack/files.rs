@@ -57,7 +57,7 @@ const IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/we
 /// The largest image downloaded.
 pub const MAX_IMAGE_BYTES: u64 = 10_000_000;
 
-/// Office Open XML, OpenDocument and Excel 97–2003 types, read like PDFs.
+/// Office Open XML, OpenDocument and Office 97–2003 types, read like PDFs.
 const OFFICE_TYPES: &[&str] = &[
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "application/vnd.openxmlformats-officedocument.presentationml.presentation",
@@ -65,19 +65,17 @@ const OFFICE_TYPES: &[&str] = &[
     "application/vnd.oasis.opendocument.text",
     "application/vnd.oasis.opendocument.presentation",
     "application/vnd.oasis.opendocument.spreadsheet",
-    // Excel 97–2003.
+    // Word, Excel and PowerPoint 97–2003.
+    "application/msword",
     "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
 ];
 
-/// Hangul word processor files (`.hwp`, `.hwpx`), by the extensions that
-/// tell them: Slack passes on whatever type the uploading browser guessed,
-/// mostly `application/octet-stream`.
-const HANGUL_EXTENSIONS: &[&str] = &["hwp", "hwpx"];
-
-/// Word 97–2003 and PowerPoint 97–2003 files, which robeing does not
-/// read, by type and extension: the user is told to save them anew.
-const OLD_OFFICE_TYPES: &[&str] = &["application/msword", "application/vnd.ms-powerpoint"];
-const OLD_OFFICE_EXTENSIONS: &[&str] = &["doc", "ppt", "pps"];
+/// Documents told by their extension: Slack passes on whatever type the
+/// uploading browser guessed, for Hangul files (`.hwp`, `.hwpx`) mostly
+/// `application/octet-stream`, and for old Office files whatever the
+/// machine's registry said.
+const DOCUMENT_EXTENSIONS: &[&str] = &["hwp", "hwpx", "doc", "xls", "ppt", "pps"];
 
 /// What became of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,9 +126,6 @@ pub enum Unread {
     /// An Office or OpenDocument file that could not be read (damaged,
     /// password-protected, too complex).
     DocumentUnreadable,
-    /// A Word or PowerPoint 97–2003 file (`.doc`, `.ppt`): saved as
-    /// `.docx`, `.pptx` or PDF it would be read.
-    OldOfficeFormat,
 }
 
 impl Unread {
@@ -148,7 +143,6 @@ impl Unread {
             Self::PdfUnreadable => "pdf_unreadable",
             Self::DocumentWithoutText => "document_without_text",
             Self::DocumentUnreadable => "document_unreadable",
-            Self::OldOfficeFormat => "old_office_format",
         }
     }
 }
@@ -194,12 +188,10 @@ pub fn is_text(file: &SlackFile) -> bool {
 pub enum Kind {
     Text,
     Pdf,
-    /// Word, PowerPoint, Excel, OpenDocument, Hangul.
+    /// Word, PowerPoint, Excel (97–2003 too), OpenDocument, Hangul.
     Office,
     /// PNG, JPEG, GIF, WebP: read only to show an LLM that accepts images.
     Image,
-    /// Word or PowerPoint 97–2003: named, with how to make it readable.
-    OldOffice,
     /// Named, not read.
     Other,
 }
@@ -212,15 +204,11 @@ pub fn kind(file: &SlackFile) -> Kind {
     } else if mime == "application/pdf" {
         Kind::Pdf
     } else if OFFICE_TYPES.contains(&&*mime)
-        || file.extension.as_deref().is_some_and(|e| HANGUL_EXTENSIONS.contains(&e))
+        || file.extension.as_deref().is_some_and(|e| DOCUMENT_EXTENSIONS.contains(&e))
     {
         Kind::Office
     } else if IMAGE_TYPES.contains(&&*mime) {
         Kind::Image
-    } else if OLD_OFFICE_TYPES.contains(&&*mime)
-        || file.extension.as_deref().is_some_and(|e| OLD_OFFICE_EXTENSIONS.contains(&e))
-    {
-        Kind::OldOffice
     } else {
         Kind::Other
     }
@@ -255,8 +243,6 @@ pub async fn read_all(reader: &Reader<'_>, files: &[SlackFile]) -> Vec<FileRead>
         };
         let outcome = if kind == Kind::Other || (kind == Kind::Image && !reader.images) {
             Outcome::Unread(Unread::NotText)
-        } else if kind == Kind::OldOffice {
-            Outcome::Unread(Unread::OldOfficeFormat)
         } else if file.mode.as_deref() == Some("tombstone") {
             Outcome::Unread(Unread::Gone)
         } else if file.size.is_some_and(|s| s > max) {
@@ -462,9 +448,10 @@ mod tests {
         assert_eq!(kind(&named("hwpx", "application/haansofthwpx")), Kind::Office);
         assert_eq!(kind(&named("exe", "application/octet-stream")), Kind::Other);
         assert_eq!(kind(&file("application/octet-stream", "hosted")), Kind::Other);
-        // Old Word and PowerPoint files are told apart, to say what to do.
-        assert_eq!(kind(&file("application/msword", "hosted")), Kind::OldOffice);
-        assert_eq!(kind(&named("ppt", "application/octet-stream")), Kind::OldOffice);
+        // Word and PowerPoint 97–2003 files, by type or by extension.
+        assert_eq!(kind(&file("application/msword", "hosted")), Kind::Office);
+        assert_eq!(kind(&named("ppt", "application/octet-stream")), Kind::Office);
+        assert_eq!(kind(&named("doc", "application/x-msword")), Kind::Office);
         assert_eq!(kind(&named("xls", "application/vnd.ms-excel")), Kind::Office);
     }
 

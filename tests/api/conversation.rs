@@ -2829,7 +2829,6 @@ async fn word_excel_and_powerpoint_files_are_read_and_a_broken_one_is_named_with
             ("plan.pptx", PPTX, document("plan-python-pptx.pptx")),
             ("old.xls", "application/vnd.ms-excel", document("budget-libreoffice.xls")),
             ("locked.docx", DOCX, locked),
-            ("older.doc", "application/msword", b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1 WordDocument".to_vec()),
         ],
     )
     .await;
@@ -2847,15 +2846,47 @@ async fn word_excel_and_powerpoint_files_are_read_and_a_broken_one_is_named_with
         reply.contains("\"locked.docx\": I could not read this document (damaged, password-protected or too complex)"),
         "{reply}"
     );
-    assert!(
-        reply.contains("\"older.doc\": an old Word or PowerPoint format (.doc, .ppt) I cannot read; save it as .docx"),
-        "told how to send it in a form robeing reads: {reply}"
-    );
 
     // Asked later, the sheet's row is found.
     say(&app, JANE, "what did I tell you about Migrate servers?").await;
     let answer = text_of(writes_to(&app, &channel_of(JANE)).last().unwrap());
     assert!(answer.contains("2027-01-15"), "{answer}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn word_and_powerpoint_97_2003_files_are_read_and_a_word_95_one_is_named() {
+    // A Word 6/95 file: the same compound file, an older FIB version.
+    let mut word_95 = document("korean-memo-libreoffice.doc");
+    let fib = word_95.windows(2).position(|w| w == [0xEC, 0xA5]).unwrap();
+    word_95[fib + 2..fib + 4].copy_from_slice(&[0x65, 0x00]);
+    let (app, m) = sent_files(
+        KIM,
+        &[
+            ("회의록.doc", "application/msword", document("korean-memo-libreoffice.doc")),
+            ("계획.ppt", "application/vnd.ms-powerpoint", document("plan-libreoffice.ppt")),
+            ("보고.DOC", "application/octet-stream", document("report-libreoffice.doc")),
+            ("old.doc", "application/msword", word_95),
+        ],
+    )
+    .await;
+
+    let stored = file_text(&app, &m).await;
+    assert!(stored.starts_with("[file \"회의록.doc\"]\n회의록: 2026년 12월 1일\n"), "{stored}");
+    assert!(stored.contains("항목\t금액\n서버 이전\t1,200,000원\n"), "a table row, cells by tabs: {stored}");
+    assert!(stored.contains("[file \"계획.ppt\"]\n# Slide 1\n2026년 1분기 계획\n"), "{stored}");
+    assert!(stored.contains("# Slide 2\n할 일\n예산안 제출: 화요일까지\n"), "{stored}");
+    assert!(stored.contains("[file \"보고.DOC\"]\n주간 보고\n자세한 내용은 보고서 링크를 보세요."), "{stored}");
+    assert!(!stored.contains("HYPERLINK") && !stored.contains("각주"), "field codes and notes are left out: {stored}");
+    assert!(!stored.contains("old.doc"), "{stored}");
+    let reply = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
+    assert!(reply.contains("\"회의록.doc\", \"계획.ppt\", \"보고.DOC\""), "{reply}");
+    assert!(reply.contains("\"old.doc\": 문서를 읽을 수 없었어요"), "the file it could not read is named: {reply}");
+
+    // Asked later, the slide's line is found.
+    say(&app, KIM, "서버 이전에 대해 뭐라고 했지?").await;
+    let answer = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
+    assert!(answer.contains("1월 15일") || answer.contains("1,200,000원"), "{answer}");
     app.stop().await.unwrap();
 }
 
