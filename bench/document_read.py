@@ -8,10 +8,10 @@ Builds PDFs of 1, 10 and 100 pages (40 lines of text each, Helvetica) and a
 page without text, Word files of 10 and 100 pages' worth of paragraphs and
 Excel workbooks of 1,000 and 10,000 rows (5 columns, shared strings), Hangul
 .hwpx and .hwp files of 4,000 paragraphs (with python-hwpx, when it is
-installed: `pip install python-hwpx`), Word 97 .doc and PowerPoint 97 .ppt
-files of 4,000 paragraphs and 100 slides (with LibreOffice's soffice, when it
+installed: `pip install python-hwpx`), Word 97 .doc, RTF and PowerPoint 97
+.ppt files of 4,000 paragraphs and 100 slides (with LibreOffice's soffice, when it
 is installed), reads the real Korean PDFs, Hangul files, the budget workbook
-(.xls and .xlsx), the memo (.doc and .docx) and the plan (.ppt and .pptx) in
+(.xls and .xlsx), the memo (.doc, .docx and .rtf) and the plan (.ppt and .pptx) in
 tests/fixtures/documents, then runs the binary on
 each N times, the way the server does (bytes on stdin, no environment), and
 prints the median wall time, the child's CPU (user + system), the largest
@@ -119,9 +119,9 @@ def hangul(paragraphs):
 GNU_TIME = "/usr/bin/time"
 
 
-def old_office(paragraphs, slides):
-    """A Word 97 .doc of `paragraphs` paragraphs and a PowerPoint 97 .ppt of `slides` slides, flat
-    OpenDocument files converted by LibreOffice's soffice; none without it."""
+def by_libreoffice(paragraphs, slides):
+    """A Word 97 .doc and an RTF file of `paragraphs` paragraphs and a PowerPoint 97 .ppt of `slides`
+    slides, flat OpenDocument files converted by LibreOffice's soffice; none without it."""
     import shutil, tempfile
     soffice = shutil.which("soffice")
     if not soffice:
@@ -149,14 +149,19 @@ def old_office(paragraphs, slides):
             f.write(fodt)
         with open(os.path.join(d, "slides.fodp"), "w") as f:
             f.write(fodp)
-        for source, target in (("words.fodt", "doc:MS Word 97"), ("slides.fodp", "ppt:MS PowerPoint 97")):
+        for source, target in (("words.fodt", "doc:MS Word 97"), ("words.fodt", "rtf"),
+                               ("slides.fodp", "ppt:MS PowerPoint 97")):
             subprocess.run([soffice, "--headless", "--convert-to", target, "--outdir", d, os.path.join(d, source)],
                            capture_output=True, check=True)
         with open(os.path.join(d, "words.doc"), "rb") as f:
             doc = f.read()
+        with open(os.path.join(d, "words.rtf"), "rb") as f:
+            rtf = f.read()
         with open(os.path.join(d, "slides.ppt"), "rb") as f:
             ppt = f.read()
-    return [("Word 97 .doc, %s paragraphs" % format(paragraphs, ","), doc), ("PowerPoint 97 .ppt, %d slides" % slides, ppt)]
+    n = format(paragraphs, ",")
+    return [("Word 97 .doc, %s paragraphs" % n, doc), ("RTF, %s paragraphs" % n, rtf),
+            ("PowerPoint 97 .ppt, %d slides" % slides, ppt)]
 
 
 def run(binary, data, env):
@@ -194,11 +199,12 @@ def main():
                  ("Excel, 1,000 rows", xlsx(1000)), ("Excel, 10,000 rows", xlsx(10000))]
         for name in ("korean-memo-python-hwpx.hwpx", "korean-memo-python-hwpx.hwp", "korean-memo-distribution.hwp",
                      "budget-libreoffice.xls", "budget-libreoffice.xlsx", "korean-memo-libreoffice.doc",
-                     "korean-memo-libreoffice.docx", "plan-libreoffice.ppt", "plan-python-pptx.pptx"):
+                     "korean-memo-libreoffice.docx", "korean-memo-libreoffice.rtf", "plan-libreoffice.ppt",
+                     "plan-python-pptx.pptx"):
             with open(os.path.join(fixtures, name), "rb") as f:
                 docs.append((name, f.read()))
         docs += hangul(4000)
-        docs += old_office(4000, 100)
+        docs += by_libreoffice(4000, 100)
     env = {} if a.bare else {"MIMALLOC_ARENA_EAGER_COMMIT": "0"}
     print("| document | size | text out | wall p50 | CPU p50 | child max RSS | failed runs |")
     print("|---|---|---|---|---|---|---|")

@@ -503,6 +503,34 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config())]
+
+    /// An RTF file, however damaged, is read or refused, never a panic:
+    /// random bytes after its signature, and the real file with bytes
+    /// changed (braces, backslashes and digits over-represented).
+    #[test]
+    fn rtf_never_panics(
+        bytes in prop::collection::vec(any::<u8>(), 0..2048),
+        changes in prop::collection::vec(
+            (any::<prop::sample::Index>(), prop_oneof![any::<u8>(), prop::sample::select(b"{}\\'u-0123456789 ".to_vec())]),
+            1..24,
+        ),
+    ) {
+        let mut random = b"{\\rtf1".to_vec();
+        random.extend(bytes);
+        let _ = robeing::documents::rtf::text_of(&random);
+        let path = format!("{}/tests/fixtures/documents/korean-memo-libreoffice.rtf", env!("CARGO_MANIFEST_DIR"));
+        let mut rtf = std::fs::read(path).unwrap();
+        prop_assert!(robeing::documents::rtf::text_of(&rtf).unwrap().contains("회의록"));
+        for (at, byte) in changes {
+            let i = at.index(rtf.len());
+            rtf[i] = byte;
+        }
+        let _ = robeing::documents::rtf::text_of(&rtf);
+    }
+}
+
 fn mail_item() -> impl Strategy<Value = MailItem> {
     (
         text(),

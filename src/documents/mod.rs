@@ -1,6 +1,6 @@
 //! The text of a document a user sent (a PDF, a Word, PowerPoint or Excel
-//! file (97–2003's `.doc`, `.ppt` and `.xls` too), an OpenDocument, a
-//! Hangul `.hwp` or `.hwpx`), read in a child process.
+//! file (97–2003's `.doc`, `.ppt` and `.xls` too), an RTF file, an
+//! OpenDocument, a Hangul `.hwp` or `.hwpx`), read in a child process.
 //!
 //! Document parsers meet hostile and broken files: the PDF parser robeing
 //! uses (`pdf-extract`) can panic, recurse deeply or spin on them, and an
@@ -13,14 +13,15 @@
 //! child that crashes, overruns or prints something else costs one file,
 //! never the server. [`read_stdin_to_stdout`] is the child's side; it tells
 //! the kind from the bytes and hands them to [`pdf`], [`office`] (ZIP
-//! archives of XML, HWPX among them), [`xls`], [`doc`], [`ppt`] or [`hwp`]
-//! (OLE compound files, told apart by their streams).
+//! archives of XML, HWPX among them), [`rtf`], or [`xls`], [`doc`], [`ppt`]
+//! or [`hwp`] (OLE compound files, told apart by their streams).
 
 pub mod doc;
 pub mod hwp;
 pub mod office;
 pub mod pdf;
 pub mod ppt;
+pub mod rtf;
 pub mod xls;
 
 use std::{
@@ -229,6 +230,8 @@ pub fn read_stdin_to_stdout() -> i32 {
             pdf::text_of_pdf(&document).map_err(|e| e.to_string())
         } else if document.starts_with(b"PK\x03\x04") {
             office::text_of(&document)
+        } else if rtf::is_rtf(&document) {
+            rtf::text_of(&document)
         } else if xls::is_workbook(&document) {
             xls::text_of(&document)
         } else if doc::is_word_document(&document) {

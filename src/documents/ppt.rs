@@ -22,6 +22,7 @@ use std::collections::HashMap;
 const DOCUMENT: u16 = 0x03E8;
 const SLIDE_PERSIST: u16 = 0x03F3;
 const OUTLINE_TEXT_REF: u16 = 0x0F9E;
+const TEXT_HEADER: u16 = 0x0F9F;
 const TEXT_CHARS: u16 = 0x0FA0;
 const TEXT_BYTES: u16 = 0x0FA8;
 const SLIDE_LIST_WITH_TEXT: u16 = 0x0FF0;
@@ -83,7 +84,8 @@ pub fn text_of_streams(current_user: &[u8], stream: &[u8]) -> Result<String, Str
         out.push_str(&format!("# Slide {}\n", n + 1));
         let mut texts = Vec::new();
         texts_in(slide.data, &outline, 0, &mut texts);
-        for text in texts.iter().filter(|t| t.trim() != "*") {
+        // An empty placeholder adds nothing; "*" is a slide number's.
+        for text in texts.iter().filter(|t| !matches!(t.trim(), "" | "*")) {
             out.push_str(text);
             out.push('\n');
         }
@@ -161,17 +163,18 @@ fn persist_directory(stream: &[u8], last_edit: u32) -> Result<(u32, HashMap<u32,
 }
 
 /// The slides of the slide list, in order: each one's object id and the
-/// texts PowerPoint kept for its placeholders beside it.
+/// texts PowerPoint kept for its placeholders beside it, one per
+/// `TextHeaderAtom` (an empty placeholder has a header and no text).
 fn slides(list: &[u8]) -> Vec<(u32, Vec<String>)> {
     let mut out: Vec<(u32, Vec<String>)> = Vec::new();
     for record in children(list) {
-        match record.kind {
-            SLIDE_PERSIST => out.push((u32_at(record.data, 0).unwrap_or(0), Vec::new())),
-            TEXT_CHARS | TEXT_BYTES => {
-                if let Some((_, texts)) = out.last_mut() {
-                    texts.push(text_of_atom(&record));
-                }
-            }
+        match (record.kind, out.last_mut()) {
+            (SLIDE_PERSIST, _) => out.push((u32_at(record.data, 0).unwrap_or(0), Vec::new())),
+            (TEXT_HEADER, Some((_, texts))) => texts.push(String::new()),
+            (TEXT_CHARS | TEXT_BYTES, Some((_, texts))) => match texts.last_mut() {
+                Some(text) if text.is_empty() => *text = text_of_atom(&record),
+                _ => texts.push(text_of_atom(&record)),
+            },
             _ => {}
         }
     }
@@ -242,7 +245,6 @@ mod tests {
 
     const SLIDE: u16 = 0x03EE;
     const DRAWING: u16 = 0x040C;
-    const TEXT_HEADER: u16 = 0x0F9F;
 
     /// A presentation as PowerPoint writes one, then fast-saved once: the
     /// placeholders' text kept in the slide list, a text box's in the
@@ -251,6 +253,8 @@ mod tests {
         let persist = |id: u32| [id.to_le_bytes(), [0; 4], [0; 4], [0; 4], [0; 4]].concat();
         let slide_list = [
             record(SLIDE_PERSIST, 0, &persist(2)),
+            // An empty placeholder: a header, no text.
+            record(TEXT_HEADER, 0, &4u32.to_le_bytes()),
             record(TEXT_HEADER, 0, &0u32.to_le_bytes()),
             chars("분기 계획"),
             record(TEXT_HEADER, 0, &1u32.to_le_bytes()),
@@ -262,6 +266,7 @@ mod tests {
             let shapes = [
                 record(OUTLINE_TEXT_REF, 0, &0u32.to_le_bytes()),
                 record(OUTLINE_TEXT_REF, 0, &1u32.to_le_bytes()),
+                record(OUTLINE_TEXT_REF, 0, &2u32.to_le_bytes()),
                 chars(extra),
                 chars("*"),
             ]

@@ -71,11 +71,14 @@ const OFFICE_TYPES: &[&str] = &[
     "application/vnd.ms-powerpoint",
 ];
 
+/// Rich Text Format, read like a Word file, not shown as its markup.
+const RTF_TYPES: &[&str] = &["text/rtf", "application/rtf"];
+
 /// Documents told by their extension: Slack passes on whatever type the
 /// uploading browser guessed, for Hangul files (`.hwp`, `.hwpx`) mostly
 /// `application/octet-stream`, and for old Office files whatever the
 /// machine's registry said.
-const DOCUMENT_EXTENSIONS: &[&str] = &["hwp", "hwpx", "doc", "xls", "ppt", "pps"];
+const DOCUMENT_EXTENSIONS: &[&str] = &["hwp", "hwpx", "doc", "xls", "ppt", "pps", "rtf"];
 
 /// What became of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,10 +180,16 @@ fn mime(file: &SlackFile) -> String {
     file.mimetype.as_deref().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
-/// Whether Slack describes the file as text.
+/// Whether Slack describes the file as text (RTF, typed `text/rtf`, is
+/// markup around the text, read as a document).
 pub fn is_text(file: &SlackFile) -> bool {
     let mime = mime(file);
-    file.mode.as_deref() == Some("snippet") || mime.starts_with("text/") || TEXT_APPLICATION_TYPES.contains(&&*mime)
+    file.mode.as_deref() == Some("snippet")
+        || ((mime.starts_with("text/") || TEXT_APPLICATION_TYPES.contains(&&*mime)) && !is_rtf(file, &mime))
+}
+
+fn is_rtf(file: &SlackFile, mime: &str) -> bool {
+    RTF_TYPES.contains(&mime) || file.extension.as_deref() == Some("rtf")
 }
 
 /// How a file is read.
@@ -188,7 +197,7 @@ pub fn is_text(file: &SlackFile) -> bool {
 pub enum Kind {
     Text,
     Pdf,
-    /// Word, PowerPoint, Excel (97–2003 too), OpenDocument, Hangul.
+    /// Word, PowerPoint, Excel (97–2003 too), RTF, OpenDocument, Hangul.
     Office,
     /// PNG, JPEG, GIF, WebP: read only to show an LLM that accepts images.
     Image,
@@ -204,6 +213,7 @@ pub fn kind(file: &SlackFile) -> Kind {
     } else if mime == "application/pdf" {
         Kind::Pdf
     } else if OFFICE_TYPES.contains(&&*mime)
+        || RTF_TYPES.contains(&&*mime)
         || file.extension.as_deref().is_some_and(|e| DOCUMENT_EXTENSIONS.contains(&e))
     {
         Kind::Office
@@ -452,6 +462,11 @@ mod tests {
         assert_eq!(kind(&file("application/msword", "hosted")), Kind::Office);
         assert_eq!(kind(&named("ppt", "application/octet-stream")), Kind::Office);
         assert_eq!(kind(&named("doc", "application/x-msword")), Kind::Office);
+        // RTF is read as a document, whether typed as text or not.
+        assert_eq!(kind(&file("text/rtf", "hosted")), Kind::Office);
+        assert_eq!(kind(&named("rtf", "text/plain")), Kind::Office);
+        assert_eq!(kind(&named("rtf", "application/msword")), Kind::Office);
+        assert_eq!(kind(&SlackFile { extension: Some("rtf".into()), ..file("text/plain", "snippet") }), Kind::Text);
         assert_eq!(kind(&named("xls", "application/vnd.ms-excel")), Kind::Office);
     }
 

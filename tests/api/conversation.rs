@@ -2855,7 +2855,7 @@ async fn word_excel_and_powerpoint_files_are_read_and_a_broken_one_is_named_with
 }
 
 #[tokio::test]
-async fn word_and_powerpoint_97_2003_files_are_read_and_a_word_95_one_is_named() {
+async fn word_and_powerpoint_97_2003_and_rtf_files_are_read_and_a_word_95_one_is_named() {
     // A Word 6/95 file: the same compound file, an older FIB version.
     let mut word_95 = document("korean-memo-libreoffice.doc");
     let fib = word_95.windows(2).position(|w| w == [0xEC, 0xA5]).unwrap();
@@ -2867,6 +2867,7 @@ async fn word_and_powerpoint_97_2003_files_are_read_and_a_word_95_one_is_named()
             ("계획.ppt", "application/vnd.ms-powerpoint", document("plan-libreoffice.ppt")),
             ("보고.DOC", "application/octet-stream", document("report-libreoffice.doc")),
             ("old.doc", "application/msword", word_95),
+            ("메모.rtf", "text/rtf", document("korean-memo-libreoffice.rtf")),
         ],
     )
     .await;
@@ -2879,6 +2880,9 @@ async fn word_and_powerpoint_97_2003_files_are_read_and_a_word_95_one_is_named()
     assert!(stored.contains("[file \"보고.DOC\"]\n주간 보고\n자세한 내용은 보고서 링크를 보세요."), "{stored}");
     assert!(!stored.contains("HYPERLINK") && !stored.contains("각주"), "field codes and notes are left out: {stored}");
     assert!(!stored.contains("old.doc"), "{stored}");
+    // RTF is read, not stored as its markup.
+    assert!(stored.contains("[file \"메모.rtf\"]\n회의록: 2026년 12월 1일\n"), "{stored}");
+    assert!(!stored.contains("\\rtf1") && !stored.contains("\\par"), "{stored}");
     let reply = text_of(writes_to(&app, &channel_of(KIM)).last().unwrap());
     assert!(reply.contains("\"회의록.doc\", \"계획.ppt\", \"보고.DOC\""), "{reply}");
     assert!(reply.contains("\"old.doc\": 문서를 읽을 수 없었어요"), "the file it could not read is named: {reply}");
