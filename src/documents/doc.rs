@@ -242,9 +242,13 @@ impl Paragraphs {
         let mut runs = Vec::new();
         let plc = table.get(bte_papx).unwrap_or_default();
         let pages = plc.len().saturating_sub(4) / 8;
+        // Each page once: a damaged index naming one page a million times
+        // would otherwise cost a million pages' work.
+        let mut seen = std::collections::HashSet::new();
         for n in 0..pages {
             let Some(page) = u32_at(plc, 4 * (pages + 1) + 4 * n)
                 .map(|pn| (pn & 0x3F_FFFF) as usize * 512)
+                .filter(|&at| seen.insert(at))
                 .and_then(|at| word.get(at..at + 512))
             else {
                 continue;
@@ -309,13 +313,15 @@ fn place_of(page: &[u8], offset: usize) -> Place {
     place
 }
 
-/// The text being written: fields open around it, and whether the last
-/// character ended a line or a cell.
+/// The text being written, and the fields open around it.
 #[derive(Default)]
 struct Text {
     out: String,
     /// For each field open, whether its result (what it shows) has begun.
     fields: Vec<bool>,
+    /// How many of them are still in their instructions (not shown): a
+    /// count, so that a character costs the same however deep fields nest.
+    hidden: usize,
 }
 
 impl Text {
@@ -323,16 +329,21 @@ impl Text {
     /// paragraph or cell mark, where its paragraph stands.
     fn push(&mut self, c: char, place: impl FnOnce() -> Place) {
         match c {
-            FIELD_BEGIN => self.fields.push(false),
+            FIELD_BEGIN => {
+                self.fields.push(false);
+                self.hidden += 1;
+            }
             FIELD_SEPARATOR => {
-                if let Some(shown) = self.fields.last_mut() {
+                if let Some(shown @ false) = self.fields.last_mut() {
                     *shown = true;
+                    self.hidden -= 1;
                 }
             }
             FIELD_END => {
-                self.fields.pop();
+                let was_hidden = self.fields.pop() == Some(false);
+                self.hidden -= usize::from(was_hidden);
             }
-            _ if !self.fields.contains(&false) => self.write(c, place),
+            _ if self.hidden == 0 => self.write(c, place),
             _ => {}
         }
     }
@@ -427,5 +438,12 @@ mod tests {
         }
         text.push('\u{7}', row);
         assert_eq!(text.out, "Page 3 of 9\na b\t\tc\n", "an empty cell stays a cell");
+        // A field in another's result shows its own result; an end
+        // without a beginning changes nothing.
+        let mut text = Text::default();
+        for c in "\u{15}a\u{13} REF \u{14}b\u{13} DATE \u{14}c\u{15}d\u{15}e".chars() {
+            text.push(c, plain);
+        }
+        assert_eq!(text.out, "abcde");
     }
 }

@@ -38,6 +38,11 @@ const SLIDES: u16 = 0;
 const MAX_DEPTH: usize = 32;
 /// Edits followed back at most (each fast save adds one).
 const MAX_EDITS: usize = 4096;
+/// The records walked and characters written, per byte of the stream, at
+/// most: a real file walks each slide once, while a damaged or hostile one
+/// can list one large slide a million times or refer to one long text
+/// from every record.
+const WORK_PER_BYTE: usize = 4;
 
 /// Whether an OLE compound file holds a PowerPoint presentation.
 pub fn is_presentation(bytes: &[u8]) -> bool {
@@ -78,12 +83,13 @@ pub fn text_of_streams(current_user: &[u8], stream: &[u8]) -> Result<String, Str
         return Err("the edit names no document".to_owned());
     }
     let mut out = String::new();
+    let mut work = Work(WORK_PER_BYTE * stream.len() + 4096);
     let slide_list = children(document.data).find(|r| r.kind == SLIDE_LIST_WITH_TEXT && r.instance == SLIDES);
     for (n, (slide_id, outline)) in slides(slide_list.map_or(&[][..], |r| r.data)).into_iter().enumerate() {
         let slide = at(slide_id)?;
         out.push_str(&format!("# Slide {}\n", n + 1));
         let mut texts = Vec::new();
-        texts_in(slide.data, &outline, 0, &mut texts);
+        texts_in(slide.data, &outline, 0, &mut texts, &mut work)?;
         // An empty placeholder adds nothing; "*" is a slide number's.
         for text in texts.iter().filter(|t| !matches!(t.trim(), "" | "*")) {
             out.push_str(text);
@@ -181,23 +187,47 @@ fn slides(list: &[u8]) -> Vec<(u32, Vec<String>)> {
     out
 }
 
+/// What is left of the work a presentation may cost ([`WORK_PER_BYTE`]).
+struct Work(usize);
+
+impl Work {
+    fn spend(&mut self, units: usize) -> Result<(), String> {
+        self.0 = self.0.checked_sub(units).ok_or("more work than its size explains (damaged or hostile)")?;
+        Ok(())
+    }
+}
+
 /// The texts of a slide's shapes, in the order of its records; a
 /// reference to a placeholder's text takes it from `outline`.
-fn texts_in(data: &[u8], outline: &[String], depth: usize, out: &mut Vec<String>) {
+fn texts_in(
+    data: &[u8],
+    outline: &[String],
+    depth: usize,
+    out: &mut Vec<String>,
+    work: &mut Work,
+) -> Result<(), String> {
     if depth == MAX_DEPTH {
-        return;
+        return Ok(());
     }
     for record in children(data) {
+        work.spend(1)?;
         match record.kind {
-            TEXT_CHARS | TEXT_BYTES => out.push(text_of_atom(&record)),
+            TEXT_CHARS | TEXT_BYTES => {
+                work.spend(record.data.len())?;
+                out.push(text_of_atom(&record));
+            }
             OUTLINE_TEXT_REF => {
                 let index = u32_at(record.data, 0).unwrap_or(u32::MAX) as usize;
-                out.extend(outline.get(index).cloned());
+                if let Some(text) = outline.get(index) {
+                    work.spend(text.len())?;
+                    out.push(text.clone());
+                }
             }
-            _ if record.container => texts_in(record.data, outline, depth + 1, out),
+            _ if record.container => texts_in(record.data, outline, depth + 1, out, work)?,
             _ => {}
         }
     }
+    Ok(())
 }
 
 /// A text atom's characters, a paragraph a line.
@@ -310,6 +340,26 @@ mod tests {
         assert_eq!(
             text_of_streams(&current_user, &stream).unwrap_err(),
             "a password-protected PowerPoint presentation"
+        );
+    }
+
+    #[test]
+    fn one_large_slide_listed_a_hundred_times_is_refused_not_read_a_hundred_times() {
+        let persist = [2u32.to_le_bytes(), [0; 4], [0; 4], [0; 4], [0; 4]].concat();
+        let list: Vec<u8> = (0..100).flat_map(|_| record(SLIDE_PERSIST, 0, &persist)).collect();
+        let document = record(DOCUMENT, 0, &record(SLIDE_LIST_WITH_TEXT, SLIDES, &list));
+        let shapes: Vec<u8> = (0..2_000).flat_map(|_| chars("0123456789")).collect();
+        let slide = record(SLIDE, 0, &record(DRAWING, 0, &shapes));
+        let mut stream = [document.clone(), slide].concat();
+        let directory_at = stream.len() as u32;
+        let entry = 1 | (2 << 20);
+        stream.extend(record(PERSIST_DIRECTORY, 0, &[entry, 0, document.len() as u32].map(u32::to_le_bytes).concat()));
+        let edit_at = stream.len() as u32;
+        stream.extend(record(USER_EDIT, 0, &[0u32, 0, 0, directory_at, 1, 3, 0].map(u32::to_le_bytes).concat()));
+        let current_user = record(0x0FF6, 0, &[20, 0xE391_C05F, edit_at].map(u32::to_le_bytes).concat());
+        assert_eq!(
+            text_of_streams(&current_user, &stream).unwrap_err(),
+            "more work than its size explains (damaged or hostile)"
         );
     }
 

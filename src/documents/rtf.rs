@@ -85,7 +85,7 @@ struct Reader {
     /// The document's code page (`\ansicpg`), for fonts that name none.
     code_page: &'static Encoding,
     /// The fonts' code pages, by font number (`\fcharset`, `\cpg`).
-    fonts: Vec<(i32, &'static Encoding)>,
+    fonts: std::collections::HashMap<i32, &'static Encoding>,
     /// The font being defined in the font table.
     defining: Option<i32>,
     /// Bytes in the current code page, decoded together (a CP949 syllable
@@ -110,7 +110,7 @@ pub fn text_of(rtf: &[u8]) -> Result<String, String> {
         groups: Vec::new(),
         group: Group { left_out: false, font_table: false, encoding: windows_1252, fallback: 1 },
         code_page: windows_1252,
-        fonts: Vec::new(),
+        fonts: std::collections::HashMap::new(),
         defining: None,
         bytes: Vec::new(),
         skipping: 0,
@@ -248,11 +248,11 @@ impl Reader {
             b"fcharset" | b"cpg" if self.group.font_table => {
                 let encoding = number.and_then(if word == b"cpg" { code_page } else { character_set });
                 if let (Some(font), Some(encoding)) = (self.defining, encoding) {
-                    self.fonts.push((font, encoding));
+                    self.fonts.insert(font, encoding);
                 }
             }
             b"f" => {
-                let font = self.fonts.iter().rev().find(|(f, _)| Some(*f) == number).map(|&(_, encoding)| encoding);
+                let font = number.and_then(|n| self.fonts.get(&n).copied());
                 self.flush();
                 self.group.encoding = font.unwrap_or(self.code_page);
             }
