@@ -20,6 +20,8 @@
 
 use std::ops::Range;
 
+use super::{u16_at, u32_at};
+
 /// The signature at the start of a FIB.
 const WORD_IDENT: u16 = 0xA5EC;
 /// The first FIB version of Word 97; older files have another layout.
@@ -75,6 +77,8 @@ pub fn text_of_streams(word: &[u8], table: &[u8]) -> Result<String, String> {
     let paragraphs = Paragraphs::of(word, table, fib.bte_papx.clone());
     let mut text = Text::default();
     let mut left = (fib.text_length as usize).min(word.len());
+    // The first half of a UTF-16 surrogate pair (an emoji, say).
+    let mut high = None;
     for piece in pieces {
         if left == 0 {
             break;
@@ -83,9 +87,18 @@ pub fn text_of_streams(word: &[u8], table: &[u8]) -> Result<String, String> {
         left -= length;
         for n in 0..length {
             let at = piece.start + n * piece.width;
-            let c = match piece.width {
-                1 => decode_8bit(word[at]),
-                _ => char::from_u32(u32::from(u16::from_le_bytes([word[at], word[at + 1]]))).unwrap_or('\u{FFFD}'),
+            let c = match (piece.width, high.take()) {
+                (1, _) => decode_8bit(word[at]),
+                (_, high_half) => match (high_half, u16::from_le_bytes([word[at], word[at + 1]])) {
+                    (_, unit @ 0xD800..=0xDBFF) => {
+                        high = Some(unit);
+                        continue;
+                    }
+                    (Some(high_half), low @ 0xDC00..=0xDFFF) => {
+                        char::decode_utf16([high_half, low]).next().and_then(Result::ok).unwrap_or('\u{FFFD}')
+                    }
+                    (_, unit) => char::from_u32(u32::from(unit)).unwrap_or('\u{FFFD}'),
+                },
             };
             text.push(c, || paragraphs.at(at as u32));
         }
@@ -97,14 +110,6 @@ pub fn text_of_streams(word: &[u8], table: &[u8]) -> Result<String, String> {
 fn stream(file: &mut cfb::CompoundFile<std::io::Cursor<&[u8]>>, name: &str) -> Result<Vec<u8>, String> {
     let s = file.open_stream(name).map_err(|e| format!("{name}: {e}"))?;
     super::read_at_most(s, super::MAX_DOCUMENT_BYTES, name)
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at.checked_add(2)?)?.try_into().ok()?))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 
 /// What robeing needs of the File Information Block.
@@ -398,7 +403,7 @@ mod tests {
         assert_eq!(
             read("report-libreoffice.doc"),
             "주간 보고\n자세한 내용은 보고서 링크를 보세요.\nTotal pages: 1.\n\
-             담당\t업무\t비고\n이서연\t예산안 제출\n끝."
+             담당\t업무\t비고\n이서연\t예산안 제출\n끝. 🙂"
         );
     }
 

@@ -278,6 +278,16 @@ fn read_at_most(source: impl std::io::Read, limit: u64, what: &str) -> Result<Ve
     Ok(bytes)
 }
 
+/// The little-endian `u16` at `at` of a binary format, if there is one.
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at.checked_add(2)?)?.try_into().ok()?))
+}
+
+/// The little-endian `u32` at `at`, if there is one.
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
 /// Lets this process map [`READER_MEMORY`] more than it has now (started
 /// by hand, without [`READER_ALLOCATOR`], it already counts the allocator's
 /// arena, and a limit below that would fail allocations at random).

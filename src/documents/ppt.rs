@@ -18,6 +18,8 @@
 
 use std::collections::HashMap;
 
+use super::{u16_at, u32_at};
+
 // Record types.
 const DOCUMENT: u16 = 0x03E8;
 const SLIDE_PERSIST: u16 = 0x03F3;
@@ -98,14 +100,6 @@ pub fn text_of_streams(current_user: &[u8], stream: &[u8]) -> Result<String, Str
         out.push('\n');
     }
     Ok(out)
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at.checked_add(2)?)?.try_into().ok()?))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 
 /// One record: its type, instance, whether it holds records, and its data.
