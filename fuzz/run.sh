@@ -3,6 +3,7 @@
 # executions and whether it found a crash.
 #
 #   fuzz/run.sh [seconds-per-target]   (default 120)
+#   FUZZ_TARGETS="rtf doc_streams" fuzz/run.sh 60   (only those)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain
 # RUSTC_BOOTSTRAP=1 lets cargo-fuzz use the nightly flags it needs. Set
@@ -15,7 +16,8 @@ cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1 SQLX_OFFLINE=true
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 sanitizer="${FUZZ_SANITIZER:-none}"
-targets=(event_parser command_parser interaction_parser signature gmail_batch)
+targets=(event_parser command_parser interaction_parser signature gmail_batch doc_streams ppt_streams rtf hwp_section)
+[ -n "${FUZZ_TARGETS:-}" ] && read -r -a targets <<< "$FUZZ_TARGETS"
 cargo fuzz build -s "$sanitizer"
 status=0
 for t in "${targets[@]}"; do
