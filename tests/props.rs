@@ -383,6 +383,13 @@ proptest! {
     }
 }
 
+/// Writes each byte at its place in `bytes` (a damaged file).
+fn overwrite(bytes: &mut [u8], changes: Vec<(prop::sample::Index, u8)>) {
+    for (at, byte) in changes {
+        bytes[at.index(bytes.len())] = byte;
+    }
+}
+
 /// One stream of an OLE compound file among the document fixtures.
 fn fixture_stream(fixture: &str, stream: &str) -> Vec<u8> {
     use std::io::Read as _;
@@ -418,10 +425,7 @@ proptest! {
         let _ = robeing::documents::hwp::section_text_of(&bytes);
         let mut section = hwp_section().to_vec();
         prop_assert!(robeing::documents::hwp::section_text_of(&section).unwrap().contains("회의록"));
-        for (at, byte) in changes {
-            let i = at.index(section.len());
-            section[i] = byte;
-        }
+        overwrite(&mut section, changes);
         let _ = robeing::documents::hwp::section_text_of(&section);
     }
 }
@@ -453,17 +457,11 @@ proptest! {
         let (word, table) = doc_streams();
         prop_assert!(robeing::documents::doc::text_of_streams(word, table).unwrap().contains("회의록"));
         let (mut word, mut table) = (word.clone(), table.clone());
-        for (at, byte) in word_changes {
-            let i = at.index(word.len());
-            word[i] = byte;
-        }
+        overwrite(&mut word, word_changes);
         for (at, byte) in fib_changes {
             word[at] = byte;
         }
-        for (at, byte) in table_changes {
-            let i = at.index(table.len());
-            table[i] = byte;
-        }
+        overwrite(&mut table, table_changes);
         let _ = robeing::documents::doc::text_of_streams(&word, &table);
     }
 }
@@ -492,10 +490,7 @@ proptest! {
         let (current_user, stream) = ppt_streams();
         prop_assert!(robeing::documents::ppt::text_of_streams(current_user, stream).unwrap().contains("1분기 계획"));
         let (mut current_user, mut stream) = (current_user.clone(), stream.clone());
-        for (at, byte) in changes {
-            let i = at.index(stream.len());
-            stream[i] = byte;
-        }
+        overwrite(&mut stream, changes);
         if let Some(at) = last_edit {
             current_user[16..20].copy_from_slice(&(at.index(stream.len()) as u32).to_le_bytes());
         }
@@ -523,10 +518,7 @@ proptest! {
         let path = format!("{}/tests/fixtures/documents/korean-memo-libreoffice.rtf", env!("CARGO_MANIFEST_DIR"));
         let mut rtf = std::fs::read(path).unwrap();
         prop_assert!(robeing::documents::rtf::text_of(&rtf).unwrap().contains("회의록"));
-        for (at, byte) in changes {
-            let i = at.index(rtf.len());
-            rtf[i] = byte;
-        }
+        overwrite(&mut rtf, changes);
         let _ = robeing::documents::rtf::text_of(&rtf);
     }
 }
