@@ -54,13 +54,12 @@ const FIELD_END: char = '\u{15}';
 
 /// Whether an OLE compound file holds a Word document.
 pub fn is_word_document(bytes: &[u8]) -> bool {
-    cfb::CompoundFile::open(std::io::Cursor::new(bytes)).is_ok_and(|file| file.is_stream("/WordDocument"))
+    super::open_compound(bytes).is_ok_and(|file| file.is_stream("/WordDocument"))
 }
 
 /// The text of a `.doc`, or why not.
 pub fn text_of(bytes: &[u8]) -> Result<String, String> {
-    let mut file =
-        cfb::CompoundFile::open(std::io::Cursor::new(bytes)).map_err(|e| format!("not an OLE compound file: {e}"))?;
+    let mut file = super::open_compound(bytes)?;
     let word = stream(&mut file, "/WordDocument")?;
     let fib = Fib::of(&word)?;
     let table = stream(&mut file, if fib.table_1 { "/1Table" } else { "/0Table" })?;
@@ -107,9 +106,8 @@ pub fn text_of_streams(word: &[u8], table: &[u8]) -> Result<String, String> {
 }
 
 /// A stream's bytes (no stream of a document can be longer than it).
-fn stream(file: &mut cfb::CompoundFile<std::io::Cursor<&[u8]>>, name: &str) -> Result<Vec<u8>, String> {
-    let s = file.open_stream(name).map_err(|e| format!("{name}: {e}"))?;
-    super::read_at_most(s, super::MAX_DOCUMENT_BYTES, name)
+fn stream(file: &mut super::Compound<'_>, name: &str) -> Result<Vec<u8>, String> {
+    super::compound_stream(file, name, super::MAX_DOCUMENT_BYTES)
 }
 
 /// What robeing needs of the File Information Block.

@@ -18,6 +18,8 @@
 //! place. Headers, footers, footnotes, endnotes and hidden comments are
 //! not (they interrupt the text they hang from).
 
+use super::compound_stream;
+
 /// The most one section stream may unpack to.
 pub const MAX_SECTION_BYTES: u64 = 64 << 20;
 
@@ -44,8 +46,6 @@ const TABLE: [u8; 4] = control_id(b"tbl ");
 const LEFT_OUT: [[u8; 4]; 5] =
     [control_id(b"head"), control_id(b"foot"), control_id(b"fn  "), control_id(b"en  "), control_id(b"tcmt")];
 
-type Compound<'a> = cfb::CompoundFile<std::io::Cursor<&'a [u8]>>;
-
 /// Whether `bytes` are an OLE compound file (HWP 5, but also old Word,
 /// Excel and PowerPoint files, and encrypted Office ones).
 pub fn is_compound_file(bytes: &[u8]) -> bool {
@@ -54,15 +54,14 @@ pub fn is_compound_file(bytes: &[u8]) -> bool {
 
 /// The text of an HWP 5 file, or why not.
 pub fn text_of(bytes: &[u8]) -> Result<String, String> {
-    let mut file =
-        cfb::CompoundFile::open(std::io::Cursor::new(bytes)).map_err(|e| format!("not an OLE compound file: {e}"))?;
+    let mut file = super::open_compound(bytes)?;
     if !file.is_stream("/FileHeader") {
         return Err(match file.is_stream("/EncryptionInfo") || file.is_stream("/EncryptedPackage") {
             true => "a password-protected Office file".to_owned(),
             false => "an OLE compound file, but no HWP, Word, Excel or PowerPoint document".to_owned(),
         });
     }
-    let header = stream(&mut file, "/FileHeader", 256)?;
+    let header = compound_stream(&mut file, "/FileHeader", 256)?;
     if !header.starts_with(SIGNATURE) || header.len() < 40 {
         return Err("its FileHeader is not an HWP 5 file header".to_owned());
     }
@@ -77,7 +76,7 @@ pub fn text_of(bytes: &[u8]) -> Result<String, String> {
         if !file.is_stream(&name) {
             break;
         }
-        let mut raw = stream(&mut file, &name, MAX_SECTION_BYTES)?;
+        let mut raw = compound_stream(&mut file, &name, MAX_SECTION_BYTES)?;
         if properties & DISTRIBUTION != 0 {
             raw = distributed_section(&raw).map_err(|e| format!("{name}: {e}"))?;
         }
@@ -136,12 +135,6 @@ pub fn section_text_of(section: &[u8]) -> Result<String, String> {
     let mut out = String::new();
     section_text(section, &mut out)?;
     Ok(out)
-}
-
-/// A stream's bytes, at most `limit`.
-fn stream(file: &mut Compound<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
-    let s = file.open_stream(name).map_err(|e| format!("{name}: {e}"))?;
-    super::read_at_most(s, limit, name)
 }
 
 /// A compressed stream unpacked (raw deflate), at most [`MAX_SECTION_BYTES`].

@@ -265,7 +265,6 @@ pub fn read_stdin_to_stdout() -> i32 {
     }
 }
 
-/// The real documents of `tests/fixtures/documents` (see its README).
 /// At most `limit` bytes from `source` (`what` names it in errors): a
 /// source that holds more is refused, not cut (an archive entry or stream
 /// that unpacks past its limit).
@@ -276,6 +275,19 @@ fn read_at_most(source: impl std::io::Read, limit: u64, what: &str) -> Result<Ve
         return Err(format!("{what} unpacks to more than {limit} bytes"));
     }
     Ok(bytes)
+}
+
+/// An OLE compound file (`.hwp`, `.doc`, `.ppt`), opened to read its streams.
+type Compound<'a> = cfb::CompoundFile<std::io::Cursor<&'a [u8]>>;
+
+fn open_compound(bytes: &[u8]) -> Result<Compound<'_>, String> {
+    cfb::CompoundFile::open(std::io::Cursor::new(bytes)).map_err(|e| format!("not an OLE compound file: {e}"))
+}
+
+/// A compound file's stream, at most `limit` bytes.
+fn compound_stream(file: &mut Compound<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+    let s = file.open_stream(name).map_err(|e| format!("{name}: {e}"))?;
+    read_at_most(s, limit, name)
 }
 
 /// The little-endian `u16` at `at` of a binary format, if there is one.
@@ -306,6 +318,7 @@ fn data_size(status: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The real documents of `tests/fixtures/documents` (see its README).
 #[cfg(test)]
 pub(crate) mod fixtures {
     /// A fixture's bytes.

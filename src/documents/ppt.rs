@@ -48,19 +48,14 @@ const WORK_PER_BYTE: usize = 4;
 
 /// Whether an OLE compound file holds a PowerPoint presentation.
 pub fn is_presentation(bytes: &[u8]) -> bool {
-    cfb::CompoundFile::open(std::io::Cursor::new(bytes)).is_ok_and(|file| file.is_stream("/PowerPoint Document"))
+    super::open_compound(bytes).is_ok_and(|file| file.is_stream("/PowerPoint Document"))
 }
 
 /// The text of a `.ppt`, or why not.
 pub fn text_of(bytes: &[u8]) -> Result<String, String> {
-    let mut file =
-        cfb::CompoundFile::open(std::io::Cursor::new(bytes)).map_err(|e| format!("not an OLE compound file: {e}"))?;
-    let mut read = |name: &str| -> Result<Vec<u8>, String> {
-        let s = file.open_stream(name).map_err(|e| format!("{name}: {e}"))?;
-        super::read_at_most(s, super::MAX_DOCUMENT_BYTES, name)
-    };
-    let current_user = read("/Current User")?;
-    let document = read("/PowerPoint Document")?;
+    let mut file = super::open_compound(bytes)?;
+    let current_user = super::compound_stream(&mut file, "/Current User", super::MAX_DOCUMENT_BYTES)?;
+    let document = super::compound_stream(&mut file, "/PowerPoint Document", super::MAX_DOCUMENT_BYTES)?;
     text_of_streams(&current_user, &document)
 }
 

@@ -11,8 +11,7 @@ use calamine::{Data, Reader as _};
 /// Whether an OLE compound file holds a workbook (`Workbook`, or `Book`
 /// before Excel 97).
 pub fn is_workbook(bytes: &[u8]) -> bool {
-    cfb::CompoundFile::open(std::io::Cursor::new(bytes))
-        .is_ok_and(|file| file.is_stream("/Workbook") || file.is_stream("/Book"))
+    super::open_compound(bytes).is_ok_and(|file| file.is_stream("/Workbook") || file.is_stream("/Book"))
 }
 
 /// The text of an `.xls` workbook, or why not.
